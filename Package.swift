@@ -1,0 +1,31 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+/// The fl-* commands: each is a thin executable over `FedRecCLI` (argument parsing) and
+/// `FedRecCore` (formats, data, model, training, aggregation, privacy, evaluation).
+let commands: [String] = []
+
+let package = Package(
+    name: "fedrec",
+    products: commands.map { .executable(name: $0, targets: [$0]) } + [
+        .library(name: "FedRecCore", targets: ["FedRecCore"])
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+    ],
+    targets: [
+        .systemLibrary(
+            name: "CArchive", pkgConfig: "libarchive", providers: [.apt(["libarchive-dev"])]),
+        .target(
+            name: "FedRecCore",
+            dependencies: ["CArchive", .product(name: "Crypto", package: "swift-crypto")]),
+        .target(
+            name: "FedRecCLI",
+            dependencies: [
+                "FedRecCore", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]),
+        .testTarget(
+            name: "FedRecCoreTests", dependencies: ["FedRecCore", "FedRecCLI"]),
+    ] + commands.map { .executableTarget(name: $0, dependencies: ["FedRecCLI"]) }
+)

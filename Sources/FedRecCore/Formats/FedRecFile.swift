@@ -1,0 +1,85 @@
+/// What a fedrec safetensors file holds, from its `kind` metadata.
+public enum FileKind: String, Sendable, CaseIterable {
+    /// Global model parameters (and the server optimizer's state) after some round.
+    case model
+    /// One shard's sum of client contributions for one round.
+    case update
+    /// A sum of updates (possibly noised for differential privacy).
+    case sum
+    /// A shard's private per-client parameters; never leaves the client side.
+    case state
+}
+
+/// The format name and version fedrec writes into every file's `__metadata__`.
+public enum FedRecFormat {
+    public static let name = "fedrec"
+    /// Raised when a file layout changes incompatibly; readers refuse newer versions.
+    public static let version = 1
+}
+
+/// A safetensors file checked as a fedrec file: right format, a version this build reads,
+/// one of the expected kinds and tensor bytes matching their checksum.
+public struct FedRecFile: Sendable {
+    public let tensors: SafeTensorsFile
+    public let kind: FileKind
+
+    public var path: String { tensors.path }
+    public var metadata: [String: String] { tensors.metadata }
+
+    /// Opens and verifies `path`.
+    /// - Parameters:
+    ///   - kinds: the kinds the caller accepts; any other is a `.wrongKind` error.
+    ///   - verifyChecksum: recompute the checksum of the tensor bytes (O(file size)).
+    public init(path: String, kinds: Set<FileKind>, verifyChecksum: Bool = true) throws {
+        let file = try SafeTensorsFile(path: path)
+        let expected = kinds.map(\.rawValue).sorted().joined(separator: " or ")
+        guard file.metadata["format"] == FedRecFormat.name else {
+            throw FedRecError(.wrongKind, file: path, "not a fedrec file (no format=fedrec in its metadata), expected a \(expected)")
+        }
+        guard let versionText = file.metadata["format_version"], let version = Int(versionText) else {
+            throw FedRecError(.corrupt, file: path, "metadata has no valid format_version")
+        }
+        guard version <= FedRecFormat.version else {
+            throw FedRecError(.newerVersion, file: path, "written by format version \(version); this fedrec reads up to version \(FedRecFormat.version), upgrade it")
+        }
+        guard let kindName = file.metadata["kind"], let kind = FileKind(rawValue: kindName) else {
+            throw FedRecError(.corrupt, file: path, "metadata has no valid kind")
+        }
+        guard kinds.contains(kind) else {
+            throw FedRecError(.wrongKind, file: path, "is a \(kind.rawValue), expected a \(expected)")
+        }
+        if verifyChecksum {
+            guard let recorded = file.metadata["checksum"], recorded.hasPrefix("xxh64:") else {
+                throw FedRecError(.corrupt, file: path, "metadata has no checksum")
+            }
+            let actual = "xxh64:" + TensorChecksum.of(file)
+            guard actual == recorded else {
+                throw FedRecError(.checksum, file: path, "tensor data checksum \(actual) does not match the header's \(recorded): the file is corrupt")
+            }
+        }
+        self.tensors = file
+        self.kind = kind
+    }
+
+    /// A required metadata value.
+    public func string(_ key: String) throws -> String {
+        guard let value = metadata[key] else { throw FedRecError(.corrupt, file: path, "metadata has no \(key)") }
+        return value
+    }
+
+    /// A required integer metadata value.
+    public func int(_ key: String) throws -> Int {
+        guard let value = Int(try string(key)) else {
+            throw FedRecError(.corrupt, file: path, "metadata \(key) is not an integer")
+        }
+        return value
+    }
+
+    /// A required floating-point metadata value.
+    public func double(_ key: String) throws -> Double {
+        guard let value = Double(try string(key)) else {
+            throw FedRecError(.corrupt, file: path, "metadata \(key) is not a number")
+        }
+        return value
+    }
+}

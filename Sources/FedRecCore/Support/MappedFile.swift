@@ -1,0 +1,87 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// The bytes of an input file, memory-mapped read-only so large checkpoints cost no copy.
+/// The path `-` reads stdin into memory instead. The input is never modified.
+public final class MappedFile: @unchecked Sendable {
+    /// The path as the user named it.
+    public let path: String
+    /// The file's bytes; valid as long as this object lives.
+    public let bytes: UnsafeRawBufferPointer
+    private let mapped: Bool
+
+    public init(path: String) throws {
+        self.path = path
+        if path == "-" {
+            var data = [UInt8]()
+            var chunk = [UInt8](repeating: 0, count: 1 << 16)
+            while true {
+                let n = chunk.withUnsafeMutableBytes { read(STDIN_FILENO, $0.baseAddress, $0.count) }
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    throw FedRecError(.io, file: path, "cannot read stdin: \(systemError())")
+                }
+                if n == 0 { break }
+                data.append(contentsOf: chunk[0..<n])
+            }
+            let storage = UnsafeMutableRawBufferPointer.allocate(byteCount: max(data.count, 1), alignment: 16)
+            data.withUnsafeBytes { storage.copyMemory(from: $0) }
+            bytes = UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(storage)[0..<data.count])
+            mapped = false
+            return
+        }
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else {
+            let failure: FailureClass = errno == ENOENT ? .noInput : .io
+            throw FedRecError(failure, file: path, "cannot open: \(systemError())")
+        }
+        defer { close(fd) }
+        var info = stat()
+        guard fstat(fd, &info) == 0 else {
+            throw FedRecError(.io, file: path, "cannot stat: \(systemError())")
+        }
+        guard (info.st_mode & S_IFMT) != S_IFDIR else {
+            throw FedRecError(.noInput, file: path, "is a directory, expected a file")
+        }
+        let size = Int(info.st_size)
+        if size == 0 {
+            bytes = UnsafeRawBufferPointer(start: nil, count: 0)
+            mapped = false
+            return
+        }
+        guard let address = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), address != MAP_FAILED else {
+            throw FedRecError(.io, file: path, "cannot map: \(systemError())")
+        }
+        bytes = UnsafeRawBufferPointer(start: address, count: size)
+        mapped = true
+    }
+
+    deinit {
+        guard let base = bytes.baseAddress else { return }
+        if mapped {
+            munmap(UnsafeMutableRawPointer(mutating: base), bytes.count)
+        } else {
+            UnsafeMutableRawPointer(mutating: base).deallocate()
+        }
+    }
+}
+
+/// Whether a file or directory exists at `path`.
+public func fileExists(_ path: String) -> Bool {
+    var info = stat()
+    return stat(path, &info) == 0
+}
+
+/// Creates `path` and its parents, like `mkdir -p`.
+public func makeDirectories(_ path: String) throws {
+    var current = path.hasPrefix("/") ? "" : "."
+    for component in path.split(separator: "/") {
+        current += "/" + component
+        if mkdir(current, 0o755) != 0 && errno != EEXIST {
+            throw FedRecError(.cannotCreate, file: path, "cannot create directory: \(systemError())")
+        }
+    }
+}

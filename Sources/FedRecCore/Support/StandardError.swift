@@ -1,0 +1,47 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// A `TextOutputStream` over file descriptor 2 (Swift 6 forbids the global `stderr`).
+public struct StandardError: TextOutputStream, Sendable {
+    public init() {}
+
+    public mutating func write(_ string: String) {
+        var string = string
+        string.withUTF8 { buffer in
+            var offset = 0
+            while offset < buffer.count {
+                let n = Glibc.write(2, buffer.baseAddress! + offset, buffer.count - offset)
+                if n <= 0 { return }
+                offset += n
+            }
+        }
+    }
+}
+
+/// Where progress lines may go: stderr when it is an interactive terminal that can redraw
+/// a line (`TERM` is not `dumb`), never otherwise, so logs and pipes stay clean.
+public struct Progress: Sendable {
+    public let enabled: Bool
+
+    public init(quiet: Bool = false) {
+        let term = getenv("TERM").map { String(cString: $0) } ?? ""
+        enabled = !quiet && isatty(2) == 1 && term != "dumb"
+    }
+
+    /// Redraws the progress line.
+    public func update(_ line: String) {
+        guard enabled else { return }
+        var err = StandardError()
+        err.write("\r\u{1B}[K" + line)
+    }
+
+    /// Ends the progress line.
+    public func finish() {
+        guard enabled else { return }
+        var err = StandardError()
+        err.write("\r\u{1B}[K")
+    }
+}
