@@ -35,11 +35,14 @@ public enum NpyDType: Sendable, Equatable {
 
 /// A decoded `.npy` array: dtype, shape and the raw element bytes.
 public struct NpyArray: Sendable {
+    /// The element type.
     public let dtype: NpyDType
+    /// The dimensions, C order; `[]` for a 0-d array.
     public let shape: [Int]
     /// The raw little-endian, C-order element bytes.
     public let body: [UInt8]
 
+    /// Wraps element bytes; `body.count` should be `count × dtype.itemSize`.
     public init(dtype: NpyDType, shape: [Int], body: [UInt8]) {
         self.dtype = dtype
         self.shape = shape
@@ -52,7 +55,9 @@ public struct NpyArray: Sendable {
 
 /// One client's interactions, column-wise.
 public struct Interactions: Sendable, Equatable {
+    /// Item ids.
     public var items: [Int32]
+    /// Ratings, one per item.
     public var ratings: [Float]
     /// Timestamps (seconds since the epoch, as the source data gives them).
     public var times: [Int64]

@@ -9,6 +9,7 @@ internal import CArchive
 public struct ShardEntry: Sendable {
     /// The path inside the archive.
     public let name: String
+    /// The file's content.
     public let bytes: [UInt8]
 
     public init(name: String, bytes: [UInt8]) {

@@ -196,4 +196,27 @@ struct ShardTests {
         #expect(Array(try readBytes(path).prefix(2)) == [0x1F, 0x8B])
         #expect(try readShard(path).count == 3)
     }
+
+    @Test("`-` reads stdin; an empty stdin is an empty-input error")
+    func readsStdin() throws {
+        let dir = try TemporaryDirectory()
+        let path = dir.path + "/in.tar.gz"
+        try Self.writeShard(path)
+        func withStdin<T>(from file: String, _ body: () throws -> T) throws -> T {
+            let saved = dup(STDIN_FILENO)
+            let fd = open(file, O_RDONLY)
+            dup2(fd, STDIN_FILENO)
+            close(fd)
+            defer {
+                dup2(saved, STDIN_FILENO)
+                close(saved)
+            }
+            return try body()
+        }
+        let read = try withStdin(from: path) { try readShard("-") }
+        #expect(read.map(\.bytes) == Self.entries.map(\.1))
+        let error = try withStdin(from: "/dev/null") { shardError("-") }
+        #expect(error?.failure == .emptyInput)
+        #expect(error?.file == "-")
+    }
 }
