@@ -3,7 +3,10 @@ import PackageDescription
 
 /// The fl-* commands: each is a thin executable over `FedRecCLI` (argument parsing) and
 /// `FedRecCore` (formats, data, model, training, aggregation, privacy, evaluation).
-let commands: [String] = []
+let commands = [
+    "fl-partition", "fl-init", "fl-train-local", "fl-aggregate", "fl-eval", "fl-recommend",
+    "fl-inspect",
+]
 
 let package = Package(
     name: "fedrec",

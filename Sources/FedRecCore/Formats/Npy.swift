@@ -53,26 +53,6 @@ public struct NpyArray: Sendable {
     public var count: Int { shape.reduce(1, *) }
 }
 
-/// One client's interactions, column-wise.
-public struct Interactions: Sendable, Equatable {
-    /// Item ids.
-    public var items: [Int32]
-    /// Ratings, one per item.
-    public var ratings: [Float]
-    /// Timestamps (seconds since the epoch, as the source data gives them).
-    public var times: [Int64]
-
-    /// - Precondition: the three columns have the same length.
-    public init(items: [Int32], ratings: [Float], times: [Int64]) {
-        precondition(items.count == ratings.count && items.count == times.count, "interaction columns differ in length")
-        self.items = items
-        self.ratings = ratings
-        self.times = times
-    }
-
-    /// Number of interactions.
-    public var count: Int { items.count }
-}
 
 /// NumPy's `.npy` format (numpy.lib.format): the magic `\x93NUMPY`, a major and minor
 /// version byte, a little-endian header length (2 bytes in v1.0, 4 in v2.0 and v3.0), a

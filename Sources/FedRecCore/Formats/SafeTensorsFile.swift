@@ -1,5 +1,3 @@
-import Crypto
-
 /// Where one tensor sits in a safetensors file.
 public struct TensorInfo: Sendable, Equatable {
     public let name: String
@@ -124,10 +122,7 @@ public final class SafeTensorsFile: @unchecked Sendable {
     /// checksum of the tensor bytes, so this names the file's content: updates cite it as
     /// the model they were computed from.
     public var identity: String {
-        SHA256.hash(data: headerBytes).map { byte in
-            let hex = String(byte, radix: 16)
-            return byte < 16 ? "0" + hex : hex
-        }.joined()
+        sha256Hex(headerBytes)
     }
 
     /// The tensor named `name`, or a `.shape` error naming the file.
@@ -139,6 +134,16 @@ public final class SafeTensorsFile: @unchecked Sendable {
     /// The raw bytes of a tensor.
     public func bytes(of info: TensorInfo) -> UnsafeRawBufferPointer {
         UnsafeRawBufferPointer(rebasing: data[info.byteRange])
+    }
+
+    /// A zero-copy view of an F32 tensor (`.corrupt` if the file misaligns it).
+    public func floatView(_ info: TensorInfo) throws -> UnsafeBufferPointer<Float> {
+        guard info.dtype == .f32 else { throw FedRecError(.shape, file: path, "tensor \(info.name) is \(info.dtype.rawValue), expected F32") }
+        let raw = bytes(of: info)
+        guard Int(bitPattern: raw.baseAddress) % MemoryLayout<Float>.alignment == 0 else {
+            throw FedRecError(.corrupt, file: path, "tensor \(info.name) is not 4-byte aligned")
+        }
+        return raw.assumingMemoryBound(to: Float.self)
     }
 
     /// A tensor's elements as `Float`, converting from F16, BF16 or F64 if needed.

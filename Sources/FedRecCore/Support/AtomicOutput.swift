@@ -138,3 +138,16 @@ public func writeAtomically(_ text: String, to path: String, durable: Bool = tru
 func systemError() -> String {
     String(cString: strerror(errno))
 }
+
+/// Appends one line to `path` (created if missing) with a single `write` on an
+/// `O_APPEND` descriptor, so concurrent appenders never interleave within a line.
+/// - Parameter durable: `fsync` before returning.
+public func appendLine(_ line: String, to path: String, durable: Bool = false) throws {
+    let fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
+    guard fd >= 0 else { throw FedRecError(.cannotCreate, file: path, "cannot open for appending: \(systemError())") }
+    defer { close(fd) }
+    var text = line.hasSuffix("\n") ? line : line + "\n"
+    let written = text.withUTF8 { Glibc.write(fd, $0.baseAddress, $0.count) }
+    guard written == text.utf8.count else { throw FedRecError(.io, file: path, "short append: \(systemError())") }
+    if durable && fsync(fd) != 0 { throw FedRecError(.io, file: path, "cannot sync: \(systemError())") }
+}

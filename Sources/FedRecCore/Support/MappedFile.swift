@@ -59,6 +59,12 @@ public final class MappedFile: @unchecked Sendable {
         mapped = true
     }
 
+    /// Runs `body` with the bytes, keeping the mapping alive until it returns. Use this
+    /// rather than `bytes` on a temporary: a mapping is unmapped when its object goes.
+    public func withBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        try withExtendedLifetime(self) { try body(bytes) }
+    }
+
     deinit {
         guard let base = bytes.baseAddress else { return }
         if mapped {

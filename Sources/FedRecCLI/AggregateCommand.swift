@@ -1,0 +1,86 @@
+import ArgumentParser
+import FedRecCore
+
+/// `fl-aggregate`: sums updates; with `--model`, applies the round's server step.
+public struct AggregateCommand: ParsableCommand {
+    public static let configuration = CommandConfiguration(
+        commandName: "fl-aggregate",
+        abstract: "Sum updates, and with --model apply the server step to get the next model.",
+        discussion: """
+            Sums are associative: sum shards into racks and racks into a total, in any tree. \
+            Updates computed from another model, of another shape or from another round are \
+            refused. Update paths come as arguments, or one per line on stdin when none are given.
+
+            Each touched item row is averaged over the clients that touched it (--row-average \
+            touched), so a row trained by 3 of 943 clients is not diluted by 940 zeros; then the \
+            server optimiser (FedAvg, FedAvgM, FedAdam, FedYogi; Reddi et al. 2021) applies it.
+
+            Examples:
+              fl-aggregate update-0003-*.safetensors -o sum-0003.safetensors
+              ls update-0003-* | fl-aggregate --model model-0003.safetensors -o model-0004.safetensors
+              fl-aggregate sum-a.safetensors sum-b.safetensors --model m3.safetensors \\
+                  --server-optimizer fedadam --server-lr 0.01 -o m4.safetensors
+            """)
+
+    @Argument(help: "Update or sum files; none: read paths from stdin.") var updates: [String] = []
+    @Option(name: [.short, .long], help: "Output: the sum, or with --model the next model (- for stdout).") var output: String
+    @Option(help: "Apply the sum to this model (the one the updates were computed from).") var model: String?
+    @Option(help: "Server optimiser: fedavg, fedavgm, fedadam or fedyogi.") var serverOptimizer: ServerOptions.Optimizer = .fedavg
+    @Option(help: "Server learning rate η.") var serverLr: Float = 1
+    @Option(help: "β₁ (momentum) of FedAvgM / FedAdam / FedYogi.") var beta1: Float = 0.9
+    @Option(help: "β₂ of FedAdam / FedYogi.") var beta2: Float = 0.99
+    @Option(help: "Adaptivity τ of FedAdam / FedYogi.") var tau: Float = 1e-3
+    @Option(help: "Divide each row's sum by the weight of the clients that touched it (touched), by the round's total weight (all), or not at all (sum).")
+    var rowAverage: ServerOptions.RowAverage = .touched
+    @Option(help: "Divide by this fixed expected weight (q·N) instead (client-level DP).") var fixedDenominator: Double?
+    @Option(help: "λ of the ALS item step.") var l2: Float = 0.05
+    @OptionGroup(title: "Output") var format: OutputFormatOptions
+
+    public init() {}
+
+    public func validate() throws {
+        guard serverLr > 0, tau > 0, (0..<1).contains(beta1), (0..<1).contains(beta2), l2 >= 0 else {
+            throw ValidationError("--server-lr and --tau must be positive, --beta1/--beta2 in [0, 1), --l2 ≥ 0")
+        }
+        if let fixedDenominator, fixedDenominator <= 0 { throw ValidationError("--fixed-denominator must be positive") }
+    }
+
+    public func run() throws {
+        try reportingErrors("fl-aggregate") {
+            var paths = updates
+            if paths.isEmpty {
+                while let line = readLine() {
+                    let path = line.trimmingCharacters(in: .whitespaces)
+                    if !path.isEmpty { paths.append(path) }
+                }
+            }
+            guard !paths.isEmpty else { throw FedRecError(.emptyInput, file: "-", "no update files given (as arguments or on stdin)") }
+            let sum = try ModelUpdate.sum(paths: paths)
+            if let model {
+                var options = ServerOptions()
+                options.optimizer = serverOptimizer
+                options.learningRate = serverLr
+                options.beta1 = beta1
+                options.beta2 = beta2
+                options.tau = tau
+                options.rowAverage = rowAverage
+                options.fixedDenominator = fixedDenominator
+                options.l2 = l2
+                let next = try ServerStep.apply(sum, sumFile: paths.count == 1 ? paths[0] : "the sum of \(paths.count) updates", to: model, options: options)
+                let identity = try next.write(to: output)
+                if format.json && output != "-" {
+                    emit(JSONValue.object(["model": .string(output), "round": .number(Double(next.round)), "identity": .string(identity),
+                                    "clients": .number(Double(sum.header.clients)), "rows": .number(Double(sum.rows.count))]).canonicalText)
+                }
+            } else {
+                try sum.write(to: output, kind: .sum)
+                if format.json && output != "-" {
+                    emit(JSONValue.object(["sum": .string(output), "clients": .number(Double(sum.header.clients)), "weight": .number(sum.header.weight),
+                                    "rows": .number(Double(sum.rows.count))]).canonicalText)
+                }
+            }
+        }
+    }
+}
+
+import Foundation

@@ -1,0 +1,52 @@
+import ArgumentParser
+import FedRecCore
+
+/// `fl-train-local`: every client of one shard trains; the shard's update is written.
+public struct TrainLocalCommand: ParsableCommand {
+    public static let configuration = CommandConfiguration(
+        commandName: "fl-train-local",
+        abstract: "Train every client of a shard locally and write the shard's update.",
+        discussion: """
+            Each client starts from the global model, trains on its own data only, and \
+            contributes its change (SGD) or least-squares statistics (ALS) for the item rows it \
+            touched. The update is their sum with client count and weight, in sparse form. \
+            User embeddings are private: they stay in the shard's state file (or are rebuilt \
+            every round with --reconstruct) and never appear in the update. One process per \
+            shard; shards can run in parallel (make -j, xargs -P) with no shared file.
+
+            Examples:
+              fl-train-local --model model-0003.safetensors --shard ml100k/shards/shard-00000.tar \\
+                  --state state/shard-00000.state.safetensors -o update-0003-00000.safetensors
+              fl-train-local --model m.safetensors --shard s.tar --reconstruct --algorithm als -o u.safetensors
+            """)
+
+    @Option(help: "Global model checkpoint of this round.") var model: String
+    @Option(help: "Shard archive (.tar, .tar.gz, .tar.zst; - for stdin).") var shard: String
+    @Option(name: [.short, .long], help: "Update file to write (- for stdout).") var output: String
+    @Option(help: "The shard's private state file: read if it exists, rewritten atomically.") var state: String?
+    @Option(help: "Write the new private state here instead of over --state.") var stateOut: String?
+    @OptionGroup(title: "Local training") var training: TrainingArguments
+    @OptionGroup(title: "Output") var format: OutputFormatOptions
+
+    public init() {}
+
+    public func validate() throws {
+        if !training.reconstruct && state == nil && stateOut == nil {
+            throw ValidationError("private user parameters need a home: give --state FILE, or --reconstruct")
+        }
+    }
+
+    public func run() throws {
+        try reportingErrors("fl-train-local") {
+            let summary = try ShardTrainer.run(
+                modelPath: model, shardPath: shard, stateIn: training.reconstruct ? nil : state,
+                stateOut: training.reconstruct ? nil : (stateOut ?? state), output: output, options: training.options,
+                progress: Progress(quiet: format.quiet))
+            if format.json && output != "-" {
+                let json: JSONValue = ["update": .string(output), "clients": .number(Double(summary.clients)), "users": .number(Double(summary.users)),
+                                       "examples": .number(Double(summary.examples)), "rows": .number(Double(summary.rows)), "clipped": .number(Double(summary.clipped))]
+                emit(json.canonicalText)
+            }
+        }
+    }
+}

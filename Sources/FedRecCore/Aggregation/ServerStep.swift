@@ -1,0 +1,166 @@
+/// How the server turns a round's sum into the next model.
+public struct ServerOptions: Sendable, Equatable {
+    /// Server optimisers of Reddi et al. 2021, "Adaptive Federated Optimization": the
+    /// averaged client change Δ is a pseudo-gradient.
+    public enum Optimizer: String, Sendable, CaseIterable {
+        /// θ ← θ + η Δ (FedAvg with a server learning rate).
+        case fedavg
+        /// m ← β₁ m + Δ; θ ← θ + η m.
+        case fedavgm
+        /// m ← β₁ m + (1 − β₁) Δ; v ← β₂ v + (1 − β₂) Δ²; θ ← θ + η m / (√v + τ).
+        case fedadam
+        /// As FedAdam, but v ← v − (1 − β₂) Δ² sign(v − Δ²).
+        case fedyogi
+    }
+
+    /// What an item row's summed change is divided by.
+    public enum RowAverage: String, Sendable, CaseIterable {
+        /// The total weight of the clients that touched the row: a row trained by 3 of 943
+        /// clients is their average, not diluted by 940 zeros. This is the per-coordinate
+        /// averaging of sparse federated embedding updates (as in FedSGD for sparse
+        /// embeddings; cf. Ammad-ud-din et al. 2019, "Federated Collaborative Filtering",
+        /// whose server applies each item's summed gradient).
+        case touched
+        /// The round's total client weight (plain FedAvg, McMahan et al. 2017): untouched
+        /// clients count as zeros.
+        case all
+        /// No division: the sum itself, scaled by the server learning rate.
+        case sum
+    }
+
+    public var optimizer: Optimizer = .fedavg
+    public var learningRate: Float = 1
+    public var beta1: Float = 0.9
+    public var beta2: Float = 0.99
+    public var tau: Float = 1e-3
+    public var rowAverage: RowAverage = .touched
+    /// With client-level DP: divide every row by this fixed expected weight (q·N) instead,
+    /// so one client's influence is bounded whatever the others do.
+    public var fixedDenominator: Double?
+    /// λ of the ALS item step (weighted by the item's count for explicit ALS).
+    public var l2: Float = 0.05
+
+    public init() {}
+}
+
+/// Applies one round's sum to the model it was computed from.
+public enum ServerStep {
+    /// - Returns: the next model (round + 1), with the server optimiser's state in it.
+    /// - Throws: `.mismatch` when the sum was computed from another model or round.
+    public static func apply(_ sum: ModelUpdate, sumFile: String, to modelPath: String, options: ServerOptions) throws -> MFModel {
+        let view = try ModelView(path: modelPath)
+        try view.config.requireSame(sum.header.config, file: sumFile)
+        guard sum.header.baseModel == view.identity else {
+            throw FedRecError(.mismatch, file: sumFile, "was computed from model \(sum.header.baseModel.prefix(12)), but \(modelPath) is \(view.identity.prefix(12))")
+        }
+        guard sum.header.round == view.round else {
+            throw FedRecError(.mismatch, file: sumFile, "is from round \(sum.header.round), the model is at round \(view.round)")
+        }
+        var model = try MFModel.load(modelPath)
+        if sum.header.algorithm == "als" {
+            try solveItems(sum, model: &model, options: options, file: sumFile)
+        } else {
+            try step(sum, model: &model, options: options, file: sumFile)
+        }
+        model.round += 1
+        return model
+    }
+
+    static func step(_ sum: ModelUpdate, model: inout MFModel, options: ServerOptions, file: String) throws {
+        let d = model.config.dim, w = d + 1
+        guard let embedding = sum.rowTensors[TensorName.itemEmbedding], embedding.width == d,
+            let bias = sum.rowTensors[TensorName.itemBias], bias.width == 1, let global = sum.dense[TensorName.globalBias], global.count == 1
+        else { throw FedRecError(.shape, file: file, "a delta sum needs rows.item_embedding [n, \(d)], rows.item_bias [n, 1] and dense.global_bias [1]") }
+        let previous = model.notes["server_optimizer"]
+        if let previous, previous != options.optimizer.rawValue {
+            throw FedRecError(.mismatch, file: file, "the model's server optimiser state is \(previous); keep --server-optimizer \(previous)")
+        }
+        model.notes["server_optimizer"] = options.optimizer.rawValue
+        let totalWeight = options.fixedDenominator ?? sum.header.weight
+        guard totalWeight > 0 else { throw FedRecError(.emptyInput, file: file, "the sum has zero total weight") }
+
+        // Parameters as one (d + 1)-wide row per item plus the global bias, so optimiser
+        // state can be kept uniformly.
+        let needsM = options.optimizer != .fedavg
+        let needsV = options.optimizer == .fedadam || options.optimizer == .fedyogi
+        if needsM && model.serverState["m"] == nil { model.serverState["m"] = [Float](repeating: 0, count: model.config.items * w + 1) }
+        if needsV && model.serverState["v"] == nil {
+            model.serverState["v"] = [Float](repeating: options.tau * options.tau, count: model.config.items * w + 1)
+        }
+        var m = model.serverState["m"] ?? []
+        var v = model.serverState["v"] ?? []
+        func apply(_ delta: Float, index: Int) -> Float {
+            switch options.optimizer {
+            case .fedavg:
+                return options.learningRate * delta
+            case .fedavgm:
+                m[index] = options.beta1 * m[index] + delta
+                return options.learningRate * m[index]
+            case .fedadam, .fedyogi:
+                m[index] = options.beta1 * m[index] + (1 - options.beta1) * delta
+                let square = delta * delta
+                if options.optimizer == .fedadam {
+                    v[index] = options.beta2 * v[index] + (1 - options.beta2) * square
+                } else {
+                    let sign: Float = v[index] > square ? 1 : (v[index] < square ? -1 : 0)
+                    v[index] = v[index] - (1 - options.beta2) * square * sign
+                }
+                return options.learningRate * m[index] / (v[index].squareRoot() + options.tau)
+            }
+        }
+        // Touched rows only: rows no client trained keep their value and optimiser state.
+        for (r, row) in sum.rows.enumerated() {
+            let item = Int(row)
+            let denominator: Double
+            switch options.rowAverage {
+            case _ where options.fixedDenominator != nil: denominator = totalWeight
+            case .touched: denominator = Double(sum.rowWeight[r])
+            case .all: denominator = totalWeight
+            case .sum: denominator = 1
+            }
+            guard denominator > 0 else { continue }
+            let scale = Float(1 / denominator)
+            for k in 0..<d {
+                model.itemEmbedding[item * d + k] += apply(embedding.values[r * d + k] * scale, index: item * w + k)
+            }
+            model.itemBias[item] += apply(bias.values[r] * scale, index: item * w + d)
+        }
+        let globalDenominator = options.rowAverage == .sum && options.fixedDenominator == nil ? 1 : totalWeight
+        model.globalBias += apply(global[0] * Float(1 / globalDenominator), index: model.config.items * w)
+        if needsM { model.serverState["m"] = m }
+        if needsV { model.serverState["v"] = v }
+    }
+
+    /// The ALS item step: each touched row's least-squares solve from summed statistics.
+    static func solveItems(_ sum: ModelUpdate, model: inout MFModel, options: ServerOptions, file: String) throws {
+        let config = model.config
+        let d = config.dim
+        let layout = ALSStatistics.rowLayout(config)
+        guard let gram = sum.rowTensors[layout[0].name], gram.width == layout[0].width,
+            let rhs = sum.rowTensors[layout[1].name], rhs.width == layout[1].width,
+            let dense = sum.dense[ALSStatistics.denseName(config)], dense.count == ALSStatistics.denseCount(config)
+        else { throw FedRecError(.shape, file: file, "ALS statistics do not fit a \(config.objective.rawValue) model of d=\(d)") }
+        let wals = config.objective == .wals
+        let n = wals ? d : d + 1
+        var a = [Double](repeating: 0, count: n * n)
+        var b = [Double](repeating: 0, count: n)
+        for (r, row) in sum.rows.enumerated() {
+            let item = Int(row)
+            for x in 0..<(n * n) { a[x] = Double(gram.values[r * n * n + x]) }
+            for x in 0..<n { b[x] = Double(rhs.values[r * n + x]) }
+            if wals {
+                for x in 0..<(n * n) { a[x] += Double(dense[x]) }
+                for x in 0..<n { a[x * n + x] += Double(options.l2) }
+            } else {
+                // Weighted λ: λ times the item's number of ratings (the bias-bias entry).
+                let count = a[n * n - 1]
+                for x in 0..<n { a[x * n + x] += Double(options.l2) * max(count, 1) }
+            }
+            let solved = a.withUnsafeMutableBufferPointer { a in b.withUnsafeMutableBufferPointer { b in Cholesky.solve(a, b, n: n) } }
+            guard solved else { continue }
+            for k in 0..<d { model.itemEmbedding[item * d + k] = Float(b[k]) }
+            if !wals { model.itemBias[item] = Float(b[d]) }
+        }
+        if !wals && dense[1] > 0 { model.globalBias = dense[0] / dense[1] }
+    }
+}

@@ -1,0 +1,90 @@
+/// Accumulates ranking metrics over users; each user counts once (means over users).
+public struct RankingMetrics: Sendable, Equatable {
+    public let k: Int
+    public private(set) var users = 0
+    private var hits = 0.0, ndcg = 0.0, recall = 0.0, reciprocalRank = 0.0
+    private var sampledUsers = 0
+    private var sampledHits = 0.0, sampledNDCG = 0.0
+
+    public init(k: Int) { self.k = k }
+
+    public var hitRate: Double { users > 0 ? hits / Double(users) : .nan }
+    public var meanNDCG: Double { users > 0 ? ndcg / Double(users) : .nan }
+    public var meanRecall: Double { users > 0 ? recall / Double(users) : .nan }
+    public var mrr: Double { users > 0 ? reciprocalRank / Double(users) : .nan }
+    public var sampledHitRate: Double { sampledUsers > 0 ? sampledHits / Double(sampledUsers) : .nan }
+    public var sampledMeanNDCG: Double { sampledUsers > 0 ? sampledNDCG / Double(sampledUsers) : .nan }
+    public var sampledUserCount: Int { sampledUsers }
+
+    /// Full ranking: `scores` over all items; `excluded` items (the user's training
+    /// items) are not ranked; `relevant` are the test items. Ties are broken toward the
+    /// smaller item index, so results are deterministic.
+    /// - Complexity: O(items · |relevant|).
+    public mutating func addFullRanking(scores: UnsafeBufferPointer<Float>, excluded: UnsafeBufferPointer<Bool>, relevant: [Int32]) {
+        guard !relevant.isEmpty else { return }
+        // Rank (0-based) of each relevant item among all non-excluded items.
+        var ranks: [Int] = []
+        for t in relevant {
+            let st = scores[Int(t)]
+            var rank = 0
+            for i in 0..<scores.count where !excluded[i] {
+                let s = scores[i]
+                if s > st || (s == st && i < Int(t)) { rank += 1 }
+            }
+            ranks.append(rank)
+        }
+        users += 1
+        let inTop = ranks.filter { $0 < k }
+        if !inTop.isEmpty { hits += 1 }
+        recall += Double(inTop.count) / Double(relevant.count)
+        var dcg = 0.0, ideal = 0.0
+        for r in inTop { dcg += 1 / log2(Double(r) + 2) }
+        for i in 0..<min(k, relevant.count) { ideal += 1 / log2(Double(i) + 2) }
+        ndcg += dcg / ideal
+        reciprocalRank += 1 / Double(ranks.min()! + 1)
+    }
+
+    /// Sampled protocol (He et al. 2017, NCF): each test item ranked against the user's
+    /// sampled negatives only; per user, the mean over its test items.
+    public mutating func addSampled(scores: UnsafeBufferPointer<Float>, relevant: [Int32], negatives: [Int32]) {
+        guard !relevant.isEmpty, !negatives.isEmpty else { return }
+        var userHits = 0.0, userNDCG = 0.0
+        for t in relevant {
+            let st = scores[Int(t)]
+            var rank = 0
+            for n in negatives {
+                let s = scores[Int(n)]
+                if s > st || (s == st && n < t) { rank += 1 }
+            }
+            if rank < k {
+                userHits += 1
+                userNDCG += 1 / log2(Double(rank) + 2)
+            }
+        }
+        sampledUsers += 1
+        sampledHits += userHits / Double(relevant.count)
+        sampledNDCG += userNDCG / Double(relevant.count)
+    }
+}
+
+/// Rating-prediction errors over all test ratings.
+public struct RatingErrors: Sendable, Equatable {
+    public private(set) var count = 0
+    private var squared = 0.0, absolute = 0.0
+
+    public init() {}
+
+    public mutating func add(predicted: Float, actual: Float) {
+        let e = Double(predicted) - Double(actual)
+        squared += e * e
+        absolute += abs(e)
+        count += 1
+    }
+
+    public var rmse: Double { count > 0 ? (squared / Double(count)).squareRoot() : .nan }
+    public var mae: Double { count > 0 ? absolute / Double(count) : .nan }
+}
+
+#if canImport(Glibc)
+import Glibc
+#endif

@@ -1,0 +1,64 @@
+/// Describes what a fedrec file holds, for `fl-inspect`: checkpoints, updates, sums and
+/// states (safetensors), shards (tar) and datasets (`dataset.json` or its directory).
+public enum FileInspector {
+    public static func describe(_ path: String) throws -> JSONValue {
+        if path.hasSuffix("dataset.json") || fileExists(path + "/dataset.json") {
+            let manifest = try DatasetManifest.load(path)
+            return manifest.json
+        }
+        let mapped = try MappedFile(path: path)
+        defer { withExtendedLifetime(mapped) {} }
+        if looksLikeSafeTensors(mapped.bytes) {
+            return try describeSafeTensors(SafeTensorsFile(file: mapped))
+        }
+        return try describeShard(path)
+    }
+
+    static func looksLikeSafeTensors(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        guard bytes.count >= 10 else { return false }
+        let n = UInt64(littleEndian: bytes.loadUnaligned(as: UInt64.self))
+        return n >= 2 && n < UInt64(SafeTensorsFile.maximumHeaderLength) && bytes[8] == UInt8(ascii: "{")
+    }
+
+    static func describeSafeTensors(_ file: SafeTensorsFile) throws -> JSONValue {
+        var object: [String: JSONValue] = [:]
+        var tensors: [JSONValue] = []
+        for name in file.names {
+            let info = file.tensors[name]!
+            tensors.append(["name": .string(name), "dtype": .string(info.dtype.rawValue), "shape": .array(info.shape.map { .number(Double($0)) })])
+        }
+        object["tensors"] = .array(tensors)
+        object["metadata"] = .object(file.metadata.mapValues { .string($0) })
+        object["identity"] = .string(file.identity)
+        object["file"] = .string(file.path)
+        if file.metadata["format"] == FedRecFormat.name {
+            // Full verification: version, kind and checksum.
+            let checked = try FedRecFile(path: file.path, kinds: Set(FileKind.allCases))
+            object["kind"] = .string(checked.kind.rawValue)
+            object["checksum"] = "ok"
+            if let round = checked.metadata["round"] { object["round"] = .string(round) }
+            if checked.kind == .update || checked.kind == .sum {
+                let update = try ModelUpdate.load(file.path)
+                object["rows"] = .number(Double(update.rows.count))
+                object["clients"] = .number(Double(update.header.clients))
+            }
+        } else {
+            object["kind"] = "safetensors"
+        }
+        return .object(object)
+    }
+
+    static func describeShard(_ path: String) throws -> JSONValue {
+        let reader = try ShardUserReader(path: path)
+        var users = 0, train = 0, test = 0
+        var clients = Set<Int32>()
+        while let record = try reader.next() {
+            users += 1
+            train += record.train.count
+            test += record.test.count
+            clients.insert(record.client)
+        }
+        return ["kind": "shard", "file": .string(path), "header": reader.header, "users": .number(Double(users)),
+                "clients": .number(Double(clients.count)), "train": .number(Double(train)), "test": .number(Double(test))]
+    }
+}

@@ -1,0 +1,100 @@
+/// Closed-form solves for one user's private parameters with the item side fixed: the
+/// ALS user step, and the exact "reconstruction" of Federated Reconstruction for
+/// least-squares objectives. Used by training, evaluation and recommendation alike.
+public struct UserSolver {
+    public let model: ModelView
+    public let l2: Float
+    /// Confidence weight α of implicit ALS.
+    public let alpha: Float
+    /// Gram matrix QᵀQ of all item embeddings (d × d), needed by implicit ALS.
+    private let itemGram: [Double]
+
+    public init(model: ModelView, l2: Float, alpha: Float) {
+        self.model = model
+        self.l2 = l2
+        self.alpha = alpha
+        if model.config.objective == .wals {
+            itemGram = Self.gram(model.itemEmbedding, rows: model.config.items, dim: model.config.dim)
+        } else {
+            itemGram = []
+        }
+    }
+
+    /// Σ_i q_i q_iᵀ over the rows of a row-major matrix.
+    /// - Complexity: O(rows · dim²).
+    static func gram(_ q: UnsafeBufferPointer<Float>, rows: Int, dim d: Int) -> [Double] {
+        var g = [Double](repeating: 0, count: d * d)
+        g.withUnsafeMutableBufferPointer { g in
+            for i in 0..<rows {
+                let base = i * d
+                for a in 0..<d {
+                    let qa = Double(q[base + a])
+                    if qa == 0 { continue }
+                    for b in a..<d { g[a * d + b] += qa * Double(q[base + b]) }
+                }
+            }
+            for a in 0..<d { for b in 0..<a { g[a * d + b] = g[b * d + a] } }
+        }
+        return g
+    }
+
+    /// The user's parameters fitted to `train` with items fixed.
+    ///
+    /// Explicit (MSE): ridge regression of r − μ − b_i on [q_i, 1], giving p_u and b_u,
+    /// with penalty λ·n_u on every coordinate (weighted-λ regularisation of ALS-WR, Zhou
+    /// et al. 2008). Implicit (WALS, Hu et al. 2008): p_u = (QᵀQ + Σ_i (c_i − 1) q_i q_iᵀ +
+    /// λI)⁻¹ Σ_i c_i q_i with c_i = 1 + α r_i; no user bias. Other objectives use the
+    /// explicit form on preference 1 as a warm start.
+    /// - Returns: the embedding (d values) and bias.
+    public func solve(_ train: Interactions) -> (embedding: [Float], bias: Float) {
+        let d = model.config.dim
+        let q = model.itemEmbedding
+        if train.isEmpty { return ([Float](repeating: 0, count: d), 0) }
+        if model.config.objective == .wals {
+            var a = itemGram
+            var b = [Double](repeating: 0, count: d)
+            a.withUnsafeMutableBufferPointer { a in
+                b.withUnsafeMutableBufferPointer { b in
+                    for (n, item) in train.items.enumerated() {
+                        let c = 1 + Double(alpha) * Double(train.ratings[n])
+                        let base = Int(item) * d
+                        for x in 0..<d {
+                            let qx = Double(q[base + x])
+                            b[x] += c * qx
+                            for y in 0..<d { a[x * d + y] += (c - 1) * qx * Double(q[base + y]) }
+                        }
+                    }
+                    for x in 0..<d { a[x * d + x] += Double(l2) }
+                    Cholesky.solve(a, b, n: d)
+                }
+            }
+            return (b.map { Float($0) }, 0)
+        }
+        let n = d + 1
+        var a = [Double](repeating: 0, count: n * n)
+        var b = [Double](repeating: 0, count: n)
+        let explicit = model.config.objective == .mse
+        let mu = Double(model.globalBias)
+        a.withUnsafeMutableBufferPointer { a in
+            b.withUnsafeMutableBufferPointer { b in
+                var x = [Double](repeating: 1, count: n)
+                for (e, item) in train.items.enumerated() {
+                    let base = Int(item) * d
+                    for k in 0..<d { x[k] = Double(q[base + k]) }
+                    let target = (explicit ? Double(train.ratings[e]) - mu : 1) - Double(model.itemBias[Int(item)])
+                    for r in 0..<n {
+                        b[r] += target * x[r]
+                        for c in r..<n { a[r * n + c] += x[r] * x[c] }
+                    }
+                }
+                let penalty = Double(l2) * Double(train.count)
+                for r in 0..<n {
+                    for c in 0..<r { a[r * n + c] = a[c * n + r] }
+                    a[r * n + r] += penalty
+                }
+                Cholesky.solve(a, b, n: n)
+            }
+        }
+        return (b[0..<d].map { Float($0) }, Float(b[d]))
+    }
+}

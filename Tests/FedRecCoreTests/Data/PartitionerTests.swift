@@ -1,0 +1,156 @@
+import Foundation
+import Testing
+@testable import FedRecCore
+
+/// Reads every user of every shard of a dataset directory.
+func readUsers(_ directory: String) throws -> [UserRecord] {
+    let manifest = try DatasetManifest.load(directory)
+    var users: [UserRecord] = []
+    for shard in manifest.shards {
+        let reader = try ShardUserReader(path: directory + "/" + shard.file, datasetId: manifest.datasetId)
+        while let user = try reader.next() { users.append(user) }
+    }
+    return users
+}
+
+@Suite("fl-partition: cleaning, splits, clients and shards")
+struct PartitionerTests {
+    /// 3 users; user 10 has a duplicate of item 5 (the later one rated 2) and a
+    /// timestamp tie between items 7 and 9 at the end.
+    let ratings = """
+        user,item,rating,time
+        10,5,4,100
+        10,7,3,200
+        10,9,5,300
+        10,8,1,300
+        10,5,2,150
+        20,5,3,50
+        20,7,4,60
+        30,9,1,10
+        """
+
+    func partition(_ configure: (inout PartitionOptions) -> Void = { _ in }) throws -> (TemporaryDirectory, DatasetManifest, [UserRecord]) {
+        let dir = try TemporaryDirectory()
+        try writeAtomically(ratings, to: dir.path + "/r.csv")
+        var options = PartitionOptions(ratings: dir.path + "/r.csv")
+        options.negatives = 2
+        configure(&options)
+        let manifest = try Partitioner.run(options, output: dir.path + "/ds")
+        return (dir, manifest, try readUsers(dir.path + "/ds"))
+    }
+
+    @Test("duplicates keep the latest event; leave-last-out breaks time ties by the larger item")
+    func leaveLastOut() throws {
+        let (_, manifest, users) = try partition()
+        #expect(manifest.users == 3 && manifest.items == 4)
+        #expect(manifest.details["duplicates_removed"] == 1)
+        let user10 = try #require(users.first { $0.id == "10" })
+        // Items get indices in raw-id order: 5→0, 7→1, 8→2, 9→3. Last by (time, item) is
+        // item 9 (index 3), which ties with item 8 at time 300.
+        #expect(user10.test.items == [3])
+        #expect(user10.train.items == [0, 1, 2])
+        #expect(user10.train.ratings == [2, 3, 1])  // item 5's later rating, 2
+        #expect(user10.negatives.isEmpty)  // no item left that user 10 has not seen
+        let user30 = try #require(users.first { $0.id == "30" })
+        #expect(user30.test.isEmpty && user30.train.items == [3])  // one event stays in training
+        let user20 = try #require(users.first { $0.id == "20" })
+        #expect(Set(user20.negatives) == [2, 3])
+    }
+
+    @Test("the same inputs and seed give bit-identical shards; another seed does not")
+    func deterministic() throws {
+        func shardBytes(_ seed: UInt64) throws -> [[UInt8]] {
+            let (dir, manifest, _) = try partition { $0.split = .ratio(0.5); $0.seed = seed }
+            return try manifest.shards.map { try readBytes(dir.path + "/ds/" + $0.file) }
+        }
+        #expect(try shardBytes(1) == shardBytes(1))
+        #expect(try shardBytes(1) != shardBytes(2))
+    }
+
+    @Test("k-core drops users and items below k, iteratively")
+    func kCore() throws {
+        let (_, manifest, _) = try partition { $0.kCore = 2 }
+        // Items 8 (once) and user 30 (once) go; then item 9 has one event left and goes too.
+        #expect(manifest.items == 2 && manifest.users == 2)
+    }
+
+    @Test("a given test file becomes the test set")
+    func testFile() throws {
+        let dir = try TemporaryDirectory()
+        try writeAtomically("1\t1\t5\t1\n1\t2\t3\t2\n2\t1\t4\t3\n", to: dir.path + "/a.base")
+        try writeAtomically("1\t3\t2\t9\n", to: dir.path + "/a.test")
+        var options = PartitionOptions(ratings: dir.path + "/a.base")
+        options.split = .testFile(dir.path + "/a.test")
+        let manifest = try Partitioner.run(options, output: dir.path + "/ds")
+        #expect(manifest.train == 3 && manifest.test == 1 && manifest.items == 3)
+        let users = try readUsers(dir.path + "/ds")
+        #expect(users[0].test.items == [2] && users[0].test.ratings == [2])
+    }
+
+    @Test("IID clients group users; every user lands in exactly one client")
+    func iidClients() throws {
+        let (_, manifest, users) = try partition { $0.scheme = .iid(clients: 2); $0.shards = 1 }
+        #expect(manifest.clients == 2)
+        #expect(Set(users.map(\.client)).isSubset(of: [0, 1]) && users.count == 3)
+        // Users of one client are adjacent in the shard.
+        let clients = users.map(\.client)
+        #expect(clients == clients.sorted())
+    }
+
+    @Test("Dirichlet grouping needs genres")
+    func dirichletNeedsGenres() throws {
+        let error = #expect(throws: FedRecError.self) { try partition { $0.scheme = .dirichlet(clients: 2, alpha: 0.5) } }
+        #expect(error?.failure == .usage)
+    }
+
+    @Test("pseudonymised ids are HMAC-SHA256 of the raw id under the key")
+    func pseudonyms() throws {
+        let dir = try TemporaryDirectory()
+        try writeAtomically(Array(repeating: UInt8(7), count: 32), to: dir.path + "/key")
+        let (_, _, users) = try partition { $0.pseudonymKeyFile = dir.path + "/key" }
+        #expect(users.allSatisfy { $0.id.count == 64 && !["10", "20", "30"].contains($0.id) })
+        let short = try TemporaryDirectory()
+        try writeAtomically([UInt8](repeating: 1, count: 4), to: short.path + "/key")
+        #expect((#expect(throws: FedRecError.self) { try partition { $0.pseudonymKeyFile = short.path + "/key" } })?.failure == .badData)
+    }
+
+    @Test("a failure leaves no output directory and no temporary files")
+    func failureLeavesNothing() throws {
+        let dir = try TemporaryDirectory()
+        try writeAtomically("user,item,rating\n1,2,3\n1,x\n", to: dir.path + "/bad.csv")
+        let error = #expect(throws: FedRecError.self) { try Partitioner.run(PartitionOptions(ratings: dir.path + "/bad.csv"), output: dir.path + "/out") }
+        #expect(error?.failure == .badData)
+        #expect(try dir.listing() == ["bad.csv"])
+    }
+
+    @Test("an existing non-empty output is kept unless replacing is asked for")
+    func existingOutput() throws {
+        let (dir, _, _) = try partition()
+        var options = PartitionOptions(ratings: dir.path + "/r.csv")
+        options.seed = 9
+        let error = #expect(throws: FedRecError.self) { try Partitioner.run(options, output: dir.path + "/ds") }
+        #expect(error?.failure == .cannotCreate)
+        let replaced = try Partitioner.run(options, output: dir.path + "/ds", replace: true)
+        #expect(try DatasetManifest.load(dir.path + "/ds").datasetId == replaced.datasetId)
+        #expect(try dir.listing() == ["ds", "r.csv"])
+    }
+}
+
+@Suite("shard reading")
+struct ShardUserReaderTests {
+    @Test("a shard cut at a tar block boundary is reported as truncated")
+    func truncatedAtBlockBoundary() throws {
+        let data = try SyntheticDataset(users: 10, items: 20, perUser: 5, shards: 1)
+        let bytes = try readBytes(data.shards[0])
+        // Keep the header entry and the first user's files only: whole 512-byte blocks.
+        let reader = try ShardUserReader(path: data.shards[0])
+        _ = try reader.next()
+        let cut = data.directory.path + "/cut.tar"
+        try writeAtomically(Array(bytes.prefix(512 * 12)), to: cut)
+        let error = #expect(throws: FedRecError.self) {
+            let r = try ShardUserReader(path: cut)
+            while try r.next() != nil {}
+        }
+        #expect(error?.failure == .corrupt)
+    }
+}
