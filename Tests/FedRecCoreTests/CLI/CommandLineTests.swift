@@ -1,0 +1,176 @@
+import Foundation
+import Testing
+@testable import FedRecCore
+
+/// Runs a built fl-* executable (found beside the test bundle) the way a pipeline does.
+struct Tool {
+    static let directory: URL = {
+        var url = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+        while !FileManager.default.fileExists(atPath: url.appendingPathComponent("fl-partition").path), url.path != "/" {
+            url = url.deletingLastPathComponent()
+        }
+        return url
+    }()
+
+    struct Result {
+        var status: Int32
+        var stdout: String
+        var stderr: String
+        var stderrLines: [String] { stderr.split(separator: "\n").map(String.init) }
+    }
+
+    static func run(_ name: String, _ arguments: [String], stdin: String? = nil, in directory: String? = nil) throws -> Result {
+        let process = Process()
+        process.executableURL = Self.directory.appendingPathComponent(name)
+        process.arguments = arguments
+        if let directory { process.currentDirectoryURL = URL(fileURLWithPath: directory) }
+        var environment = ProcessInfo.processInfo.environment
+        environment["COLUMNS"] = "100"
+        process.environment = environment
+        let out = Pipe(), err = Pipe(), input = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        process.standardInput = input
+        try process.run()
+        if let stdin { input.fileHandleForWriting.write(Data(stdin.utf8)) }
+        try input.fileHandleForWriting.close()
+        let outData = out.fileHandleForReading.readDataToEndOfFile()
+        let errData = err.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return Result(status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self), stderr: String(decoding: errData, as: UTF8.self))
+    }
+}
+
+/// The repository's sample data.
+let sampleRatings = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+    .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("sample-data/ratings.csv").path
+
+@Suite("the fl-* commands as a pipeline runs them", .serialized)
+struct CommandLineTests {
+    /// A partitioned sample dataset with a model, two updates and the next model.
+    final class Round {
+        let dir: TemporaryDirectory
+        var path: String { dir.path }
+
+        init() throws {
+            dir = try TemporaryDirectory()
+            let p = try Tool.run("fl-partition", [sampleRatings, "-o", "ds", "--shards", "2", "--split", "ratio", "--seed", "1"], in: path)
+            guard p.status == 0 else { throw FedRecError(.io, "fl-partition failed: \(p.stderr)") }
+            for (tool, args) in [
+                ("fl-init", ["--dataset", "ds", "--objective", "mse", "--dim", "8", "-o", "m0.safetensors"]),
+                ("fl-train-local", ["--model", "m0.safetensors", "--shard", "ds/shards/shard-00000.tar", "--state", "s0.safetensors", "-o", "u0.safetensors"]),
+                ("fl-train-local", ["--model", "m0.safetensors", "--shard", "ds/shards/shard-00001.tar", "--state", "s1.safetensors", "-o", "u1.safetensors"]),
+            ] {
+                let r = try Tool.run(tool, args, in: path)
+                guard r.status == 0 else { throw FedRecError(.io, "\(tool) failed: \(r.stderr)") }
+            }
+        }
+    }
+
+    @Test("a round through the commands: partition, init, train, aggregate from stdin, eval, recommend")
+    func pipeline() throws {
+        let round = try Round()
+        let aggregate = try Tool.run("fl-aggregate", ["--model", "m0.safetensors", "-o", "m1.safetensors", "--json"], stdin: "u0.safetensors\nu1.safetensors\n", in: round.path)
+        #expect(aggregate.status == 0 && aggregate.stderr.isEmpty)
+        let summary = try JSONValue.parse(aggregate.stdout.trimmingCharacters(in: .whitespacesAndNewlines))
+        #expect(summary["round"]?.intValue == 1 && summary["clients"]?.intValue == 400)
+
+        let eval = try Tool.run("fl-eval", ["--model", "m1.safetensors", "--dataset", "ds", "--reconstruct", "--json"], in: round.path)
+        #expect(eval.status == 0)
+        let metrics = try JSONValue.parse(eval.stdout.trimmingCharacters(in: .whitespacesAndNewlines))
+        let rmse = try #require(metrics["rmse"]?.doubleValue)
+        #expect(rmse > 0.3 && rmse < 1.5)
+        #expect(metrics["round"]?.intValue == 1)
+        let tsv = try Tool.run("fl-eval", ["--model", "m1.safetensors", "--dataset", "ds", "--reconstruct"], in: round.path)
+        #expect(tsv.stdout.hasPrefix("mae\tobjective\tratings\trmse\tround\n"))
+
+        let recommend = try Tool.run("fl-recommend", ["--model", "m1.safetensors", "--dataset", "ds", "--reconstruct", "--user", "1", "-k", "5"], in: round.path)
+        #expect(recommend.status == 0)
+        let lines = recommend.stdout.split(separator: "\n")
+        #expect(lines.first == "user\trank\titem\tscore\ttitle" && lines.count == 6)
+        // None of user 1's own items is recommended.
+        let users = try readUsers(round.path + "/ds")
+        let own = Set(try #require(users.first { $0.id == "1" }).train.items.map { Int($0) + 1 })
+        for line in lines.dropFirst() {
+            let fields = line.split(separator: "\t", omittingEmptySubsequences: false)
+            #expect(fields[0] == "1" && !own.contains(Int(fields[2])!))
+        }
+        let inspect = try Tool.run("fl-inspect", ["m1.safetensors", "--json"], in: round.path)
+        #expect(try JSONValue.parse(inspect.stdout.trimmingCharacters(in: .whitespacesAndNewlines))["kind"]?.stringValue == "model")
+    }
+
+    @Test("sums are associative: ((u0) + (u1)) gives the same next model as u0 + u1")
+    func treeReduction() throws {
+        let round = try Round()
+        #expect(try Tool.run("fl-aggregate", ["u0.safetensors", "-o", "a.safetensors"], in: round.path).status == 0)
+        #expect(try Tool.run("fl-aggregate", ["u1.safetensors", "-o", "b.safetensors"], in: round.path).status == 0)
+        #expect(try Tool.run("fl-aggregate", ["a.safetensors", "b.safetensors", "--model", "m0.safetensors", "-o", "tree.safetensors"], in: round.path).status == 0)
+        #expect(try Tool.run("fl-aggregate", ["u1.safetensors", "u0.safetensors", "--model", "m0.safetensors", "-o", "flat.safetensors"], in: round.path).status == 0)
+        let tree = try MFModel.load(round.path + "/tree.safetensors"), flat = try MFModel.load(round.path + "/flat.safetensors")
+        #expect(tree.itemEmbedding == flat.itemEmbedding && tree.globalBias == flat.globalBias)
+    }
+
+    /// Each bad input: the exit code of its class, one stderr line naming the file, no
+    /// output file left, inputs unchanged.
+    @Test("bad inputs are refused with one line, a distinct exit code, and nothing lost")
+    func badInputs() throws {
+        let round = try Round()
+        let p = round.path
+        func corrupt(_ source: String, _ target: String, _ change: (inout [UInt8]) -> Void) throws {
+            var bytes = try readBytes(p + "/" + source)
+            change(&bytes)
+            try writeAtomically(bytes, to: p + "/" + target)
+        }
+        try corrupt("m0.safetensors", "truncated.safetensors") { $0.removeLast(10) }
+        try corrupt("m0.safetensors", "flipped.safetensors") { $0[$0.count - 1] ^= 0xFF }
+        try corrupt("m0.safetensors", "newer.safetensors") { bytes in
+            // Same length, so the header stays valid: format_version "1" → "9".
+            let needle = Array("\"format_version\":\"1\"".utf8)
+            let at = (0...(bytes.count - needle.count)).first { Array(bytes[$0..<($0 + needle.count)]) == needle }!
+            bytes[at + needle.count - 2] = UInt8(ascii: "9")
+        }
+        try writeAtomically("user,item,rating\n1,2,3\n1,2\n", to: p + "/bad.csv")
+        try writeAtomically("", to: p + "/empty.csv")
+        try writeAtomically(Array(repeating: UInt8(0x5A), count: 3000), to: p + "/noise.tar")
+        #expect(try Tool.run("fl-init", ["--dataset", "ds", "--objective", "mse", "--dim", "4", "-o", "d4.safetensors"], in: p).status == 0)
+        #expect(try Tool.run("fl-init", ["--dataset", "ds", "--objective", "mse", "--dim", "8", "--seed", "5", "-o", "other.safetensors"], in: p).status == 0)
+        let before = try round.dir.listing().map { ($0, try? readBytes(p + "/" + $0)) }
+
+        let cases: [(tool: String, args: [String], code: Int32, file: String, says: String)] = [
+            ("fl-partition", ["missing.csv", "-o", "out"], 66, "missing.csv", "cannot open"),
+            ("fl-partition", ["bad.csv", "-o", "out"], 65, "bad.csv", "line 3"),
+            ("fl-partition", ["empty.csv", "-o", "out"], 85, "empty.csv", "no ratings"),
+            ("fl-train-local", ["--model", "truncated.safetensors", "--shard", "ds/shards/shard-00000.tar", "--reconstruct", "-o", "out"], 84, "truncated.safetensors", "truncated"),
+            ("fl-train-local", ["--model", "flipped.safetensors", "--shard", "ds/shards/shard-00000.tar", "--reconstruct", "-o", "out"], 82, "flipped.safetensors", "checksum"),
+            ("fl-train-local", ["--model", "newer.safetensors", "--shard", "ds/shards/shard-00000.tar", "--reconstruct", "-o", "out"], 80, "newer.safetensors", "version 9"),
+            ("fl-train-local", ["--model", "m0.safetensors", "--shard", "noise.tar", "--reconstruct", "-o", "out"], 84, "noise.tar", "not a readable tar"),
+            ("fl-train-local", ["--model", "u0.safetensors", "--shard", "ds/shards/shard-00000.tar", "--reconstruct", "-o", "out"], 81, "u0.safetensors", "expected a model"),
+            ("fl-train-local", ["--model", "d4.safetensors", "--shard", "ds/shards/shard-00000.tar", "--state", "s0.safetensors", "-o", "out"], 83, "s0.safetensors", "d=8"),
+            ("fl-aggregate", ["u0.safetensors", "--model", "other.safetensors", "-o", "out"], 86, "u0.safetensors", "computed from model"),
+            ("fl-aggregate", ["m0.safetensors", "-o", "out"], 81, "m0.safetensors", "is a model"),
+            ("fl-aggregate", ["u0.safetensors", "--model", "d4.safetensors", "-o", "out"], 83, "u0.safetensors", "d=8"),
+            ("fl-eval", ["--model", "m0.safetensors", "--dataset", "nowhere"], 66, "nowhere/dataset.json", "cannot open"),
+        ]
+        for c in cases {
+            let r = try Tool.run(c.tool, c.args, in: p)
+            #expect(r.status == c.code, "\(c.tool) \(c.args): exit \(r.status), stderr \(r.stderr)")
+            #expect(r.stderrLines.count == 1, "\(c.tool) \(c.args): \(r.stderr)")
+            #expect(r.stderr.hasPrefix("\(c.tool): \(c.file): "), "\(r.stderr)")
+            #expect(r.stderr.contains(c.says), "\(r.stderr)")
+            #expect(r.stdout.isEmpty)
+        }
+        let after = try round.dir.listing().map { ($0, try? readBytes(p + "/" + $0)) }
+        #expect(after.map(\.0) == before.map(\.0))
+        #expect(zip(after, before).allSatisfy { $0.1 == $1.1 })
+    }
+
+    @Test("usage errors exit 64; --help prints examples to stdout and exits 0")
+    func usageAndHelp() throws {
+        let usage = try Tool.run("fl-train-local", ["--model", "m", "--shard", "s", "-o", "u"])
+        #expect(usage.status == 64 && usage.stderr.contains("--reconstruct"))
+        for tool in ["fl-partition", "fl-init", "fl-train-local", "fl-aggregate", "fl-eval", "fl-recommend", "fl-inspect"] {
+            let help = try Tool.run(tool, ["--help"])
+            #expect(help.status == 0 && help.stdout.contains("Examples:") && help.stderr.isEmpty, "\(tool)")
+        }
+    }
+}
