@@ -36,6 +36,9 @@ public struct PartitionCommand: ParsableCommand {
 
     @Flag(help: "Do not look for item metadata.") var noItems = false
 
+    @Flag(help: "Index every item of the item file, also those nobody interacted with.")
+    var catalogueItems = false
+
     @Option(help: "Split: leave-last-out (last event by time is the test item) or ratio.")
     var split: String = "leave-last-out"
 
@@ -108,6 +111,7 @@ public struct PartitionCommand: ParsableCommand {
             options.seed = seed
             options.negatives = negatives
             options.pseudonymKeyFile = pseudonymizeKey
+            options.includeCatalogue = catalogueItems
             let manifest = try Partitioner.run(options, output: output, replace: force)
             let summary: JSONValue = [
                 "dataset": .string(output), "dataset_id": .string(manifest.datasetId), "users": .number(Double(manifest.users)),

@@ -21,6 +21,9 @@ public struct PartitionOptions: Sendable {
     public var negatives = 99
     /// A key file: user ids in the output become HMAC-SHA256(key, id).
     public var pseudonymKeyFile: String?
+    /// Give every item of the item file an index, also those nobody interacted with
+    /// (cold items, a catalogue larger than the interactions).
+    public var includeCatalogue = false
 
     public init(ratings: String) { self.ratings = ratings }
 }
@@ -72,7 +75,13 @@ public enum Partitioner {
         let duplicates = options.removeDuplicates ? Preprocessing.removeDuplicates(log, keep: &keep) : 0
         let kCoreRemoved = Preprocessing.kCore(log, k: options.kCore, keep: &keep)
         var userPresent = [Bool](repeating: false, count: log.users.count)
-        var itemPresent = [Bool](repeating: false, count: log.items.count)
+        if options.includeCatalogue {
+            guard !catalogue.isEmpty else {
+                throw FedRecError(.usage, file: options.ratings, "--catalogue-items needs an item file (--items)")
+            }
+            for id in catalogue.keys.sorted() { _ = log.items.intern(id) }
+        }
+        var itemPresent = [Bool](repeating: options.includeCatalogue, count: log.items.count)
         for e in 0..<log.count where keep[e] {
             userPresent[Int(log.user[e])] = true
             itemPresent[Int(log.item[e])] = true
@@ -151,6 +160,7 @@ public enum Partitioner {
             "split": options.split.json, "partition": options.scheme.json, "seed": .number(Double(options.seed)),
             "k_core": .number(Double(options.kCore)), "remove_duplicates": .bool(options.removeDuplicates),
             "negatives": .number(Double(options.negatives)), "pseudonymised": .bool(pseudonymKey != nil),
+            "catalogue_items": .bool(options.includeCatalogue),
         ]
         let idSource: JSONValue = ["inputs": .array(inputDigests), "options": .object(optionsJSON)]
         let datasetId = hexDigest(SHA256.hash(data: Array(idSource.canonicalText.utf8)))

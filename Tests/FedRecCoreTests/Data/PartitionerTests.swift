@@ -97,6 +97,18 @@ struct PartitionerTests {
         #expect(clients == clients.sorted())
     }
 
+    @Test("catalogue items nobody interacted with get indices only when asked")
+    func catalogueItems() throws {
+        let dir = try TemporaryDirectory()
+        try writeAtomically("movieId,title,genres\n5,A,Drama\n7,B,Comedy\n8,C,Drama\n9,D,Drama\n11,Cold,Horror\n", to: dir.path + "/movies.csv")
+        let (_, plain, _) = try partition { $0.itemsFile = dir.path + "/movies.csv" }
+        #expect(plain.items == 4)
+        let (out, all, _) = try partition { $0.itemsFile = dir.path + "/movies.csv"; $0.includeCatalogue = true }
+        #expect(all.items == 5)
+        let table = try DatasetTables(directory: out.path + "/ds", manifest: all)
+        #expect(table.items.map(\.id) == ["5", "7", "8", "9", "11"] && table.items[4].title == "Cold")
+    }
+
     @Test("Dirichlet grouping needs genres")
     func dirichletNeedsGenres() throws {
         let error = #expect(throws: FedRecError.self) { try partition { $0.scheme = .dirichlet(clients: 2, alpha: 0.5) } }
