@@ -22,7 +22,7 @@ import Darwin
 /// Asoodeh et al. 2020 (arXiv:2001.05990, Eq. 20), minimised over the orders.
 ///
 /// Neighbouring relation: add or remove one client. Sensitivity: the clip norm C.
-public struct RDPAccountant: Sendable {
+public struct RDPAccountant: Sendable, Equatable {
     /// dp_accounting's `DEFAULT_RDP_ORDERS`: `[1 + x / 10.0 for x in range(1, 100)] +
     /// list(range(11, 64)) + [128, 256, 512, 1024]` — 156 orders. The fractional ones are built
     /// by the same IEEE operations (`1 + Double(x) / 10`), so they are bit-identical to
