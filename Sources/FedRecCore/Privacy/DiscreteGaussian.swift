@@ -198,12 +198,14 @@ struct RandomBits<Source: NoiseSource> {
     /// must all succeed, then Bernoulli(exp(-(γ - ⌊γ⌋))) (CKS20, Algorithm 1's subroutine).
     @inline(__always)
     mutating func bernoulliExp(numerator n: UInt128, denominator d: UInt128) -> Bool {
-        var whole = n / d
-        while whole > 0 {
+        // Peel off whole units by subtraction rather than a 128-bit division: most γ are
+        // below 1, and each unit passes only with probability e⁻¹.
+        var rest = n
+        while rest >= d {
             if !bernoulliExpMinusOne() { return false }
-            whole -= 1
+            rest -= d
         }
-        return bernoulliExpSmall(n % d, d)
+        return bernoulliExpSmall(rest, d)
     }
 
     /// Discrete Laplace with scale t: P(x) ∝ exp(-|x|/t) (CKS20, Algorithm 2 with s = 1):
