@@ -76,22 +76,21 @@ public struct DiscreteGaussian: Sendable, Equatable {
         Double(varianceNumerator) * Double(sign: .plus, exponent: -varianceDenominatorLog2, significand: 1)
     }
 
-    /// One draw of N_Z(0, σ²).
-    /// - Complexity: O(1) expected; about 1.3–1.6 discrete Laplace proposals per draw.
-    @inlinable
-    public func sample<Source: NoiseSource>(_ source: Source) -> Int64 {
+    /// One draw of N_Z(0, σ²). Draw many at once with `sample(into:from:)`: this call
+    /// fetches a fresh block of random words each time.
+    public func sample(_ source: any NoiseSource) -> Int64 {
         var bits = RandomBits(source)
         return sample(&bits)
     }
 
     /// Fills `output` with independent draws.
-    public func sample<Source: NoiseSource>(into output: inout [Int64], from source: Source) {
+    /// - Complexity: O(output.count); about 1.3–1.6 discrete Laplace proposals per draw.
+    public func sample(into output: inout [Int64], from source: any NoiseSource) {
         var bits = RandomBits(source)
         for i in output.indices { output[i] = sample(&bits) }
     }
 
-    @usableFromInline
-    func sample<Source>(_ bits: inout RandomBits<Source>) -> Int64 {
+    func sample(_ bits: inout RandomBits) -> Int64 {
         let n = UInt128(varianceNumerator)
         // D = N/σ² ≤ 2^50 and t ≤ 2σ (or t = 1 for σ < 1), so D·t < 2^75 and
         // 2·N·D·t² = 2N²(t/σ)² < 2^101: γ's denominator, far below the 2^126 that the
@@ -117,20 +116,32 @@ public struct DiscreteGaussian: Sendable, Equatable {
 }
 
 /// Random bits drawn from a `NoiseSource` a few at a time, with the exact Bernoulli and
-/// discrete Laplace samplers of CKS20 on top.
-@usableFromInline
-struct RandomBits<Source: NoiseSource> {
-    @usableFromInline let source: Source
-    @usableFromInline var word: UInt64 = 0
-    @usableFromInline var available = 0
+/// discrete Laplace samplers of CKS20 on top. Words are fetched 512 at a time so that the
+/// source (an existential, one dynamic call per block) costs nothing per draw.
+struct RandomBits {
+    let source: any NoiseSource
+    private var words = [UInt64](repeating: 0, count: 512)
+    private var wordIndex = 512
+    private var word: UInt64 = 0
+    private var available = 0
 
-    @usableFromInline
-    init(_ source: Source) { self.source = source }
+    init(_ source: any NoiseSource) { self.source = source }
+
+    @inline(__always)
+    mutating func nextWord() -> UInt64 {
+        if wordIndex == words.count {
+            words.withUnsafeMutableBufferPointer { source.fill($0) }
+            wordIndex = 0
+        }
+        let w = words[wordIndex]
+        wordIndex += 1
+        return w
+    }
 
     @inline(__always)
     mutating func bit() -> Bool {
         if available == 0 {
-            word = source.next()
+            word = nextWord()
             available = 64
         }
         let b = word & 1 == 1
@@ -142,10 +153,10 @@ struct RandomBits<Source: NoiseSource> {
     /// Uniform in 0..<bound (Lemire 2019, unbiased), from whole words.
     @inline(__always)
     mutating func uniform(below bound: UInt64) -> UInt64 {
-        var m = source.next().multipliedFullWidth(by: bound)
+        var m = nextWord().multipliedFullWidth(by: bound)
         if m.low < bound {
             let threshold = (0 &- bound) % bound
-            while m.low < threshold { m = source.next().multipliedFullWidth(by: bound) }
+            while m.low < threshold { m = nextWord().multipliedFullWidth(by: bound) }
         }
         return m.high
     }
@@ -257,8 +268,8 @@ public enum GridNoise {
     /// - Throws: `FedRecError(.badData)` for a non-finite value or one too large for the
     ///   grid (|x/g| ≥ 2^62); `FedRecError(.usage)` for σ/g outside [1/2, 2^24).
     /// - Complexity: O(values.count).
-    public static func addNoise<Source: NoiseSource>(
-        to values: inout [Float], sigma: Double, granularity: Double, source: Source
+    public static func addNoise(
+        to values: inout [Float], sigma: Double, granularity: Double, source: any NoiseSource
     ) throws {
         guard granularity > 0, granularity.isFinite, sigma > 0, sigma.isFinite else {
             throw FedRecError(.usage, "noise needs a positive sigma and granularity, got \(sigma) and \(granularity)")

@@ -10,9 +10,17 @@ import Foundation
 public protocol NoiseSource: AnyObject {
     /// 64 independent uniformly random bits.
     func next() -> UInt64
+    /// Fills `words` with independent uniformly random words (samplers take bits in blocks).
+    func fill(_ words: UnsafeMutableBufferPointer<UInt64>)
     /// Whether the bits come from a cryptographically secure generator. The privacy ledger
     /// records `private: false` for a release noised from a source where this is false.
     var isCryptographicallySecure: Bool { get }
+}
+
+extension NoiseSource {
+    public func fill(_ words: UnsafeMutableBufferPointer<UInt64>) {
+        for i in words.indices { words[i] = next() }
+    }
 }
 
 /// The cryptographically secure noise source.
@@ -34,25 +42,42 @@ public final class SystemNoiseSource: NoiseSource {
 
     private static let blockBytes = 1 << 16
     private var key: SymmetricKey
-    private var buffer: [UInt64]
+    private let buffer: UnsafeMutableBufferPointer<UInt64>
     private var index: Int
 
     public init() {
         var system = SystemRandomNumberGenerator()
         let seed = (0..<4).map { _ in system.next() }
         key = seed.withUnsafeBytes { SymmetricKey(data: $0) }
-        buffer = []
+        buffer = .allocate(capacity: Self.blockBytes / 8)
         index = 0
         refill()
     }
 
-    @inline(__always)
+    deinit {
+        buffer.update(repeating: 0)
+        buffer.deallocate()
+    }
+
     public func next() -> UInt64 {
         if index == buffer.count { refill() }
         let word = buffer[index]
         buffer[index] = 0  // do not keep used noise bits in memory
         index += 1
         return word
+    }
+
+    public func fill(_ words: UnsafeMutableBufferPointer<UInt64>) {
+        var done = 0
+        while done < words.count {
+            if index == buffer.count { refill() }
+            let n = min(words.count - done, buffer.count - index)
+            let from = UnsafeMutableBufferPointer(rebasing: buffer[index..<(index + n)])
+            _ = UnsafeMutableBufferPointer(rebasing: words[done..<(done + n)]).update(fromContentsOf: from)
+            from.update(repeating: 0)  // do not keep used noise bits in memory
+            index += n
+            done += n
+        }
     }
 
     private func refill() {
@@ -63,12 +88,9 @@ public final class SystemNoiseSource: NoiseSource {
         let sealed = try! ChaChaPoly.seal(zeros, using: key, nonce: nonce)
         let stream = sealed.ciphertext
         key = SymmetricKey(data: stream.prefix(32))
-        let words = Self.blockBytes / 8
-        if buffer.count != words { buffer = [UInt64](repeating: 0, count: words) }
-        buffer.withUnsafeMutableBytes { out in
-            stream.withUnsafeBytes { src in
-                out.copyMemory(from: UnsafeRawBufferPointer(rebasing: src[32..<(32 + Self.blockBytes)]))
-            }
+        stream.withUnsafeBytes { src in
+            UnsafeMutableRawBufferPointer(buffer).copyMemory(
+                from: UnsafeRawBufferPointer(rebasing: src[32..<(32 + Self.blockBytes)]))
         }
         index = 0
     }
@@ -81,6 +103,5 @@ public final class SeededNoiseSource: NoiseSource {
 
     public init(seed: UInt64) { generator = SeededGenerator(seed: seed) }
 
-    @inline(__always)
     public func next() -> UInt64 { generator.next() }
 }

@@ -55,7 +55,7 @@ struct DiscreteGaussianTests {
     func bernoulli() {
         var bits = RandomBits(SeededNoiseSource(seed: 7))
         let n = 200_000
-        func check(_ p: Double, _ draw: (inout RandomBits<SeededNoiseSource>) -> Bool) {
+        func check(_ p: Double, _ draw: (inout RandomBits) -> Bool) {
             var hits = 0
             for _ in 0..<n where draw(&bits) { hits += 1 }
             let se = (p * (1 - p) / Double(n)).squareRoot()
