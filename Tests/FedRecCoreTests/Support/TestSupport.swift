@@ -37,3 +37,12 @@ func sharedDataPath(_ relative: String) -> String? {
     let path = root.appendingPathComponent("shared/data/" + relative).path
     return FileManager.default.fileExists(atPath: path) ? path : nil
 }
+
+/// A file in the shared folder beside the repository (`../shared/<relative>`), or nil when
+/// absent (tests that need it skip with a message).
+func sharedPath(_ relative: String) -> String? {
+    let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    let path = root.appendingPathComponent("shared/" + relative).path
+    return FileManager.default.fileExists(atPath: path) ? path : nil
+}
