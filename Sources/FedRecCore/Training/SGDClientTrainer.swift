@@ -102,7 +102,7 @@ final class SGDClientTrainer {
         var userGrad = [Float](repeating: 0, count: userParams.count)
         var userM = userGrad, userV = userGrad
         var userInBatch = [Bool](repeating: false, count: users.count)
-        var muState = (grad: Float(0), m: Float(0), v: Float(0))
+        var muState = MomentState()
         var step = 0
         for e in 0..<exItem.count { _ = slot(exItem[e]) }
         for pass in 0..<passes {
@@ -127,106 +127,30 @@ final class SGDClientTrainer {
                 }
                 for item in negatives { _ = slot(item) }
             }
-            // The negatives of example e start at negativeStart[user] + offset within user.
-            var firstExample = [Int](repeating: 0, count: users.count + 1)
-            for (u, record) in users.enumerated() { firstExample[u + 1] = firstExample[u] + record.train.count }
-            let batch = max(1, options.batchSize)
-            var cursor = 0
-            while cursor < order.count {
-                let end = min(order.count, cursor + batch)
-                var batchSlots: [Int] = []
-                var batchUsers: [Int] = []
-                itemParams.withUnsafeMutableBufferPointer { q in
-                    itemGrad.withUnsafeMutableBufferPointer { gq in
-                        userParams.withUnsafeMutableBufferPointer { p in
-                            userGrad.withUnsafeMutableBufferPointer { gp in
-                                for position in cursor..<end {
-                                    let e = order[position]
-                                    let u = Int(exUser[e])
-                                    if !userInBatch[u] { userInBatch[u] = true; batchUsers.append(u) }
-                                    let pi = u * w
-                                    let si = Int(slotOf[Int(exItem[e])]) - 1
-                                    let qi = si * w
-                                    if trainItems && !itemInBatch[si] { itemInBatch[si] = true; batchSlots.append(si) }
-                                    switch objective {
-                                    case .mse, .wals:
-                                        var dot: Float = 0
-                                        for k in 0..<d { dot += p[pi + k] * q[qi + k] }
-                                        let error = exRating[e] - (mu + p[pi + d] + q[qi + d] + dot)
-                                        for k in 0..<d {
-                                            gp[pi + k] -= error * q[qi + k]
-                                            if trainItems { gq[qi + k] -= error * p[pi + k] }
-                                        }
-                                        gp[pi + d] -= error
-                                        if trainItems { gq[qi + d] -= error; muState.grad -= error }
-                                    case .bpr:
-                                        let n = Int(negatives[e])
-                                        let sj = Int(slotOf[n]) - 1
-                                        let qj = sj * w
-                                        if trainItems && !itemInBatch[sj] { itemInBatch[sj] = true; batchSlots.append(sj) }
-                                        var x = q[qi + d] - q[qj + d]
-                                        for k in 0..<d { x += p[pi + k] * (q[qi + k] - q[qj + k]) }
-                                        let g = 1 / (1 + expf(x))  // σ(−x): gradient of −log σ(x)
-                                        for k in 0..<d {
-                                            gp[pi + k] -= g * (q[qi + k] - q[qj + k])
-                                            if trainItems {
-                                                gq[qi + k] -= g * p[pi + k]
-                                                gq[qj + k] += g * p[pi + k]
-                                            }
-                                        }
-                                        if trainItems { gq[qi + d] -= g; gq[qj + d] += g }
-                                    case .bce:
-                                        let base = e * negativesPerPositive
-                                        for j in -1..<negativesPerPositive {
-                                            let target: Float = j < 0 ? 1 : 0
-                                            let s = j < 0 ? si : Int(slotOf[Int(negatives[base + j])]) - 1
-                                            let qs = s * w
-                                            if trainItems && !itemInBatch[s] { itemInBatch[s] = true; batchSlots.append(s) }
-                                            var logit = mu + p[pi + d] + q[qs + d]
-                                            for k in 0..<d { logit += p[pi + k] * q[qs + k] }
-                                            let g = 1 / (1 + expf(-logit)) - target
-                                            for k in 0..<d {
-                                                gp[pi + k] += g * q[qs + k]
-                                                if trainItems { gq[qs + k] += g * p[pi + k] }
-                                            }
-                                            gp[pi + d] += g
-                                            if trainItems { gq[qs + d] += g; muState.grad += g }
-                                        }
-                                    }
-                                }
-                            }
-                        }
-                    }
-                }
-                // Apply: L2 (and FedProx toward the global row) then the local optimiser.
-                step += 1
-                let lr = options.learningRate
-                for u in batchUsers {
-                    userInBatch[u] = false
-                    for k in 0..<w {
-                        let i = u * w + k
-                        let g = userGrad[i] + options.l2 * userParams[i]
-                        userParams[i] -= update(g, &userM[i], &userV[i], step: step, lr: lr)
-                        userGrad[i] = 0
-                    }
-                }
-                for s in batchSlots {
-                    itemInBatch[s] = false
-                    let item = Int(slotItems[s])
-                    for k in 0..<w {
-                        let i = s * w + k
-                        let global = k < d ? model.itemEmbedding[item * d + k] : model.itemBias[item]
-                        let g = itemGrad[i] + options.l2 * itemParams[i] + options.proxMu * (itemParams[i] - global)
-                        itemParams[i] -= update(g, &itemM[i], &itemV[i], step: step, lr: lr)
-                        itemGrad[i] = 0
-                    }
-                }
-                if trainItems && objective != .bpr {
-                    mu -= update(muState.grad + options.proxMu * (mu - model.globalBias), &muState.m, &muState.v, step: step, lr: lr)
-                }
-                muState.grad = 0
-                cursor = end
-            }
+            // The hot loop runs over plain buffers: arrays are swapped out of the class so
+            // no access to a class property (with its dynamic exclusivity check) is inside it.
+            var q: [Float] = [], gq: [Float] = [], mq: [Float] = [], vq: [Float] = [], inBatch: [Bool] = []
+            swap(&q, &itemParams); swap(&gq, &itemGrad); swap(&mq, &itemM); swap(&vq, &itemV); swap(&inBatch, &itemInBatch)
+            let pass = Pass(d: d, objective: objective, optimizer: options.optimizer, learningRate: options.learningRate,
+                            l2: options.l2, proxMu: options.proxMu, batch: max(1, options.batchSize), trainItems: trainItems,
+                            negativesPerPositive: negativesPerPositive, globalBias: model.globalBias)
+            q.withUnsafeMutableBufferPointer { q in
+            gq.withUnsafeMutableBufferPointer { gq in
+            mq.withUnsafeMutableBufferPointer { mq in
+            vq.withUnsafeMutableBufferPointer { vq in
+            inBatch.withUnsafeMutableBufferPointer { inBatch in
+            userParams.withUnsafeMutableBufferPointer { p in
+            userGrad.withUnsafeMutableBufferPointer { gp in
+            userM.withUnsafeMutableBufferPointer { mp in
+            userV.withUnsafeMutableBufferPointer { vp in
+            userInBatch.withUnsafeMutableBufferPointer { userInBatch in
+                let items = Items(params: q, grad: gq, m: mq, v: vq, inBatch: inBatch, slotOf: slotOf,
+                                  globalEmbedding: model.itemEmbedding, globalBias: model.itemBias, slotItems: slotItems)
+                let users = Users(params: p, grad: gp, m: mp, v: vp, inBatch: userInBatch)
+                pass.run(order: order, exUser: exUser, exItem: exItem, exRating: exRating, negatives: negatives,
+                         items: items, users: users, mu: &mu, muState: &muState, step: &step)
+            }}}}}}}}}}
+            swap(&q, &itemParams); swap(&gq, &itemGrad); swap(&mq, &itemM); swap(&vq, &itemV); swap(&inBatch, &itemInBatch)
         }
         // Delta, clipped as a whole (every tensor the client contributes, flattened).
         var delta = [Float](repeating: 0, count: slotItems.count * w)
@@ -260,13 +184,143 @@ final class SGDClientTrainer {
         }
         return (result, muDelta, clipped)
     }
+}
+
+/// Optimiser state of one scalar parameter.
+struct MomentState {
+    var grad: Float = 0
+    var m: Float = 0
+    var v: Float = 0
+}
+
+/// Item-side buffers of one client: local copies of the touched rows (d + 1 wide).
+struct Items {
+    let params, grad, m, v: UnsafeMutableBufferPointer<Float>
+    let inBatch: UnsafeMutableBufferPointer<Bool>
+    let slotOf: UnsafeMutablePointer<Int32>
+    let globalEmbedding, globalBias: UnsafeBufferPointer<Float>
+    let slotItems: [Int32]
+}
+
+/// User-side buffers of one client (d + 1 wide rows).
+struct Users {
+    let params, grad, m, v: UnsafeMutableBufferPointer<Float>
+    let inBatch: UnsafeMutableBufferPointer<Bool>
+}
+
+/// One pass over a client's examples: minibatches of per-example gradients, then L2,
+/// FedProx and the local optimiser on the rows the batch touched.
+struct Pass {
+    let d: Int
+    let objective: Objective
+    let optimizer: TrainingOptions.Optimizer
+    let learningRate, l2, proxMu: Float
+    let batch: Int
+    let trainItems: Bool
+    let negativesPerPositive: Int
+    let globalBias: Float
+
+    func run(order: [Int], exUser: [Int32], exItem: [Int32], exRating: [Float], negatives: [Int32],
+             items: Items, users: Users, mu: inout Float, muState: inout MomentState, step: inout Int) {
+        let w = d + 1
+        let q = items.params, gq = items.grad, p = users.params, gp = users.grad
+        var batchSlots: [Int] = [], batchUsers: [Int] = []
+        batchSlots.reserveCapacity(batch * (2 + negativesPerPositive))
+        batchUsers.reserveCapacity(batch)
+        var cursor = 0
+        while cursor < order.count {
+            let end = min(order.count, cursor + batch)
+            for position in cursor..<end {
+                let e = order[position]
+                let u = Int(exUser[e])
+                if !users.inBatch[u] { users.inBatch[u] = true; batchUsers.append(u) }
+                let pi = u * w
+                let si = Int(items.slotOf[Int(exItem[e])]) - 1
+                let qi = si * w
+                if trainItems && !items.inBatch[si] { items.inBatch[si] = true; batchSlots.append(si) }
+                switch objective {
+                case .mse, .wals:
+                    var dot: Float = 0
+                    for k in 0..<d { dot += p[pi + k] * q[qi + k] }
+                    let error = exRating[e] - (mu + p[pi + d] + q[qi + d] + dot)
+                    for k in 0..<d {
+                        gp[pi + k] -= error * q[qi + k]
+                        if trainItems { gq[qi + k] -= error * p[pi + k] }
+                    }
+                    gp[pi + d] -= error
+                    if trainItems { gq[qi + d] -= error; muState.grad -= error }
+                case .bpr:
+                    let sj = Int(items.slotOf[Int(negatives[e])]) - 1
+                    let qj = sj * w
+                    if trainItems && !items.inBatch[sj] { items.inBatch[sj] = true; batchSlots.append(sj) }
+                    var x = q[qi + d] - q[qj + d]
+                    for k in 0..<d { x += p[pi + k] * (q[qi + k] - q[qj + k]) }
+                    let g = 1 / (1 + expf(x))  // σ(−x): the gradient scale of −log σ(x)
+                    for k in 0..<d {
+                        gp[pi + k] -= g * (q[qi + k] - q[qj + k])
+                        if trainItems {
+                            gq[qi + k] -= g * p[pi + k]
+                            gq[qj + k] += g * p[pi + k]
+                        }
+                    }
+                    if trainItems { gq[qi + d] -= g; gq[qj + d] += g }
+                case .bce:
+                    let base = e * negativesPerPositive
+                    for j in -1..<negativesPerPositive {
+                        let target: Float = j < 0 ? 1 : 0
+                        let s = j < 0 ? si : Int(items.slotOf[Int(negatives[base + j])]) - 1
+                        let qs = s * w
+                        if trainItems && !items.inBatch[s] { items.inBatch[s] = true; batchSlots.append(s) }
+                        var logit = mu + p[pi + d] + q[qs + d]
+                        for k in 0..<d { logit += p[pi + k] * q[qs + k] }
+                        let g = 1 / (1 + expf(-logit)) - target
+                        for k in 0..<d {
+                            gp[pi + k] += g * q[qs + k]
+                            if trainItems { gq[qs + k] += g * p[pi + k] }
+                        }
+                        gp[pi + d] += g
+                        if trainItems { gq[qs + d] += g; muState.grad += g }
+                    }
+                }
+            }
+            // Apply: L2 (and FedProx toward the global row) then the local optimiser.
+            step += 1
+            for u in batchUsers {
+                users.inBatch[u] = false
+                for k in 0..<w {
+                    let i = u * w + k
+                    let g = gp[i] + l2 * p[i]
+                    p[i] -= update(g, &users.m[i], &users.v[i], step: step)
+                    gp[i] = 0
+                }
+            }
+            for s in batchSlots {
+                items.inBatch[s] = false
+                let item = Int(items.slotItems[s])
+                for k in 0..<w {
+                    let i = s * w + k
+                    let global = k < d ? items.globalEmbedding[item * d + k] : items.globalBias[item]
+                    let g = gq[i] + l2 * q[i] + proxMu * (q[i] - global)
+                    q[i] -= update(g, &items.m[i], &items.v[i], step: step)
+                    gq[i] = 0
+                }
+            }
+            if trainItems && objective != .bpr {
+                mu -= update(muState.grad + proxMu * (mu - globalBias), &muState.m, &muState.v, step: step)
+            }
+            muState.grad = 0
+            batchSlots.removeAll(keepingCapacity: true)
+            batchUsers.removeAll(keepingCapacity: true)
+            cursor = end
+        }
+    }
 
     /// The step to subtract for gradient `g` under the local optimiser.
     @inline(__always)
-    private func update(_ g: Float, _ m: inout Float, _ v: inout Float, step: Int, lr: Float) -> Float {
-        switch options.optimizer {
+    func update(_ g: Float, _ m: inout Float, _ v: inout Float, step: Int) -> Float {
+        switch optimizer {
         case .sgd:
-            return lr * g
+            return learningRate * g
         case .adam:
             // Kingma & Ba 2015, with bias correction.
             let beta1: Float = 0.9, beta2: Float = 0.999
@@ -274,7 +328,7 @@ final class SGDClientTrainer {
             v = beta2 * v + (1 - beta2) * g * g
             let mHat = m / (1 - powf(beta1, Float(step)))
             let vHat = v / (1 - powf(beta2, Float(step)))
-            return lr * mHat / (vHat.squareRoot() + 1e-8)
+            return learningRate * mHat / (vHat.squareRoot() + 1e-8)
         }
     }
 }
