@@ -33,5 +33,7 @@ let package = Package(
         .testTarget(
             name: "FedRecCoreTests", dependencies: ["FedRecCore", "FedRecCLI"]),
         .testTarget(name: "FedRecTextTests", dependencies: ["FedRecText", "FedRecCore"]),
+        // Benchmark driver for bench/encode-throughput.sh, not a command.
+        .executableTarget(name: "encode-bench", dependencies: ["FedRecText", "FedRecCore"], path: "bench/encode-bench"),
     ] + commands.map { .executableTarget(name: $0, dependencies: ["FedRecCLI"]) }
 )

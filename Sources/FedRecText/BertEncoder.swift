@@ -218,12 +218,14 @@ public final class BertEncoder {
         }
     }
 
-    /// Exact GELU, `x · Φ(x) = x/2 · (1 + erf(x/√2))`, as `hidden_act: "gelu"` means.
+    /// Exact GELU, `x · Φ(x) = x/2 · (1 + erf(x/√2))`, as `hidden_act: "gelu"` means (not
+    /// the tanh approximation). `erf` is a branch-free rational approximation that the
+    /// compiler vectorises; libm's `erff` took a sixth of the encoder's time.
     private func gelu(_ x: UnsafeMutablePointer<Float>, count: Int) {
         let inverseRoot2: Float = 0.70710678118654752
         for i in 0..<count {
             let v = x[i]
-            x[i] = 0.5 * v * (1 + erff(v * inverseRoot2))
+            x[i] = 0.5 * v * (1 + fastErf(v * inverseRoot2))
         }
     }
 }
@@ -261,4 +263,27 @@ private final class Workspace {
     deinit {
         for buffer in [x, qkv, context, projected, intermediate, scores] { buffer.deallocate() }
     }
+}
+
+/// `erf(x)` within a few float ulps (absolute error below 5e-7): an odd degree-13 over an
+/// even degree-8 polynomial on [-4, 4], where float erf saturates to ±1 outside. The
+/// coefficients are the minimax fit that Eigen and XLA use for float `erf`.
+@inline(__always)
+func fastErf(_ a: Float) -> Float {
+    let x = min(max(a, -4), 4)
+    let x2 = x * x
+    var p: Float = -2.72614225801306e-10
+    p = p * x2 + 2.77068142495902e-08
+    p = p * x2 - 2.10102402082508e-06
+    p = p * x2 - 5.69250639462346e-05
+    p = p * x2 - 7.34990630326855e-04
+    p = p * x2 - 2.95459980854025e-03
+    p = p * x2 - 1.60960333262415e-02
+    p *= x
+    var q: Float = -1.45660718464996e-05
+    q = q * x2 - 2.13374055278905e-04
+    q = q * x2 - 1.68282697438203e-03
+    q = q * x2 - 7.37332916720468e-03
+    q = q * x2 - 1.42647390514189e-02
+    return p / q
 }
