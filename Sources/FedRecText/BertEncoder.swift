@@ -1,4 +1,5 @@
 internal import COpenBLAS
+import Dispatch
 import FedRecCore
 
 #if canImport(Glibc)
@@ -16,10 +17,15 @@ import Darwin
 /// without computing the padding. Buffers live as long as the encoder and grow to the
 /// largest batch seen, so encoding allocates nothing per token.
 ///
+/// Matrix products use OpenBLAS's threads; attention, softmax, GELU and LayerNorm are
+/// split over `threads` workers (sequences or rows), so every core is busy between them.
+///
 /// Not thread-safe: one encoder per thread (weights are read-only and could be shared if
 /// that is ever needed).
 public final class BertEncoder {
     public let config: BertConfig
+    /// Workers for the work outside matrix products; the machine's cores by default.
+    public var threads: Int = max(1, System.coreCount)
     private let weights: BertWeights
     private var workspace = Workspace()
 
@@ -91,21 +97,26 @@ public final class BertEncoder {
             longest = max(longest, sequence.count)
         }
         let h = c.hiddenSize
-        workspace.reserve(rows: rows, longest: longest, hidden: h, intermediate: c.intermediateSize)
+        let workers = max(1, min(threads, sequences.count))
+        workspace.reserve(rows: rows, longest: longest, workers: workers, hidden: h, intermediate: c.intermediateSize)
         let ws = workspace
 
         embeddings(sequences, into: ws.x)
         for layer in weights.layers {
             // Self-attention: Q, K and V in one product, [rows, 3h].
             linear(ws.x, rows: rows, layer.qkv, into: ws.qkv)
-            attention(sequences, qkv: ws.qkv, into: ws.context)
+            attention(sequences, qkv: ws.qkv, into: ws.context, workers: workers)
             linear(ws.context, rows: rows, layer.attentionOutput, into: ws.projected)
-            addLayerNorm(ws.projected, residual: ws.x, rows: rows, layer.attentionNorm)
+            addLayerNorm(ws.projected, residual: ws.x, rows: rows, layer.attentionNorm, workers: workers)
             // Feed-forward.
             linear(ws.x, rows: rows, layer.intermediate, into: ws.intermediate)
-            gelu(ws.intermediate, count: rows * c.intermediateSize)
+            let width = c.intermediateSize
+            let intermediate = SharedPointers(qkv: ws.intermediate, context: ws.intermediate, scores: ws.intermediate)
+            parallelRanges(rows, workers: workers) { range in
+                Self.gelu(intermediate.context + range.lowerBound * width, count: range.count * width)
+            }
             linear(ws.intermediate, rows: rows, layer.output, into: ws.projected)
-            addLayerNorm(ws.projected, residual: ws.x, rows: rows, layer.outputNorm)
+            addLayerNorm(ws.projected, residual: ws.x, rows: rows, layer.outputNorm, workers: workers)
         }
         return rows
     }
@@ -130,7 +141,7 @@ public final class BertEncoder {
                 }
             }
         }
-        layerNorm(x, rows: row, w.embeddingNorm)
+        Self.layerNorm(x, rows: row, width: h, eps: config.layerNormEps, w.embeddingNorm)
     }
 
     /// `out = input · weightᵀ + bias` over `rows` rows.
@@ -146,33 +157,59 @@ public final class BertEncoder {
         }
     }
 
-    /// Scaled dot-product attention per sequence and head; `qkv` rows hold Q, K, V side by side.
-    private func attention(_ sequences: [[Int32]], qkv: UnsafePointer<Float>, into context: UnsafeMutablePointer<Float>) {
+    /// Scaled dot-product attention per sequence and head; `qkv` rows hold Q, K, V side by
+    /// side. Worker `w` takes sequences `w`, `w + workers`, … with its own scores buffer.
+    private func attention(
+        _ sequences: [[Int32]], qkv: UnsafePointer<Float>, into context: UnsafeMutablePointer<Float>, workers: Int
+    ) {
         let h = config.hiddenSize
         let d = config.headSize
+        let heads = config.numAttentionHeads
         let stride = 3 * h
         let scale = 1 / Float(d).squareRoot()
-        let scores = workspace.scores
-        var offset = 0
+        var starts = [Int]()
+        starts.reserveCapacity(sequences.count)
+        var total = 0
         for sequence in sequences {
-            let n = sequence.count
-            for head in 0..<config.numAttentionHeads {
+            starts.append(total)
+            total += sequence.count
+        }
+        let offsets = starts
+        let lengths = sequences.map(\.count)
+        let scoresBase = workspace.scores
+        let scoresSize = workspace.scoresPerWorker
+        let shared = SharedPointers(qkv: qkv, context: context, scores: scoresBase)
+        DispatchQueue.concurrentPerform(iterations: workers) { worker in
+            let scores = shared.scores + worker * scoresSize
+            for s in Swift.stride(from: worker, to: lengths.count, by: workers) {
+                Self.attendOne(
+                    qkv: shared.qkv, context: shared.context, scores: scores, offset: offsets[s], n: lengths[s],
+                    heads: heads, d: d, h: h, stride: stride, scale: scale)
+            }
+        }
+    }
+
+    private static func attendOne(
+        qkv: UnsafePointer<Float>, context: UnsafeMutablePointer<Float>, scores: UnsafeMutablePointer<Float>,
+        offset: Int, n: Int, heads: Int, d: Int, h: Int, stride: Int, scale: Float
+    ) {
+        do {
+            for head in 0..<heads {
                 let q = qkv + offset * stride + head * d
                 let k = q + h
                 let v = q + 2 * h
                 cblas_sgemm(
                     CblasRowMajor, CblasNoTrans, CblasTrans, Int32(n), Int32(n), Int32(d),
                     scale, q, Int32(stride), k, Int32(stride), 0, scores, Int32(n))
-                softmaxRows(scores, rows: n, width: n)
+                Self.softmaxRows(scores, rows: n, width: n)
                 cblas_sgemm(
                     CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(n), Int32(d), Int32(n),
                     1, scores, Int32(n), v, Int32(stride), 0, context + offset * h + head * d, Int32(h))
             }
-            offset += n
         }
     }
 
-    private func softmaxRows(_ x: UnsafeMutablePointer<Float>, rows: Int, width: Int) {
+    private static func softmaxRows(_ x: UnsafeMutablePointer<Float>, rows: Int, width: Int) {
         for r in 0..<rows {
             let row = x + r * width
             var peak = -Float.infinity
@@ -189,15 +226,21 @@ public final class BertEncoder {
     }
 
     /// `x = LayerNorm(x + residual-input)`: adds `sum` into `x`, then normalises `x` in place.
-    private func addLayerNorm(_ sum: UnsafePointer<Float>, residual x: UnsafeMutablePointer<Float>, rows: Int, _ norm: Norm) {
-        let count = rows * config.hiddenSize
-        for i in 0..<count { x[i] += sum[i] }
-        layerNorm(x, rows: rows, norm)
-    }
-
-    private func layerNorm(_ x: UnsafeMutablePointer<Float>, rows: Int, _ norm: Norm) {
+    private func addLayerNorm(
+        _ sum: UnsafePointer<Float>, residual x: UnsafeMutablePointer<Float>, rows: Int, _ norm: Norm, workers: Int
+    ) {
         let h = config.hiddenSize
         let eps = config.layerNormEps
+        let shared = SharedPointers(qkv: sum, context: x, scores: x)
+        parallelRanges(rows, workers: workers) { range in
+            let x = shared.context + range.lowerBound * h
+            let sum = shared.qkv + range.lowerBound * h
+            for i in 0..<(range.count * h) { x[i] += sum[i] }
+            Self.layerNorm(x, rows: range.count, width: h, eps: eps, norm)
+        }
+    }
+
+    private static func layerNorm(_ x: UnsafeMutablePointer<Float>, rows: Int, width h: Int, eps: Float, _ norm: Norm) {
         norm.gamma.withUnsafeBufferPointer { gamma in
             norm.beta.withUnsafeBufferPointer { beta in
                 for r in 0..<rows {
@@ -221,13 +264,32 @@ public final class BertEncoder {
     /// Exact GELU, `x · Φ(x) = x/2 · (1 + erf(x/√2))`, as `hidden_act: "gelu"` means (not
     /// the tanh approximation). `erf` is a branch-free rational approximation that the
     /// compiler vectorises; libm's `erff` took a sixth of the encoder's time.
-    private func gelu(_ x: UnsafeMutablePointer<Float>, count: Int) {
+    private static func gelu(_ x: UnsafeMutablePointer<Float>, count: Int) {
         let inverseRoot2: Float = 0.70710678118654752
         for i in 0..<count {
             let v = x[i]
             x[i] = 0.5 * v * (1 + fastErf(v * inverseRoot2))
         }
     }
+}
+
+/// Runs `body` on `workers` contiguous slices of `0..<count` at once.
+private func parallelRanges(_ count: Int, workers: Int, _ body: @Sendable (Range<Int>) -> Void) {
+    let workers = max(1, min(workers, count))
+    if workers == 1 {
+        body(0..<count)
+        return
+    }
+    DispatchQueue.concurrentPerform(iterations: workers) { w in
+        body((count * w / workers)..<(count * (w + 1) / workers))
+    }
+}
+
+/// Buffer addresses handed to workers that write disjoint parts of them.
+private struct SharedPointers: @unchecked Sendable {
+    let qkv: UnsafePointer<Float>
+    let context: UnsafeMutablePointer<Float>
+    let scores: UnsafeMutablePointer<Float>
 }
 
 /// Buffers of one forward pass, kept between batches and grown as needed.
@@ -239,9 +301,11 @@ private final class Workspace {
     private(set) var intermediate = UnsafeMutablePointer<Float>.allocate(capacity: 0)
     private(set) var scores = UnsafeMutablePointer<Float>.allocate(capacity: 0)
     private var rows = 0
-    private var longest = 0
+    /// Floats of `scores` each attention worker owns.
+    private(set) var scoresPerWorker = 0
+    private var scoresCapacity = 0
 
-    func reserve(rows: Int, longest: Int, hidden: Int, intermediate width: Int) {
+    func reserve(rows: Int, longest: Int, workers: Int, hidden: Int, intermediate width: Int) {
         if rows > self.rows {
             for buffer in [x, qkv, context, projected, intermediate] { buffer.deallocate() }
             // Grow by half again so a slightly larger batch does not reallocate.
@@ -253,10 +317,11 @@ private final class Workspace {
             intermediate = .allocate(capacity: capacity * width)
             self.rows = capacity
         }
-        if longest > self.longest {
+        if longest * longest > scoresPerWorker || workers * longest * longest > scoresCapacity {
             scores.deallocate()
-            scores = .allocate(capacity: longest * longest)
-            self.longest = longest
+            scoresPerWorker = max(longest * longest, scoresPerWorker)
+            scoresCapacity = workers * scoresPerWorker
+            scores = .allocate(capacity: scoresCapacity)
         }
     }
 

@@ -36,6 +36,7 @@ do {
         .map(String.init).filter { !$0.isEmpty }
     var encoder: SentenceEncoder!
     let load = try seconds { encoder = try SentenceEncoder(directory: args[0]) }
+    if let threads { encoder.encoder.threads = threads }
     _ = try encoder.encode(Array(texts.prefix(batch)), batchSize: batch)  // warm-up
     var vectors = [Float]()
     var best = Double.infinity
@@ -49,7 +50,7 @@ do {
     }
     let line: JSONValue = [
         "implementation": "fedrec-swift", "texts": .number(Double(texts.count)), "tokens": .number(Double(tokens)),
-        "batch": .number(Double(batch)), "blas_threads": .number(Double(SentenceEncoder.blasThreads)),
+        "batch": .number(Double(batch)), "blas_threads": .number(Double(SentenceEncoder.blasThreads)), "workers": .number(Double(encoder.encoder.threads)),
         "seconds": .number(best), "texts_per_second": .number(Double(texts.count) / best),
         "tokenize_seconds": .number(tokenize), "load_seconds": .number(load),
     ]
