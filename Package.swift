@@ -11,7 +11,8 @@ let commands = [
 let package = Package(
     name: "fedrec",
     products: commands.map { .executable(name: $0, targets: [$0]) } + [
-        .library(name: "FedRecCore", targets: ["FedRecCore"])
+        .library(name: "FedRecCore", targets: ["FedRecCore"]),
+        .library(name: "FedRecText", targets: ["FedRecText"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -23,6 +24,10 @@ let package = Package(
         .target(
             name: "FedRecCore",
             dependencies: ["CArchive", .product(name: "Crypto", package: "swift-crypto")]),
+        // OpenBLAS only for the text encoder: commands that do not encode text never link it.
+        .systemLibrary(
+            name: "COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
+        .target(name: "FedRecText", dependencies: ["FedRecCore", "COpenBLAS"]),
         .target(
             name: "FedRecCLI",
             dependencies: [
@@ -30,5 +35,8 @@ let package = Package(
             ]),
         .testTarget(
             name: "FedRecCoreTests", dependencies: ["FedRecCore", "FedRecCLI"]),
+        .testTarget(name: "FedRecTextTests", dependencies: ["FedRecText", "FedRecCore"]),
+        // Benchmark driver for bench/encode-throughput.sh, not a command.
+        .executableTarget(name: "encode-bench", dependencies: ["FedRecText", "FedRecCore"], path: "bench/encode-bench"),
     ] + commands.map { .executableTarget(name: $0, dependencies: ["FedRecCLI"]) }
 )

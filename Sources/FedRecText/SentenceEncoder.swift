@@ -1,0 +1,55 @@
+internal import COpenBLAS
+import FedRecCore
+
+/// A sentence-transformers model: tokenizer, BERT encoder and pooling, loaded from a
+/// model directory (`make model` fetches the default, all-MiniLM-L6-v2).
+///
+/// Not thread-safe (the encoder reuses its buffers); use one per thread.
+public final class SentenceEncoder {
+    public let tokenizer: WordPieceTokenizer
+    public let encoder: BertEncoder
+    public let pooling: Pooling
+    /// Floats per sentence vector.
+    public let dimension: Int
+
+    /// - Throws: `FedRecError(.noInput)` saying to run `make model` when the directory is
+    ///   missing; errors naming the file for a bad config, vocabulary or weights.
+    public init(directory path: String) throws {
+        let directory = try ModelDirectory(path: path)
+        tokenizer = try WordPieceTokenizer(directory: directory)
+        encoder = try BertEncoder(directory: directory)
+        pooling = try Pooling(directory: directory)
+        dimension = pooling.dimension(hiddenSize: encoder.config.hiddenSize)
+        guard tokenizer.vocabulary.count <= encoder.config.vocabSize else {
+            throw FedRecError(
+                .mismatch, file: directory.file("config.json"),
+                "vocab_size \(encoder.config.vocabSize) is smaller than the tokenizer's \(tokenizer.vocabulary.count) tokens")
+        }
+    }
+
+    /// Sentence vectors for `texts`, in order.
+    /// - Parameters:
+    ///   - batchSize: texts per forward pass; larger batches make larger matrix products.
+    /// - Returns: `texts.count` × `dimension` floats, row-major.
+    /// - Complexity: O(tokens) encoder work per text; see `BertEncoder.embed`.
+    public func encode(_ texts: [String], batchSize: Int = 64) throws -> [Float] {
+        var out = [Float]()
+        out.reserveCapacity(texts.count * dimension)
+        var start = 0
+        while start < texts.count {
+            let end = min(start + max(batchSize, 1), texts.count)
+            let ids = texts[start..<end].map { tokenizer.encode($0) }
+            out += try encoder.embed(ids, pooling: pooling)
+            start = end
+        }
+        return out
+    }
+
+    /// Sets how many threads OpenBLAS uses for matrix products (process-wide).
+    public static func setBLASThreads(_ count: Int) {
+        openblas_set_num_threads(Int32(max(count, 1)))
+    }
+
+    /// The number of threads OpenBLAS uses.
+    public static var blasThreads: Int { Int(openblas_get_num_threads()) }
+}
