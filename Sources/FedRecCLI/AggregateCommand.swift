@@ -34,6 +34,7 @@ public struct AggregateCommand: ParsableCommand {
     var rowAverage: ServerOptions.RowAverage = .touched
     @Option(help: "Divide by this fixed expected weight (q·N) instead (client-level DP).") var fixedDenominator: Double?
     @Option(help: "λ of the ALS item step.") var l2: Float = 0.05
+    @Option(help: "λ of item biases in the explicit ALS item step (default: --l2).") var l2Bias: Float?
     @OptionGroup(title: "Output") var format: OutputFormatOptions
 
     public init() {}
@@ -66,6 +67,7 @@ public struct AggregateCommand: ParsableCommand {
                 options.rowAverage = rowAverage
                 options.fixedDenominator = fixedDenominator
                 options.l2 = l2
+                options.l2Bias = l2Bias
                 let next = try ServerStep.apply(sum, sumFile: paths.count == 1 ? paths[0] : "the sum of \(paths.count) updates", to: model, options: options)
                 let identity = try next.write(to: output)
                 if format.json && output != "-" {

@@ -24,6 +24,7 @@ public struct EvalCommand: ParsableCommand {
     @Argument(help: "Shard files (instead of --dataset).") var shards: [String] = []
     @Option(name: .customShort("k"), help: "Cut-off K of the ranking metrics.") var k = 10
     @Flag(help: "Also compute ranking metrics for an explicit (mse) model.") var ranking = false
+    @Flag(help: "Rank by training popularity instead of the model (a baseline; the model only names the dataset).") var popularity = false
     @Option(help: "Also append the result as a JSON line to this file (e.g. metrics.jsonl).") var metricsLog: String?
     @OptionGroup(title: "User parameters") var users: UserParameterArguments
     @OptionGroup(title: "Output") var format: OutputFormatOptions
@@ -38,8 +39,9 @@ public struct EvalCommand: ParsableCommand {
     public func run() throws {
         try reportingErrors("fl-eval") {
             let paths = try dataset.map { try shardPaths(dataset: $0) } ?? shards
-            let report = try Evaluator.run(modelPath: model, shards: paths, users: try users.source(for: paths), k: k,
-                                           ranking: ranking ? true : nil)
+            let users = popularity ? UserParameterSource(mode: .reconstruct, states: [], training: users.training.options) : try users.source(for: paths)
+            let report = try Evaluator.run(modelPath: model, shards: paths, users: users, k: k,
+                                           ranking: ranking ? true : nil, popularity: popularity)
             if let metricsLog { try appendLine(report.json.canonicalText, to: metricsLog, durable: true) }
             emit(format.json ? report.json.canonicalText : tsv(report.json))
         }

@@ -19,6 +19,9 @@ struct TrainingArguments: ParsableArguments {
     @Option(help: "L2 regularisation λ (ALS: weighted by the row's count for explicit data).")
     var l2: Float = 0.02
 
+    @Option(help: "L2 regularisation of biases in ALS solves (default: --l2).")
+    var l2Bias: Float?
+
     @Option(help: "Local optimiser: sgd or adam.")
     var optimizer: TrainingOptions.Optimizer = .sgd
 
@@ -28,7 +31,7 @@ struct TrainingArguments: ParsableArguments {
     @Option(help: "Sampled negatives per positive for BCE.")
     var negatives = 4
 
-    @Option(help: "Confidence weight α of implicit ALS (c = 1 + α r).")
+    @Option(help: "Confidence weight α of implicit ALS (1 + α on observed pairs).")
     var alpha: Float = 10
 
     @Option(help: "Client weight in the sum: examples (n_k) or uniform.")
@@ -65,6 +68,7 @@ struct TrainingArguments: ParsableArguments {
         o.batchSize = batchSize
         o.learningRate = learningRate
         o.l2 = l2
+        o.l2Bias = l2Bias
         o.optimizer = optimizer
         o.proxMu = proxMu
         o.negatives = negatives

@@ -39,6 +39,8 @@ public struct ServerOptions: Sendable, Equatable {
     public var fixedDenominator: Double?
     /// λ of the ALS item step (weighted by the item's count for explicit ALS).
     public var l2: Float = 0.05
+    /// λ of the item bias in the explicit ALS item step (nil: the same as `l2`).
+    public var l2Bias: Float?
 
     public init() {}
 }
@@ -152,9 +154,10 @@ public enum ServerStep {
                 for x in 0..<(n * n) { a[x] += Double(dense[x]) }
                 for x in 0..<n { a[x * n + x] += Double(options.l2) }
             } else {
-                // Weighted λ: λ times the item's number of ratings (the bias-bias entry).
+                // Weighted λ: λ (λ_b for the bias) times the item's number of ratings, which
+                // is the bias-bias entry of Σ x xᵀ.
                 let count = a[n * n - 1]
-                for x in 0..<n { a[x * n + x] += Double(options.l2) * max(count, 1) }
+                for x in 0..<n { a[x * n + x] += Double(x == d ? options.l2Bias ?? options.l2 : options.l2) * max(count, 1) }
             }
             let solved = a.withUnsafeMutableBufferPointer { a in b.withUnsafeMutableBufferPointer { b in Cholesky.solve(a, b, n: n) } }
             guard solved else { continue }
@@ -162,5 +165,14 @@ public enum ServerStep {
             if !wals { model.itemBias[item] = Float(b[d]) }
         }
         if !wals && dense[1] > 0 { model.globalBias = dense[0] / dense[1] }
+        if wals {
+            // Centralised implicit ALS gives an item with no observed pair the solution 0;
+            // do the same, so never-trained items do not rank by their random start.
+            var touched = [Bool](repeating: false, count: config.items)
+            for row in sum.rows { touched[Int(row)] = true }
+            for item in 0..<config.items where !touched[item] {
+                for k in 0..<d { model.itemEmbedding[item * d + k] = 0 }
+            }
+        }
     }
 }

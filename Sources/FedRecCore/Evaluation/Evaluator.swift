@@ -33,7 +33,7 @@ final class UserParameterProvider {
         self.model = model
         self.mode = mode
         self.training = training
-        solver = UserSolver(model: model, l2: training.l2, alpha: training.alpha)
+        solver = UserSolver(model: model, l2: training.l2, l2Bias: training.l2Bias, alpha: training.alpha)
         if mode == .state {
             guard let statePath else { throw FedRecError(.usage, "user parameters come from state files: give --state for every shard, or --reconstruct") }
             state = try UserState.load(statePath, config: model.config).state
@@ -100,12 +100,22 @@ public struct EvaluationReport: Sendable {
 /// metrics with full ranking (all items the user has not trained on) and the sampled
 /// protocol (test item versus the shard's stored negatives).
 public enum Evaluator {
+    /// - Parameter popularity: rank every user's items by their number of training
+    ///   interactions instead of by the model (the popularity baseline, to check a split
+    ///   and protocol against published numbers).
     public static func run(modelPath: String, shards: [String], users source: UserParameterSource, k: Int,
-                           ranking: Bool? = nil) throws -> EvaluationReport {
+                           ranking: Bool? = nil, popularity: Bool = false) throws -> EvaluationReport {
         let model = try ModelView(path: modelPath)
         let config = model.config
         let d = config.dim
-        let rankingWanted = ranking ?? (config.objective != .mse)
+        let rankingWanted = popularity || (ranking ?? (config.objective != .mse))
+        var counts = [Float](repeating: 0, count: config.items)
+        if popularity {
+            for shard in shards {
+                let reader = try ShardUserReader(path: shard, datasetId: config.datasetId, items: config.items)
+                while let record = try reader.next() { for item in record.train.items { counts[Int(item)] += 1 } }
+            }
+        }
         var report = EvaluationReport(round: model.round, objective: config.objective, ranking: RankingMetrics(k: k), errors: RatingErrors())
         let low = Float(model.file.metadata["rating_min"] ?? "") ?? -.infinity
         let high = Float(model.file.metadata["rating_max"] ?? "") ?? .infinity
@@ -117,6 +127,17 @@ public enum Evaluator {
             let reader = try ShardUserReader(path: shard, datasetId: config.datasetId, items: config.items)
             while let record = try reader.next() {
                 guard !record.test.isEmpty else { continue }
+                if popularity {
+                    for item in record.train.items { excluded[Int(item)] = true }
+                    counts.withUnsafeBufferPointer { sc in
+                        excluded.withUnsafeBufferPointer { ex in
+                            report.ranking.addFullRanking(scores: sc, excluded: ex, relevant: record.test.items)
+                            report.ranking.addSampled(scores: sc, relevant: record.test.items, negatives: record.negatives)
+                        }
+                    }
+                    for item in record.train.items { excluded[Int(item)] = false }
+                    continue
+                }
                 guard let (p, bu) = provider.parameters(for: record) else {
                     report.usersWithoutParameters += 1
                     continue

@@ -7,7 +7,8 @@
 /// gets Σ x_u x_uᵀ ((d+1)² values) and Σ y x_u (d+1 values); the dense part is
 /// [Σ (r − b_u − b_i − p_u·q_i), count] for the global bias.
 /// Implicit (WALS, Hu, Koren & Volinsky 2008): row i gets Σ (c − 1) p_u p_uᵀ (d²) and
-/// Σ c p_u (d) with c = 1 + α r; the dense part is Σ_u p_u p_uᵀ over all users (d²).
+/// Σ c p_u (d) with c = 1 + α for every observed pair; the dense part is Σ_u p_u p_uᵀ
+/// over all users (d²).
 enum ALSStatistics {
     /// Row tensor names and widths for a model.
     static func rowLayout(_ config: ModelConfig) -> [(name: String, width: Int)] {
@@ -40,7 +41,7 @@ enum ALSStatistics {
             let r = train.ratings[e]
             let gramWeight: Float, rhsWeight: Float
             if wals {
-                let c = 1 + alpha * r
+                let c = 1 + alpha
                 gramWeight = c - 1
                 rhsWeight = c
             } else {

@@ -34,7 +34,7 @@ public enum ShardTrainer {
         if let stateIn, options.userParameters == .state, fileExists(stateIn) {
             state = try UserState.load(stateIn, config: config).state
         }
-        let solver = UserSolver(model: model, l2: options.l2, alpha: options.alpha)
+        let solver = UserSolver(model: model, l2: options.l2, l2Bias: options.l2Bias, alpha: options.alpha)
         let layout: [(name: String, width: Int)] = options.algorithm == .als ? ALSStatistics.rowLayout(config) : [(TensorName.itemEmbedding, d), (TensorName.itemBias, 1)]
         let rows = RowAccumulator(items: config.items, width: layout.reduce(0) { $0 + $1.width })
         var dense = [Float](repeating: 0, count: options.algorithm == .als ? ALSStatistics.denseCount(config) : 1)

@@ -26,12 +26,15 @@ public struct TrainingOptions: Sendable, Equatable {
     public var learningRate: Float = 0.01
     /// L2 regularisation λ.
     public var l2: Float = 0.02
+    /// L2 regularisation of biases in the ALS solves (nil: the same as `l2`).
+    public var l2Bias: Float?
     public var optimizer: Optimizer = .sgd
     /// FedProx proximal weight μ (Li et al. 2020); 0 disables it.
     public var proxMu: Float = 0
     /// Sampled negatives per positive for BCE (BPR uses one per positive).
     public var negatives = 4
-    /// Confidence weight α for implicit ALS: c = 1 + α·r (Hu, Koren, Volinsky 2008).
+    /// Confidence weight α for implicit ALS: an observed pair has confidence 1 + α, every
+    /// other pair 1 (Hu, Koren, Volinsky 2008, with one interaction per observed pair).
     public var alpha: Float = 10
     public var weighting: Weighting = .examples
     public var userParameters: UserParameters = .state

@@ -4,14 +4,17 @@
 public struct UserSolver {
     public let model: ModelView
     public let l2: Float
+    /// λ of the bias coordinate in explicit solves.
+    public let l2Bias: Float
     /// Confidence weight α of implicit ALS.
     public let alpha: Float
     /// Gram matrix QᵀQ of all item embeddings (d × d), needed by implicit ALS.
     private let itemGram: [Double]
 
-    public init(model: ModelView, l2: Float, alpha: Float) {
+    public init(model: ModelView, l2: Float, l2Bias: Float? = nil, alpha: Float) {
         self.model = model
         self.l2 = l2
+        self.l2Bias = l2Bias ?? l2
         self.alpha = alpha
         if model.config.objective == .wals {
             itemGram = Self.gram(model.itemEmbedding, rows: model.config.items, dim: model.config.dim)
@@ -41,10 +44,11 @@ public struct UserSolver {
     /// The user's parameters fitted to `train` with items fixed.
     ///
     /// Explicit (MSE): ridge regression of r − μ − b_i on [q_i, 1], giving p_u and b_u,
-    /// with penalty λ·n_u on every coordinate (weighted-λ regularisation of ALS-WR, Zhou
-    /// et al. 2008). Implicit (WALS, Hu et al. 2008): p_u = (QᵀQ + Σ_i (c_i − 1) q_i q_iᵀ +
-    /// λI)⁻¹ Σ_i c_i q_i with c_i = 1 + α r_i; no user bias. Other objectives use the
-    /// explicit form on preference 1 as a warm start.
+    /// with penalty n_u·diag(λ, …, λ, λ_b) (weighted-λ regularisation of ALS-WR, Zhou et
+    /// al. 2008). Implicit (WALS, Hu et al. 2008): p_u = (QᵀQ + α Σ_i q_i q_iᵀ + λI)⁻¹
+    /// (1 + α) Σ_i q_i over the user's items (confidence 1 + α on observed pairs, 1
+    /// elsewhere); no user bias. Other objectives use the explicit form on preference 1
+    /// as a warm start.
     /// - Returns: the embedding (d values) and bias.
     public func solve(_ train: Interactions) -> (embedding: [Float], bias: Float) {
         let d = model.config.dim
@@ -55,8 +59,8 @@ public struct UserSolver {
             var b = [Double](repeating: 0, count: d)
             a.withUnsafeMutableBufferPointer { a in
                 b.withUnsafeMutableBufferPointer { b in
-                    for (n, item) in train.items.enumerated() {
-                        let c = 1 + Double(alpha) * Double(train.ratings[n])
+                    let c = 1 + Double(alpha)
+                    for item in train.items {
                         let base = Int(item) * d
                         for x in 0..<d {
                             let qx = Double(q[base + x])
@@ -87,10 +91,9 @@ public struct UserSolver {
                         for c in r..<n { a[r * n + c] += x[r] * x[c] }
                     }
                 }
-                let penalty = Double(l2) * Double(train.count)
                 for r in 0..<n {
                     for c in 0..<r { a[r * n + c] = a[c * n + r] }
-                    a[r * n + r] += penalty
+                    a[r * n + r] += Double(r == d ? l2Bias : l2) * Double(train.count)
                 }
                 Cholesky.solve(a, b, n: n)
             }
