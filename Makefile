@@ -43,7 +43,7 @@ demo: release
 	pipelines/fl-rounds --bin $(RELEASE) --data sample-data/ratings.csv --run $(DEMO_RUN) \
 	  --rounds 10 --jobs 2 --objective mse --dim 16 \
 	  --partition "--split ratio --test-ratio 0.2 --shards 4" \
-	  --train "--algorithm als --l2 0.1" --server "--l2 0.1"
+	  --train "--algorithm als --l2 0.12 --l2-bias 0.05 --reconstruct" --server "--l2 0.12 --l2-bias 0.05"
 	@echo "models and metrics.jsonl are in $(DEMO_RUN)/" >&2
 
 bench: release

@@ -1,3 +1,5 @@
+import Dispatch
+
 /// Where `fl-eval` and `fl-recommend` get users' private parameters from.
 public struct UserParameterSource: Sendable {
     public var mode: TrainingOptions.UserParameters
@@ -107,7 +109,6 @@ public enum Evaluator {
                            ranking: Bool? = nil, popularity: Bool = false) throws -> EvaluationReport {
         let model = try ModelView(path: modelPath)
         let config = model.config
-        let d = config.dim
         let rankingWanted = popularity || (ranking ?? (config.objective != .mse))
         var counts = [Float](repeating: 0, count: config.items)
         if popularity {
@@ -116,28 +117,50 @@ public enum Evaluator {
                 while let record = try reader.next() { for item in record.train.items { counts[Int(item)] += 1 } }
             }
         }
+        // Shards are evaluated concurrently, each into its own partial report; partials are
+        // merged in shard order, so the result does not depend on scheduling.
+        let partials = ConcurrentResults<Result<EvaluationReport, FedRecError>>(count: shards.count)
+        let scoresByPopularity = counts
+        DispatchQueue.concurrentPerform(iterations: shards.count) { s in
+            do {
+                partials[s] = .success(try evaluateShard(
+                    shards[s], statePath: s < source.states.count ? source.states[s] : nil, model: model, source: source, k: k,
+                    ranking: rankingWanted, popularity: popularity ? scoresByPopularity : nil))
+            } catch let error as FedRecError {
+                partials[s] = .failure(error)
+            } catch {
+                partials[s] = .failure(FedRecError(.io, file: shards[s], "\(error)"))
+            }
+        }
+        var report = EvaluationReport(round: model.round, objective: config.objective, ranking: RankingMetrics(k: k), errors: RatingErrors())
+        for s in 0..<shards.count {
+            guard let partial = partials[s] else { continue }
+            let shardReport = try partial.get()
+            report.ranking.merge(shardReport.ranking)
+            report.errors.merge(shardReport.errors)
+            report.usersWithoutParameters += shardReport.usersWithoutParameters
+        }
+        guard report.errors.count > 0 || report.ranking.users > 0 else {
+            throw FedRecError(.emptyInput, file: shards.first, "no test data to evaluate")
+        }
+        return report
+    }
+
+    /// One shard's contribution to an evaluation.
+    static func evaluateShard(_ shard: String, statePath: String?, model: ModelView, source: UserParameterSource, k: Int,
+                              ranking rankingWanted: Bool, popularity: [Float]?) throws -> EvaluationReport {
+        let config = model.config
+        let d = config.dim
         var report = EvaluationReport(round: model.round, objective: config.objective, ranking: RankingMetrics(k: k), errors: RatingErrors())
         let low = Float(model.file.metadata["rating_min"] ?? "") ?? -.infinity
         let high = Float(model.file.metadata["rating_max"] ?? "") ?? .infinity
-        var scores = [Float](repeating: 0, count: config.items)
+        var scores = popularity ?? [Float](repeating: 0, count: config.items)
         var excluded = [Bool](repeating: false, count: config.items)
-        for (s, shard) in shards.enumerated() {
-            let statePath = s < source.states.count ? source.states[s] : nil
-            let provider = try UserParameterProvider(model: model, mode: source.mode, statePath: statePath, training: source.training)
-            let reader = try ShardUserReader(path: shard, datasetId: config.datasetId, items: config.items)
-            while let record = try reader.next() {
-                guard !record.test.isEmpty else { continue }
-                if popularity {
-                    for item in record.train.items { excluded[Int(item)] = true }
-                    counts.withUnsafeBufferPointer { sc in
-                        excluded.withUnsafeBufferPointer { ex in
-                            report.ranking.addFullRanking(scores: sc, excluded: ex, relevant: record.test.items)
-                            report.ranking.addSampled(scores: sc, relevant: record.test.items, negatives: record.negatives)
-                        }
-                    }
-                    for item in record.train.items { excluded[Int(item)] = false }
-                    continue
-                }
+        let provider = try UserParameterProvider(model: model, mode: popularity == nil ? source.mode : .reconstruct, statePath: statePath, training: source.training)
+        let reader = try ShardUserReader(path: shard, datasetId: config.datasetId, items: config.items)
+        while let record = try reader.next() {
+            guard !record.test.isEmpty else { continue }
+            if popularity == nil {
                 guard let (p, bu) = provider.parameters(for: record) else {
                     report.usersWithoutParameters += 1
                     continue
@@ -151,18 +174,15 @@ public enum Evaluator {
                 }
                 guard rankingWanted else { continue }
                 score(model: model, user: p, into: &scores)
-                for item in record.train.items { excluded[Int(item)] = true }
-                scores.withUnsafeBufferPointer { sc in
-                    excluded.withUnsafeBufferPointer { ex in
-                        report.ranking.addFullRanking(scores: sc, excluded: ex, relevant: record.test.items)
-                        report.ranking.addSampled(scores: sc, relevant: record.test.items, negatives: record.negatives)
-                    }
-                }
-                for item in record.train.items { excluded[Int(item)] = false }
             }
-        }
-        guard report.errors.count > 0 || report.ranking.users > 0 else {
-            throw FedRecError(.emptyInput, file: shards.first, "no test data to evaluate")
+            for item in record.train.items { excluded[Int(item)] = true }
+            scores.withUnsafeBufferPointer { sc in
+                excluded.withUnsafeBufferPointer { ex in
+                    report.ranking.addFullRanking(scores: sc, excluded: ex, relevant: record.test.items)
+                    report.ranking.addSampled(scores: sc, relevant: record.test.items, negatives: record.negatives)
+                }
+            }
+            for item in record.train.items { excluded[Int(item)] = false }
         }
         return report
     }

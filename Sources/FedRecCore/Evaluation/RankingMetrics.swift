@@ -8,6 +8,19 @@ public struct RankingMetrics: Sendable, Equatable {
 
     public init(k: Int) { self.k = k }
 
+    /// Adds another set of users' metrics (same K), e.g. from another shard.
+    public mutating func merge(_ other: RankingMetrics) {
+        precondition(other.k == k)
+        users += other.users
+        hits += other.hits
+        ndcg += other.ndcg
+        recall += other.recall
+        reciprocalRank += other.reciprocalRank
+        sampledUsers += other.sampledUsers
+        sampledHits += other.sampledHits
+        sampledNDCG += other.sampledNDCG
+    }
+
     public var hitRate: Double { users > 0 ? hits / Double(users) : .nan }
     public var meanNDCG: Double { users > 0 ? ndcg / Double(users) : .nan }
     public var meanRecall: Double { users > 0 ? recall / Double(users) : .nan }
@@ -73,6 +86,13 @@ public struct RatingErrors: Sendable, Equatable {
     private var squared = 0.0, absolute = 0.0
 
     public init() {}
+
+    /// Adds another set of errors, e.g. from another shard.
+    public mutating func merge(_ other: RatingErrors) {
+        count += other.count
+        squared += other.squared
+        absolute += other.absolute
+    }
 
     public mutating func add(predicted: Float, actual: Float) {
         let e = Double(predicted) - Double(actual)
