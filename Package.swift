@@ -5,7 +5,7 @@ import PackageDescription
 /// `FedRecCore` (formats, data, model, training, aggregation, privacy, evaluation).
 let commands = [
     "fl-partition", "fl-init", "fl-train-local", "fl-aggregate", "fl-eval", "fl-recommend",
-    "fl-inspect",
+    "fl-inspect", "fl-dp-noise",
 ]
 
 let package = Package(

@@ -18,6 +18,8 @@ public struct TrainLocalCommand: ParsableCommand {
               fl-train-local --model model-0003.safetensors --shard ml100k/shards/shard-00000.tar \\
                   --state state/shard-00000.state.safetensors -o update-0003-00000.safetensors
               fl-train-local --model m.safetensors --shard s.tar --reconstruct --algorithm als -o u.safetensors
+              fl-train-local --model m.safetensors --shard s.tar --reconstruct --weighting uniform \\
+                  --clip 0.5 --sample-rate 0.1 --sample-seed $(cat run/sample-seed) -o u.safetensors
             """)
 
     @Option(help: "Global model checkpoint of this round.") var model: String
@@ -26,6 +28,7 @@ public struct TrainLocalCommand: ParsableCommand {
     @Option(help: "The shard's private state file: read if it exists, rewritten atomically.") var state: String?
     @Option(help: "Write the new private state here instead of over --state.") var stateOut: String?
     @OptionGroup(title: "Local training") var training: TrainingArguments
+    @OptionGroup(title: "Privacy") var privacy: SamplingArguments
     @OptionGroup(title: "Output") var format: OutputFormatOptions
 
     public init() {}
@@ -38,14 +41,19 @@ public struct TrainLocalCommand: ParsableCommand {
 
     public func run() throws {
         try reportingErrors("fl-train-local") {
+            var options = training.options
+            privacy.apply(to: &options)
             let summary = try ShardTrainer.run(
                 modelPath: model, shardPath: shard, stateIn: training.reconstruct ? nil : state,
-                stateOut: training.reconstruct ? nil : (stateOut ?? state), output: output, options: training.options,
+                stateOut: training.reconstruct ? nil : (stateOut ?? state), output: output, options: options,
                 progress: Progress(quiet: format.quiet))
             if format.json && output != "-" {
                 let json: JSONValue = ["update": .string(output), "clients": .number(Double(summary.clients)), "users": .number(Double(summary.users)),
                                        "examples": .number(Double(summary.examples)), "rows": .number(Double(summary.rows)), "clipped": .number(Double(summary.clipped))]
-                emit(json.canonicalText)
+                var object = json.objectValue ?? [:]
+                if options.sampleRate != nil { object["population"] = .number(Double(summary.population)) }
+                if let eps = summary.localEpsilon { object["local_dp_epsilon"] = .number(eps) }
+                emit(JSONValue.object(object).canonicalText)
             }
         }
     }

@@ -29,6 +29,10 @@ public struct UpdateHeader: Sendable, Equatable {
     public var clip: Double = 0
     /// Number of clients whose contribution was scaled down by clipping.
     public var clipped: Int = 0
+    /// Poisson sampling rate q of the round (`PoissonSampling`), nil when every client took part.
+    public var sampleRate: Double?
+    /// Clients that could have been sampled (every client of the shards summed), with sampling.
+    public var population: Int = 0
     /// Other metadata carried along unchanged (noise, sampling), only if all inputs agree.
     public var extra: [String: String] = [:]
 
@@ -81,6 +85,12 @@ public struct ModelUpdate: Sendable {
     /// Writes the update (`kind` update for one shard, sum for a combination).
     @discardableResult
     public func write(to path: String, kind: FileKind) throws -> String {
+        let bytes = try writer(kind: kind).write(to: path, durable: false)
+        return bytes.withUnsafeBytes { sha256Hex($0) }
+    }
+
+    /// The file's contents, ready to be written (`write(to:kind:)` writes them at once).
+    public func writer(kind: FileKind) -> SafeTensorsWriter {
         var metadata = header.extra.merging(header.config.metadata) { _, new in new }
         metadata["format"] = FedRecFormat.name
         metadata["format_version"] = String(FedRecFormat.version)
@@ -93,6 +103,10 @@ public struct ModelUpdate: Sendable {
         metadata["weight"] = "\(header.weight)"
         metadata["clip"] = "\(header.clip)"
         metadata["clipped"] = String(header.clipped)
+        if let q = header.sampleRate {
+            metadata["sample_rate"] = "\(q)"
+            metadata["population"] = String(header.population)
+        }
         var writer = SafeTensorsWriter(metadata: metadata)
         writer.add(Self.rowsName, shape: [rows.count], int32s: rows)
         writer.add(Self.rowClientsName, shape: [rows.count], int32s: rowClients)
@@ -101,8 +115,7 @@ public struct ModelUpdate: Sendable {
             writer.add(Self.rowPrefix + name, shape: [rows.count, tensor.width], floats: tensor.values)
         }
         for (name, values) in dense { writer.add(Self.densePrefix + name, shape: [values.count], floats: values) }
-        let bytes = try writer.write(to: path, durable: false)
-        return bytes.withUnsafeBytes { sha256Hex($0) }
+        return writer
     }
 
     /// Reads and checks an update or sum.
@@ -120,9 +133,13 @@ public struct ModelUpdate: Sendable {
             clients: try file.int("clients"), weight: try file.double("weight"))
         header.clip = Double(file.metadata["clip"] ?? "0") ?? 0
         header.clipped = Int(file.metadata["clipped"] ?? "0") ?? 0
+        if file.metadata["sample_rate"] != nil {
+            header.sampleRate = try file.double("sample_rate")
+            header.population = try file.int("population")
+        }
         let reserved: Set<String> = [
             "format", "format_version", "kind", "checksum", "model_type", "objective", "dim", "items", "dataset_id",
-            "base_model", "round", "algorithm", "weighting", "clients", "weight", "clip", "clipped",
+            "base_model", "round", "algorithm", "weighting", "clients", "weight", "clip", "clipped", "sample_rate", "population",
         ]
         header.extra = file.metadata.filter { !reserved.contains($0.key) }
         let tensors = file.tensors
@@ -166,6 +183,12 @@ public struct ModelUpdate: Sendable {
             throw FedRecError(.mismatch, file: file, "is a \(b.algorithm)/\(b.weighting) update, expected \(a.algorithm)/\(a.weighting)")
         }
         guard a.clip == b.clip else { throw FedRecError(.mismatch, file: file, "was clipped at \(b.clip), expected \(a.clip)") }
+        guard a.sampleRate == b.sampleRate else {
+            throw FedRecError(.mismatch, file: file, "was sampled at rate \(b.sampleRate.map { "\($0)" } ?? "none"), expected \(a.sampleRate.map { "\($0)" } ?? "none")")
+        }
+        guard a.extra[DPMetadata.mechanism] == nil, b.extra[DPMetadata.mechanism] == nil else {
+            throw FedRecError(.mismatch, file: file, "a noised sum is final: apply it with fl-aggregate --model, do not add it to other updates")
+        }
         guard Set(rowTensors.keys) == Set(other.rowTensors.keys), Set(dense.keys) == Set(other.dense.keys) else {
             throw FedRecError(.shape, file: file, "holds tensors \((other.rowTensors.keys.map { "rows." + $0 } + other.dense.keys.map { "dense." + $0 }).sorted()), which do not match")
         }
@@ -216,6 +239,7 @@ public struct ModelUpdate: Sendable {
         header.clients += b.clients
         header.weight += b.weight
         header.clipped += b.clipped
+        header.population += b.population
         header.extra = header.extra.filter { b.extra[$0.key] == $0.value }
     }
 

@@ -108,15 +108,24 @@ public struct SafeTensorsWriter {
     /// - Returns: the header bytes written, whose SHA-256 is the file's identity.
     @discardableResult
     public func write(to path: String, durable: Bool = true) throws -> [UInt8] {
-        let header = headerText()
         let output = try AtomicOutput(path: path, durable: durable)
+        let header = try write(into: output)
+        try output.commit()
+        return header
+    }
+
+    /// Writes the file's bytes into `output` without committing it, for a caller that must
+    /// do something (append a privacy ledger line) between writing and releasing.
+    /// - Returns: the header bytes written, whose SHA-256 is the file's identity.
+    @discardableResult
+    public func write(into output: AtomicOutput) throws -> [UInt8] {
+        let header = headerText()
         var length = UInt64(header.count).littleEndian
         try withUnsafeBytes(of: &length) { try output.write($0) }
         try output.write(contentsOf: header)
         for entry in ordered {
             try entry.payload.withBytes { try output.write($0) }
         }
-        try output.commit()
         return header
     }
 }

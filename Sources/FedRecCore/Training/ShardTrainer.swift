@@ -5,6 +5,10 @@ public struct ShardTrainingSummary: Sendable {
     public var examples = 0
     public var clipped = 0
     public var rows = 0
+    /// Clients in the shard, sampled or not (with Poisson sampling).
+    public var population = 0
+    /// Local DP: ε of each client's release this round.
+    public var localEpsilon: Double?
 }
 
 /// Trains every client of one shard against a global model and writes the shard's
@@ -26,6 +30,8 @@ public enum ShardTrainer {
         if options.algorithm == .als && options.clip > 0 {
             throw FedRecError(.usage, "--clip applies to SGD deltas; ALS statistics are not clipped (use --algorithm sgd for DP)")
         }
+        let localDP = try LocalDP(options: options, config: config)
+        let sampling = try options.sampleRate.map { try PoissonSampling(rate: $0, seed: options.sampleSeed) }
         if config.objective == .wals && options.algorithm != .als {
             throw FedRecError(.usage, file: modelPath, "a wals model is trained with --algorithm als")
         }
@@ -54,7 +60,9 @@ public enum ShardTrainer {
             return ((0..<d).map { _ in Float(generator.nextGaussian()) * options.initScale }, 0)
         }
 
-        func trainClient(_ users: [UserRecord]) {
+        func trainClient(_ users: [UserRecord]) throws {
+            summary.population += 1
+            if let sampling, !sampling.includes(round: model.round, client: Int(users[0].client)) { return }
             let examples = users.reduce(0) { $0 + $1.train.count }
             guard examples > 0 else { return }
             let weight: Float = options.weighting == .examples ? Float(examples) : 1
@@ -68,7 +76,17 @@ public enum ShardTrainer {
                 start.embedding += p
                 start.bias.append(b)
             }
-            if let trainer {
+            if let trainer, let localDP {
+                var generator = SeededGenerator(seed: roundSeed, stream: UInt64(UInt32(bitPattern: users[0].client)))
+                let result = try localDP.train(trainer, users: users, start: start, generator: &generator, rows: rows)
+                dense[0] += result.globalBiasDelta
+                if result.clipped { summary.clipped += 1 }
+                for (u, record) in users.enumerated() {
+                    result.users.embedding.withUnsafeBufferPointer { all in
+                        state.set(user: record.user, embedding: UnsafeBufferPointer(rebasing: all[(u * d)..<((u + 1) * d)]), bias: result.users.bias[u])
+                    }
+                }
+            } else if let trainer {
                 var generator = SeededGenerator(seed: roundSeed, stream: UInt64(UInt32(bitPattern: users[0].client)))
                 let result = trainer.train(users: users, start: start, generator: &generator) { item, delta in
                     let slot = rows.slot(item)
@@ -97,20 +115,29 @@ public enum ShardTrainer {
         while let record = try reader.next() {
             usersRead += 1
             if let first = client.first, first.client != record.client {
-                trainClient(client)
+                try trainClient(client)
                 client.removeAll(keepingCapacity: true)
                 progress.update("\(shardPath): \(usersRead) users")
             }
             client.append(record)
         }
-        if !client.isEmpty { trainClient(client) }
+        if !client.isEmpty { try trainClient(client) }
         progress.finish()
-        guard summary.clients > 0 else { throw FedRecError(.emptyInput, file: shardPath, "no client in the shard has training data") }
+        // With sampling, a shard none of whose clients was drawn still reports its population.
+        guard summary.clients > 0 || (sampling != nil && summary.population > 0) else { throw FedRecError(.emptyInput, file: shardPath, "no client in the shard has training data") }
 
         var header = UpdateHeader(config: config, baseModel: model.identity, round: model.round, algorithm: options.algorithm.rawValue,
                                   weighting: options.weighting.rawValue, clients: summary.clients, weight: totalWeight)
         header.clip = options.clip
         header.clipped = summary.clipped
+        if let sampling {
+            header.sampleRate = sampling.rate
+            header.population = summary.population
+        }
+        if let localDP {
+            header.extra = localDP.metadata
+            summary.localEpsilon = localDP.epsilon
+        }
         let sorted = rows.sortedTensors(split: layout)
         summary.rows = sorted.rows.count
         let denseName = options.algorithm == .als ? ALSStatistics.denseName(config) : TensorName.globalBias

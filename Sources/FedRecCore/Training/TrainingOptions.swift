@@ -46,6 +46,17 @@ public struct TrainingOptions: Sendable, Equatable {
     /// Scale of N(0, scale²) initial user embeddings.
     public var initScale: Float = 0.1
     public var seed: UInt64 = 0
+    /// Poisson client sampling rate q (`PoissonSampling`); nil: every client trains.
+    public var sampleRate: Double?
+    /// Key of the sampling decisions; must be secret for the privacy guarantee.
+    public var sampleSeed: UInt64 = 0
+    /// Local DP: noise multiplier z of the Gaussian each client adds to its clipped dense
+    /// delta before it leaves the client (0: off; needs `clip` > 0 and uniform weighting).
+    public var localNoiseMultiplier: Double = 0
+    /// δ at which each client's local-DP ε is reported.
+    public var localDelta: Double = 1e-5
+    /// Tests only: seed the local-DP noise (the update is then marked `private=false`).
+    public var localNoiseSeed: UInt64?
 
     public init() {}
 }

@@ -1,0 +1,7 @@
+import Foundation
+import FedRecCLI
+
+@main
+struct Entrypoint {
+    static func main() { DPNoiseCommand.main() }
+}

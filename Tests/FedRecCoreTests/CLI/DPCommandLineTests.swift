@@ -1,0 +1,128 @@
+import Foundation
+import Testing
+@testable import FedRecCore
+
+@Suite("fl-dp-noise and private training from the command line", .serialized)
+struct DPCommandLineTests {
+    /// A sampled, clipped, uniform round on the sample data: m0, two shard updates, their sum.
+    final class PrivateRound {
+        let dir: TemporaryDirectory
+        var path: String { dir.path }
+
+        init(extraTraining: [String] = []) throws {
+            dir = try TemporaryDirectory()
+            let p = try Tool.run("fl-partition", [sampleRatings, "-o", "ds", "--shards", "2", "--split", "leave-last-out", "--seed", "1"], in: path)
+            guard p.status == 0 else { throw FedRecError(.io, "fl-partition failed: \(p.stderr)") }
+            let train = ["--reconstruct", "--weighting", "uniform", "--clip", "0.5", "--sample-rate", "0.5", "--sample-seed", "3"] + extraTraining
+            for (tool, args) in [
+                ("fl-init", ["--dataset", "ds", "--objective", "bpr", "--dim", "8", "-o", "m0.safetensors"]),
+                ("fl-train-local", ["--model", "m0.safetensors", "--shard", "ds/shards/shard-00000.tar", "-o", "u0.safetensors"] + train),
+                ("fl-train-local", ["--model", "m0.safetensors", "--shard", "ds/shards/shard-00001.tar", "-o", "u1.safetensors"] + train),
+                ("fl-aggregate", ["u0.safetensors", "u1.safetensors", "-o", "sum.safetensors"]),
+            ] {
+                let r = try Tool.run(tool, args, in: path)
+                guard r.status == 0 else { throw FedRecError(.io, "\(tool) failed: \(r.stderr)") }
+            }
+        }
+    }
+
+    @Test("noise, then apply with the fixed denominator: a dense sum, ledger line, private=true, and the next model")
+    func noiseAndApply() throws {
+        let round = try PrivateRound()
+        let sum = try ModelUpdate.load(round.path + "/sum.safetensors")
+        #expect(sum.header.sampleRate == 0.5 && sum.header.population == 400)
+        let r = try Tool.run("fl-dp-noise", ["sum.safetensors", "-o", "noised.safetensors", "--ledger", "ledger.jsonl",
+                                             "--noise-multiplier", "1.1", "--budget-epsilon", "8", "--delta", "1e-5", "--json"], in: round.path)
+        #expect(r.status == 0, "\(r.stderr)")
+        let report = try JSONValue.parse(r.stdout.trimmingCharacters(in: .whitespacesAndNewlines))
+        #expect(report["expected_clients"]?.doubleValue == 200 && report["private"]?.boolValue == true)
+        let noised = try ModelUpdate.load(round.path + "/noised.safetensors")
+        #expect(noised.rows.count == sum.header.config.items)
+        #expect(noised.header.extra["dp_expected_clients"] == "200.0" && noised.header.extra["private"] == "true")
+        #expect(noised.header.extra["noise_multiplier"] == "1.1" && noised.header.extra["dp_sample_rate"] == "0.5")
+        let ledger = try PrivacyLedger.read(path: round.path + "/ledger.jsonl")
+        #expect(ledger.entries.count == 1 && ledger.entries[0].clients == sum.header.clients && ledger.entries[0].clip == 0.5)
+        let apply = try Tool.run("fl-aggregate", ["noised.safetensors", "--model", "m0.safetensors", "--fixed-denominator", "200", "-o", "m1.safetensors"], in: round.path)
+        #expect(apply.status == 0, "\(apply.stderr)")
+        // A noised sum is final: adding it to another update is refused.
+        let add = try Tool.run("fl-aggregate", ["noised.safetensors", "sum.safetensors", "-o", "x.safetensors"], in: round.path)
+        #expect(add.status == FailureClass.mismatch.rawValue)
+    }
+
+    @Test("a release past the budget exits 87, writes nothing, leaves the ledger as it was and says no round is left")
+    func budgetRefusal() throws {
+        let round = try PrivateRound()
+        // A budget that one round of (q=0.5, z=1.5) fits and two do not.
+        let one = try RDPAccountant().epsilon(sampleRate: 0.5, noiseMultiplier: 1.5, steps: 1, delta: 1e-5).epsilon
+        let args = ["sum.safetensors", "--ledger", "ledger.jsonl", "--noise-multiplier", "1.5", "--budget-epsilon", "\(one * 1.001)", "--delta", "1e-5"]
+        let first = try Tool.run("fl-dp-noise", args + ["-o", "n1.safetensors"], in: round.path)
+        #expect(first.status == 0, "\(first.stderr)")
+        let before = try readBytes(round.path + "/ledger.jsonl")
+        let second = try Tool.run("fl-dp-noise", args + ["-o", "n2.safetensors"], in: round.path)
+        #expect(second.status == 87)
+        #expect(second.stderr.contains("0 rounds left") && second.stderrLines.count == 1)
+        #expect(!FileManager.default.fileExists(atPath: round.path + "/n2.safetensors"))
+        #expect(try readBytes(round.path + "/ledger.jsonl") == before)
+        #expect(try round.dir.listing().filter { $0.hasPrefix(".") }.isEmpty)
+    }
+
+    @Test("refuses sums that are not uniform, clipped and sampled")
+    func refusals() throws {
+        let dir = try TemporaryDirectory()
+        _ = try Tool.run("fl-partition", [sampleRatings, "-o", "ds", "--shards", "1", "--seed", "1"], in: dir.path)
+        _ = try Tool.run("fl-init", ["--dataset", "ds", "--objective", "bpr", "--dim", "4", "-o", "m0.safetensors"], in: dir.path)
+        let t = try Tool.run("fl-train-local", ["--model", "m0.safetensors", "--shard", "ds/shards/shard-00000.tar", "--reconstruct", "-o", "u.safetensors"], in: dir.path)
+        #expect(t.status == 0)
+        let r = try Tool.run("fl-dp-noise", ["u.safetensors", "-o", "n.safetensors", "--ledger", "l.jsonl", "--noise-multiplier", "1"], in: dir.path)
+        #expect(r.status == FailureClass.usage.rawValue && r.stderr.contains("--sample-rate"))
+        #expect(!FileManager.default.fileExists(atPath: dir.path + "/l.jsonl"))
+    }
+
+    @Test("account and calibrate print what RDPAccountant computes; the ledger's ε matches")
+    func accountAndCalibrate() throws {
+        let accountant = RDPAccountant()
+        let account = try Tool.run("fl-dp-noise", ["account", "--sample-rate", "0.01", "--noise-multiplier", "1.1", "--rounds", "1000", "--delta", "1e-5"])
+        #expect(account.status == 0)
+        let expected = try accountant.epsilon(sampleRate: 0.01, noiseMultiplier: 1.1, steps: 1000, delta: 1e-5)
+        #expect(Double(account.stdout.trimmingCharacters(in: .whitespacesAndNewlines)) == expected.epsilon)
+        let json = try Tool.run("fl-dp-noise", ["account", "--sample-rate", "0.01", "--noise-multiplier", "1.1", "--rounds", "1000", "--delta", "1e-5", "--json"])
+        let object = try JSONValue.parse(json.stdout.trimmingCharacters(in: .whitespacesAndNewlines))
+        #expect(object["epsilon"]?.doubleValue == expected.epsilon && object["order"]?.doubleValue == expected.order && object["delta"]?.doubleValue == 1e-5)
+
+        let calibrate = try Tool.run("fl-dp-noise", ["calibrate", "--epsilon", "8", "--delta", "1e-5", "--rounds", "50", "--sample-rate", "0.1"])
+        #expect(calibrate.status == 0)
+        let z = try #require(Double(calibrate.stdout.trimmingCharacters(in: .whitespacesAndNewlines)))
+        #expect(z == (try accountant.calibrateNoiseMultiplier(targetEpsilon: 8, delta: 1e-5, sampleRate: 0.1, steps: 50)))
+        #expect(try accountant.epsilon(sampleRate: 0.1, noiseMultiplier: z, steps: 50, delta: 1e-5).epsilon <= 8)
+
+        let dir = try TemporaryDirectory()
+        for r in 0..<3 {
+            try PrivacyLedger.append(LedgerEntry(round: r, noiseMultiplier: 1.1, sampleRate: 0.01, clip: 1, clients: 9, isPrivate: true), to: dir.path + "/l.jsonl")
+        }
+        let ledger = try Tool.run("fl-dp-noise", ["account", "--ledger", "l.jsonl", "--delta", "1e-5"], in: dir.path)
+        #expect(Double(ledger.stdout.trimmingCharacters(in: .whitespacesAndNewlines)) == (try accountant.epsilon(sampleRate: 0.01, noiseMultiplier: 1.1, steps: 3, delta: 1e-5).epsilon))
+    }
+
+    @Test("--help explains the guarantee, the threat model and its limits")
+    func help() throws {
+        let r = try Tool.run("fl-dp-noise", ["--help"])
+        #expect(r.status == 0)
+        for phrase in ["entire data", "honest but curious", "secure aggregation", "Poisson", "uniform", "account", "calibrate"] {
+            #expect(r.stdout.replacingOccurrences(of: "\n", with: " ").replacingOccurrences(of: "  ", with: " ").contains(phrase), "\(phrase)")
+        }
+    }
+
+    @Test("local DP: every client's dense delta is noised on the client and its ε is recorded")
+    func localDP() throws {
+        let round = try PrivateRound(extraTraining: ["--local-dp", "--noise-multiplier", "2", "--json"])
+        let u = try ModelUpdate.load(round.path + "/u0.safetensors")
+        let eps = try RDPAccountant().epsilon(sampleRate: 1, noiseMultiplier: 2, steps: 1, delta: 1e-5).epsilon
+        #expect(u.header.extra["local_dp_epsilon"] == "\(eps)" && u.header.extra["private"] == "true")
+        #expect(u.rows.count == u.header.config.items && u.rowClients.allSatisfy { Int($0) == u.header.clients })
+        // Clipped at 0.5, the noise-free sum of n clients has norm ≤ 0.5 n; noise of std
+        // 2·0.5 on D coordinates makes it ≈ √(n D) — far above.
+        let values = u.rowTensors["item_embedding"]!.values + u.rowTensors["item_bias"]!.values
+        let norm = values.reduce(0.0) { $0 + Double($1) * Double($1) }.squareRoot()
+        #expect(norm > 10 * 0.5 * Double(u.header.clients))
+    }
+}
