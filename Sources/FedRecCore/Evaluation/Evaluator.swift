@@ -193,13 +193,11 @@ public enum Evaluator {
     public static func score(model: ModelView, user p: [Float], into scores: inout [Float]) {
         let d = model.config.dim
         let q = model.itemEmbedding
+        guard let rows = q.baseAddress else { return }
         scores.withUnsafeMutableBufferPointer { out in
             p.withUnsafeBufferPointer { p in
                 for i in 0..<model.config.items {
-                    var s = model.itemBias[i]
-                    let base = i * d
-                    for j in 0..<d { s += p[j] * q[base + j] }
-                    out[i] = s
+                    out[i] = model.itemBias[i] + VectorKernels.dot(p.baseAddress!, rows + i * d, n: d)
                 }
             }
         }

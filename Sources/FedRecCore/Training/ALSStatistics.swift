@@ -32,32 +32,35 @@ enum ALSStatistics {
         let n = wals ? d : d + 1
         var x = [Float](repeating: 1, count: n)
         for k in 0..<d { x[k] = p[k] }
-        if wals {
-            for a in 0..<d { for b in 0..<d { dense[a * d + b] += p[a] * p[b] } }
+        // The user's outer product is the same for every item it rated: form it once.
+        var outer = [Float](repeating: 0, count: n * n)
+        outer.withUnsafeMutableBufferPointer { o in
+            x.withUnsafeBufferPointer { x in VectorKernels.addOuter(o.baseAddress!, x.baseAddress!, n: n, scale: 1) }
         }
-        for (e, item) in train.items.enumerated() {
-            let slot = rows.slot(item)
-            rows.countClient(slot: slot, weight: weight)
-            let r = train.ratings[e]
-            let gramWeight: Float, rhsWeight: Float
-            if wals {
-                let c = 1 + alpha
-                gramWeight = c - 1
-                rhsWeight = c
-            } else {
-                gramWeight = 1
-                rhsWeight = r - model.globalBias - bias
-                var dot: Float = 0
-                let base = Int(item) * d
-                for k in 0..<d { dot += p[k] * model.itemEmbedding[base + k] }
-                dense[0] += r - bias - model.itemBias[Int(item)] - dot
-                dense[1] += 1
-            }
-            rows.withSlot(slot) { v in
-                for a in 0..<n {
-                    let xa = gramWeight * x[a]
-                    for b in 0..<n { v[a * n + b] += xa * x[b] }
-                    v[n * n + a] += rhsWeight * x[a]
+        if wals {
+            for i in 0..<(d * d) { dense[i] += outer[i] }
+        }
+        outer.withUnsafeBufferPointer { outer in
+            x.withUnsafeBufferPointer { x in
+                for (e, item) in train.items.enumerated() {
+                    let slot = rows.slot(item)
+                    rows.countClient(slot: slot, weight: weight)
+                    let gramWeight: Float, rhsWeight: Float
+                    if wals {
+                        gramWeight = alpha  // c − 1 with c = 1 + α
+                        rhsWeight = 1 + alpha
+                    } else {
+                        let r = train.ratings[e]
+                        gramWeight = 1
+                        rhsWeight = r - model.globalBias - bias
+                        let dot = VectorKernels.dot(x.baseAddress!, model.itemEmbedding.baseAddress! + Int(item) * d, n: d)
+                        dense[0] += r - bias - model.itemBias[Int(item)] - dot
+                        dense[1] += 1
+                    }
+                    rows.withSlot(slot) { v in
+                        VectorKernels.addScaled(v.baseAddress!, outer.baseAddress!, n: n * n, scale: gramWeight)
+                        VectorKernels.addScaled(v.baseAddress! + n * n, x.baseAddress!, n: n, scale: rhsWeight)
+                    }
                 }
             }
         }

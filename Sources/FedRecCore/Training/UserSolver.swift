@@ -54,50 +54,43 @@ public struct UserSolver {
         let d = model.config.dim
         let q = model.itemEmbedding
         if train.isEmpty { return ([Float](repeating: 0, count: d), 0) }
-        if model.config.objective == .wals {
-            var a = itemGram
-            var b = [Double](repeating: 0, count: d)
-            a.withUnsafeMutableBufferPointer { a in
-                b.withUnsafeMutableBufferPointer { b in
-                    let c = 1 + Double(alpha)
-                    for item in train.items {
-                        let base = Int(item) * d
-                        for x in 0..<d {
-                            let qx = Double(q[base + x])
-                            b[x] += c * qx
-                            for y in 0..<d { a[x * d + y] += (c - 1) * qx * Double(q[base + y]) }
+        let wals = model.config.objective == .wals
+        let n = wals ? d : d + 1
+        // Σ x xᵀ and Σ y x accumulate in Float (a user has at most a few thousand items),
+        // then the system is solved in Double.
+        var gram = [Float](repeating: 0, count: n * n)
+        var rhs = [Float](repeating: 0, count: n)
+        var x = [Float](repeating: 1, count: n)
+        let explicit = model.config.objective == .mse
+        let mu = model.globalBias
+        gram.withUnsafeMutableBufferPointer { g in
+            rhs.withUnsafeMutableBufferPointer { r in
+                x.withUnsafeMutableBufferPointer { x in
+                    for (e, item) in train.items.enumerated() {
+                        let row = q.baseAddress! + Int(item) * d
+                        x.baseAddress!.update(from: row, count: d)
+                        if wals {
+                            // Confidence 1 + α on observed pairs: Σ α q qᵀ and Σ (1 + α) q.
+                            VectorKernels.addOuter(g.baseAddress!, x.baseAddress!, n: n, scale: alpha)
+                            VectorKernels.addScaled(r.baseAddress!, x.baseAddress!, n: n, scale: 1 + alpha)
+                        } else {
+                            let target = (explicit ? train.ratings[e] - mu : 1) - model.itemBias[Int(item)]
+                            VectorKernels.addOuter(g.baseAddress!, x.baseAddress!, n: n, scale: 1)
+                            VectorKernels.addScaled(r.baseAddress!, x.baseAddress!, n: n, scale: target)
                         }
                     }
-                    for x in 0..<d { a[x * d + x] += Double(l2) }
-                    Cholesky.solve(a, b, n: d)
                 }
             }
-            return (b.map { Float($0) }, 0)
         }
-        let n = d + 1
-        var a = [Double](repeating: 0, count: n * n)
-        var b = [Double](repeating: 0, count: n)
-        let explicit = model.config.objective == .mse
-        let mu = Double(model.globalBias)
-        a.withUnsafeMutableBufferPointer { a in
-            b.withUnsafeMutableBufferPointer { b in
-                var x = [Double](repeating: 1, count: n)
-                for (e, item) in train.items.enumerated() {
-                    let base = Int(item) * d
-                    for k in 0..<d { x[k] = Double(q[base + k]) }
-                    let target = (explicit ? Double(train.ratings[e]) - mu : 1) - Double(model.itemBias[Int(item)])
-                    for r in 0..<n {
-                        b[r] += target * x[r]
-                        for c in r..<n { a[r * n + c] += x[r] * x[c] }
-                    }
-                }
-                for r in 0..<n {
-                    for c in 0..<r { a[r * n + c] = a[c * n + r] }
-                    a[r * n + r] += Double(r == d ? l2Bias : l2) * Double(train.count)
-                }
-                Cholesky.solve(a, b, n: n)
-            }
+        var a = gram.map { Double($0) }
+        var b = rhs.map { Double($0) }
+        if wals {
+            for i in 0..<(d * d) { a[i] += itemGram[i] }
+            for i in 0..<d { a[i * d + i] += Double(l2) }
+        } else {
+            for i in 0..<n { a[i * n + i] += Double(i == d ? l2Bias : l2) * Double(train.count) }
         }
-        return (b[0..<d].map { Float($0) }, Float(b[d]))
+        a.withUnsafeMutableBufferPointer { a in b.withUnsafeMutableBufferPointer { b in _ = Cholesky.solve(a, b, n: n) } }
+        return (b[0..<d].map { Float($0) }, wals ? 0 : Float(b[d]))
     }
 }
