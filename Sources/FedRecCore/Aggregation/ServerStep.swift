@@ -81,36 +81,33 @@ public enum ServerStep {
         let totalWeight = options.fixedDenominator ?? sum.header.weight
         guard totalWeight > 0 else { throw FedRecError(.emptyInput, file: file, "the sum has zero total weight") }
 
-        // Parameters as one (d + 1)-wide row per item plus the global bias, so optimiser
-        // state can be kept uniformly.
+        // Optimiser state exists only for rows some round has trained (lazy, as sparse
+        // Adam does for embeddings): rows no client touched keep their value and state.
         let needsM = options.optimizer != .fedavg
         let needsV = options.optimizer == .fedadam || options.optimizer == .fedyogi
-        if needsM && model.serverState["m"] == nil { model.serverState["m"] = [Float](repeating: 0, count: model.config.items * w + 1) }
-        if needsV && model.serverState["v"] == nil {
-            model.serverState["v"] = [Float](repeating: options.tau * options.tau, count: model.config.items * w + 1)
-        }
-        var m = model.serverState["m"] ?? []
-        var v = model.serverState["v"] ?? []
-        func apply(_ delta: Float, index: Int) -> Float {
+        var state = model.serverState ?? ServerOptimizerState()
+        if needsV && model.serverState == nil { state.global[1] = options.tau * options.tau }
+        let slots = needsM ? state.slots(for: sum.rows, width: w, initialV: options.tau * options.tau, usesV: needsV) : []
+        func apply(_ delta: Float, _ m: inout Float, _ v: inout Float) -> Float {
             switch options.optimizer {
             case .fedavg:
                 return options.learningRate * delta
             case .fedavgm:
-                m[index] = options.beta1 * m[index] + delta
-                return options.learningRate * m[index]
+                m = options.beta1 * m + delta
+                return options.learningRate * m
             case .fedadam, .fedyogi:
-                m[index] = options.beta1 * m[index] + (1 - options.beta1) * delta
+                m = options.beta1 * m + (1 - options.beta1) * delta
                 let square = delta * delta
                 if options.optimizer == .fedadam {
-                    v[index] = options.beta2 * v[index] + (1 - options.beta2) * square
+                    v = options.beta2 * v + (1 - options.beta2) * square
                 } else {
-                    let sign: Float = v[index] > square ? 1 : (v[index] < square ? -1 : 0)
-                    v[index] = v[index] - (1 - options.beta2) * square * sign
+                    let sign: Float = v > square ? 1 : (v < square ? -1 : 0)
+                    v = v - (1 - options.beta2) * square * sign
                 }
-                return options.learningRate * m[index] / (v[index].squareRoot() + options.tau)
+                return options.learningRate * m / (v.squareRoot() + options.tau)
             }
         }
-        // Touched rows only: rows no client trained keep their value and optimiser state.
+        var unusedM: Float = 0, unusedV: Float = 0
         for (r, row) in sum.rows.enumerated() {
             let item = Int(row)
             let denominator: Double
@@ -122,15 +119,27 @@ public enum ServerStep {
             }
             guard denominator > 0 else { continue }
             let scale = Float(1 / denominator)
-            for k in 0..<d {
-                model.itemEmbedding[item * d + k] += apply(embedding.values[r * d + k] * scale, index: item * w + k)
+            for k in 0..<w {
+                let delta = (k < d ? embedding.values[r * d + k] : bias.values[r]) * scale
+                let step: Float
+                if needsM {
+                    let i = slots[r] * w + k
+                    if needsV {
+                        step = apply(delta, &state.m[i], &state.v[i])
+                    } else {
+                        step = apply(delta, &state.m[i], &unusedV)
+                    }
+                } else {
+                    step = apply(delta, &unusedM, &unusedV)
+                }
+                if k < d { model.itemEmbedding[item * d + k] += step } else { model.itemBias[item] += step }
             }
-            model.itemBias[item] += apply(bias.values[r] * scale, index: item * w + d)
         }
         let globalDenominator = options.rowAverage == .sum && options.fixedDenominator == nil ? 1 : totalWeight
-        model.globalBias += apply(global[0] * Float(1 / globalDenominator), index: model.config.items * w)
-        if needsM { model.serverState["m"] = m }
-        if needsV { model.serverState["v"] = v }
+        var globalM = state.global[0], globalV = state.global[1]
+        model.globalBias += apply(global[0] * Float(1 / globalDenominator), &globalM, &globalV)
+        state.global = [globalM, globalV]
+        model.serverState = needsM ? state : nil
     }
 
     /// The ALS item step: each touched row's least-squares solve from summed statistics.

@@ -10,9 +10,8 @@ public struct MFModel: Sendable {
     public var itemEmbedding: [Float]
     public var itemBias: [Float]
     public var globalBias: Float
-    /// Server optimizer state (moments), keyed by tensor name; same shapes as the
-    /// parameters they belong to.
-    public var serverState: [String: [Float]] = [:]
+    /// The server optimiser's moments (FedAvgM, FedAdam, FedYogi), nil for FedAvg.
+    public var serverState: ServerOptimizerState?
     /// Extra metadata to carry forward (server optimizer settings, seed, history).
     public var notes: [String: String] = [:]
 
@@ -49,9 +48,12 @@ public struct MFModel: Sendable {
         writer.add(TensorName.itemEmbedding, shape: [config.items, config.dim], floats: itemEmbedding)
         writer.add(TensorName.itemBias, shape: [config.items], floats: itemBias)
         writer.add(TensorName.globalBias, shape: [1], floats: [globalBias])
-        for (name, values) in serverState {
-            let shape = values.count == itemEmbedding.count ? [config.items, config.dim] : [values.count]
-            writer.add(TensorName.serverPrefix + name, shape: shape, floats: values)
+        if let state = serverState {
+            let w = config.dim + 1
+            writer.add(ServerOptimizerState.rowsName, shape: [state.rows.count], int32s: state.rows)
+            writer.add(ServerOptimizerState.mName, shape: [state.rows.count, w], floats: state.m)
+            if !state.v.isEmpty { writer.add(ServerOptimizerState.vName, shape: [state.rows.count, w], floats: state.v) }
+            writer.add(ServerOptimizerState.globalName, shape: [2], floats: state.global)
         }
         let header = try writer.write(to: path)
         return header.withUnsafeBytes { sha256Hex($0) }
@@ -62,9 +64,23 @@ public struct MFModel: Sendable {
         let view = try ModelView(path: path)
         var model = MFModel(config: view.config, round: view.round, itemEmbedding: Array(view.itemEmbedding),
                             itemBias: Array(view.itemBias), globalBias: view.globalBias)
-        for name in view.file.tensors.tensors.keys where name.hasPrefix(TensorName.serverPrefix) {
-            let values = try view.file.tensors.floats(name)
-            model.serverState[String(name.dropFirst(TensorName.serverPrefix.count))] = values
+        let tensors = view.file.tensors
+        if tensors.tensors[ServerOptimizerState.rowsName] != nil {
+            var state = ServerOptimizerState()
+            state.rows = try tensors.int32s(ServerOptimizerState.rowsName)
+            let n = state.rows.count, w = view.config.dim + 1
+            try tensors.require(ServerOptimizerState.mName, .f32, [n, w])
+            state.m = try tensors.floats(ServerOptimizerState.mName)
+            if tensors.tensors[ServerOptimizerState.vName] != nil {
+                try tensors.require(ServerOptimizerState.vName, .f32, [n, w])
+                state.v = try tensors.floats(ServerOptimizerState.vName)
+            }
+            try tensors.require(ServerOptimizerState.globalName, .f32, [2])
+            state.global = try tensors.floats(ServerOptimizerState.globalName)
+            for i in 0..<n where state.rows[i] < 0 || Int(state.rows[i]) >= view.config.items || (i > 0 && state.rows[i - 1] >= state.rows[i]) {
+                throw FedRecError(.corrupt, file: path, "server.rows must be ascending item indices")
+            }
+            model.serverState = state
         }
         let reserved: Set<String> = ["format", "format_version", "kind", "round", "checksum", "model_type", "objective", "dim", "items", "dataset_id"]
         model.notes = view.file.metadata.filter { !reserved.contains($0.key) }
