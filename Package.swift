@@ -3,6 +3,8 @@ import PackageDescription
 
 /// The fl-* commands: each is a thin executable over `FedRecCLI` (argument parsing) and
 /// `FedRecCore` (formats, data, model, training, aggregation, privacy, evaluation).
+/// `fl-encode` is apart: its command lives in `FedRecTextCLI`, over `FedRecText`, so only
+/// it links OpenBLAS.
 let commands = [
     "fl-partition", "fl-init", "fl-train-local", "fl-aggregate", "fl-eval", "fl-recommend",
     "fl-inspect", "fl-dp-noise",
@@ -10,7 +12,7 @@ let commands = [
 
 let package = Package(
     name: "fedrec",
-    products: commands.map { .executable(name: $0, targets: [$0]) } + [
+    products: (commands + ["fl-encode"]).map { .executable(name: $0, targets: [$0]) } + [
         .library(name: "FedRecCore", targets: ["FedRecCore"]),
         .library(name: "FedRecText", targets: ["FedRecText"]),
     ],
@@ -33,6 +35,14 @@ let package = Package(
             dependencies: [
                 "FedRecCore", .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
+        // fl-encode's command: the one command that links the text encoder (and OpenBLAS).
+        .target(
+            name: "FedRecTextCLI",
+            dependencies: [
+                "FedRecText", "FedRecCore", "FedRecCLI",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]),
+        .executableTarget(name: "fl-encode", dependencies: ["FedRecTextCLI"]),
         .testTarget(
             name: "FedRecCoreTests", dependencies: ["FedRecCore", "FedRecCLI"]),
         .testTarget(name: "FedRecTextTests", dependencies: ["FedRecText", "FedRecCore"]),

@@ -3,7 +3,7 @@ import FedRecCore
 
 /// Runs a command's work, turning a `FedRecError` into one line on stderr
 /// (`fl-xxx: file: problem`) and the exit code of its failure class.
-func reportingErrors(_ command: String, _ body: () throws -> Void) throws {
+public func reportingErrors(_ command: String, _ body: () throws -> Void) throws {
     do {
         try body()
     } catch let error as FedRecError {
@@ -14,16 +14,18 @@ func reportingErrors(_ command: String, _ body: () throws -> Void) throws {
 }
 
 /// Options every command that prints results shares.
-struct OutputFormatOptions: ParsableArguments {
+public struct OutputFormatOptions: ParsableArguments {
     @Flag(name: .long, help: "Write JSON lines (sorted keys) instead of TSV.")
-    var json = false
+    public var json = false
 
     @Flag(name: [.short, .long], help: "No progress line on stderr, even on a terminal.")
-    var quiet = false
+    public var quiet = false
+
+    public init() {}
 }
 
 /// Writes `text` to stdout.
-func emit(_ text: String) {
+public func emit(_ text: String) {
     print(text, terminator: text.hasSuffix("\n") ? "" : "\n")
 }
 

@@ -33,14 +33,24 @@ public final class SentenceEncoder {
     /// - Returns: `texts.count` × `dimension` floats, row-major.
     /// - Complexity: O(tokens) encoder work per text; see `BertEncoder.embed`.
     public func encode(_ texts: [String], batchSize: Int = 64) throws -> [Float] {
+        try encode(tokenized: texts.map { tokenizer.encode($0) }, batchSize: batchSize)
+    }
+
+    /// Sentence vectors for texts already tokenized with `tokenizer` (`[CLS] … [SEP]`).
+    /// - Parameters:
+    ///   - batchSize: sequences per forward pass.
+    ///   - progress: called after each batch with the number of sequences done.
+    /// - Returns: `ids.count` × `dimension` floats, row-major.
+    /// - Complexity: O(tokens) encoder work per sequence; see `BertEncoder.embed`.
+    public func encode(tokenized ids: [[Int32]], batchSize: Int = 64, progress: (Int) -> Void = { _ in }) throws -> [Float] {
         var out = [Float]()
-        out.reserveCapacity(texts.count * dimension)
+        out.reserveCapacity(ids.count * dimension)
         var start = 0
-        while start < texts.count {
-            let end = min(start + max(batchSize, 1), texts.count)
-            let ids = texts[start..<end].map { tokenizer.encode($0) }
-            out += try encoder.embed(ids, pooling: pooling)
+        while start < ids.count {
+            let end = min(start + max(batchSize, 1), ids.count)
+            out += try encoder.embed(Array(ids[start..<end]), pooling: pooling)
             start = end
+            progress(end)
         }
         return out
     }

@@ -8,14 +8,7 @@ public struct DatasetTables: Sendable {
     public var users: [String: User]
 
     public init(directory: String, manifest: DatasetManifest) throws {
-        var items: [Item] = []
-        items.reserveCapacity(manifest.items)
-        try Self.readTSV(directory + "/items.tsv", columns: 4) { fields, line in
-            guard let index = Int(fields[0]), index == items.count else {
-                throw FedRecError(.badData, file: directory + "/items.tsv", "line \(line): index \(fields[0]) out of order")
-            }
-            items.append(Item(id: fields[1], title: fields[2], genres: fields[3]))
-        }
+        let items = try Self.readItems(directory + "/items.tsv")
         self.items = items
         guard items.count == manifest.items else {
             throw FedRecError(.badData, file: directory + "/items.tsv", "holds \(items.count) items, dataset.json says \(manifest.items)")
@@ -30,11 +23,37 @@ public struct DatasetTables: Sendable {
         self.users = users
     }
 
-    static func readTSV(_ path: String, columns: Int, _ row: ([String], Int) throws -> Void) throws {
+    /// Reads a dataset's `items.tsv`: header `index id title genres`, then one line per
+    /// item with indices 0, 1, 2, … in order.
+    /// - Returns: the items, element i being item index i.
+    /// - Throws: `FedRecError(.badData)` naming the file and line for a wrong header, a
+    ///   short line or an index out of order; `.noInput` when the file is missing.
+    /// - Complexity: O(file size).
+    public static func readItems(_ path: String) throws -> [Item] {
+        var items: [Item] = []
+        try readTSV(path, columns: 4, header: ["index", "id", "title", "genres"]) { fields, line in
+            guard let index = Int(fields[0]), index == items.count else {
+                throw FedRecError(.badData, file: path, "line \(line): index \(fields[0]) out of order, expected \(items.count)")
+            }
+            items.append(Item(id: fields[1], title: fields[2], genres: fields[3]))
+        }
+        return items
+    }
+
+    /// Calls `row` with the fields and line number of every non-empty line after the
+    /// header; `header`, when given, must be the header's first fields.
+    static func readTSV(_ path: String, columns: Int, header: [String]? = nil, _ row: ([String], Int) throws -> Void) throws {
         let file = try MappedFile(path: path)
         defer { withExtendedLifetime(file) {} }
         var scanner = LineScanner(file.bytes)
-        _ = scanner.next()  // header
+        let first = scanner.next()  // header
+        if let header {
+            guard first != nil else { throw FedRecError(.emptyInput, file: path, "is empty, expected the header \(header.joined(separator: " "))") }
+            let found = first.map { splitFields(file.bytes, $0, .tab).map(String.init) } ?? []
+            guard found.count >= header.count, Array(found.prefix(header.count)) == header else {
+                throw FedRecError(.badData, file: path, "line 1: expected the header \(header.joined(separator: " ")), found \(found.prefix(header.count + 1).joined(separator: " "))")
+            }
+        }
         while let line = scanner.next() {
             if line.isEmpty { continue }
             let fields = splitFields(file.bytes, line, .tab).map(String.init)

@@ -8,6 +8,8 @@ public enum FileKind: String, Sendable, CaseIterable {
     case sum
     /// A shard's private per-client parameters; never leaves the client side.
     case state
+    /// Frozen text embeddings of a dataset's items (`fl-encode`), one row per item index.
+    case textEmbedding = "text_embedding"
 }
 
 /// The format name and version fedrec writes into every file's `__metadata__`.

@@ -1,0 +1,6 @@
+import FedRecTextCLI
+
+@main
+struct Entrypoint {
+    static func main() { EncodeCommand.main() }
+}
