@@ -58,7 +58,7 @@ public enum ServerStep {
         guard sum.header.round == view.round else {
             throw FedRecError(.mismatch, file: sumFile, "is from round \(sum.header.round), the model is at round \(view.round)")
         }
-        var model = try MFModel.load(modelPath)
+        var model = try MFModel.load(view)
         if sum.header.algorithm == "als" {
             try solveItems(sum, model: &model, options: options, file: sumFile)
         } else {

@@ -61,7 +61,12 @@ public struct MFModel: Sendable {
 
     /// Reads a model checkpoint into memory (for the server step, which rewrites it).
     public static func load(_ path: String) throws -> MFModel {
-        let view = try ModelView(path: path)
+        try load(ModelView(path: path))
+    }
+
+    /// Copies an opened (and verified) checkpoint into memory.
+    public static func load(_ view: ModelView) throws -> MFModel {
+        let path = view.file.path
         var model = MFModel(config: view.config, round: view.round, itemEmbedding: Array(view.itemEmbedding),
                             itemBias: Array(view.itemBias), globalBias: view.globalBias)
         let tensors = view.file.tensors
