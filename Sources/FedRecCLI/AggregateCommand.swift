@@ -20,6 +20,13 @@ public struct AggregateCommand: ParsableCommand {
               ls update-0003-* | fl-aggregate --model model-0003.safetensors -o model-0004.safetensors
               fl-aggregate sum-a.safetensors sum-b.safetensors --model m3.safetensors \\
                   --server-optimizer fedadam --server-lr 0.01 -o m4.safetensors
+              ls update-0003-* | fl-aggregate --model m3.safetensors --l2 5 \\
+                  --item-text item-text.safetensors --text-l2 1 -o m4.safetensors
+
+            Content-aware implicit ALS (a model made with fl-init --item-text): after the item \
+            solve, the server fits the text projection W by ridge regression of the trained item \
+            vectors on their text embeddings (λ_W = --text-l2), keeps trained rows, and sets every \
+            row no client trained to W·t. Clients are unchanged; no client data is used.
             """)
 
     @Argument(help: "Update or sum files; none: read paths from stdin.") var updates: [String] = []
@@ -35,6 +42,8 @@ public struct AggregateCommand: ParsableCommand {
     @Option(help: "Divide by this fixed expected weight (q·N) instead (client-level DP).") var fixedDenominator: Double?
     @Option(help: "λ of the ALS item step.") var l2: Float = 0.05
     @Option(help: "λ of item biases in the explicit ALS item step (default: --l2).") var l2Bias: Float?
+    @Option(help: "Item text embeddings of a content-aware wals model (the table given to fl-init --item-text).") var itemText: String?
+    @Option(help: "λ_W of the ridge fit of the text projection W.") var textL2: Double = 1
     @OptionGroup(title: "Output") var format: OutputFormatOptions
 
     public init() {}
@@ -43,11 +52,13 @@ public struct AggregateCommand: ParsableCommand {
         guard serverLr > 0, tau > 0, (0..<1).contains(beta1), (0..<1).contains(beta2), l2 >= 0 else {
             throw ValidationError("--server-lr and --tau must be positive, --beta1/--beta2 in [0, 1), --l2 ≥ 0")
         }
+        guard textL2 > 0 else { throw ValidationError("--text-l2 must be positive") }
         if let fixedDenominator, fixedDenominator <= 0 { throw ValidationError("--fixed-denominator must be positive") }
     }
 
     public func run() throws {
         try reportingErrors("fl-aggregate") {
+            if itemText != nil && model == nil { throw FedRecError(.usage, "--item-text applies to the server step: give --model") }
             var paths = updates
             if paths.isEmpty {
                 while let line = readLine() {
@@ -68,6 +79,8 @@ public struct AggregateCommand: ParsableCommand {
                 options.fixedDenominator = fixedDenominator
                 options.l2 = l2
                 options.l2Bias = l2Bias
+                options.itemText = try itemText.map { try ItemTextEmbeddings.load($0) }
+                options.textL2 = textL2
                 let next = try ServerStep.apply(sum, sumFile: paths.count == 1 ? paths[0] : "the sum of \(paths.count) updates", to: model, options: options)
                 let identity = try next.write(to: output)
                 if format.json && output != "-" {

@@ -14,9 +14,18 @@ public struct EvalCommand: ParsableCommand {
             NCF). One line per evaluation, tagged with the model's round: TSV with a header, or \
             JSON with --json.
 
+            Cold start (--cold, a dataset partitioned with --cold-items): every user with \
+            interactions with cold items ranks all the dataset's cold items, those interactions \
+            being relevant; HR@K and NDCG@K (and Recall@K, MRR), tagged protocol "cold". Without \
+            --cold, cold items are no candidates. --random gives the exact expected metrics of a \
+            uniformly random order. --popularity ranks by training interactions; cold items have \
+            none, so in cold mode every score is 0 and the order is by item index.
+
             Examples:
               fl-eval --model model-0010.safetensors --dataset ml100k --state-dir state
               fl-eval --model model-0010.safetensors --dataset ml100k --reconstruct --json >> metrics.jsonl
+              fl-eval --model model-0020.safetensors --dataset ml100k-cold --cold --reconstruct --alpha 5 --l2 5
+              fl-eval --model model-0000.safetensors --dataset ml100k-cold --cold --random
             """)
 
     @Option(help: "Model checkpoint.") var model: String
@@ -25,6 +34,8 @@ public struct EvalCommand: ParsableCommand {
     @Option(name: .customShort("k"), help: "Cut-off K of the ranking metrics.") var k = 10
     @Flag(help: "Also compute ranking metrics for an explicit (mse) model.") var ranking = false
     @Flag(help: "Rank by training popularity instead of the model (a baseline; the model only names the dataset).") var popularity = false
+    @Flag(help: "Cold-start protocol: rank the dataset's cold items against users' cold interactions (needs --dataset).") var cold = false
+    @Flag(help: "Exact expected metrics of a uniformly random ranking (a baseline; the model only names the dataset).") var random = false
     @Option(help: "Also append the result as a JSON line to this file (e.g. metrics.jsonl).") var metricsLog: String?
     @OptionGroup(title: "User parameters") var users: UserParameterArguments
     @OptionGroup(title: "Output") var format: OutputFormatOptions
@@ -34,14 +45,19 @@ public struct EvalCommand: ParsableCommand {
     public func validate() throws {
         guard k >= 1 else { throw ValidationError("-k must be at least 1") }
         guard dataset != nil || !shards.isEmpty else { throw ValidationError("give --dataset DIR or shard files") }
+        if cold && dataset == nil { throw ValidationError("--cold needs --dataset (its dataset.json lists the cold items)") }
+        if random && popularity { throw ValidationError("--random and --popularity are two baselines: give one") }
     }
 
     public func run() throws {
         try reportingErrors("fl-eval") {
             let paths = try dataset.map { try shardPaths(dataset: $0) } ?? shards
-            let users = popularity ? UserParameterSource(mode: .reconstruct, states: [], training: users.training.options) : try users.source(for: paths)
+            let coldItems = try dataset.map { try DatasetManifest.load($0).coldItems } ?? []
+            let baseline: RankingBaseline = popularity ? .popularity : (random ? .random : .model)
+            let users = baseline != .model ? UserParameterSource(mode: .reconstruct, states: [], training: users.training.options) : try users.source(for: paths)
             let report = try Evaluator.run(modelPath: model, shards: paths, users: users, k: k,
-                                           ranking: ranking ? true : nil, popularity: popularity)
+                                           ranking: ranking ? true : nil, evaluationProtocol: cold ? .cold : .standard,
+                                           coldItems: coldItems, baseline: baseline)
             if let metricsLog { try appendLine(report.json.canonicalText, to: metricsLog, durable: true) }
             emit(format.json ? report.json.canonicalText : tsv(report.json))
         }

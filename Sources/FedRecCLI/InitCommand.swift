@@ -14,6 +14,12 @@ public struct InitCommand: ParsableCommand {
             Examples:
               fl-init --dataset ml100k --objective mse --dim 32 -o runs/a/model-0000.safetensors
               fl-init --dataset ml100k --objective bpr --dim 64 --seed 7 -o model-0000.safetensors
+              fl-init --dataset ml100k --objective wals --item-text item-text.safetensors -o model-0000.safetensors
+
+            With --item-text (wals only) the model is content-aware: it gets a text projection W \
+            [dim, text dim], zero at first, that fl-aggregate fits to the trained item vectors each \
+            round and uses to give items no client trained (cold items) the vector W·t from their \
+            text. The table is not copied into the model; its identity is recorded.
             """)
 
     @Option(help: "Dataset directory (or its dataset.json).") var dataset: String
@@ -22,6 +28,7 @@ public struct InitCommand: ParsableCommand {
     @Option(help: "Embedding dimension d.") var dim = 32
     @Option(help: "Standard deviation of the initial item embeddings.") var initScale: Float = 0.1
     @Option(help: "Seed of the initial embeddings.") var seed: UInt64 = 0
+    @Option(help: "Item text embeddings (fl-encode's text_embedding table) for a content-aware wals model.") var itemText: String?
     @OptionGroup(title: "Output") var format: OutputFormatOptions
 
     public init() {}
@@ -39,6 +46,14 @@ public struct InitCommand: ParsableCommand {
             var model = MFModel.initial(config: config, scale: initScale, seed: seed, globalBias: middle)
             model.notes["rating_min"] = "\(manifest.ratingMin)"
             model.notes["rating_max"] = "\(manifest.ratingMax)"
+            if let itemText {
+                guard objective == .wals else { throw FedRecError(.usage, file: itemText, "--item-text needs --objective wals") }
+                let text = try ItemTextEmbeddings.load(itemText)
+                try text.requireAligned(items: manifest.items, datasetId: manifest.datasetId)
+                model.textProjection = [Float](repeating: 0, count: dim * text.dim)
+                model.textDim = text.dim
+                model.notes["item_text"] = text.identity
+            }
             let identity = try model.write(to: output)
             if format.json && output != "-" {
                 let summary: JSONValue = ["model": .string(output), "identity": .string(identity), "round": 0,

@@ -18,6 +18,7 @@ public struct PartitionCommand: ParsableCommand {
               fl-partition ratings.csv --split ratio --test-ratio 0.2 --clients 20 -o silos
               fl-partition ratings.csv --dirichlet 0.3 --clients 20 -o noniid --items movies.csv
               zstd -dc ratings.csv.zst | fl-partition - -o mls --pseudonymize-key key.bin
+              fl-partition u.data -o ml100k-cold --cold-items 0.2 --seed 1   # 20 % cold items
             """)
 
     @Argument(help: "Ratings file, or - for stdin.")
@@ -38,6 +39,9 @@ public struct PartitionCommand: ParsableCommand {
 
     @Flag(help: "Index every item of the item file, also those nobody interacted with.")
     var catalogueItems = false
+
+    @Option(help: "Hold this fraction of items (seeded by --seed) out of training entirely; their interactions go to KEY.cold.npy for fl-eval --cold.")
+    var coldItems: Double = 0
 
     @Option(help: "Split: leave-last-out (last event by time is the test item) or ratio.")
     var split: String = "leave-last-out"
@@ -88,6 +92,7 @@ public struct PartitionCommand: ParsableCommand {
         if let clients, clients < 1 { throw ValidationError("--clients must be at least 1") }
         if dirichlet != nil && clients == nil { throw ValidationError("--dirichlet needs --clients") }
         if let shards, shards < 1 { throw ValidationError("--shards must be at least 1") }
+        guard coldItems >= 0 && coldItems < 1 else { throw ValidationError("--cold-items is a fraction in [0, 1)") }
         guard negatives >= 0, kCore >= 0 else { throw ValidationError("--negatives and --k-core must be ≥ 0") }
     }
 
@@ -112,6 +117,7 @@ public struct PartitionCommand: ParsableCommand {
             options.negatives = negatives
             options.pseudonymKeyFile = pseudonymizeKey
             options.includeCatalogue = catalogueItems
+            options.coldItems = coldItems
             let manifest = try Partitioner.run(options, output: output, replace: force)
             let summary: JSONValue = [
                 "dataset": .string(output), "dataset_id": .string(manifest.datasetId), "users": .number(Double(manifest.users)),
@@ -119,7 +125,13 @@ public struct PartitionCommand: ParsableCommand {
                 "shards": .number(Double(manifest.shards.count)), "train": .number(Double(manifest.train)),
                 "test": .number(Double(manifest.test)), "feedback": .string(manifest.feedback),
             ]
-            emit(format.json ? summary.canonicalText : tsv(summary))
+            var withCold = summary
+            if !manifest.coldItems.isEmpty, case .object(var members) = summary {
+                members["cold_items"] = .number(Double(manifest.coldItems.count))
+                members["cold"] = manifest.details["cold_interactions"] ?? .null
+                withCold = .object(members)
+            }
+            emit(format.json ? withCold.canonicalText : tsv(withCold))
         }
     }
 }

@@ -41,6 +41,10 @@ public struct ServerOptions: Sendable, Equatable {
     public var l2: Float = 0.05
     /// λ of the item bias in the explicit ALS item step (nil: the same as `l2`).
     public var l2Bias: Float?
+    /// Content-aware implicit ALS: the items' frozen text embeddings (`TextProjection`).
+    public var itemText: ItemTextEmbeddings?
+    /// λ_W of the ridge fit of the text projection W.
+    public var textL2: Double = 1
 
     public init() {}
 }
@@ -59,6 +63,7 @@ public enum ServerStep {
             throw FedRecError(.mismatch, file: sumFile, "is from round \(sum.header.round), the model is at round \(view.round)")
         }
         var model = try MFModel.load(view)
+        try checkText(options.itemText, model: model, file: modelPath)
         if sum.header.algorithm == "als" {
             try solveItems(sum, model: &model, options: options, file: sumFile)
         } else {
@@ -66,6 +71,29 @@ public enum ServerStep {
         }
         model.round += 1
         return model
+    }
+
+    /// A content-aware model needs its text table, and only that table; a plain model none.
+    static func checkText(_ text: ItemTextEmbeddings?, model: MFModel, file: String) throws {
+        switch (text, model.textProjection) {
+        case (nil, nil):
+            return
+        case (nil, _?):
+            throw FedRecError(.usage, file: file, "is content-aware (text_dim \(model.textDim)): give its --item-text table")
+        case (let text?, nil):
+            throw FedRecError(.mismatch, file: text.path, "is given, but \(file) has no text projection (make it with fl-init --item-text)")
+        case (let text?, _?):
+            try text.requireAligned(items: model.config.items, datasetId: model.config.datasetId)
+            guard text.dim == model.textDim else {
+                throw FedRecError(.shape, file: text.path, "has dim \(text.dim), the model's text projection expects \(model.textDim)")
+            }
+            if let recorded = model.notes["item_text"], recorded != text.identity {
+                throw FedRecError(.mismatch, file: text.path, "is table \(text.identity.prefix(12)), but \(file) was made with \(recorded.prefix(12))")
+            }
+            guard model.config.objective == .wals else {
+                throw FedRecError(.usage, file: file, "the text projection is fitted in the implicit ALS (wals) item step only")
+            }
+        }
     }
 
     static func step(_ sum: ModelUpdate, model: inout MFModel, options: ServerOptions, file: String) throws {
@@ -155,6 +183,7 @@ public enum ServerStep {
         let n = wals ? d : d + 1
         var a = [Double](repeating: 0, count: n * n)
         var b = [Double](repeating: 0, count: n)
+        var trained = [Bool](repeating: false, count: config.items)
         for (r, row) in sum.rows.enumerated() {
             let item = Int(row)
             for x in 0..<(n * n) { a[x] = Double(gram.values[r * n * n + x]) }
@@ -172,8 +201,23 @@ public enum ServerStep {
             guard solved else { continue }
             for k in 0..<d { model.itemEmbedding[item * d + k] = Float(b[k]) }
             if !wals { model.itemBias[item] = Float(b[d]) }
+            trained[item] = true
         }
         if !wals && dense[1] > 0 { model.globalBias = dense[0] / dense[1] }
+        if wals, let text = options.itemText {
+            // Content-aware: fit W on the warm rows v_i* just solved, keep them as they are
+            // (free embedding e_i = v_i* − W t_i), and give every untrained row W t_i.
+            let warm = (0..<config.items).filter { trained[$0] }
+            guard let w = TextProjection.fit(embeddings: model.itemEmbedding, dim: d, items: warm, text: text, l2: options.textL2) else {
+                throw FedRecError(.badData, file: text.path, "the text projection's system is singular; use --text-l2 > 0")
+            }
+            for item in 0..<config.items where !trained[item] {
+                TextProjection.project(w, dim: d, text: text, item: item, into: &model.itemEmbedding)
+            }
+            model.textProjection = w
+            model.notes["text_l2"] = "\(options.textL2)"
+            return
+        }
         if wals {
             // Centralised implicit ALS gives an item with no observed pair the solution 0;
             // do the same, so never-trained items do not rank by their random start.

@@ -29,6 +29,12 @@ public struct DatasetManifest: Sendable, Equatable {
 
     static let kind = "dataset"
 
+    /// Dense indices of the items `fl-partition --cold-items` held out of training,
+    /// ascending (empty when none).
+    public var coldItems: [Int32] {
+        details["cold_items"]?.arrayValue?.compactMap { $0.intValue.map { Int32($0) } } ?? []
+    }
+
     public var json: JSONValue {
         var object = details
         object["format"] = .string(FedRecFormat.name)

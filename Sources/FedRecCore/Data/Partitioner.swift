@@ -24,6 +24,10 @@ public struct PartitionOptions: Sendable {
     /// Give every item of the item file an index, also those nobody interacted with
     /// (cold items, a catalogue larger than the interactions).
     public var includeCatalogue = false
+    /// Fraction of items held out of training entirely (cold-start evaluation), chosen
+    /// with `seed`: every interaction with a cold item goes to the user's `KEY.cold.npy`,
+    /// never to train or test. 0: none.
+    public var coldItems = 0.0
 
     public init(ratings: String) { self.ratings = ratings }
 }
@@ -94,15 +98,36 @@ public enum Partitioner {
         for (dense, raw) in userOrder.enumerated() { userDense[raw] = Int32(dense) }
         for (dense, raw) in itemOrder.enumerated() { itemDense[raw] = Int32(dense) }
         let userCount = userOrder.count, itemCount = itemOrder.count
+        guard options.coldItems >= 0 && options.coldItems < 1 else {
+            throw FedRecError(.usage, "--cold-items must be in [0, 1), got \(options.coldItems)")
+        }
+        // Cold items: a seeded sample of dense item indices, held out of train and test.
+        var isCold = [Bool](repeating: false, count: itemCount)
+        var coldItems: [Int32] = []
+        if options.coldItems > 0 {
+            var generator = SeededGenerator(seed: options.seed, stream: 0x5EED_0005)
+            var order = Array(0..<itemCount)
+            order.shuffle(using: &generator)
+            let count = Int((options.coldItems * Double(itemCount)).rounded())
+            for i in order.prefix(count) { isCold[i] = true }
+            coldItems = (0..<itemCount).filter { isCold[$0] }.map { Int32($0) }
+        }
 
         // Group events by user, ordered by (time, item).
         var eventsOf = [[Int]](repeating: [], count: userCount)
         for e in 0..<log.count where keep[e] { eventsOf[Int(userDense[Int(log.user[e])])].append(e) }
         var train = [Interactions](repeating: Interactions(), count: userCount)
         var test = [Interactions](repeating: Interactions(), count: userCount)
+        var cold = [Interactions](repeating: Interactions(), count: userCount)
         for u in 0..<userCount {
             var events = eventsOf[u]
             events.sort { (log.time[$0], itemDense[Int(log.item[$0])]) < (log.time[$1], itemDense[Int(log.item[$1])]) }
+            if !coldItems.isEmpty {
+                for e in events where isCold[Int(itemDense[Int(log.item[e])])] {
+                    cold[u].append(item: itemDense[Int(log.item[e])], rating: log.rating[e], time: log.time[e])
+                }
+                events.removeAll { isCold[Int(itemDense[Int(log.item[$0])])] }
+            }
             var testMask = [Bool](repeating: false, count: events.count)
             switch options.split {
             case .leaveLastOut:
@@ -127,15 +152,17 @@ public enum Partitioner {
         }
         let trainTotal = train.reduce(0) { $0 + $1.count }
         let testTotal = test.reduce(0) { $0 + $1.count }
+        let coldTotal = cold.reduce(0) { $0 + $1.count }
         guard trainTotal > 0 else { throw FedRecError(.emptyInput, file: options.ratings, "no training interactions") }
 
-        // Sampled negatives: items the user never interacted with, seeded per user.
+        // Sampled negatives: warm items the user never interacted with, seeded per user.
         var negatives = [[Int32]](repeating: [], count: userCount)
         if options.negatives > 0 {
             for u in 0..<userCount where !test[u].isEmpty {
                 var seen = Set(train[u].items)
                 seen.formUnion(test[u].items)
-                let wanted = min(options.negatives, itemCount - seen.count)
+                let wanted = min(options.negatives, itemCount - coldItems.count - seen.count)
+                seen.formUnion(coldItems)
                 var generator = SeededGenerator(seed: options.seed, stream: UInt64(u) &+ 0x5EED_0002)
                 var chosen: [Int32] = []
                 while chosen.count < wanted {
@@ -162,6 +189,7 @@ public enum Partitioner {
             "negatives": .number(Double(options.negatives)), "pseudonymised": .bool(pseudonymKey != nil),
             "catalogue_items": .bool(options.includeCatalogue),
         ]
+        if options.coldItems > 0 { optionsJSON["cold_fraction"] = .number(options.coldItems) }
         let idSource: JSONValue = ["inputs": .array(inputDigests), "options": .object(optionsJSON)]
         let datasetId = hexDigest(SHA256.hash(data: Array(idSource.canonicalText.utf8)))
 
@@ -218,6 +246,7 @@ public enum Partitioner {
                 try writer.add(name: key + ".json", bytes: Array(meta.canonicalText.utf8))
                 try writer.add(name: key + ".train.npy", bytes: Npy.encode(train[u]))
                 try writer.add(name: key + ".test.npy", bytes: Npy.encode(test[u]))
+                if !cold[u].isEmpty { try writer.add(name: key + ".cold.npy", bytes: Npy.encode(cold[u])) }
                 if !negatives[u].isEmpty { try writer.add(name: key + ".neg.npy", bytes: Npy.encode(int32s: negatives[u])) }
                 shardTrain += train[u].count
                 shardTest += test[u].count
@@ -251,6 +280,11 @@ public enum Partitioner {
         optionsJSON["duplicates_removed"] = .number(Double(duplicates))
         optionsJSON["k_core_removed"] = .number(Double(kCoreRemoved))
         optionsJSON["files"] = ["items": "items.tsv", "users": "users.tsv"]
+        if !coldItems.isEmpty {
+            optionsJSON["cold_items"] = .array(coldItems.map { .number(Double($0)) })
+            optionsJSON["cold_interactions"] = .number(Double(coldTotal))
+            optionsJSON["cold_users"] = .number(Double(cold.filter { !$0.isEmpty }.count))
+        }
         optionsJSON["empty_clients"] = .number(Double(clientCount - Set(clientOf).count))
         let manifest = DatasetManifest(
             datasetId: datasetId, users: userCount, items: itemCount, clients: clientCount, train: trainTotal, test: testTotal,

@@ -6,6 +6,9 @@ public struct UserRecord: Sendable {
     public var client: Int32
     public var train: Interactions
     public var test: Interactions
+    /// Interactions with cold items, held out of train and test (`KEY.cold.npy`; empty
+    /// when the dataset has no cold items).
+    public var cold: Interactions = Interactions()
     /// Sampled negatives for the sampled ranking protocol (may be empty).
     public var negatives: [Int32]
 }
@@ -86,15 +89,18 @@ public final class ShardUserReader {
         let test = try files[".test.npy"].map { bytes in
             try bytes.withUnsafeBytes { try Npy.interactions(Npy.decode($0, file: name), file: name) }
         } ?? Interactions()
+        let cold = try files[".cold.npy"].map { bytes in
+            try bytes.withUnsafeBytes { try Npy.interactions(Npy.decode($0, file: name), file: name) }
+        } ?? Interactions()
         let negatives = try files[".neg.npy"].map { bytes in
             try bytes.withUnsafeBytes { try Npy.int32s(Npy.decode($0, file: name), file: name) }
         } ?? []
         if let items {
-            for item in train.items + test.items + negatives where item < 0 || Int(item) >= items {
+            for item in train.items + test.items + cold.items + negatives where item < 0 || Int(item) >= items {
                 throw FedRecError(.corrupt, file: path, "user \(key) refers to item \(item), outside the dataset's \(items) items")
             }
         }
-        return UserRecord(user: Int32(user), id: id, client: Int32(client), train: train, test: test, negatives: negatives)
+        return UserRecord(user: Int32(user), id: id, client: Int32(client), train: train, test: test, cold: cold, negatives: negatives)
     }
 
     /// The WebDataset key of an entry: its name up to the first dot.

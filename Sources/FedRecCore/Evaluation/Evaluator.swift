@@ -64,6 +64,26 @@ final class UserParameterProvider {
     }
 }
 
+/// What an evaluation ranks and what counts as relevant.
+public enum EvaluationProtocol: String, Sendable {
+    /// Each user's test items against every item the user has not trained on (cold items
+    /// of the dataset, if any, are no candidates: they are the cold protocol's).
+    case standard
+    /// Cold start: each user with interactions with cold items (`KEY.cold.npy`) ranks all
+    /// the dataset's cold items; those interactions are the relevant ones.
+    case cold
+}
+
+/// Who scores the items.
+public enum RankingBaseline: String, Sendable {
+    /// The model with the user's parameters.
+    case model
+    /// Training popularity (number of training interactions; ties toward the smaller index).
+    case popularity
+    /// A uniformly random order: expected metrics, computed exactly.
+    case random
+}
+
 /// One evaluation of a model on the test data of some shards.
 public struct EvaluationReport: Sendable {
     public var round: Int
@@ -72,6 +92,8 @@ public struct EvaluationReport: Sendable {
     public var errors: RatingErrors
     /// Test users skipped because no parameters could be found for them.
     public var usersWithoutParameters = 0
+    public var evaluationProtocol: EvaluationProtocol = .standard
+    public var baseline: RankingBaseline = .model
 
     /// The report as one JSON object (sorted keys).
     public var json: JSONValue {
@@ -94,24 +116,44 @@ public struct EvaluationReport: Sendable {
             }
         }
         if usersWithoutParameters > 0 { object["users_without_parameters"] = .number(Double(usersWithoutParameters)) }
+        if evaluationProtocol != .standard { object["protocol"] = .string(evaluationProtocol.rawValue) }
+        if baseline != .model { object["baseline"] = .string(baseline.rawValue) }
         return .object(object)
     }
 }
 
 /// Evaluates a model on shards' test data: RMSE/MAE for explicit models, and ranking
 /// metrics with full ranking (all items the user has not trained on) and the sampled
-/// protocol (test item versus the shard's stored negatives).
+/// protocol (test item versus the shard's stored negatives); or, with the cold protocol,
+/// full ranking of the held-out cold items.
 public enum Evaluator {
-    /// - Parameter popularity: rank every user's items by their number of training
-    ///   interactions instead of by the model (the popularity baseline, to check a split
-    ///   and protocol against published numbers).
+    /// - Parameters:
+    ///   - popularity: rank every user's items by their number of training interactions
+    ///     instead of by the model (the popularity baseline, to check a split and protocol
+    ///     against published numbers). Same as `baseline: .popularity`.
+    ///   - evaluationProtocol: `.cold` ranks the cold items (`coldItems`, from dataset.json).
+    ///   - coldItems: the dataset's cold items; candidates of the cold protocol, excluded
+    ///     from the standard one.
+    ///   - baseline: the model, popularity or random order.
     public static func run(modelPath: String, shards: [String], users source: UserParameterSource, k: Int,
-                           ranking: Bool? = nil, popularity: Bool = false) throws -> EvaluationReport {
+                           ranking: Bool? = nil, popularity: Bool = false, evaluationProtocol: EvaluationProtocol = .standard,
+                           coldItems: [Int32] = [], baseline: RankingBaseline = .model) throws -> EvaluationReport {
         let model = try ModelView(path: modelPath)
         let config = model.config
-        let rankingWanted = popularity || (ranking ?? (config.objective != .mse))
+        let baseline = popularity ? .popularity : baseline
+        if evaluationProtocol == .cold && coldItems.isEmpty {
+            throw FedRecError(.emptyInput, file: shards.first, "the dataset has no cold items (partition with fl-partition --cold-items)")
+        }
+        var isCold = [Bool](repeating: false, count: config.items)
+        for item in coldItems {
+            guard item >= 0 && Int(item) < config.items else {
+                throw FedRecError(.shape, file: modelPath, "cold item \(item) is outside the model's \(config.items) items")
+            }
+            isCold[Int(item)] = true
+        }
+        let rankingWanted = baseline != .model || evaluationProtocol == .cold || (ranking ?? (config.objective != .mse))
         var counts = [Float](repeating: 0, count: config.items)
-        if popularity {
+        if baseline == .popularity {
             for shard in shards {
                 let reader = try ShardUserReader(path: shard, datasetId: config.datasetId, items: config.items)
                 while let record = try reader.next() { for item in record.train.items { counts[Int(item)] += 1 } }
@@ -121,11 +163,13 @@ public enum Evaluator {
         // merged in shard order, so the result does not depend on scheduling.
         let partials = ConcurrentResults<Result<EvaluationReport, FedRecError>>(count: shards.count)
         let scoresByPopularity = counts
+        let coldMask = isCold
         DispatchQueue.concurrentPerform(iterations: shards.count) { s in
             do {
                 partials[s] = .success(try evaluateShard(
                     shards[s], statePath: s < source.states.count ? source.states[s] : nil, model: model, source: source, k: k,
-                    ranking: rankingWanted, popularity: popularity ? scoresByPopularity : nil))
+                    ranking: rankingWanted, baseline: baseline, popularity: scoresByPopularity, evaluationProtocol: evaluationProtocol,
+                    isCold: coldMask))
             } catch let error as FedRecError {
                 partials[s] = .failure(error)
             } catch {
@@ -133,6 +177,8 @@ public enum Evaluator {
             }
         }
         var report = EvaluationReport(round: model.round, objective: config.objective, ranking: RankingMetrics(k: k), errors: RatingErrors())
+        report.evaluationProtocol = evaluationProtocol
+        report.baseline = baseline
         for s in 0..<shards.count {
             guard let partial = partials[s] else { continue }
             let shardReport = try partial.get()
@@ -141,31 +187,37 @@ public enum Evaluator {
             report.usersWithoutParameters += shardReport.usersWithoutParameters
         }
         guard report.errors.count > 0 || report.ranking.users > 0 else {
-            throw FedRecError(.emptyInput, file: shards.first, "no test data to evaluate")
+            throw FedRecError(.emptyInput, file: shards.first, evaluationProtocol == .cold ? "no user has cold interactions" : "no test data to evaluate")
         }
         return report
     }
 
     /// One shard's contribution to an evaluation.
     static func evaluateShard(_ shard: String, statePath: String?, model: ModelView, source: UserParameterSource, k: Int,
-                              ranking rankingWanted: Bool, popularity: [Float]?) throws -> EvaluationReport {
+                              ranking rankingWanted: Bool, baseline: RankingBaseline, popularity: [Float],
+                              evaluationProtocol: EvaluationProtocol, isCold: [Bool]) throws -> EvaluationReport {
         let config = model.config
         let d = config.dim
+        let cold = evaluationProtocol == .cold
         var report = EvaluationReport(round: model.round, objective: config.objective, ranking: RankingMetrics(k: k), errors: RatingErrors())
         let low = Float(model.file.metadata["rating_min"] ?? "") ?? -.infinity
         let high = Float(model.file.metadata["rating_max"] ?? "") ?? .infinity
-        var scores = popularity ?? [Float](repeating: 0, count: config.items)
-        var excluded = [Bool](repeating: false, count: config.items)
-        let provider = try UserParameterProvider(model: model, mode: popularity == nil ? source.mode : .reconstruct, statePath: statePath, training: source.training)
+        var scores = baseline == .popularity ? popularity : [Float](repeating: 0, count: config.items)
+        // Items that are no candidates: the cold protocol ranks cold items only; the
+        // standard one every warm item but the user's training items.
+        var excluded = cold ? isCold.map { !$0 } : isCold
+        let coldCount = isCold.reduce(0) { $0 + ($1 ? 1 : 0) }
+        let provider = try UserParameterProvider(model: model, mode: baseline == .model ? source.mode : .reconstruct, statePath: statePath, training: source.training)
         let reader = try ShardUserReader(path: shard, datasetId: config.datasetId, items: config.items)
         while let record = try reader.next() {
-            guard !record.test.isEmpty else { continue }
-            if popularity == nil {
+            let relevant = cold ? record.cold.items : record.test.items
+            guard !relevant.isEmpty else { continue }
+            if baseline == .model {
                 guard let (p, bu) = provider.parameters(for: record) else {
                     report.usersWithoutParameters += 1
                     continue
                 }
-                if config.objective == .mse {
+                if config.objective == .mse && !cold {
                     for (e, item) in record.test.items.enumerated() {
                         var prediction = model.globalBias + bu + model.itemBias[Int(item)]
                         for j in 0..<d { prediction += p[j] * model.itemEmbedding[Int(item) * d + j] }
@@ -175,14 +227,21 @@ public enum Evaluator {
                 guard rankingWanted else { continue }
                 score(model: model, user: p, into: &scores)
             }
-            for item in record.train.items { excluded[Int(item)] = true }
+            if baseline == .random {
+                let trainedWarm = cold ? 0 : Set(record.train.items).count
+                report.ranking.addRandomFullRanking(candidates: cold ? coldCount : config.items - coldCount - trainedWarm,
+                                                    relevant: relevant.count)
+                if !cold { report.ranking.addRandomSampled(negatives: record.negatives.count, relevant: relevant.count) }
+                continue
+            }
+            if !cold { for item in record.train.items { excluded[Int(item)] = true } }
             scores.withUnsafeBufferPointer { sc in
                 excluded.withUnsafeBufferPointer { ex in
-                    report.ranking.addFullRanking(scores: sc, excluded: ex, relevant: record.test.items)
-                    report.ranking.addSampled(scores: sc, relevant: record.test.items, negatives: record.negatives)
+                    report.ranking.addFullRanking(scores: sc, excluded: ex, relevant: relevant)
+                    if !cold { report.ranking.addSampled(scores: sc, relevant: relevant, negatives: record.negatives) }
                 }
             }
-            for item in record.train.items { excluded[Int(item)] = false }
+            if !cold { for item in record.train.items { excluded[Int(item)] = isCold[Int(item)] } }
         }
         return report
     }

@@ -57,6 +57,46 @@ public struct RankingMetrics: Sendable, Equatable {
         reciprocalRank += 1 / Double(ranks.min()! + 1)
     }
 
+    /// Full ranking in a uniformly random order, as an exact expectation: `relevant` items
+    /// among `candidates`. With K' = min(K, C): E[HR] = 1 − Π_{j<K'} (C − R − j)/(C − j);
+    /// E[DCG] = (R/C) Σ_{r<K'} 1/log₂(r + 2) (each position holds a relevant item with
+    /// probability R/C); E[Recall] = K'/C; E[RR] = Σ_j P(first relevant at j)/(j + 1).
+    /// - Complexity: O(C).
+    public mutating func addRandomFullRanking(candidates c: Int, relevant r: Int) {
+        guard r > 0, c >= r else { return }
+        let top = min(k, c)
+        var miss = 1.0
+        for j in 0..<top { miss *= Double(max(c - r - j, 0)) / Double(c - j) }
+        var positions = 0.0
+        for i in 0..<top { positions += 1 / log2(Double(i) + 2) }
+        var ideal = 0.0
+        for i in 0..<min(k, r) { ideal += 1 / log2(Double(i) + 2) }
+        // P(first relevant at ≥ j) = Π_{t<j} (C − R − t)/(C − t).
+        var atLeast = 1.0, rr = 0.0
+        for j in 0...(c - r) {
+            let next = atLeast * Double(c - r - j) / Double(c - j)
+            rr += (atLeast - next) / Double(j + 1)
+            atLeast = next
+        }
+        users += 1
+        hits += 1 - miss
+        ndcg += Double(r) / Double(c) * positions / ideal
+        recall += Double(top) / Double(c)
+        reciprocalRank += rr
+    }
+
+    /// The sampled protocol in a uniformly random order, as an exact expectation: each
+    /// relevant item is at each of the n + 1 positions with probability 1/(n + 1).
+    public mutating func addRandomSampled(negatives n: Int, relevant: Int) {
+        guard relevant > 0, n > 0 else { return }
+        let top = min(k, n + 1)
+        var positions = 0.0
+        for i in 0..<top { positions += 1 / log2(Double(i) + 2) }
+        sampledUsers += 1
+        sampledHits += Double(top) / Double(n + 1)
+        sampledNDCG += positions / Double(n + 1)
+    }
+
     /// Sampled protocol (He et al. 2017, NCF): each test item ranked against the user's
     /// sampled negatives only; per user, the mean over its test items.
     public mutating func addSampled(scores: UnsafeBufferPointer<Float>, relevant: [Int32], negatives: [Int32]) {

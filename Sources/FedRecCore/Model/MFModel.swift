@@ -14,6 +14,13 @@ public struct MFModel: Sendable {
     public var serverState: ServerOptimizerState?
     /// Extra metadata to carry forward (server optimizer settings, seed, history).
     public var notes: [String: String] = [:]
+    /// Content-aware models: the projection W [dim, textDim], row-major, that maps an
+    /// item's frozen text embedding t_i to W t_i in item-embedding space (nil: plain MF).
+    /// The text table itself is not in the checkpoint; `notes["item_text"]` names it by
+    /// identity.
+    public var textProjection: [Float]?
+    /// Columns of `textProjection` (the text embedding's dimension), 0 without one.
+    public var textDim = 0
 
     public init(config: ModelConfig, round: Int, itemEmbedding: [Float], itemBias: [Float], globalBias: Float) {
         precondition(itemEmbedding.count == config.items * config.dim && itemBias.count == config.items)
@@ -48,6 +55,11 @@ public struct MFModel: Sendable {
         writer.add(TensorName.itemEmbedding, shape: [config.items, config.dim], floats: itemEmbedding)
         writer.add(TensorName.itemBias, shape: [config.items], floats: itemBias)
         writer.add(TensorName.globalBias, shape: [1], floats: [globalBias])
+        if let textProjection {
+            precondition(textProjection.count == config.dim * textDim)
+            writer.metadata["text_dim"] = String(textDim)
+            writer.add(TensorName.textProjection, shape: [config.dim, textDim], floats: textProjection)
+        }
         if let state = serverState {
             let w = config.dim + 1
             writer.add(ServerOptimizerState.rowsName, shape: [state.rows.count], int32s: state.rows)
@@ -87,8 +99,13 @@ public struct MFModel: Sendable {
             }
             model.serverState = state
         }
-        let reserved: Set<String> = ["format", "format_version", "kind", "round", "checksum", "model_type", "objective", "dim", "items", "dataset_id"]
+        let reserved: Set<String> = ["format", "format_version", "kind", "round", "checksum", "model_type", "objective", "dim", "items", "dataset_id", "text_dim"]
         model.notes = view.file.metadata.filter { !reserved.contains($0.key) }
+        if let textDim = view.textDim {
+            try view.file.tensors.require(TensorName.textProjection, .f32, [view.config.dim, textDim])
+            model.textProjection = try view.file.tensors.floats(TensorName.textProjection)
+            model.textDim = textDim
+        }
         return model
     }
 }
@@ -104,6 +121,8 @@ public struct ModelView: @unchecked Sendable {
     public let itemEmbedding: UnsafeBufferPointer<Float>
     public let itemBias: UnsafeBufferPointer<Float>
     public let globalBias: Float
+    /// The text embedding dimension of a content-aware model (`text_dim`), else nil.
+    public let textDim: Int?
 
     public init(path: String) throws {
         file = try FedRecFile(path: path, kinds: [.model])
@@ -117,6 +136,14 @@ public struct ModelView: @unchecked Sendable {
         itemEmbedding = try tensors.floatView(e)
         itemBias = try tensors.floatView(b)
         globalBias = tensors.bytes(of: g).loadUnaligned(as: Float.self)
+        if file.metadata["text_dim"] != nil {
+            let textDim = try file.int("text_dim")
+            guard textDim > 0 else { throw FedRecError(.shape, file: path, "text_dim must be positive") }
+            try tensors.require(TensorName.textProjection, .f32, [config.dim, textDim])
+            self.textDim = textDim
+        } else {
+            textDim = nil
+        }
     }
 }
 

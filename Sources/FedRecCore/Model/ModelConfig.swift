@@ -68,6 +68,8 @@ public enum TensorName {
     public static let itemEmbedding = "item_embedding"
     public static let itemBias = "item_bias"
     public static let globalBias = "global_bias"
+    /// W [dim, textDim] of a content-aware model: item i's text part is W t_i.
+    public static let textProjection = "text_projection"
     public static let userEmbedding = "user_embedding"
     public static let userBias = "user_bias"
     public static let users = "users"
