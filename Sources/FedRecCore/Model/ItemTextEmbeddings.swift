@@ -7,8 +7,8 @@
 /// only the projection W (`text_projection`) and the table's identity, so a later step that
 /// adapts the encoder (LoRA) produces a new table without touching the model's layout.
 public struct ItemTextEmbeddings: Sendable, Equatable {
-    public static let kind = "text_embedding"
-    public static let tensorName = "item_text"
+    public static let kind = FileKind.textEmbedding.rawValue
+    public static let tensorName = TextEmbeddingTable.tensorName
 
     public let path: String
     /// `items` × `dim` floats, row-major.
@@ -29,27 +29,15 @@ public struct ItemTextEmbeddings: Sendable, Equatable {
         self.identity = identity
     }
 
-    /// Reads and verifies a table: fedrec format and version, kind, checksum, and the
-    /// tensor's dtype and shape against its `items` and `dim` metadata.
+    /// Reads and verifies a table (format, version, kind, checksum through `FedRecFile`,
+    /// then the tensor's dtype and shape against its `items` and `dim` metadata).
     public static func load(_ path: String) throws -> ItemTextEmbeddings {
-        let file = try SafeTensorsFile(path: path)
-        let metadata = file.metadata
-        guard metadata["format"] == FedRecFormat.name, metadata["kind"] == kind else {
-            throw FedRecError(.wrongKind, file: path, "is not a fedrec text_embedding table (kind \(metadata["kind"] ?? "none")); make one with fl-encode")
-        }
-        if let version = metadata["format_version"].flatMap(Int.init), version > FedRecFormat.version {
-            throw FedRecError(.newerVersion, file: path, "written by format version \(version); this fedrec reads up to version \(FedRecFormat.version)")
-        }
-        guard let recorded = metadata["checksum"], recorded == "xxh64:" + TensorChecksum.of(file) else {
-            throw FedRecError(.checksum, file: path, "tensor data checksum does not match the header's: the file is corrupt")
-        }
-        guard let items = metadata["items"].flatMap(Int.init), let dim = metadata["dim"].flatMap(Int.init), items > 0, dim > 0 else {
-            throw FedRecError(.corrupt, file: path, "metadata lacks a positive items or dim")
-        }
-        try file.require(tensorName, .f32, [items, dim])
-        let vectors = try file.floats(tensorName)
-        return ItemTextEmbeddings(vectors: vectors, items: items, dim: dim, datasetId: metadata["dataset_id"], path: path,
-                                  identity: file.identity)
+        let file = try FedRecFile(path: path, kinds: [.textEmbedding])
+        let items = try file.int("items"), dim = try file.int("dim")
+        guard items > 0, dim > 0 else { throw FedRecError(.corrupt, file: path, "metadata lacks a positive items or dim") }
+        try file.tensors.require(tensorName, .f32, [items, dim])
+        return ItemTextEmbeddings(vectors: try file.tensors.floats(tensorName), items: items, dim: dim,
+                                  datasetId: file.metadata["dataset_id"], path: path, identity: file.tensors.identity)
     }
 
     /// Throws unless the table's rows are the items of the dataset `datasetId` with `items` items.
