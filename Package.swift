@@ -43,9 +43,11 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         .executableTarget(name: "fl-encode", dependencies: ["FedRecTextCLI"]),
+        // Runs the built commands for the CLI tests of both test targets.
+        .target(name: "FedRecTestSupport"),
         .testTarget(
-            name: "FedRecCoreTests", dependencies: ["FedRecCore", "FedRecCLI"]),
-        .testTarget(name: "FedRecTextTests", dependencies: ["FedRecText", "FedRecCore"]),
+            name: "FedRecCoreTests", dependencies: ["FedRecCore", "FedRecCLI", "FedRecTestSupport"]),
+        .testTarget(name: "FedRecTextTests", dependencies: ["FedRecText", "FedRecCore", "FedRecTestSupport"]),
         // Benchmark driver for bench/encode-throughput.sh, not a command.
         .executableTarget(name: "encode-bench", dependencies: ["FedRecText", "FedRecCore"], path: "bench/encode-bench"),
     ] + commands.map { .executableTarget(name: $0, dependencies: ["FedRecCLI"]) }

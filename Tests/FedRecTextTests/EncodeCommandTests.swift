@@ -1,52 +1,14 @@
 import FedRecCore
 import Foundation
 import Testing
+import FedRecTestSupport
 
 @testable import FedRecText
 
-/// Runs the built `fl-encode` (found beside the test bundle) as a shell would.
+/// Runs the built `fl-encode` as a shell would.
 enum EncodeTool {
-    static let directory: URL = {
-        var url = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-        while !FileManager.default.fileExists(atPath: url.appendingPathComponent("fl-encode").path), url.path != "/" {
-            url = url.deletingLastPathComponent()
-        }
-        return url
-    }()
-
-    struct Result {
-        var status: Int32
-        var stdout: String
-        var stderr: String
-        var stdoutLines: [String] { stdout.split(separator: "\n", omittingEmptySubsequences: false).dropLast().map(String.init) }
-        var stderrLines: [String] { stderr.split(separator: "\n").map(String.init) }
-    }
-
-    static func run(_ arguments: [String], stdin: String? = nil, in directory: String) throws -> Result {
-        let process = Process()
-        process.executableURL = Self.directory.appendingPathComponent("fl-encode")
-        process.arguments = arguments
-        process.currentDirectoryURL = URL(fileURLWithPath: directory)
-        var environment = ProcessInfo.processInfo.environment
-        environment["COLUMNS"] = "100"
-        process.environment = environment
-        let out = Pipe(), err = Pipe(), input = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        process.standardInput = input
-        try process.run()
-        // Read stdout while writing stdin on another thread, so neither pipe fills up.
-        let writer = Thread {
-            if let stdin { input.fileHandleForWriting.write(Data(stdin.utf8)) }
-            try? input.fileHandleForWriting.close()
-        }
-        writer.start()
-        let outData = out.fileHandleForReading.readDataToEndOfFile()
-        let errData = err.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return Result(
-            status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
-            stderr: String(decoding: errData, as: UTF8.self))
+    static func run(_ arguments: [String], stdin: String? = nil, in directory: String) throws -> CommandResult {
+        try CommandRunner.run("fl-encode", arguments, stdin: stdin, in: directory)
     }
 }
 
@@ -221,7 +183,7 @@ struct EncodeCommandTests {
 /// no output left behind.
 @Suite("fl-encode refuses bad input", .serialized)
 struct EncodeErrorTests {
-    func expectFailure(_ result: EncodeTool.Result, _ status: Int32, mentioning words: [String], sourceLocation: SourceLocation = #_sourceLocation) {
+    func expectFailure(_ result: CommandResult, _ status: Int32, mentioning words: [String], sourceLocation: SourceLocation = #_sourceLocation) {
         #expect(result.status == status, "stderr: \(result.stderr)", sourceLocation: sourceLocation)
         #expect(result.stderrLines.count == 1, "stderr: \(result.stderr)", sourceLocation: sourceLocation)
         for word in words {

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import FedRecTestSupport
 @testable import FedRecCore
 
 @Suite("cold start through the commands", .serialized)
@@ -19,7 +20,7 @@ struct ColdStartCommandTests {
             try writeTextTable([Float](repeating: 1, count: (items - 1) * 8), items: items - 1, dim: 8, datasetId: nil, to: path + "/short.safetensors")
             try writeTextTable([Float](repeating: 1, count: items * 8), items: items, dim: 8, datasetId: String(repeating: "0", count: 64), to: path + "/other.safetensors")
         }
-        func run(_ tool: String, _ args: [String]) throws -> Tool.Result { try Tool.run(tool, args, in: path) }
+        func run(_ tool: String, _ args: [String]) throws -> CommandResult { try Tool.run(tool, args, in: path) }
     }
 
     @Test("partition, content-aware init, a round, cold evaluation with model, popularity and random")

@@ -1,45 +1,10 @@
 import Foundation
 import Testing
+import FedRecTestSupport
 @testable import FedRecCore
 
-/// Runs a built fl-* executable (found beside the test bundle) the way a pipeline does.
-struct Tool {
-    static let directory: URL = {
-        var url = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-        while !FileManager.default.fileExists(atPath: url.appendingPathComponent("fl-partition").path), url.path != "/" {
-            url = url.deletingLastPathComponent()
-        }
-        return url
-    }()
-
-    struct Result {
-        var status: Int32
-        var stdout: String
-        var stderr: String
-        var stderrLines: [String] { stderr.split(separator: "\n").map(String.init) }
-    }
-
-    static func run(_ name: String, _ arguments: [String], stdin: String? = nil, in directory: String? = nil) throws -> Result {
-        let process = Process()
-        process.executableURL = Self.directory.appendingPathComponent(name)
-        process.arguments = arguments
-        if let directory { process.currentDirectoryURL = URL(fileURLWithPath: directory) }
-        var environment = ProcessInfo.processInfo.environment
-        environment["COLUMNS"] = "100"
-        process.environment = environment
-        let out = Pipe(), err = Pipe(), input = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        process.standardInput = input
-        try process.run()
-        if let stdin { input.fileHandleForWriting.write(Data(stdin.utf8)) }
-        try input.fileHandleForWriting.close()
-        let outData = out.fileHandleForReading.readDataToEndOfFile()
-        let errData = err.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return Result(status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self), stderr: String(decoding: errData, as: UTF8.self))
-    }
-}
+/// The built commands, run as a pipeline runs them.
+typealias Tool = CommandRunner
 
 /// The repository's sample data.
 let sampleRatings = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import FedRecTestSupport
 @testable import FedRecCore
 
 @Suite("fl-dp-noise and private training from the command line", .serialized)
