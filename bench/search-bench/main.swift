@@ -70,10 +70,15 @@ do {
     }
     let noneExcluded = [Bool](repeating: false, count: manifest.items)
 
-    func line(_ set: String, _ beta: Float?, _ m: RankingMetrics, _ users: Int) -> String {
+    func line(_ set: String, _ beta: Float?, _ m: RankingMetrics, _ users: Int, macro: [RankingMetrics] = []) -> String {
         var o: [String: JSONValue] = ["set": .string(set), "queries": .number(Double(m.users)), "users": .number(Double(users)),
                                       "hr@\(k)": .number(m.hitRate), "ndcg@\(k)": .number(m.meanNDCG), "mrr": .number(m.mrr)]
         if let beta { o["beta"] = .number(Double(beta)) }
+        let perUser = macro.filter { $0.users > 0 }
+        if !perUser.isEmpty {  // each user weighs the same, however many queries they made
+            o["macro_hr@\(k)"] = .number(perUser.reduce(0) { $0 + $1.hitRate } / Double(perUser.count))
+            o["macro_ndcg@\(k)"] = .number(perUser.reduce(0) { $0 + $1.meanNDCG } / Double(perUser.count))
+        }
         if set == "text-all" { o["outside_catalogue"] = .number(Double(outside)) }
         return JSONValue.object(o).canonicalText
     }
@@ -93,27 +98,37 @@ do {
     var personalized = betas.map { _ in RankingMetrics(k: k) }
     var unrated = betas.map { _ in RankingMetrics(k: k) }
     var unratedUsers = Set<String>(), trainedUsers = Set<String>()
+    var personalizedByUser: [[RankingMetrics]] = betas.map { _ in [] }, unratedByUser: [[RankingMetrics]] = betas.map { _ in [] }
     let source = UserParameterSource(mode: .reconstruct, states: [], training: training)
     try Recommender.forEachUser(modelPath: modelPath, datasetDirectory: dataset, users: byUser.keys.sorted(), source: source) { user, record, preference in
         guard !record.train.isEmpty else { return }  // in the dataset only through later (test) events
         trainedUsers.insert(user)
         var excluded = noneExcluded
         for item in record.train.items { excluded[Int(item)] = true }
+        var mine = betas.map { _ in RankingMetrics(k: k) }, mineUnrated = mine
+        defer {
+            for b in betas.indices {
+                personalized[b].merge(mine[b])
+                unrated[b].merge(mineUnrated[b])
+                personalizedByUser[b].append(mine[b])
+                unratedByUser[b].append(mineUnrated[b])
+            }
+        }
         for q in byUser[user] ?? [] {
             for (b, beta) in betas.enumerated() {
                 let scores = PersonalizedSearch.combine(similarity: similarity[q.text], preference: preference, beta: beta)
                 scores.withUnsafeBufferPointer { s in
-                    noneExcluded.withUnsafeBufferPointer { ex in personalized[b].addFullRanking(scores: s, excluded: ex, relevant: [q.item]) }
+                    noneExcluded.withUnsafeBufferPointer { ex in mine[b].addFullRanking(scores: s, excluded: ex, relevant: [q.item]) }
                     if !excluded[Int(q.item)] {
-                        excluded.withUnsafeBufferPointer { ex in unrated[b].addFullRanking(scores: s, excluded: ex, relevant: [q.item]) }
+                        excluded.withUnsafeBufferPointer { ex in mineUnrated[b].addFullRanking(scores: s, excluded: ex, relevant: [q.item]) }
                     }
                 }
             }
             if !excluded[Int(q.item)] { unratedUsers.insert(user) }
         }
     }
-    for (b, beta) in betas.enumerated() { print(line("personalized", beta, personalized[b], trainedUsers.count)) }
-    for (b, beta) in betas.enumerated() { print(line("unrated", beta, unrated[b], unratedUsers.count)) }
+    for (b, beta) in betas.enumerated() { print(line("personalized", beta, personalized[b], trainedUsers.count, macro: personalizedByUser[b])) }
+    for (b, beta) in betas.enumerated() { print(line("unrated", beta, unrated[b], unratedUsers.count, macro: unratedByUser[b])) }
 } catch let error as FedRecError {
     fail("\(error)", error.failure.rawValue)
 }
