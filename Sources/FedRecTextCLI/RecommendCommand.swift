@@ -19,7 +19,9 @@ public struct RecommendCommand: ParsableCommand {
             cos(query, item text) + β · z, where the item texts come from --item-text (an \
             `fl-encode` table of the dataset) and z is the user's model score b_i + p_u·q_i \
             standardised over the catalogue (mean 0, std 1 for that user); β is \
-            --query-weight. Without users the ranking is by text alone and excludes nothing.
+            --query-weight (default 0.1, chosen on a validation slice for implicit ALS on \
+            ml-latest-small: bench/SEARCH-RESULTS.md). Without users the ranking is by text \
+            alone and excludes nothing.
 
             Examples:
               fl-recommend --model model-0020.safetensors --dataset ml100k --state-dir state --user 196
@@ -28,8 +30,8 @@ public struct RecommendCommand: ParsableCommand {
               fl-recommend --dataset ml100k --item-text ml100k-text.safetensors --query "space adventure"
               fl-recommend --model m.safetensors --dataset ml100k --reconstruct --user 196 \\
                   --item-text ml100k-text.safetensors --query "space adventure" --query-weight 0.1
-              fl-encode --text "space adventure" --json | fl-recommend --dataset ml100k \\
-                  --item-text ml100k-text.safetensors --query-vector - --model m.safetensors --user 196 --reconstruct
+              fl-encode --text "space adventure" --json | fl-recommend --query-vector - \\
+                  --dataset ml100k --item-text ml100k-text.safetensors
             """)
 
     @Option(help: "Model checkpoint (not needed for a text-only search).") var model: String?
