@@ -3,16 +3,16 @@ import PackageDescription
 
 /// The fl-* commands: each is a thin executable over `FedRecCLI` (argument parsing) and
 /// `FedRecCore` (formats, data, model, training, aggregation, privacy, evaluation).
-/// `fl-encode` is apart: its command lives in `FedRecTextCLI`, over `FedRecText`, so only
-/// it links OpenBLAS.
+/// `fl-encode` and `fl-recommend` (whose `--query` embeds text) are apart: their commands
+/// live in `FedRecTextCLI`, over `FedRecText`, so only they link OpenBLAS.
 let commands = [
-    "fl-partition", "fl-init", "fl-train-local", "fl-aggregate", "fl-eval", "fl-recommend",
-    "fl-inspect", "fl-dp-noise",
+    "fl-partition", "fl-init", "fl-train-local", "fl-aggregate", "fl-eval", "fl-inspect", "fl-dp-noise",
 ]
+let textCommands = ["fl-encode", "fl-recommend"]
 
 let package = Package(
     name: "fedrec",
-    products: (commands + ["fl-encode"]).map { .executable(name: $0, targets: [$0]) } + [
+    products: (commands + textCommands).map { .executable(name: $0, targets: [$0]) } + [
         .library(name: "FedRecCore", targets: ["FedRecCore"]),
         .library(name: "FedRecText", targets: ["FedRecText"]),
     ],
@@ -35,20 +35,22 @@ let package = Package(
             dependencies: [
                 "FedRecCore", .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
-        // fl-encode's command: the one command that links the text encoder (and OpenBLAS).
+        // The commands that link the text encoder (and OpenBLAS): fl-encode, fl-recommend.
         .target(
             name: "FedRecTextCLI",
             dependencies: [
                 "FedRecText", "FedRecCore", "FedRecCLI",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
-        .executableTarget(name: "fl-encode", dependencies: ["FedRecTextCLI"]),
         // Runs the built commands for the CLI tests of both test targets.
         .target(name: "FedRecTestSupport"),
         .testTarget(
             name: "FedRecCoreTests", dependencies: ["FedRecCore", "FedRecCLI", "FedRecTestSupport"]),
         .testTarget(name: "FedRecTextTests", dependencies: ["FedRecText", "FedRecCore", "FedRecTestSupport"]),
+        // Benchmark driver for bench/quality-search (personalized search on MovieLens tags).
+        .executableTarget(name: "search-bench", dependencies: ["FedRecText", "FedRecCore"], path: "bench/search-bench"),
         // Benchmark driver for bench/encode-throughput.sh, not a command.
         .executableTarget(name: "encode-bench", dependencies: ["FedRecText", "FedRecCore"], path: "bench/encode-bench"),
     ] + commands.map { .executableTarget(name: $0, dependencies: ["FedRecCLI"]) }
+        + textCommands.map { .executableTarget(name: $0, dependencies: ["FedRecTextCLI"]) }
 )

@@ -44,7 +44,7 @@ func tsv(_ object: JSONValue) -> String {
 }
 
 /// A number with up to six significant decimals, for tables people read.
-func format6(_ d: Double) -> String {
+public func format6(_ d: Double) -> String {
     guard d.isFinite else { return "nan" }
     let scaled = (d * 1_000_000).rounded() / 1_000_000
     return "\(scaled)"

@@ -3,7 +3,9 @@ import FedRecCore
 
 /// Local training settings; `fl-eval` and `fl-recommend` take the same ones to rebuild
 /// user parameters exactly as training does.
-struct TrainingArguments: ParsableArguments {
+public struct TrainingArguments: ParsableArguments {
+    public init() {}
+
     @Option(help: "What clients send: sgd (parameter deltas) or als (least-squares statistics; federated ALS equals centralised ALS).")
     var algorithm: TrainingOptions.Algorithm = .sgd
 
@@ -38,7 +40,7 @@ struct TrainingArguments: ParsableArguments {
     var weighting: TrainingOptions.Weighting = .examples
 
     @Flag(help: "Rebuild user parameters from each client's data every round (Federated Reconstruction) instead of keeping them in a state file.")
-    var reconstruct = false
+    public var reconstruct = false
 
     @Option(help: "SGD epochs over user parameters alone when reconstructing BPR/BCE users.")
     var reconstructionEpochs = 5
@@ -52,7 +54,7 @@ struct TrainingArguments: ParsableArguments {
     @Option(help: "Seed for shuffling, negatives and initial user embeddings.")
     var seed: UInt64 = 0
 
-    func validate() throws {
+    public func validate() throws {
         guard epochs >= 0, batchSize >= 1, negatives >= 1, reconstructionEpochs >= 0 else {
             throw ValidationError("--epochs and --reconstruction-epochs must be ≥ 0, --batch-size and --negatives ≥ 1")
         }
@@ -61,7 +63,7 @@ struct TrainingArguments: ParsableArguments {
         }
     }
 
-    var options: TrainingOptions {
+    public var options: TrainingOptions {
         var o = TrainingOptions()
         o.algorithm = algorithm
         o.epochs = epochs

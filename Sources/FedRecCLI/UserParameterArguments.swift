@@ -2,14 +2,16 @@ import ArgumentParser
 import FedRecCore
 
 /// Where `fl-eval` and `fl-recommend` find users' private parameters.
-struct UserParameterArguments: ParsableArguments {
+public struct UserParameterArguments: ParsableArguments {
     @Option(help: "Directory of the shards' state files (SHARD-NAME.state.safetensors).")
-    var stateDir: String?
+    public var stateDir: String?
 
-    @OptionGroup(title: "Rebuilding user parameters (with --reconstruct)") var training: TrainingArguments
+    @OptionGroup(title: "Rebuilding user parameters (with --reconstruct)") public var training: TrainingArguments
+
+    public init() {}
 
     /// The source for `shards`: their state files, or reconstruction.
-    func source(for shards: [String]) throws -> UserParameterSource {
+    public func source(for shards: [String]) throws -> UserParameterSource {
         if training.reconstruct {
             return UserParameterSource(mode: .reconstruct, states: [], training: training.options)
         }

@@ -1,4 +1,4 @@
-import FedRecCLI
+import FedRecTextCLI
 
 @main
 struct Entrypoint {

@@ -10,9 +10,49 @@ public struct Recommendation: Sendable, Equatable {
 public enum Recommender {
     /// - Parameters:
     ///   - users: raw user ids (or pseudonyms); nil recommends for every user.
+    ///   - query: with a search query, items are ranked by `PersonalizedSearch.combine`
+    ///     of the query's similarities and the user's preference, with its β.
     /// - Returns: recommendations grouped by user, best first, users in the order asked.
     public static func run(modelPath: String, datasetDirectory: String, users wanted: [String]?, k: Int,
-                           source: UserParameterSource) throws -> [Recommendation] {
+                           source: UserParameterSource, query: SearchQuery? = nil) throws -> [Recommendation] {
+        var found: [Int32: [Recommendation]] = [:]
+        var order: [Int32] = []
+        try forEachUser(modelPath: modelPath, datasetDirectory: datasetDirectory, users: wanted, source: source) { user, record, preference in
+            var scores = preference
+            if let query {
+                precondition(query.similarity.count == scores.count)
+                scores = PersonalizedSearch.combine(similarity: query.similarity, preference: preference, beta: query.beta)
+            }
+            for item in record.train.items + record.test.items { scores[Int(item)] = -.infinity }
+            let top = topK(scores, k: k)
+            found[record.user] = top.enumerated().map { rank, item in
+                Recommendation(user: user, rank: rank + 1, item: item, score: scores[Int(item)])
+            }
+        } order: { order = $0 }
+        return order.flatMap { found[$0] ?? [] }
+    }
+
+    /// Text-only search: the `k` items most similar to the query, best first (nobody's
+    /// items are excluded; `user` is empty).
+    public static func search(similarity: [Float], k: Int) -> [Recommendation] {
+        topK(similarity, k: k).enumerated().map { rank, item in
+            Recommendation(user: "", rank: rank + 1, item: item, score: similarity[Int(item)])
+        }
+    }
+
+    /// Calls `body` once per wanted user with the user's raw id, shard record and model
+    /// scores of every item (b_i + p_u·q_i), shard by shard; the model is checked against
+    /// the dataset first.
+    /// - Parameters:
+    ///   - users: raw user ids (or pseudonyms); nil for every user.
+    ///   - order: receives the dense indices of the users in the order asked (sorted for
+    ///     every user), after the last call of `body`.
+    /// - Throws: `.badData` for a user the dataset does not have or whose parameters the
+    ///   source lacks; the model's and shards' load errors.
+    /// - Complexity: one pass over the shards that hold wanted users; O(items · dim) per user.
+    public static func forEachUser(modelPath: String, datasetDirectory: String, users wanted: [String]?, source: UserParameterSource,
+                                   _ body: (String, UserRecord, [Float]) throws -> Void,
+                                   order: ([Int32]) -> Void = { _ in }) throws {
         let manifest = try DatasetManifest.load(datasetDirectory)
         let tables = try DatasetTables(directory: datasetDirectory, manifest: manifest)
         let model = try ModelView(path: modelPath)
@@ -33,7 +73,6 @@ public enum Recommender {
                 indexOf[user.index] = id
             }
         }
-        var found: [Int32: [Recommendation]] = [:]
         var scores = [Float](repeating: 0, count: model.config.items)
         for (shard, members) in byShard.sorted(by: { $0.key < $1.key }) {
             guard shard < manifest.shards.count else {
@@ -49,15 +88,10 @@ public enum Recommender {
                     throw FedRecError(.badData, file: statePath ?? path, "has no parameters for user \(indexOf[record.user] ?? "?")")
                 }
                 Evaluator.score(model: model, user: p, into: &scores)
-                for item in record.train.items + record.test.items { scores[Int(item)] = -.infinity }
-                let top = topK(scores, k: k)
-                found[record.user] = top.enumerated().map { rank, item in
-                    Recommendation(user: indexOf[record.user] ?? "", rank: rank + 1, item: item, score: scores[Int(item)])
-                }
+                try body(indexOf[record.user] ?? "", record, scores)
             }
         }
-        let order = wanted.map { $0.compactMap { tables.users[$0]?.index } } ?? indexOf.keys.sorted()
-        return order.flatMap { found[$0] ?? [] }
+        order(wanted.map { $0.compactMap { tables.users[$0]?.index } } ?? indexOf.keys.sorted())
     }
 
     /// Indices of the `k` largest finite scores, best first (ties: smaller index first).
@@ -87,5 +121,17 @@ public enum Recommender {
             }
         }
         return heap.sorted { less($1, $0) }.map(\.1)
+    }
+}
+
+/// A search query for `Recommender.run`: its cosine similarity to every item's text
+/// (`PersonalizedSearch.similarities`) and the weight β of the user's preference.
+public struct SearchQuery: Sendable {
+    public var similarity: [Float]
+    public var beta: Float
+
+    public init(similarity: [Float], beta: Float) {
+        self.similarity = similarity
+        self.beta = beta
     }
 }

@@ -1,0 +1,161 @@
+import ArgumentParser
+import FedRecCLI
+import FedRecCore
+import FedRecText
+
+/// `fl-recommend`: top-K items for users, or for a search query (personalized when users
+/// are given). It lives beside `fl-encode` because `--query` runs the text encoder.
+public struct RecommendCommand: ParsableCommand {
+    public static let configuration = CommandConfiguration(
+        commandName: "fl-recommend",
+        abstract: "Recommend the top-K items for users, or search items by text, personalized for users.",
+        discussion: """
+            Output is TSV: user, rank, item (raw id), score, title. Users are named by their \
+            raw id (or pseudonym) as in the dataset's users.tsv. The users' own items (train \
+            and test) are never recommended.
+
+            Search: --query TEXT (embedded with the encoder of --model-dir) or --query-vector \
+            FILE (a line of `fl-encode --text TEXT --json`) ranks items by \
+            cos(query, item text) + β · z, where the item texts come from --item-text (an \
+            `fl-encode` table of the dataset) and z is the user's model score b_i + p_u·q_i \
+            standardised over the catalogue (mean 0, std 1 for that user); β is \
+            --query-weight (default 0.1, chosen on a validation slice for implicit ALS on \
+            ml-latest-small: bench/SEARCH-RESULTS.md). Without users the ranking is by text \
+            alone and excludes nothing.
+
+            Examples:
+              fl-recommend --model model-0020.safetensors --dataset ml100k --state-dir state --user 196
+              cut -f2 ml100k/users.tsv | tail -n +2 | head -5 | fl-recommend --model m.safetensors --dataset ml100k --users - --reconstruct
+              fl-recommend --model m.safetensors --dataset ml100k --all -k 5 --reconstruct > recs.tsv
+              fl-recommend --dataset ml100k --item-text ml100k-text.safetensors --query "space adventure"
+              fl-recommend --model m.safetensors --dataset ml100k --reconstruct --user 196 \\
+                  --item-text ml100k-text.safetensors --query "space adventure" --query-weight 0.1
+              fl-encode --text "space adventure" --json | fl-recommend --query-vector - \\
+                  --dataset ml100k --item-text ml100k-text.safetensors
+            """)
+
+    @Option(help: "Model checkpoint (not needed for a text-only search).") var model: String?
+    @Option(help: "Dataset directory.") var dataset: String
+    @Option(help: "A user id (repeatable).") var user: [String] = []
+    @Option(help: "A file of user ids, one per line (- for stdin).") var users: String?
+    @Flag(help: "Recommend for every user.") var all = false
+    @Option(name: .customShort("k"), help: "Number of items per user.") var k = 10
+    @OptionGroup(title: "Search") var search: SearchArguments
+    @OptionGroup(title: "User parameters") var parameters: UserParameterArguments
+    @OptionGroup(title: "Output") var format: OutputFormatOptions
+
+    public init() {}
+
+    public func validate() throws {
+        guard k >= 1 else { throw ValidationError("-k must be at least 1") }
+        try search.validate()
+        let forUsers = all || !user.isEmpty || users != nil
+        if search.isSearch {
+            if forUsers && model == nil { throw ValidationError("personalized search needs --model (or leave out the users for text-only search)") }
+            if users == "-" && search.queryVector == "-" { throw ValidationError("--users and --query-vector cannot both read stdin") }
+        } else {
+            guard forUsers else { throw ValidationError("say whom for: --user ID, --users FILE or --all (or search with --query TEXT)") }
+            guard model != nil else { throw ValidationError("recommending needs --model FILE") }
+        }
+    }
+
+    public func run() throws {
+        try reportingErrors("fl-recommend") {
+            var wanted: [String]? = all ? nil : user
+            if let users {
+                let file = try MappedFile(path: users)
+                let text = file.withBytes { String(decoding: $0, as: UTF8.self) }
+                wanted = (wanted ?? []) + text.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+            }
+            let manifest = try DatasetManifest.load(dataset)
+            let tables = try DatasetTables(directory: dataset, manifest: manifest)
+            let recommendations: [Recommendation]
+            if search.isSearch {
+                let similarity = try search.similarities(dataset: dataset, manifest: manifest)
+                if wanted?.isEmpty ?? false {
+                    recommendations = Recommender.search(similarity: similarity, k: k)
+                } else {
+                    let shards = manifest.shards.map { dataset + "/" + $0.file }
+                    recommendations = try Recommender.run(
+                        modelPath: model!, datasetDirectory: dataset, users: wanted, k: k, source: try parameters.source(for: shards),
+                        query: SearchQuery(similarity: similarity, beta: search.queryWeight))
+                }
+            } else {
+                let shards = manifest.shards.map { dataset + "/" + $0.file }
+                recommendations = try Recommender.run(modelPath: model!, datasetDirectory: dataset, users: wanted, k: k,
+                                                      source: try parameters.source(for: shards))
+            }
+            var out = format.json ? "" : "user\trank\titem\tscore\ttitle\n"
+            for r in recommendations {
+                let item = tables.items[Int(r.item)]
+                if format.json {
+                    out += JSONValue.object(["user": .string(r.user), "rank": .number(Double(r.rank)), "item": .string(item.id),
+                                             "score": .number(Double(r.score)), "title": .string(item.title)]).canonicalText + "\n"
+                } else {
+                    out += "\(r.user)\t\(r.rank)\t\(item.id)\t\(format6(Double(r.score)))\t\(item.title)\n"
+                }
+            }
+            emit(out)
+        }
+    }
+}
+
+/// `fl-recommend`'s search options: the query, the item texts and the preference weight.
+struct SearchArguments: ParsableArguments {
+    @Option(help: "Search for this text (embedded with the encoder of --model-dir).")
+    var query: String?
+
+    @Option(help: "Search with this query vector instead: a file (- for stdin) holding one line of `fl-encode --text TEXT [--json]`.")
+    var queryVector: String?
+
+    @Option(help: "The dataset's item text table (fl-encode ITEMS.tsv -o FILE), required for a search.")
+    var itemText: String?
+
+    @Option(help: "β: weight of the user's standardised preference against the query's cosine similarity (0: text only).")
+    var queryWeight: Float = 0.1
+
+    @Option(help: "Encoder model directory for --query; must be the one that encoded --item-text.")
+    var modelDir = "models/all-MiniLM-L6-v2"
+
+    init() {}
+
+    var isSearch: Bool { query != nil || queryVector != nil }
+
+    func validate() throws {
+        if query != nil && queryVector != nil { throw ValidationError("give --query or --query-vector, not both") }
+        if query?.isEmpty == true { throw ValidationError("--query is empty") }
+        if isSearch && itemText == nil { throw ValidationError("a search needs --item-text FILE (fl-encode the dataset's items.tsv)") }
+        if !isSearch && itemText != nil { throw ValidationError("--item-text goes with --query or --query-vector") }
+        guard queryWeight.isFinite, queryWeight >= 0 else { throw ValidationError("--query-weight must be a non-negative number") }
+    }
+
+    /// The query's cosine similarity to every item of the dataset. Reads and checks the
+    /// table and the query vector before loading the encoder, so input errors come first.
+    func similarities(dataset: String, manifest: DatasetManifest) throws -> [Float] {
+        let tablePath = itemText!
+        let table = try TextEmbeddingTable.load(tablePath)
+        try PersonalizedSearch.requireTable(table, file: tablePath, items: manifest.items, datasetId: manifest.datasetId)
+        let search = PersonalizedSearch(table: table)
+        if let queryVector {
+            let file = try MappedFile(path: queryVector)
+            let text = file.withBytes { String(decoding: $0, as: UTF8.self) }
+            return try search.similarities(to: try QueryVector.parse(text, file: queryVector), file: queryVector)
+        }
+        let name = Self.directoryName(modelDir)
+        guard name == table.encoder else {
+            throw FedRecError(.mismatch, file: tablePath, "was encoded with \(table.encoder), the query encoder is \(name) (--model-dir)")
+        }
+        let encoder = try SentenceEncoder(directory: modelDir)
+        guard encoder.dimension == table.dim else {
+            throw FedRecError(.shape, file: tablePath, "holds \(table.dim)-dimensional texts, \(modelDir) makes \(encoder.dimension)")
+        }
+        return try search.similarities(to: try encoder.encode([query!]), file: modelDir)
+    }
+
+    /// A model directory's last path component, as `fl-encode` records it.
+    static func directoryName(_ path: String) -> String {
+        var path = Substring(path)
+        while path.count > 1 && path.hasSuffix("/") { path = path.dropLast() }
+        return path.split(separator: "/").last.map(String.init) ?? String(path)
+    }
+}
