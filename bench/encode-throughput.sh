@@ -18,7 +18,7 @@ BATCH=${BATCH:-64}
 REPEAT=${REPEAT:-3}
 OUT=.build-bench
 VENV=$OUT/venv
-SCRATCH=${SCRATCH:-.build-text}
+SCRATCH=${SCRATCH:-.build}
 
 [ -f "$MODEL/config.json" ] || { echo "no model in $MODEL; run make model" >&2; exit 66; }
 [ -f "$ITEMS" ] || { echo "no $ITEMS" >&2; exit 66; }
