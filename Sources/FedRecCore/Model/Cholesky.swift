@@ -8,18 +8,7 @@ public enum Cholesky {
     /// - Complexity: O(n³/3).
     @discardableResult
     public static func solve(_ a: UnsafeMutableBufferPointer<Double>, _ b: UnsafeMutableBufferPointer<Double>, n: Int) -> Bool {
-        for j in 0..<n {
-            var diagonal = a[j * n + j]
-            for k in 0..<j { diagonal -= a[j * n + k] * a[j * n + k] }
-            guard diagonal > 0 else { return false }
-            let root = diagonal.squareRoot()
-            a[j * n + j] = root
-            for i in (j + 1)..<max(j + 1, n) {
-                var s = a[i * n + j]
-                for k in 0..<j { s -= a[i * n + k] * a[j * n + k] }
-                a[i * n + j] = s / root
-            }
-        }
+        guard factor(a, n: n) else { return false }
         // Forward: L y = b.
         for i in 0..<n {
             var s = b[i]
@@ -41,18 +30,7 @@ public enum Cholesky {
     /// - Complexity: O(n³/3 + n² · columns).
     @discardableResult
     public static func solve(_ a: UnsafeMutableBufferPointer<Double>, _ b: UnsafeMutableBufferPointer<Double>, n: Int, columns m: Int) -> Bool {
-        for j in 0..<n {
-            var diagonal = a[j * n + j]
-            for k in 0..<j { diagonal -= a[j * n + k] * a[j * n + k] }
-            guard diagonal > 0 else { return false }
-            let root = diagonal.squareRoot()
-            a[j * n + j] = root
-            for i in (j + 1)..<max(j + 1, n) {
-                var s = a[i * n + j]
-                for k in 0..<j { s -= a[i * n + k] * a[j * n + k] }
-                a[i * n + j] = s / root
-            }
-        }
+        guard factor(a, n: n) else { return false }
         // Forward: L Y = B, row by row over all columns.
         for i in 0..<n {
             for k in 0..<i {
@@ -72,6 +50,24 @@ public enum Cholesky {
             }
             let diagonal = a[i * n + i]
             for c in 0..<m { b[i * m + c] /= diagonal }
+        }
+        return true
+    }
+
+    /// Overwrites the lower triangle of `a` with L, where A = L Lᵀ.
+    /// - Returns: false if `a` is not positive definite.
+    static func factor(_ a: UnsafeMutableBufferPointer<Double>, n: Int) -> Bool {
+        for j in 0..<n {
+            var diagonal = a[j * n + j]
+            for k in 0..<j { diagonal -= a[j * n + k] * a[j * n + k] }
+            guard diagonal > 0 else { return false }
+            let root = diagonal.squareRoot()
+            a[j * n + j] = root
+            for i in (j + 1)..<max(j + 1, n) {
+                var s = a[i * n + j]
+                for k in 0..<j { s -= a[i * n + k] * a[j * n + k] }
+                a[i * n + j] = s / root
+            }
         }
         return true
     }
