@@ -111,10 +111,15 @@ final class SGDClientTrainer {
             if negativesPerPositive > 0 {
                 // Negatives: items the user has not interacted with, drawn uniformly.
                 var position = 0
-                for (u, record) in users.enumerated() {
+                for record in users {
+                    // Mark the user's items; the marks also count them (duplicates once).
                     stamp &+= 1
-                    for item in record.train.items { mark[Int(item)] = stamp }
-                    let available = model.config.items - Set(record.train.items).count
+                    var distinct = 0
+                    for item in record.train.items where mark[Int(item)] != stamp {
+                        mark[Int(item)] = stamp
+                        distinct += 1
+                    }
+                    let available = model.config.items - distinct
                     for _ in 0..<(record.train.count * negativesPerPositive) {
                         var candidate: Int32
                         repeat {
@@ -123,7 +128,6 @@ final class SGDClientTrainer {
                         negatives[position] = candidate
                         position += 1
                     }
-                    _ = u
                 }
                 for item in negatives { _ = slot(item) }
             }
