@@ -125,3 +125,33 @@ func decodeText<C: Collection>(_ bytes: C) -> String where C.Element == UInt8 {
     if let text = String(validating: bytes, as: UTF8.self) { return text }
     return String(String.UnicodeScalarView(bytes.map { Unicode.Scalar($0) }))
 }
+
+/// The non-blank lines of a delimited file split into fields, with 1-based line numbers
+/// and the delimiter detected from the first of them: the loop the item-file readers
+/// (catalogues, item texts) share.
+struct DelimitedRows {
+    let bytes: UnsafeRawBufferPointer
+    private var scanner: LineScanner
+    /// The delimiter, known once the first row has been read.
+    private(set) var delimiter: Delimiter?
+
+    init(_ bytes: UnsafeRawBufferPointer) {
+        self.bytes = bytes
+        scanner = LineScanner(bytes)
+    }
+
+    /// The next row, or nil at the end.
+    /// - Parameter undetectable: the error for a first row that shows no delimiter,
+    ///   given its line number.
+    mutating func next(undetectable: (Int) -> FedRecError) throws -> (fields: [Substring], line: Int)? {
+        while let line = scanner.next() {
+            if RatingsReader.isBlank(bytes, line) { continue }
+            if delimiter == nil {
+                guard let found = Delimiter.detect(bytes[line]) else { throw undetectable(scanner.lineNumber) }
+                delimiter = found
+            }
+            return (splitFields(bytes, line, delimiter!), scanner.lineNumber)
+        }
+        return nil
+    }
+}

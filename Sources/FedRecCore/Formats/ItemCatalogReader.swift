@@ -25,40 +25,33 @@ public enum ItemCatalogReader {
         defer { withExtendedLifetime(file) {} }
         let bytes = file.bytes
         func bad(_ line: Int, _ what: String) -> FedRecError { FedRecError(.badData, file: path, "line \(line): \(what)") }
-        var scanner = LineScanner(bytes)
+        var rows = DelimitedRows(bytes)
         var catalogue: [String: ItemInfo] = [:]
-        var delimiter: Delimiter?
         var idAt = 0, titleAt = 1, genresAt: Int? = 2
         var flagLayout = false
         var first = true
         let genreNames = siblingGenres(of: path) ?? movieLens100KGenres
-        while let line = scanner.next() {
-            if RatingsReader.isBlank(bytes, line) { continue }
-            if delimiter == nil {
-                guard let found = Delimiter.detect(bytes[line]) else { throw bad(scanner.lineNumber, "cannot tell the field delimiter") }
-                delimiter = found
-            }
-            let fields = splitFields(bytes, line, delimiter!)
+        while let (fields, number) = try rows.next(undetectable: { bad($0, "cannot tell the field delimiter") }) {
             if first {
                 first = false
                 let lowered = fields.map { $0.trimmingSpaces.lowercased() }
                 if let id = lowered.firstIndex(where: { RatingsColumns.itemNames.contains($0) || $0 == "id" }) {
                     idAt = id
                     guard let title = lowered.firstIndex(where: { $0 == "title" || $0 == "name" }) else {
-                        throw bad(scanner.lineNumber, "header has no title column")
+                        throw bad(number, "header has no title column")
                     }
                     titleAt = title
                     genresAt = lowered.firstIndex { ["genres", "genre", "category", "categories"].contains($0) }
                     continue
                 }
                 // u.item: id|title|release|video release|url|19 flags.
-                flagLayout = delimiter == .pipe && fields.count == 5 + genreNames.count
+                flagLayout = rows.delimiter == .pipe && fields.count == 5 + genreNames.count
             }
             guard fields.count > max(idAt, titleAt, flagLayout ? 4 + genreNames.count : genresAt ?? 0) else {
-                throw bad(scanner.lineNumber, "expected more fields, found \(fields.count)")
+                throw bad(number, "expected more fields, found \(fields.count)")
             }
             let id = fields[idAt].trimmingSpaces
-            guard !id.isEmpty else { throw bad(scanner.lineNumber, "empty item id") }
+            guard !id.isEmpty else { throw bad(number, "empty item id") }
             var genres: [String] = []
             if flagLayout {
                 for (g, name) in genreNames.enumerated() where fields[5 + g].trimmingSpaces == "1" {

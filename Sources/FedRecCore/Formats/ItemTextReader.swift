@@ -18,28 +18,20 @@ public enum ItemTextReader {
         defer { withExtendedLifetime(file) {} }
         let bytes = file.bytes
         func bad(_ line: Int, _ what: String) -> FedRecError { FedRecError(.badData, file: path, "line \(line): \(what)") }
-        var scanner = LineScanner(bytes)
-        var delimiter: Delimiter?
+        var rows = DelimitedRows(bytes)
         var idAt = 0, textAt = 1
         var headerless = false
         var first = true
         var texts: [String: [String]] = [:]
         var seen: [String: Set<String>] = [:]
-        while let line = scanner.next() {
-            if RatingsReader.isBlank(bytes, line) { continue }
-            if delimiter == nil {
-                guard let found = Delimiter.detect(bytes[line]) else {
-                    throw bad(scanner.lineNumber, "cannot tell the field delimiter (expected id and text separated by a tab or comma)")
-                }
-                delimiter = found
-            }
-            let fields = splitFields(bytes, line, delimiter!)
+        let undetectable = { bad($0, "cannot tell the field delimiter (expected id and text separated by a tab or comma)") }
+        while let (fields, number) = try rows.next(undetectable: undetectable) {
             if first {
                 first = false
                 let lowered = fields.map { $0.trimmingSpaces.lowercased() }
                 if let id = lowered.firstIndex(where: { RatingsColumns.itemNames.contains($0) || $0 == "id" }) {
                     guard let text = textNames.lazy.compactMap({ name in lowered.firstIndex(of: name) }).first else {
-                        throw bad(scanner.lineNumber, "header names no text column (one of \(textNames.joined(separator: ", ")))")
+                        throw bad(number, "header names no text column (one of \(textNames.joined(separator: ", ")))")
                     }
                     idAt = id
                     textAt = text
@@ -48,12 +40,12 @@ public enum ItemTextReader {
                 headerless = true
             }
             guard fields.count > max(idAt, textAt) else {
-                throw bad(scanner.lineNumber, "expected an item id and a text, found \(fields.count) field\(fields.count == 1 ? "" : "s")")
+                throw bad(number, "expected an item id and a text, found \(fields.count) field\(fields.count == 1 ? "" : "s")")
             }
             let id = fields[idAt].trimmingSpaces
-            guard !id.isEmpty else { throw bad(scanner.lineNumber, "empty item id") }
+            guard !id.isEmpty else { throw bad(number, "empty item id") }
             // Without a header the text is the rest of the line, delimiters and all.
-            let raw = headerless && fields.count > 2 ? fields[1...].joined(separator: delimiter!.text) : String(fields[textAt])
+            let raw = headerless && fields.count > 2 ? fields[1...].joined(separator: rows.delimiter!.text) : String(fields[textAt])
             let text = raw[...].trimmingSpaces
             guard !text.isEmpty else { continue }
             if seen[id, default: []].insert(text.lowercased()).inserted {
