@@ -207,12 +207,14 @@ public enum Evaluator {
         // standard one every warm item but the user's training items.
         var excluded = cold ? isCold.map { !$0 } : isCold
         let coldCount = isCold.reduce(0) { $0 + ($1 ? 1 : 0) }
-        let provider = try UserParameterProvider(model: model, mode: baseline == .model ? source.mode : .reconstruct, statePath: statePath, training: source.training)
+        // Baselines rank without user parameters, so they need no provider (nor its Gram).
+        let provider = baseline == .model
+            ? try UserParameterProvider(model: model, mode: source.mode, statePath: statePath, training: source.training) : nil
         let reader = try ShardUserReader(path: shard, datasetId: config.datasetId, items: config.items)
         while let record = try reader.next() {
             let relevant = cold ? record.cold.items : record.test.items
             guard !relevant.isEmpty else { continue }
-            if baseline == .model {
+            if let provider {
                 guard let (p, bu) = provider.parameters(for: record) else {
                     report.usersWithoutParameters += 1
                     continue
