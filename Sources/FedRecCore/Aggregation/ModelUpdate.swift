@@ -125,7 +125,12 @@ public struct ModelUpdate: Sendable {
 
     /// Reads and checks an update or sum, with the identity of its file.
     static func open(_ path: String) throws -> (update: ModelUpdate, identity: String) {
-        let file = try FedRecFile(path: path, kinds: [.update, .sum])
+        try read(FedRecFile(path: path, kinds: [.update, .sum]))
+    }
+
+    /// Reads and checks an update or sum from a verified fedrec file.
+    static func read(_ file: FedRecFile) throws -> (update: ModelUpdate, identity: String) {
+        let path = file.path
         let config = try ModelConfig(file: file)
         var header = UpdateHeader(
             config: config, baseModel: try file.string("base_model"), round: try file.int("round"),

@@ -33,7 +33,12 @@ public struct FedRecFile: Sendable {
     ///   - kinds: the kinds the caller accepts; any other is a `.wrongKind` error.
     ///   - verifyChecksum: recompute the checksum of the tensor bytes (O(file size)).
     public init(path: String, kinds: Set<FileKind>, verifyChecksum: Bool = true) throws {
-        let file = try SafeTensorsFile(path: path)
+        try self.init(file: SafeTensorsFile(path: path), kinds: kinds, verifyChecksum: verifyChecksum)
+    }
+
+    /// Verifies an already opened safetensors file as a fedrec file.
+    public init(file: SafeTensorsFile, kinds: Set<FileKind>, verifyChecksum: Bool = true) throws {
+        let path = file.path
         let expected = kinds.map(\.rawValue).sorted().joined(separator: " or ")
         guard file.metadata["format"] == FedRecFormat.name else {
             throw FedRecError(.wrongKind, file: path, "not a fedrec file (no format=fedrec in its metadata), expected a \(expected)")

@@ -33,12 +33,13 @@ public enum FileInspector {
         object["file"] = .string(file.path)
         if file.metadata["format"] == FedRecFormat.name {
             // Full verification: version, kind and checksum.
-            let checked = try FedRecFile(path: file.path, kinds: Set(FileKind.allCases))
+            let checked = try FedRecFile(file: file, kinds: Set(FileKind.allCases))
             object["kind"] = .string(checked.kind.rawValue)
             object["checksum"] = "ok"
             if let round = checked.metadata["round"] { object["round"] = .string(round) }
             if checked.kind == .update || checked.kind == .sum {
-                let update = try ModelUpdate.load(file.path)
+                // Read from the file already open (stdin cannot be read twice).
+                let update = try ModelUpdate.read(checked).update
                 object["rows"] = .number(Double(update.rows.count))
                 object["clients"] = .number(Double(update.header.clients))
             }
