@@ -67,23 +67,21 @@ public struct RecommendCommand: ParsableCommand {
                 let text = file.withBytes { String(decoding: $0, as: UTF8.self) }
                 wanted = (wanted ?? []) + text.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
             }
-            let manifest = try DatasetManifest.load(dataset)
-            let tables = try DatasetTables(directory: dataset, manifest: manifest)
+            let directory = try DatasetDirectory(path: dataset)
+            let manifest = directory.manifest, tables = directory.tables
             let recommendations: [Recommendation]
             if search.isSearch {
                 let similarity = try search.similarities(dataset: dataset, manifest: manifest)
                 if wanted?.isEmpty ?? false {
                     recommendations = Recommender.search(similarity: similarity, k: k)
                 } else {
-                    let shards = manifest.shards.map { dataset + "/" + $0.file }
                     recommendations = try Recommender.run(
-                        modelPath: model!, datasetDirectory: dataset, users: wanted, k: k, source: try parameters.source(for: shards),
+                        modelPath: model!, dataset: directory, users: wanted, k: k, source: try parameters.source(for: directory.shardPaths),
                         query: SearchQuery(similarity: similarity, beta: search.queryWeight))
                 }
             } else {
-                let shards = manifest.shards.map { dataset + "/" + $0.file }
-                recommendations = try Recommender.run(modelPath: model!, datasetDirectory: dataset, users: wanted, k: k,
-                                                      source: try parameters.source(for: shards))
+                recommendations = try Recommender.run(modelPath: model!, dataset: directory, users: wanted, k: k,
+                                                      source: try parameters.source(for: directory.shardPaths))
             }
             var out = format.json ? "" : "user\trank\titem\tscore\ttitle\n"
             for r in recommendations {

@@ -100,7 +100,7 @@ do {
     var unratedUsers = Set<String>(), trainedUsers = Set<String>()
     var personalizedByUser: [[RankingMetrics]] = betas.map { _ in [] }, unratedByUser: [[RankingMetrics]] = betas.map { _ in [] }
     let source = UserParameterSource(mode: .reconstruct, states: [], training: training)
-    try Recommender.forEachUser(modelPath: modelPath, datasetDirectory: dataset, users: byUser.keys.sorted(), source: source) { user, record, preference in
+    try Recommender.forEachUser(modelPath: modelPath, dataset: try DatasetDirectory(path: dataset), users: byUser.keys.sorted(), source: source) { user, record, preference in
         guard !record.train.isEmpty else { return }  // in the dataset only through later (test) events
         trainedUsers.insert(user)
         var excluded = noneExcluded

@@ -64,3 +64,20 @@ public struct DatasetTables: Sendable {
         }
     }
 }
+
+/// A dataset directory with its `dataset.json` and id tables read once, for commands that
+/// need the manifest, titles and user index together.
+public struct DatasetDirectory: Sendable {
+    public let path: String
+    public let manifest: DatasetManifest
+    public let tables: DatasetTables
+
+    public init(path: String) throws {
+        self.path = path
+        manifest = try DatasetManifest.load(path)
+        tables = try DatasetTables(directory: path, manifest: manifest)
+    }
+
+    /// Paths of the shard files, in `dataset.json` order.
+    public var shardPaths: [String] { manifest.shards.map { path + "/" + $0.file } }
+}

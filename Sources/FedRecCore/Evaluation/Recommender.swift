@@ -13,11 +13,11 @@ public enum Recommender {
     ///   - query: with a search query, items are ranked by `PersonalizedSearch.combine`
     ///     of the query's similarities and the user's preference, with its β.
     /// - Returns: recommendations grouped by user, best first, users in the order asked.
-    public static func run(modelPath: String, datasetDirectory: String, users wanted: [String]?, k: Int,
+    public static func run(modelPath: String, dataset: DatasetDirectory, users wanted: [String]?, k: Int,
                            source: UserParameterSource, query: SearchQuery? = nil) throws -> [Recommendation] {
         var found: [Int32: [Recommendation]] = [:]
         var order: [Int32] = []
-        try forEachUser(modelPath: modelPath, datasetDirectory: datasetDirectory, users: wanted, source: source) { user, record, preference in
+        try forEachUser(modelPath: modelPath, dataset: dataset, users: wanted, source: source) { user, record, preference in
             var scores = preference
             if let query {
                 precondition(query.similarity.count == scores.count)
@@ -50,11 +50,10 @@ public enum Recommender {
     /// - Throws: `.badData` for a user the dataset does not have or whose parameters the
     ///   source lacks; the model's and shards' load errors.
     /// - Complexity: one pass over the shards that hold wanted users; O(items · dim) per user.
-    public static func forEachUser(modelPath: String, datasetDirectory: String, users wanted: [String]?, source: UserParameterSource,
+    public static func forEachUser(modelPath: String, dataset: DatasetDirectory, users wanted: [String]?, source: UserParameterSource,
                                    _ body: (String, UserRecord, [Float]) throws -> Void,
                                    order: ([Int32]) -> Void = { _ in }) throws {
-        let manifest = try DatasetManifest.load(datasetDirectory)
-        let tables = try DatasetTables(directory: datasetDirectory, manifest: manifest)
+        let manifest = dataset.manifest, tables = dataset.tables, datasetDirectory = dataset.path
         let model = try ModelView(path: modelPath)
         try ModelConfig(objective: model.config.objective, dim: model.config.dim, items: manifest.items, datasetId: manifest.datasetId)
             .requireSame(model.config, file: modelPath)
