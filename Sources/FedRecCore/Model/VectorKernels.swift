@@ -7,22 +7,7 @@ public enum VectorKernels {
     /// - Complexity: O(n²).
     @inline(__always)
     public static func addOuter(_ acc: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, n: Int, scale: Float) {
-        let wide = n & ~7
-        for a in 0..<n {
-            let xa = scale * x[a]
-            let row = acc + a * n
-            var b = 0
-            while b < wide {
-                let current = UnsafeRawPointer(row + b).loadUnaligned(as: SIMD8<Float>.self)
-                let xs = UnsafeRawPointer(x + b).loadUnaligned(as: SIMD8<Float>.self)
-                UnsafeMutableRawPointer(row + b).storeBytes(of: current + xa * xs, as: SIMD8<Float>.self)
-                b += 8
-            }
-            while b < n {
-                row[b] += xa * x[b]
-                b += 1
-            }
-        }
+        for a in 0..<n { addScaled(acc + a * n, x, n: n, scale: scale * x[a]) }
     }
 
     /// acc[i] += scale · x[i] for i < n.
