@@ -6,7 +6,7 @@ import PackageDescription
 /// `fl-encode` and `fl-recommend` (whose `--query` embeds text) are apart: their commands
 /// live in `FedRecTextCLI`, over `FedRecText`, so only they link OpenBLAS.
 let commands = [
-    "fl-partition", "fl-init", "fl-train-local", "fl-aggregate", "fl-eval", "fl-inspect", "fl-dp-noise",
+    "fl-partition", "fl-init", "fl-train-local", "fl-aggregate", "fl-eval", "fl-inspect", "fl-dp-noise", "fl-compact",
 ]
 let textCommands = ["fl-encode", "fl-recommend"]
 

@@ -23,6 +23,11 @@ public struct AggregateCommand: ParsableCommand {
               ls update-0003-* | fl-aggregate --model m3.safetensors --l2 5 \\
                   --item-text item-text.safetensors --text-l2 1 -o m4.safetensors
 
+            With a large catalogue, the next model is written as an overlay when few rows changed \
+            (--checkpoint auto): the changed rows since the last standalone checkpoint, which it \
+            names as its base (keep the two together; fl-compact makes a standalone copy). A round \
+            then costs what the clients' data costs, not what the catalogue costs.
+
             Content-aware implicit ALS (a model made with fl-init --item-text): after the item \
             solve, the server fits the text projection W by ridge regression of the trained item \
             vectors on their text embeddings (λ_W = --text-l2), keeps trained rows, and sets every \
@@ -44,6 +49,8 @@ public struct AggregateCommand: ParsableCommand {
     @Option(help: "λ of item biases in the explicit ALS item step (default: --l2).") var l2Bias: Float?
     @Option(help: "Item text embeddings of a content-aware wals model (the table given to fl-init --item-text).") var itemText: String?
     @Option(help: "λ_W of the ridge fit of the text projection W.") var textL2: Double = 1
+    @Option(help: "The next model as an overlay of changed rows on its base (overlay), with every row (standalone), or overlay when few rows of a large model changed (auto).")
+    var checkpoint: CheckpointLayout = .auto
     @OptionGroup(title: "Output") var format: OutputFormatOptions
 
     public init() {}
@@ -82,10 +89,11 @@ public struct AggregateCommand: ParsableCommand {
                 options.itemText = try itemText.map { try ItemTextEmbeddings.load($0) }
                 options.textL2 = textL2
                 let next = try ServerStep.apply(sum, sumFile: paths.count == 1 ? paths[0] : "the sum of \(paths.count) updates", to: model, options: options)
-                let identity = try next.write(to: output)
+                let written = try next.write(to: output, layout: checkpoint)
                 if format.json && output != "-" {
-                    emit(JSONValue.object(["model": .string(output), "round": .number(Double(next.round)), "identity": .string(identity),
-                                    "clients": .number(Double(sum.header.clients)), "rows": .number(Double(sum.rows.count))]).canonicalText)
+                    emit(JSONValue.object(["model": .string(output), "round": .number(Double(next.round)), "identity": .string(written.identity),
+                                    "clients": .number(Double(sum.header.clients)), "rows": .number(Double(sum.rows.count)),
+                                    "layout": .string(written.overlay ? "overlay" : "standalone")]).canonicalText)
                 }
             } else {
                 try sum.write(to: output, kind: .sum)

@@ -72,3 +72,4 @@ extension TrainingOptions.Optimizer: ExpressibleByArgument {}
 extension TrainingOptions.Weighting: ExpressibleByArgument {}
 extension ServerOptions.Optimizer: ExpressibleByArgument {}
 extension ServerOptions.RowAverage: ExpressibleByArgument {}
+extension CheckpointLayout: ExpressibleByArgument {}

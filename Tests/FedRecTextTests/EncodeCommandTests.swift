@@ -117,7 +117,7 @@ struct EncodeCommandTests {
         #expect(table.items == 4 && table.dim == 384 && table.encoder == "all-MiniLM-L6-v2")
         #expect(table.datasetId == nil)  // no dataset.json beside this items.tsv
         let file = try FedRecFile(path: dir.path + "/text.safetensors", kinds: [.textEmbedding])
-        #expect(file.metadata["format"] == "fedrec" && file.metadata["format_version"] == "1" && file.metadata["kind"] == "text_embedding")
+        #expect(file.metadata["format"] == "fedrec" && file.metadata["format_version"] == String(FedRecFormat.version) && file.metadata["kind"] == "text_embedding")
         #expect(file.metadata["checksum"]?.hasPrefix("xxh64:") == true)
         #expect(file.metadata["extra_text"] == "tags.csv")
         #expect(Array(file.tensors.tensors.keys) == ["item_text"])

@@ -51,9 +51,10 @@ public struct ServerOptions: Sendable, Equatable {
 
 /// Applies one round's sum to the model it was computed from.
 public enum ServerStep {
-    /// - Returns: the next model (round + 1), with the server optimiser's state in it.
+    /// - Returns: the next model (round + 1), with the server optimiser's state in it: the
+    ///   rows the step changed over the start model, to write standalone or as an overlay.
     /// - Throws: `.mismatch` when the sum was computed from another model or round.
-    public static func apply(_ sum: ModelUpdate, sumFile: String, to modelPath: String, options: ServerOptions) throws -> MFModel {
+    public static func apply(_ sum: ModelUpdate, sumFile: String, to modelPath: String, options: ServerOptions) throws -> ModelRevision {
         let view = try ModelView(path: modelPath)
         try view.config.requireSame(sum.header.config, file: sumFile)
         guard sum.header.baseModel == view.identity else {
@@ -62,7 +63,7 @@ public enum ServerStep {
         guard sum.header.round == view.round else {
             throw FedRecError(.mismatch, file: sumFile, "is from round \(sum.header.round), the model is at round \(view.round)")
         }
-        var model = try MFModel.load(view)
+        var model = try ModelRevision(start: view)
         try checkText(options.itemText, model: model, file: modelPath)
         if sum.header.algorithm == "als" {
             try solveItems(sum, model: &model, options: options, file: sumFile)
@@ -70,11 +71,12 @@ public enum ServerStep {
             try step(sum, model: &model, options: options, file: sumFile)
         }
         model.round += 1
+        try view.checkIntegrity()
         return model
     }
 
     /// A content-aware model needs its text table, and only that table; a plain model none.
-    static func checkText(_ text: ItemTextEmbeddings?, model: MFModel, file: String) throws {
+    static func checkText(_ text: ItemTextEmbeddings?, model: ModelRevision, file: String) throws {
         switch (text, model.textProjection) {
         case (nil, nil):
             return
@@ -96,7 +98,7 @@ public enum ServerStep {
         }
     }
 
-    static func step(_ sum: ModelUpdate, model: inout MFModel, options: ServerOptions, file: String) throws {
+    static func step(_ sum: ModelUpdate, model: inout ModelRevision, options: ServerOptions, file: String) throws {
         let d = model.config.dim, w = d + 1
         guard let embedding = sum.rowTensors[TensorName.itemEmbedding], embedding.width == d,
             let bias = sum.rowTensors[TensorName.itemBias], bias.width == 1, let global = sum.dense[TensorName.globalBias], global.count == 1
@@ -147,6 +149,7 @@ public enum ServerStep {
             }
             guard denominator > 0 else { continue }
             let scale = Float(1 / denominator)
+            let target = model.slot(item)
             for k in 0..<w {
                 let delta = (k < d ? embedding.values[r * d + k] : bias.values[r]) * scale
                 let step: Float
@@ -160,7 +163,7 @@ public enum ServerStep {
                 } else {
                     step = apply(delta, &unusedM, &unusedV)
                 }
-                if k < d { model.itemEmbedding[item * d + k] += step } else { model.itemBias[item] += step }
+                if k < d { model.embedding[target * d + k] += step } else { model.bias[target] += step }
             }
         }
         let globalDenominator = options.rowAverage == .sum && options.fixedDenominator == nil ? 1 : totalWeight
@@ -171,7 +174,7 @@ public enum ServerStep {
     }
 
     /// The ALS item step: each touched row's least-squares solve from summed statistics.
-    static func solveItems(_ sum: ModelUpdate, model: inout MFModel, options: ServerOptions, file: String) throws {
+    static func solveItems(_ sum: ModelUpdate, model: inout ModelRevision, options: ServerOptions, file: String) throws {
         let config = model.config
         let d = config.dim
         let layout = ALSStatistics.rowLayout(config)
@@ -199,20 +202,22 @@ public enum ServerStep {
             }
             let solved = a.withUnsafeMutableBufferPointer { a in b.withUnsafeMutableBufferPointer { b in Cholesky.solve(a, b, n: n) } }
             guard solved else { continue }
-            for k in 0..<d { model.itemEmbedding[item * d + k] = Float(b[k]) }
-            if !wals { model.itemBias[item] = Float(b[d]) }
+            let target = model.slot(item)
+            for k in 0..<d { model.embedding[target * d + k] = Float(b[k]) }
+            if !wals { model.bias[target] = Float(b[d]) }
             trained[item] = true
         }
         if !wals && dense[1] > 0 { model.globalBias = dense[0] / dense[1] }
         if wals, let text = options.itemText {
             // Content-aware: fit W on the warm rows v_i* just solved, keep them as they are
             // (free embedding e_i = v_i* − W t_i), and give every untrained row W t_i.
+            try model.makeDense()
             let warm = (0..<config.items).filter { trained[$0] }
-            guard let w = TextProjection.fit(embeddings: model.itemEmbedding, dim: d, items: warm, text: text, l2: options.textL2) else {
+            guard let w = TextProjection.fit(embeddings: model.embedding, dim: d, items: warm, text: text, l2: options.textL2) else {
                 throw FedRecError(.badData, file: text.path, "the text projection's system is singular; use --text-l2 > 0")
             }
             for item in 0..<config.items where !trained[item] {
-                TextProjection.project(w, dim: d, text: text, item: item, into: &model.itemEmbedding)
+                TextProjection.project(w, dim: d, text: text, item: item, into: &model.embedding)
             }
             model.textProjection = w
             model.notes["text_l2"] = "\(options.textL2)"
@@ -220,11 +225,15 @@ public enum ServerStep {
         }
         if wals {
             // Centralised implicit ALS gives an item with no observed pair the solution 0;
-            // do the same, so never-trained items do not rank by their random start.
+            // do the same, so never-trained items do not rank by their random start. Rows
+            // already zero stay unchanged (and out of an overlay).
             var touched = [Bool](repeating: false, count: config.items)
             for row in sum.rows { touched[Int(row)] = true }
             for item in 0..<config.items where !touched[item] {
-                for k in 0..<d { model.itemEmbedding[item * d + k] = 0 }
+                let row = model.start.items.embedding(item)
+                guard (0..<d).contains(where: { row[$0] != 0 }) else { continue }
+                let target = model.slot(item)
+                for k in 0..<d { model.embedding[target * d + k] = 0 }
             }
         }
     }

@@ -35,7 +35,7 @@ final class UserParameterProvider {
         self.model = model
         self.mode = mode
         self.training = training
-        solver = UserSolver(model: model, l2: training.l2, l2Bias: training.l2Bias, alpha: training.alpha)
+        solver = try UserSolver(model: model, l2: training.l2, l2Bias: training.l2Bias, alpha: training.alpha)
         if mode == .state {
             guard let statePath else { throw FedRecError(.usage, "user parameters come from state files: give --state for every shard, or --reconstruct") }
             state = try UserState.load(statePath, config: model.config).state
@@ -144,15 +144,17 @@ public enum Evaluator {
         if evaluationProtocol == .cold && coldItems.isEmpty {
             throw FedRecError(.emptyInput, file: shards.first, "the dataset has no cold items (partition with fl-partition --cold-items)")
         }
-        var isCold = [Bool](repeating: false, count: config.items)
+        let rankingWanted = baseline != .model || evaluationProtocol == .cold || (ranking ?? (config.objective != .mse))
+        // Per-item buffers only when items are ranked: rating errors cost what the test data
+        // costs, not what the catalogue costs.
+        var isCold = [Bool](repeating: false, count: rankingWanted ? config.items : 0)
         for item in coldItems {
             guard item >= 0 && Int(item) < config.items else {
                 throw FedRecError(.shape, file: modelPath, "cold item \(item) is outside the model's \(config.items) items")
             }
-            isCold[Int(item)] = true
+            if rankingWanted { isCold[Int(item)] = true }
         }
-        let rankingWanted = baseline != .model || evaluationProtocol == .cold || (ranking ?? (config.objective != .mse))
-        var counts = [Float](repeating: 0, count: config.items)
+        var counts = [Float](repeating: 0, count: baseline == .popularity ? config.items : 0)
         if baseline == .popularity {
             for shard in shards {
                 let reader = try ShardUserReader(path: shard, datasetId: config.datasetId, items: config.items)
@@ -186,6 +188,7 @@ public enum Evaluator {
             report.errors.merge(shardReport.errors)
             report.usersWithoutParameters += shardReport.usersWithoutParameters
         }
+        try model.checkIntegrity()
         guard report.errors.count > 0 || report.ranking.users > 0 else {
             throw FedRecError(.emptyInput, file: shards.first, evaluationProtocol == .cold ? "no user has cold interactions" : "no test data to evaluate")
         }
@@ -202,7 +205,7 @@ public enum Evaluator {
         var report = EvaluationReport(round: model.round, objective: config.objective, ranking: RankingMetrics(k: k), errors: RatingErrors())
         let low = Float(model.file.metadata["rating_min"] ?? "") ?? -.infinity
         let high = Float(model.file.metadata["rating_max"] ?? "") ?? .infinity
-        var scores = baseline == .popularity ? popularity : [Float](repeating: 0, count: config.items)
+        var scores = baseline == .popularity ? popularity : [Float](repeating: 0, count: rankingWanted ? config.items : 0)
         // Items that are no candidates: the cold protocol ranks cold items only; the
         // standard one every warm item but the user's training items.
         var excluded = cold ? isCold.map { !$0 } : isCold
@@ -210,6 +213,7 @@ public enum Evaluator {
         // Baselines rank without user parameters, so they need no provider (nor its Gram).
         let provider = baseline == .model
             ? try UserParameterProvider(model: model, mode: source.mode, statePath: statePath, training: source.training) : nil
+        let dense = provider != nil && rankingWanted ? try model.items.dense() : nil
         let reader = try ShardUserReader(path: shard, datasetId: config.datasetId, items: config.items)
         while let record = try reader.next() {
             let relevant = cold ? record.cold.items : record.test.items
@@ -221,13 +225,14 @@ public enum Evaluator {
                 }
                 if config.objective == .mse && !cold {
                     for (e, item) in record.test.items.enumerated() {
-                        var prediction = model.globalBias + bu + model.itemBias[Int(item)]
-                        for j in 0..<d { prediction += p[j] * model.itemEmbedding[Int(item) * d + j] }
+                        var prediction = model.globalBias + bu + model.items.bias(Int(item))
+                        let row = model.items.embedding(Int(item))
+                        for j in 0..<d { prediction += p[j] * row[j] }
                         report.errors.add(predicted: min(max(prediction, low), high), actual: record.test.ratings[e])
                     }
                 }
                 guard rankingWanted else { continue }
-                score(model: model, user: p, into: &scores)
+                dense?.score(user: p, into: &scores)
             }
             if baseline == .random {
                 let trainedWarm = cold ? 0 : Set(record.train.items).count
@@ -248,19 +253,4 @@ public enum Evaluator {
         return report
     }
 
-    /// Ranking scores of every item for a user: b_i + p_u·q_i (terms equal for all items
-    /// are left out).
-    /// - Complexity: O(items · d).
-    public static func score(model: ModelView, user p: [Float], into scores: inout [Float]) {
-        let d = model.config.dim
-        let q = model.itemEmbedding
-        guard let rows = q.baseAddress else { return }
-        scores.withUnsafeMutableBufferPointer { out in
-            p.withUnsafeBufferPointer { p in
-                for i in 0..<model.config.items {
-                    out[i] = model.itemBias[i] + VectorKernels.dot(p.baseAddress!, rows + i * d, n: d)
-                }
-            }
-        }
-    }
 }

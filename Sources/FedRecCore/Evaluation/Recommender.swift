@@ -73,6 +73,7 @@ public enum Recommender {
             }
         }
         var scores = [Float](repeating: 0, count: model.config.items)
+        let items = try model.items.dense()
         for (shard, members) in byShard.sorted(by: { $0.key < $1.key }) {
             guard shard < manifest.shards.count else {
                 throw FedRecError(.badData, file: datasetDirectory + "/users.tsv", "refers to shard \(shard), dataset has \(manifest.shards.count)")
@@ -86,7 +87,7 @@ public enum Recommender {
                 guard let (p, _) = provider.parameters(for: record) else {
                     throw FedRecError(.badData, file: statePath ?? path, "has no parameters for user \(indexOf[record.user] ?? "?")")
                 }
-                Evaluator.score(model: model, user: p, into: &scores)
+                items.score(user: p, into: &scores)
                 try body(indexOf[record.user] ?? "", record, scores)
             }
         }

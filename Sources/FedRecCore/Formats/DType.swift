@@ -5,6 +5,7 @@ public enum DType: String, Sendable, CaseIterable {
     case f16 = "F16"
     case bf16 = "BF16"
     case i64 = "I64"
+    case u64 = "U64"
     case i32 = "I32"
     case i16 = "I16"
     case i8 = "I8"
@@ -14,7 +15,7 @@ public enum DType: String, Sendable, CaseIterable {
     /// Bytes per element.
     public var size: Int {
         switch self {
-        case .f64, .i64: 8
+        case .f64, .i64, .u64: 8
         case .f32, .i32: 4
         case .f16, .bf16, .i16: 2
         case .i8, .u8, .bool: 1

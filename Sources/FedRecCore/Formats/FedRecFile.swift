@@ -16,7 +16,8 @@ public enum FileKind: String, Sendable, CaseIterable {
 public enum FedRecFormat {
     public static let name = "fedrec"
     /// Raised when a file layout changes incompatibly; readers refuse newer versions.
-    public static let version = 1
+    /// Version 2: model checkpoints carry chunked checksums and may be overlays on a base.
+    public static let version = 2
 }
 
 /// A safetensors file checked as a fedrec file: right format, a version this build reads,
@@ -24,6 +25,8 @@ public enum FedRecFormat {
 public struct FedRecFile: Sendable {
     public let tensors: SafeTensorsFile
     public let kind: FileKind
+    /// With a chunked checksum: the verifier of the tensors left to verify on read.
+    public let chunks: ChunkVerifier?
 
     public var path: String { tensors.path }
     public var metadata: [String: String] { tensors.metadata }
@@ -32,12 +35,14 @@ public struct FedRecFile: Sendable {
     /// - Parameters:
     ///   - kinds: the kinds the caller accepts; any other is a `.wrongKind` error.
     ///   - verifyChecksum: recompute the checksum of the tensor bytes (O(file size)).
-    public init(path: String, kinds: Set<FileKind>, verifyChecksum: Bool = true) throws {
-        try self.init(file: SafeTensorsFile(path: path), kinds: kinds, verifyChecksum: verifyChecksum)
+    ///   - lazyTensors: with a chunked checksum, tensors whose chunks are verified as they
+    ///     are read (through `chunks`) rather than now.
+    public init(path: String, kinds: Set<FileKind>, verifyChecksum: Bool = true, lazyTensors: Set<String> = []) throws {
+        try self.init(file: SafeTensorsFile(path: path), kinds: kinds, verifyChecksum: verifyChecksum, lazyTensors: lazyTensors)
     }
 
     /// Verifies an already opened safetensors file as a fedrec file.
-    public init(file: SafeTensorsFile, kinds: Set<FileKind>, verifyChecksum: Bool = true) throws {
+    public init(file: SafeTensorsFile, kinds: Set<FileKind>, verifyChecksum: Bool = true, lazyTensors: Set<String> = []) throws {
         let path = file.path
         let expected = kinds.map(\.rawValue).sorted().joined(separator: " or ")
         guard file.metadata["format"] == FedRecFormat.name else {
@@ -55,17 +60,29 @@ public struct FedRecFile: Sendable {
         guard kinds.contains(kind) else {
             throw FedRecError(.wrongKind, file: path, "is a \(kind.rawValue), expected a \(expected)")
         }
+        var chunks: ChunkVerifier?
         if verifyChecksum {
-            guard let recorded = file.metadata["checksum"], recorded.hasPrefix("xxh64:") else {
+            guard let recorded = file.metadata["checksum"] else {
                 throw FedRecError(.corrupt, file: path, "metadata has no checksum")
             }
-            let actual = "xxh64:" + TensorChecksum.of(file)
-            guard actual == recorded else {
-                throw FedRecError(.checksum, file: path, "tensor data checksum \(actual) does not match the header's \(recorded): the file is corrupt")
+            if recorded.hasPrefix(ChunkedChecksum.prefix) {
+                let verifier = try ChunkVerifier(file: file, recorded: recorded)
+                for name in file.names where name != ChunkedChecksum.tensorName && !lazyTensors.contains(name) {
+                    verifier.verifyAll(try file.info(name))
+                }
+                try verifier.check()
+                chunks = verifier
+            } else {
+                guard recorded.hasPrefix("xxh64:") else { throw FedRecError(.corrupt, file: path, "metadata has no checksum fedrec knows: \(recorded.prefix(20))") }
+                let actual = "xxh64:" + TensorChecksum.of(file)
+                guard actual == recorded else {
+                    throw FedRecError(.checksum, file: path, "tensor data checksum \(actual) does not match the header's \(recorded): the file is corrupt")
+                }
             }
         }
         self.tensors = file
         self.kind = kind
+        self.chunks = chunks
     }
 
     /// A required metadata value.

@@ -37,6 +37,16 @@ public enum FileInspector {
             object["kind"] = .string(checked.kind.rawValue)
             object["checksum"] = "ok"
             if let round = checked.metadata["round"] { object["round"] = .string(round) }
+            if checked.kind == .model {
+                object["layout"] = .string(checked.metadata["base"] == nil ? "standalone" : "overlay")
+                if let name = checked.metadata["base"] {
+                    // An overlay is only as good as its base: verify every byte of it too.
+                    let base = try ModelView.openBase(name, of: checked, config: try ModelConfig(file: checked))
+                    try base.chunks?.verifyEverything()
+                    object["base"] = .string(base.path)
+                    object["overlay_rows"] = .number(Double(file.tensors[TensorName.overlayRows]?.shape.first ?? 0))
+                }
+            }
             if checked.kind == .update || checked.kind == .sum {
                 // Read from the file already open (stdin cannot be read twice).
                 let update = try ModelUpdate.read(checked).update

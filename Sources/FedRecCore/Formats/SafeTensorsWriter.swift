@@ -9,6 +9,7 @@ public struct SafeTensorsWriter {
         case f32([Float])
         case i32([Int32])
         case i64([Int64])
+        case u64([UInt64])
         case u8([UInt8])
 
         var dtype: DType {
@@ -16,6 +17,7 @@ public struct SafeTensorsWriter {
             case .f32: .f32
             case .i32: .i32
             case .i64: .i64
+            case .u64: .u64
             case .u8: .u8
             }
         }
@@ -25,6 +27,7 @@ public struct SafeTensorsWriter {
             case .f32(let a): a.count
             case .i32(let a): a.count
             case .i64(let a): a.count
+            case .u64(let a): a.count
             case .u8(let a): a.count
             }
         }
@@ -34,6 +37,7 @@ public struct SafeTensorsWriter {
             case .f32(let a): try a.withUnsafeBytes(body)
             case .i32(let a): try a.withUnsafeBytes(body)
             case .i64(let a): try a.withUnsafeBytes(body)
+            case .u64(let a): try a.withUnsafeBytes(body)
             case .u8(let a): try a.withUnsafeBytes(body)
             }
         }
@@ -50,6 +54,10 @@ public struct SafeTensorsWriter {
     private var entries: [String: Entry] = [:]
     /// Whether to add fedrec's `checksum` of the tensor bytes to the metadata.
     public var checksummed: Bool
+    /// Checksum per 4 KiB chunk (`ChunkedChecksum`) instead of per file, so readers can
+    /// verify only what they read: for model checkpoints, which every process of a round
+    /// opens but few read whole.
+    public var chunkedChecksum = false
 
     public init(metadata: [String: String] = [:], checksummed: Bool = true) {
         self.metadata = metadata
@@ -71,20 +79,31 @@ public struct SafeTensorsWriter {
     }
 
     /// Entries in data order.
-    var ordered: [Entry] {
+    static func ordered(_ entries: [String: Entry]) -> [Entry] {
         entries.values.sorted {
             ($0.payload.dtype.size, $1.name) > ($1.payload.dtype.size, $0.name)
         }
     }
 
-    /// The complete header bytes (length prefix excluded), padded to 8-byte alignment.
-    func headerText() -> [UInt8] {
+    /// The complete header bytes (length prefix excluded), padded to 8-byte alignment, and
+    /// the entries in data order (with the chunk table when checksums are chunked).
+    func finished() -> (header: [UInt8], entries: [Entry]) {
         var metadata = metadata
-        if checksummed {
+        var entries = entries
+        if checksummed && chunkedChecksum {
+            var table: [UInt64] = []
+            for entry in Self.ordered(entries) where entry.name != ChunkedChecksum.tensorName {
+                entry.payload.withBytes { ChunkedChecksum.appendHashes(of: $0, to: &table) }
+            }
+            entries[ChunkedChecksum.tensorName] = Entry(name: ChunkedChecksum.tensorName, shape: [table.count], payload: .u64(table))
+            metadata["checksum"] = ChunkedChecksum.checksum(ofTable: table)
+            metadata["checksum_chunk"] = String(ChunkedChecksum.chunkBytes)
+        } else if checksummed {
             var digests: [UInt64] = []
-            for entry in ordered { digests.append(entry.payload.withBytes { XXHash64.hash($0) }) }
+            for entry in Self.ordered(entries) { digests.append(entry.payload.withBytes { XXHash64.hash($0) }) }
             metadata["checksum"] = "xxh64:" + TensorChecksum.combine(digests)
         }
+        let ordered = Self.ordered(entries)
         var header: [String: JSONValue] = [:]
         var offset = 0
         for entry in ordered {
@@ -101,7 +120,7 @@ public struct SafeTensorsWriter {
         }
         var text = Array(JSONValue.object(header).canonicalText.utf8)
         while (8 + text.count) % 8 != 0 { text.append(0x20) }
-        return text
+        return (text, ordered)
     }
 
     /// Writes the file atomically to `path` (`-` for stdout).
@@ -119,7 +138,7 @@ public struct SafeTensorsWriter {
     /// - Returns: the header bytes written, whose SHA-256 is the file's identity.
     @discardableResult
     public func write(into output: AtomicOutput) throws -> [UInt8] {
-        let header = headerText()
+        let (header, ordered) = finished()
         var length = UInt64(header.count).littleEndian
         try withUnsafeBytes(of: &length) { try output.write($0) }
         try output.write(contentsOf: header)

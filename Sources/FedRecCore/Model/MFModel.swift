@@ -42,46 +42,63 @@ public struct MFModel: Sendable {
         return model
     }
 
-    /// Writes the model as a safetensors checkpoint.
+    /// Writes the model as a standalone safetensors checkpoint.
     /// - Returns: the new file's identity (SHA-256 of its header).
     @discardableResult
     public func write(to path: String) throws -> String {
-        var metadata = notes.merging(config.metadata) { _, new in new }
-        metadata["format"] = FedRecFormat.name
-        metadata["format_version"] = String(FedRecFormat.version)
-        metadata["kind"] = FileKind.model.rawValue
-        metadata["round"] = String(round)
-        var writer = SafeTensorsWriter(metadata: metadata)
+        var writer = CheckpointParts(round: round, globalBias: globalBias, serverState: serverState, notes: notes,
+                                     textProjection: textProjection, textDim: textDim).writer(config: config)
         writer.add(TensorName.itemEmbedding, shape: [config.items, config.dim], floats: itemEmbedding)
         writer.add(TensorName.itemBias, shape: [config.items], floats: itemBias)
-        writer.add(TensorName.globalBias, shape: [1], floats: [globalBias])
-        if let textProjection {
-            precondition(textProjection.count == config.dim * textDim)
-            writer.metadata["text_dim"] = String(textDim)
-            writer.add(TensorName.textProjection, shape: [config.dim, textDim], floats: textProjection)
-        }
-        if let state = serverState {
-            let w = config.dim + 1
-            writer.add(ServerOptimizerState.rowsName, shape: [state.rows.count], int32s: state.rows)
-            writer.add(ServerOptimizerState.mName, shape: [state.rows.count, w], floats: state.m)
-            if !state.v.isEmpty { writer.add(ServerOptimizerState.vName, shape: [state.rows.count, w], floats: state.v) }
-            writer.add(ServerOptimizerState.globalName, shape: [2], floats: state.global)
-        }
         let header = try writer.write(to: path)
         return header.withUnsafeBytes { sha256Hex($0) }
     }
 
-    /// Reads a model checkpoint into memory (for the server step, which rewrites it).
+    /// Reads a model checkpoint (standalone or overlay) into memory as a standalone model.
     public static func load(_ path: String) throws -> MFModel {
         try load(ModelView(path: path))
     }
 
     /// Copies an opened (and verified) checkpoint into memory.
+    /// - Complexity: O(items · d).
     public static func load(_ view: ModelView) throws -> MFModel {
-        let path = view.file.path
-        var model = MFModel(config: view.config, round: view.round, itemEmbedding: Array(view.itemEmbedding),
-                            itemBias: Array(view.itemBias), globalBias: view.globalBias)
-        let tensors = view.file.tensors
+        try ModelRevision(start: view).standalone()
+    }
+}
+
+/// Everything a checkpoint holds besides the item rows: round, global bias, the server
+/// optimiser's state, a content-aware model's text projection and the metadata carried
+/// forward. Standalone and overlay checkpoints share it.
+struct CheckpointParts {
+    var round: Int
+    var globalBias: Float
+    var serverState: ServerOptimizerState?
+    var notes: [String: String]
+    var textProjection: [Float]?
+    var textDim: Int
+
+    /// Metadata keys fedrec sets itself on every write (never carried forward as notes).
+    static let reserved: Set<String> = [
+        "format", "format_version", "kind", "round", "checksum", "checksum_chunk", "model_type", "objective", "dim", "items",
+        "dataset_id", "text_dim", "base", "base_identity",
+    ]
+
+    init(round: Int, globalBias: Float, serverState: ServerOptimizerState?, notes: [String: String], textProjection: [Float]?, textDim: Int) {
+        self.round = round
+        self.globalBias = globalBias
+        self.serverState = serverState
+        self.notes = notes
+        self.textProjection = textProjection
+        self.textDim = textDim
+    }
+
+    /// Reads the parts of an opened checkpoint (an overlay's own, not its base's).
+    init(view: ModelView) throws {
+        let file = view.file
+        let path = file.path
+        let tensors = file.tensors
+        round = view.round
+        globalBias = view.globalBias
         if tensors.tensors[ServerOptimizerState.rowsName] != nil {
             var state = ServerOptimizerState()
             state.rows = try tensors.int32s(ServerOptimizerState.rowsName)
@@ -97,44 +114,73 @@ public struct MFModel: Sendable {
             for i in 0..<n where state.rows[i] < 0 || Int(state.rows[i]) >= view.config.items || (i > 0 && state.rows[i - 1] >= state.rows[i]) {
                 throw FedRecError(.corrupt, file: path, "server.rows must be ascending item indices")
             }
-            model.serverState = state
+            serverState = state
         }
-        let reserved: Set<String> = ["format", "format_version", "kind", "round", "checksum", "model_type", "objective", "dim", "items", "dataset_id", "text_dim"]
-        model.notes = view.file.metadata.filter { !reserved.contains($0.key) }
+        notes = file.metadata.filter { !Self.reserved.contains($0.key) }
+        textDim = 0
         if let textDim = view.textDim {
-            try view.file.tensors.require(TensorName.textProjection, .f32, [view.config.dim, textDim])
-            model.textProjection = try view.file.tensors.floats(TensorName.textProjection)
-            model.textDim = textDim
+            textProjection = try tensors.floats(TensorName.textProjection)
+            self.textDim = textDim
         }
-        return model
+    }
+
+    /// A checksummed (chunked) writer holding these parts; the caller adds the item rows.
+    func writer(config: ModelConfig) -> SafeTensorsWriter {
+        var metadata = notes.merging(config.metadata) { _, new in new }
+        metadata["format"] = FedRecFormat.name
+        metadata["format_version"] = String(FedRecFormat.version)
+        metadata["kind"] = FileKind.model.rawValue
+        metadata["round"] = String(round)
+        var writer = SafeTensorsWriter(metadata: metadata)
+        writer.chunkedChecksum = true
+        writer.add(TensorName.globalBias, shape: [1], floats: [globalBias])
+        if let textProjection {
+            precondition(textProjection.count == config.dim * textDim)
+            writer.metadata["text_dim"] = String(textDim)
+            writer.add(TensorName.textProjection, shape: [config.dim, textDim], floats: textProjection)
+        }
+        if let state = serverState {
+            let w = config.dim + 1
+            writer.add(ServerOptimizerState.rowsName, shape: [state.rows.count], int32s: state.rows)
+            writer.add(ServerOptimizerState.mName, shape: [state.rows.count, w], floats: state.m)
+            if !state.v.isEmpty { writer.add(ServerOptimizerState.vName, shape: [state.rows.count, w], floats: state.v) }
+            writer.add(ServerOptimizerState.globalName, shape: [2], floats: state.global)
+        }
+        return writer
     }
 }
 
-/// A model checkpoint opened read-only: tensors are views into the memory-mapped file, so
-/// a client that touches a few item rows reads only those pages (after the checksum pass).
+/// A model checkpoint opened read-only: item rows are read from the memory-mapped file
+/// (and, for an overlay, its base) as they are needed, so a client that touches a few item
+/// rows reads and verifies only those pages.
+///
+/// An overlay checkpoint (metadata `base`, `base_identity`) holds only the item rows that
+/// changed since its base, a standalone checkpoint next to it; `items` resolves them.
 public struct ModelView: @unchecked Sendable {
+    /// The checkpoint opened.
     public let file: FedRecFile
+    /// An overlay's base checkpoint; nil for a standalone one.
+    public let base: FedRecFile?
     public let config: ModelConfig
     public let round: Int
     /// SHA-256 of the checkpoint's header; updates computed from it carry this value.
     public let identity: String
-    public let itemEmbedding: UnsafeBufferPointer<Float>
-    public let itemBias: UnsafeBufferPointer<Float>
+    /// Item embeddings and biases.
+    public let items: ItemRows
     public let globalBias: Float
     /// The text embedding dimension of a content-aware model (`text_dim`), else nil.
     public let textDim: Int?
 
+    /// The item tensors a standalone checkpoint verifies as they are read.
+    static let lazyTensors: Set<String> = [TensorName.itemEmbedding, TensorName.itemBias]
+
     public init(path: String) throws {
-        file = try FedRecFile(path: path, kinds: [.model])
+        file = try FedRecFile(path: path, kinds: [.model], lazyTensors: Self.lazyTensors)
         config = try ModelConfig(file: file)
         round = try file.int("round")
         identity = file.tensors.identity
         let tensors = file.tensors
-        let e = try tensors.require(TensorName.itemEmbedding, .f32, [config.items, config.dim])
-        let b = try tensors.require(TensorName.itemBias, .f32, [config.items])
         let g = try tensors.require(TensorName.globalBias, .f32, [1])
-        itemEmbedding = try tensors.floatView(e)
-        itemBias = try tensors.floatView(b)
         globalBias = tensors.bytes(of: g).loadUnaligned(as: Float.self)
         if file.metadata["text_dim"] != nil {
             let textDim = try file.int("text_dim")
@@ -144,7 +190,52 @@ public struct ModelView: @unchecked Sendable {
         } else {
             textDim = nil
         }
+        if let baseName = file.metadata["base"] {
+            let base = try Self.openBase(baseName, of: file, config: config)
+            self.base = base
+            items = try ItemRows(base: base, overlay: file, items: config.items, dim: config.dim)
+        } else {
+            base = nil
+            items = try ItemRows(base: file, overlay: nil, items: config.items, dim: config.dim)
+        }
     }
+
+    /// Opens and checks an overlay's base: a standalone checkpoint of the same model, with
+    /// the identity the overlay recorded, found relative to the overlay's directory.
+    static func openBase(_ name: String, of overlay: FedRecFile, config: ModelConfig) throws -> FedRecFile {
+        let path = overlay.path
+        guard let identity = overlay.metadata["base_identity"] else { throw FedRecError(.corrupt, file: path, "is an overlay without base_identity") }
+        let basePath = name.hasPrefix("/") ? name : directoryName(of: path == "-" ? "./-" : path) + "/" + name
+        let base: FedRecFile
+        do {
+            base = try FedRecFile(path: basePath, kinds: [.model], lazyTensors: lazyTensors)
+        } catch let error as FedRecError where error.failure == .noInput {
+            throw FedRecError(.noInput, file: path, "is an overlay on \(name), which is missing: keep a run's base checkpoints, or make standalone ones with fl-compact")
+        }
+        guard base.metadata["base"] == nil else {
+            throw FedRecError(.corrupt, file: path, "its base \(name) is itself an overlay")
+        }
+        guard base.tensors.identity == identity else {
+            throw FedRecError(.mismatch, file: path, "is an overlay on \(identity.prefix(12)), but \(basePath) is \(base.tensors.identity.prefix(12))")
+        }
+        try config.requireSame(try ModelConfig(file: base), file: basePath)
+        return base
+    }
+
+    /// Whether the checkpoint is an overlay on a base.
+    public var isOverlay: Bool { base != nil }
+
+    /// Throws the first checksum failure among the item rows read so far. Call it before
+    /// releasing any output computed from this model.
+    public func checkIntegrity() throws {
+        try items.checkIntegrity()
+    }
+}
+
+/// The directory part of a path (`.` for a bare name).
+func directoryName(of path: String) -> String {
+    guard let slash = path.lastIndex(of: "/") else { return "." }
+    return slash == path.startIndex ? "/" : String(path[..<slash])
 }
 
 import Crypto

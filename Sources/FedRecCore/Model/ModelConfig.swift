@@ -75,4 +75,8 @@ public enum TensorName {
     public static let users = "users"
     /// Prefix of the server optimizer's state tensors in a model file.
     public static let serverPrefix = "server."
+    /// An overlay checkpoint's changed item rows (I32, ascending) and their values.
+    public static let overlayRows = "overlay.rows"
+    public static let overlayItemEmbedding = "overlay.item_embedding"
+    public static let overlayItemBias = "overlay.item_bias"
 }

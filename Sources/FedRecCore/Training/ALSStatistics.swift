@@ -53,8 +53,8 @@ enum ALSStatistics {
                         let r = train.ratings[e]
                         gramWeight = 1
                         rhsWeight = r - model.globalBias - bias
-                        let dot = VectorKernels.dot(x.baseAddress!, model.itemEmbedding.baseAddress! + Int(item) * d, n: d)
-                        dense[0] += r - bias - model.itemBias[Int(item)] - dot
+                        let dot = VectorKernels.dot(x.baseAddress!, model.items.embedding(Int(item)), n: d)
+                        dense[0] += r - bias - model.items.bias(Int(item)) - dot
                         dense[1] += 1
                     }
                     rows.withSlot(slot) { v in

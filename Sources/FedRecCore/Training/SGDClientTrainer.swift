@@ -24,6 +24,9 @@ final class SGDClientTrainer {
     private var stamp: UInt32 = 0
     private(set) var slotItems: [Int32] = []
     private(set) var itemParams: [Float] = []
+    /// The global model's value of each slot's row (d + 1 wide): the delta's reference
+    /// and FedProx's anchor.
+    private var itemGlobal: [Float] = []
     private var itemGrad: [Float] = []
     private var itemM: [Float] = []
     private var itemV: [Float] = []
@@ -50,9 +53,9 @@ final class SGDClientTrainer {
         if existing > 0 { return existing - 1 }
         let s = slotItems.count
         slotItems.append(item)
-        let base = Int(item) * d
-        for k in 0..<d { itemParams.append(model.itemEmbedding[base + k]) }
-        itemParams.append(model.itemBias[Int(item)])
+        itemGlobal.append(contentsOf: model.items.embeddingRow(Int(item)))
+        itemGlobal.append(model.items.bias(Int(item)))
+        itemParams.append(contentsOf: itemGlobal[(s * w)...])
         itemGrad.append(contentsOf: repeatElement(0, count: w))
         itemM.append(contentsOf: repeatElement(0, count: w))
         itemV.append(contentsOf: repeatElement(0, count: w))
@@ -65,6 +68,7 @@ final class SGDClientTrainer {
         for item in slotItems { slotOf[Int(item)] = 0 }
         slotItems.removeAll(keepingCapacity: true)
         itemParams.removeAll(keepingCapacity: true)
+        itemGlobal.removeAll(keepingCapacity: true)
         itemGrad.removeAll(keepingCapacity: true)
         itemM.removeAll(keepingCapacity: true)
         itemV.removeAll(keepingCapacity: true)
@@ -148,21 +152,21 @@ final class SGDClientTrainer {
             userM.withUnsafeMutableBufferPointer { mp in
             userV.withUnsafeMutableBufferPointer { vp in
             userInBatch.withUnsafeMutableBufferPointer { userInBatch in
+            itemGlobal.withUnsafeBufferPointer { global in
                 let items = Items(params: q, grad: gq, m: mq, v: vq, inBatch: inBatch, slotOf: slotOf,
-                                  globalEmbedding: model.itemEmbedding, globalBias: model.itemBias, slotItems: slotItems)
+                                  global: global)
                 let users = Users(params: p, grad: gp, m: mp, v: vp, inBatch: userInBatch)
                 pass.run(order: order, exUser: exUser, exItem: exItem, exRating: exRating, negatives: negatives,
                          items: items, users: users, mu: &mu, muState: &muState, step: &step)
-            }}}}}}}}}}
+            }}}}}}}}}}}
             swap(&q, &itemParams); swap(&gq, &itemGrad); swap(&mq, &itemM); swap(&vq, &itemV); swap(&inBatch, &itemInBatch)
         }
         // Delta, clipped as a whole (every tensor the client contributes, flattened).
         var delta = [Float](repeating: 0, count: slotItems.count * w)
         var squared: Double = 0
-        for (s, item) in slotItems.enumerated() {
+        for s in slotItems.indices {
             for k in 0..<w {
-                let global = k < d ? model.itemEmbedding[Int(item) * d + k] : model.itemBias[Int(item)]
-                let change = itemParams[s * w + k] - global
+                let change = itemParams[s * w + k] - itemGlobal[s * w + k]
                 delta[s * w + k] = change
                 squared += Double(change) * Double(change)
             }
@@ -202,8 +206,8 @@ struct Items {
     let params, grad, m, v: UnsafeMutableBufferPointer<Float>
     let inBatch: UnsafeMutableBufferPointer<Bool>
     let slotOf: UnsafeMutablePointer<Int32>
-    let globalEmbedding, globalBias: UnsafeBufferPointer<Float>
-    let slotItems: [Int32]
+    /// The global value of each slot's row (d + 1 wide).
+    let global: UnsafeBufferPointer<Float>
 }
 
 /// User-side buffers of one client (d + 1 wide rows).
@@ -300,11 +304,9 @@ struct Pass {
             }
             for s in batchSlots {
                 items.inBatch[s] = false
-                let item = Int(items.slotItems[s])
                 for k in 0..<w {
                     let i = s * w + k
-                    let global = k < d ? items.globalEmbedding[item * d + k] : items.globalBias[item]
-                    let g = gq[i] + l2 * q[i] + proxMu * (q[i] - global)
+                    let g = gq[i] + l2 * q[i] + proxMu * (q[i] - items.global[i])
                     q[i] -= update(g, &items.m[i], &items.v[i], step: step)
                     gq[i] = 0
                 }

@@ -40,7 +40,7 @@ public enum ShardTrainer {
         if let stateIn, options.userParameters == .state, fileExists(stateIn) {
             state = try UserState.load(stateIn, config: config).state
         }
-        let solver = UserSolver(model: model, l2: options.l2, l2Bias: options.l2Bias, alpha: options.alpha)
+        let solver = try UserSolver(model: model, l2: options.l2, l2Bias: options.l2Bias, alpha: options.alpha)
         let layout: [(name: String, width: Int)] = options.algorithm == .als ? ALSStatistics.rowLayout(config) : [(TensorName.itemEmbedding, d), (TensorName.itemBias, 1)]
         let rows = RowAccumulator(items: config.items, width: layout.reduce(0) { $0 + $1.width })
         var dense = [Float](repeating: 0, count: options.algorithm == .als ? ALSStatistics.denseCount(config) : 1)
@@ -143,6 +143,7 @@ public enum ShardTrainer {
         let denseName = options.algorithm == .als ? ALSStatistics.denseName(config) : TensorName.globalBias
         let update = ModelUpdate(header: header, rows: sorted.rows, rowClients: sorted.clients, rowWeight: sorted.weights,
                                  rowTensors: sorted.tensors, dense: [denseName: dense])
+        try model.checkIntegrity()
         if let stateOut { try state.write(to: stateOut, config: config, round: model.round + 1) }
         try update.write(to: output, kind: .update)
         return summary

@@ -11,13 +11,14 @@ public struct UserSolver {
     /// Gram matrix QᵀQ of all item embeddings (d × d), needed by implicit ALS.
     private let itemGram: [Double]
 
-    public init(model: ModelView, l2: Float, l2Bias: Float? = nil, alpha: Float) {
+    /// - Throws: `.checksum` when implicit ALS's Gram matrix reads a corrupt row.
+    public init(model: ModelView, l2: Float, l2Bias: Float? = nil, alpha: Float) throws {
         self.model = model
         self.l2 = l2
         self.l2Bias = l2Bias ?? l2
         self.alpha = alpha
         if model.config.objective == .wals {
-            itemGram = Self.gram(model.itemEmbedding, rows: model.config.items, dim: model.config.dim)
+            itemGram = Self.gram(try model.items.dense().embedding, rows: model.config.items, dim: model.config.dim)
         } else {
             itemGram = []
         }
@@ -52,7 +53,7 @@ public struct UserSolver {
     /// - Returns: the embedding (d values) and bias.
     public func solve(_ train: Interactions) -> (embedding: [Float], bias: Float) {
         let d = model.config.dim
-        let q = model.itemEmbedding
+        let q = model.items
         if train.isEmpty { return ([Float](repeating: 0, count: d), 0) }
         let wals = model.config.objective == .wals
         let n = wals ? d : d + 1
@@ -67,14 +68,14 @@ public struct UserSolver {
             rhs.withUnsafeMutableBufferPointer { r in
                 x.withUnsafeMutableBufferPointer { x in
                     for (e, item) in train.items.enumerated() {
-                        let row = q.baseAddress! + Int(item) * d
+                        let row = q.embedding(Int(item))
                         x.baseAddress!.update(from: row, count: d)
                         if wals {
                             // Confidence 1 + α on observed pairs: Σ α q qᵀ and Σ (1 + α) q.
                             VectorKernels.addOuter(g.baseAddress!, x.baseAddress!, n: n, scale: alpha)
                             VectorKernels.addScaled(r.baseAddress!, x.baseAddress!, n: n, scale: 1 + alpha)
                         } else {
-                            let target = (explicit ? train.ratings[e] - mu : 1) - model.itemBias[Int(item)]
+                            let target = (explicit ? train.ratings[e] - mu : 1) - q.bias(Int(item))
                             VectorKernels.addOuter(g.baseAddress!, x.baseAddress!, n: n, scale: 1)
                             VectorKernels.addScaled(r.baseAddress!, x.baseAddress!, n: n, scale: target)
                         }

@@ -22,7 +22,7 @@ struct ServerStepTests {
     func touchedAverage() throws {
         let (dir, path, sum) = try fixture()
         defer { withExtendedLifetime(dir) {} }
-        let next = try ServerStep.apply(sum, sumFile: "s", to: path, options: ServerOptions())
+        let next = try ServerStep.apply(sum, sumFile: "s", to: path, options: ServerOptions()).standalone()
         #expect(next.round == 1)
         func close(_ a: [Float], _ b: [Float]) -> Bool { zip(a, b).allSatisfy { abs($0 - $1) < 1e-6 } }
         #expect(close(next.itemEmbedding, [1, 1.2, 1, 1.2]))  // 0.6 over 3 clients; 0.2 over 1
@@ -38,9 +38,9 @@ struct ServerStepTests {
         defer { withExtendedLifetime(dir) {} }
         var options = ServerOptions()
         options.rowAverage = .all
-        #expect(abs(try ServerStep.apply(sum, sumFile: "s", to: path, options: options).itemEmbedding[1] - 1.15) < 1e-6)
+        #expect(abs(try ServerStep.apply(sum, sumFile: "s", to: path, options: options).standalone().itemEmbedding[1] - 1.15) < 1e-6)
         options.fixedDenominator = 2
-        #expect(abs(try ServerStep.apply(sum, sumFile: "s", to: path, options: options).itemEmbedding[1] - 1.3) < 1e-6)
+        #expect(abs(try ServerStep.apply(sum, sumFile: "s", to: path, options: options).standalone().itemEmbedding[1] - 1.3) < 1e-6)
     }
 
     @Test("FedAdam follows Reddi et al.'s update; state is kept for trained rows only and grows")
@@ -49,7 +49,7 @@ struct ServerStepTests {
         var options = ServerOptions()
         options.optimizer = .fedadam
         options.learningRate = 0.1
-        let next = try ServerStep.apply(sum, sumFile: "s", to: path, options: options)
+        let next = try ServerStep.apply(sum, sumFile: "s", to: path, options: options).standalone()
         // Row 1: Δ = 0.2; m = 0.1·0.2; v = 0.99τ² + 0.01·0.04; step = η m / (√v + τ).
         let tau: Float = 1e-3, delta: Float = 0.2
         let m = (1 - options.beta1) * delta

@@ -89,8 +89,8 @@ struct CommandLineTests {
         try corrupt("m0.safetensors", "truncated.safetensors") { $0.removeLast(10) }
         try corrupt("m0.safetensors", "flipped.safetensors") { $0[$0.count - 1] ^= 0xFF }
         try corrupt("m0.safetensors", "newer.safetensors") { bytes in
-            // Same length, so the header stays valid: format_version "1" → "9".
-            let needle = Array("\"format_version\":\"1\"".utf8)
+            // Same length, so the header stays valid: format_version "2" → "9".
+            let needle = Array("\"format_version\":\"\(FedRecFormat.version)\"".utf8)
             let at = (0...(bytes.count - needle.count)).first { Array(bytes[$0..<($0 + needle.count)]) == needle }!
             bytes[at + needle.count - 2] = UInt8(ascii: "9")
         }

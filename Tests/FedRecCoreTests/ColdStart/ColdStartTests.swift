@@ -193,7 +193,7 @@ struct ColdStartTests {
                                        evaluationProtocol: .cold, coldItems: r.manifest.coldItems)
         // By hand: reconstruct each user, score the cold items, rank, count.
         let view = try ModelView(path: r.path + "/c1")
-        let solver = UserSolver(model: view, l2: 1, alpha: 5)
+        let solver = try UserSolver(model: view, l2: 1, alpha: 5)
         let cold = r.manifest.coldItems
         var users = 0, hits = 0.0, ndcg = 0.0
         for shard in r.shards {
@@ -202,8 +202,8 @@ struct ColdStartTests {
                 guard !record.cold.isEmpty else { continue }
                 let p = solver.solve(record.train).embedding
                 let scored = cold.map { i -> (Int32, Float) in
-                    var s: Float = view.itemBias[Int(i)]
-                    for k in 0..<4 { s += p[k] * view.itemEmbedding[Int(i) * 4 + k] }
+                    var s: Float = view.items.bias(Int(i))
+                    for k in 0..<4 { s += p[k] * view.items.embedding(Int(i))[k] }
                     return (i, s)
                 }.sorted { ($0.1, -$0.0) > ($1.1, -$1.0) }
                 let top = scored.prefix(3).map(\.0)

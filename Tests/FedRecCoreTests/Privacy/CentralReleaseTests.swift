@@ -132,7 +132,7 @@ struct CentralReleaseTests {
         let (noised, _) = try CentralRelease.noisedSum(s, noiseMultiplier: 1, expectedClients: 5, source: SeededNoiseSource(seed: 1))
         var options = ServerOptions()
         options.fixedDenominator = 5
-        let next = try ServerStep.apply(noised, sumFile: "noised", to: modelPath, options: options)
+        let next = try ServerStep.apply(noised, sumFile: "noised", to: modelPath, options: options).standalone()
         let emb = noised.rowTensors["item_embedding"]!.values, bias = noised.rowTensors["item_bias"]!.values
         for item in 0..<n {
             for k in 0..<d {

@@ -51,7 +51,8 @@ struct SyntheticDataset {
 
     /// Trains every shard and applies the server step: one full round.
     @discardableResult
-    func round(model: String, next: String, training: TrainingOptions, server: ServerOptions = ServerOptions(), stateDirectory: String? = nil) throws -> [String] {
+    func round(model: String, next: String, training: TrainingOptions, server: ServerOptions = ServerOptions(), stateDirectory: String? = nil,
+               layout: CheckpointLayout = .auto) throws -> [String] {
         var updates: [String] = []
         for (s, shard) in shards.enumerated() {
             let update = directory.path + "/update-\(s).safetensors"
@@ -60,7 +61,7 @@ struct SyntheticDataset {
             updates.append(update)
         }
         let sum = try ModelUpdate.sum(paths: updates)
-        try ServerStep.apply(sum, sumFile: "sum", to: model, options: server).write(to: next)
+        try ServerStep.apply(sum, sumFile: "sum", to: model, options: server).write(to: next, layout: layout)
         return updates
     }
 }
