@@ -112,7 +112,7 @@ public struct AdaptiveClipSettings: Sendable, Equatable {
             throw FedRecError(.usage,
                 "adaptive clipping needs 2 * clip noise std > noise multiplier, got 2 * \(sigmaB) <= \(z)\(countNoiseStddev == nil ? " (the default std is q*N/20 = \(sigmaB); give a larger --clip-noise-std)" : "")")
         }
-        // The count noise is drawn in half units (see `AdaptiveClipPlan.noisedFraction`).
+        // The count noise is drawn in half units (see `AdaptiveClipPlan.step`).
         guard 2 * sigmaB >= 0.5, 2 * sigmaB < 0x1p24 else {
             throw FedRecError(.usage, "--clip-noise-std must be in [1/4, 2^23), got \(sigmaB)")
         }
@@ -164,7 +164,7 @@ public struct AdaptiveClipPlan: Sendable, Equatable {
     }
 }
 
-/// What one adaptive-clipping release computed: all of it is private to release (b̃ is
+/// What one adaptive-clipping release computed: all of it is safe to release (b̃ is
 /// noised, C' is post-processing of b̃ and public C).
 public struct AdaptiveClipStep: Sendable, Equatable {
     /// C: the clip of this round.
