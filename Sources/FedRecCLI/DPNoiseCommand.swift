@@ -34,6 +34,16 @@ public struct DPNoiseCommand: ParsableCommand {
             tests only and marks the output private=false. Clients who trust no server use \
             fl-train-local --local-dp instead.
 
+            Adaptive clipping (--adaptive-clip; Andrew, Thakkar, McMahan, Ramaswamy 2021): \
+            instead of a fixed C, the clip follows the γ quantile of the clients' update \
+            norms (--target-quantile, default 0.5). The sum records how many clients fitted \
+            under C; fl-dp-noise releases that count with discrete Gaussian noise of std σ_b \
+            (--clip-noise-std, default q·N/20) and computes the next round's clip \
+            C·exp(−η(b̃ − γ)) (--clip-lr η, default 0.2), b̃ the noised fraction. It writes \
+            it to --clip-out and into the noised sum (dp_next_clip). The pair costs what z \
+            alone costs: the sum gets z_Δ = (z⁻² − (2σ_b)⁻²)^(−1/2) > z, the ledger charges z, \
+            so ε is that of fixed clipping with the same z. It needs 2σ_b > z.
+
             Exit 87 when a release would exceed --budget-epsilon: nothing is written and the \
             ledger is untouched.
 
@@ -45,6 +55,10 @@ public struct DPNoiseCommand: ParsableCommand {
               fl-dp-noise account --sample-rate 0.1 --noise-multiplier 1.1 --rounds 100 --delta 1e-5
               fl-dp-noise account --ledger run/ledger.jsonl --delta 1e-5
               fl-dp-noise calibrate --epsilon 8 --delta 1e-5 --rounds 100 --sample-rate 0.1
+              fl-dp-noise sum-0003.safetensors -o noised-0003.safetensors --ledger run/ledger.jsonl \\
+                  --noise-multiplier 1.1 --budget-epsilon 8 --delta 1e-5 \\
+                  --adaptive-clip --target-quantile 0.5 --clip-lr 0.2 --clip-out run/clip-0004
+              fl-train-local ... --clip "$(cat run/clip-0004)"    # round 4 trains with the new clip
             """,
         subcommands: [DPNoiseRelease.self, DPAccount.self, DPCalibrate.self],
         defaultSubcommand: DPNoiseRelease.self)
@@ -66,6 +80,7 @@ public struct DPNoiseRelease: ParsableCommand {
     @Option(help: "δ of the budget and of the reported ε.") var delta: Double?
     @Option(help: "The fixed denominator q·N (default: from the sum's sample_rate and population).") var expectedClients: Double?
     @Option(help: "Tests only: seeded, NOT private noise (the output says private=false).") var seed: UInt64?
+    @OptionGroup(title: "Adaptive clipping") var adaptive: AdaptiveClipArguments
     @OptionGroup(title: "Output") var format: OutputFormatOptions
 
     public init() {}
@@ -82,6 +97,8 @@ public struct DPNoiseRelease: ParsableCommand {
             var options = DPReleaseOptions(noiseMultiplier: noiseMultiplier, ledger: ledger)
             options.delta = delta
             options.expectedClients = expectedClients
+            options.adaptiveClip = try adaptive.settings()
+            options.nextClipOutput = adaptive.clipOut
             if let budgetEpsilon, let delta { options.budget = try PrivacyBudget(epsilon: budgetEpsilon, delta: delta) }
             let source: any NoiseSource = seed.map { SeededNoiseSource(seed: $0) } ?? SystemNoiseSource()
             let report = try CentralRelease.release(sumPath: sum, output: output, options: options, source: source)
@@ -94,14 +111,50 @@ public struct DPNoiseRelease: ParsableCommand {
             ]
             if let eps = report.epsilon { object["epsilon"] = .number(eps) }
             if let left = report.remainingRounds { object["rounds_left"] = .number(Double(left)) }
+            if let (plan, step) = report.adaptiveClip {
+                object["noise_multiplier"] = .number(plan.updateNoiseMultiplier)
+                object["total_noise_multiplier"] = .number(plan.totalNoiseMultiplier)
+                object["count_noise_stddev"] = .number(plan.countNoiseStddev)
+                object["clip"] = .number(step.clip)
+                object["clip_fraction"] = .number(step.noisedFraction)
+                object["next_clip"] = .number(step.nextClip)
+            }
             if format.json {
                 emit(JSONValue.object(object).canonicalText)
             } else if !format.quiet {
                 let eps = report.epsilon.map { ", epsilon \(format6($0))" } ?? ""
                 let left = report.remainingRounds.map { ", \($0) rounds left in the budget" } ?? ""
-                print("fl-dp-noise: round \(report.round) released (\(report.coordinates) coordinates, q·N = \(format6(report.expectedClients))\(eps)\(left))", to: &stderr)
+                let clip = report.adaptiveClip.map { ", clip \(format6($0.step.clip)) -> \(format6($0.step.nextClip))" } ?? ""
+                print("fl-dp-noise: round \(report.round) released (\(report.coordinates) coordinates, q·N = \(format6(report.expectedClients))\(eps)\(left)\(clip))", to: &stderr)
             }
         }
+    }
+}
+
+/// `fl-dp-noise --adaptive-clip` and its settings. Combinations are checked in `run()`
+/// (`settings()`), so a bad one is one line on stderr (exit 64), like every other error.
+public struct AdaptiveClipArguments: ParsableArguments {
+    @Flag(help: "Adaptive clipping (Andrew et al. 2021): also release the noised clipped count and compute the next clip.")
+    var adaptiveClip = false
+    @Option(help: "γ: the quantile of client update norms the clip tracks (default 0.5).") var targetQuantile: Double?
+    @Option(help: "η: the clip's geometric learning rate (default 0.2).") var clipLr: Double?
+    @Option(help: "σ_b: noise std of the clipped count (default q·N/20; needs 2σ_b > z).") var clipNoiseStd: Double?
+    @Option(help: "Write the next round's clip here (one line), before the noised sum appears.") var clipOut: String?
+
+    public init() {}
+
+    /// The settings, or nil without `--adaptive-clip`.
+    /// - Throws: `FedRecError(.usage)` for a setting without `--adaptive-clip` or out of range.
+    func settings() throws -> AdaptiveClipSettings? {
+        guard adaptiveClip else {
+            if targetQuantile != nil || clipLr != nil || clipNoiseStd != nil || clipOut != nil {
+                throw FedRecError(.usage, "--target-quantile, --clip-lr, --clip-noise-std and --clip-out need --adaptive-clip")
+            }
+            return nil
+        }
+        if clipOut == "-" { throw FedRecError(.usage, "--clip-out must be a file (it is written before the noised sum appears)") }
+        return try AdaptiveClipSettings(
+            targetQuantile: targetQuantile ?? 0.5, learningRate: clipLr ?? 0.2, countNoiseStddev: clipNoiseStd)
     }
 }
 

@@ -19,6 +19,8 @@ public struct DPReleaseReport: Sendable {
     public var epsilon: Double?
     /// Releases of the same (q, z) still within the budget, when a budget was given.
     public var remainingRounds: Int?
+    /// With adaptive clipping: the noise split and the released clip update.
+    public var adaptiveClip: (plan: AdaptiveClipPlan, step: AdaptiveClipStep)?
 }
 
 /// Settings of a central release.
@@ -33,6 +35,12 @@ public struct DPReleaseOptions: Sendable {
     public var delta: Double?
     /// The fixed denominator; default q·N from the sum's `sample_rate` and `population`.
     public var expectedClients: Double?
+    /// Adaptive clipping (Andrew et al. 2021): release the noised clipped count too, within
+    /// the same z, and compute the next round's clip.
+    public var adaptiveClip: AdaptiveClipSettings?
+    /// With adaptive clipping: a file to write the next round's clip to (one line), durably,
+    /// after the ledger line and before the noised sum appears.
+    public var nextClipOutput: String?
 
     public init(noiseMultiplier: Double, ledger: String) {
         self.noiseMultiplier = noiseMultiplier
@@ -132,11 +140,21 @@ public enum CentralRelease {
             throw FedRecError(.usage, file: sumPath, "the expected number of clients q·N is 0 (q=\(q), population \(h.population))")
         }
         let z = options.noiseMultiplier
+        // Adaptive clipping: the sum gets z_Δ, the count σ_b, the ledger charges z for both.
+        let plan = try options.adaptiveClip.map { settings in
+            try inFile(sumPath) { try settings.plan(totalNoiseMultiplier: z, expectedClients: expected) }
+        }
+        if options.nextClipOutput != nil && plan == nil {
+            throw FedRecError(.usage, "a next-clip output needs adaptive clipping")
+        }
+        if options.nextClipOutput == "-" { throw FedRecError(.usage, "the next clip must go to a file") }
         let ledger = access(options.ledger, F_OK) == 0
             ? try PrivacyLedger.read(path: options.ledger) : LedgerContents(entries: [], head: PrivacyLedger.genesis)
         let entry = LedgerEntry(
             round: h.round, noiseMultiplier: z, sampleRate: q, clip: h.clip, clients: h.clients,
-            isPrivate: source.isCryptographicallySecure)
+            isPrivate: source.isCryptographicallySecure,
+            mechanism: plan == nil ? LedgerEntry.subsampledGaussian : LedgerEntry.adaptiveClipGaussian,
+            updateNoiseMultiplier: plan?.updateNoiseMultiplier, countNoiseStddev: plan?.countNoiseStddev)
         var report = DPReleaseReport(
             round: h.round, clients: h.clients, sampleRate: q, expectedClients: expected,
             coordinates: h.config.items * (h.config.dim + 1) + 1, granularity: 0, isPrivate: entry.isPrivate)
@@ -150,10 +168,18 @@ public enum CentralRelease {
             }
         }
         let (noised, g) = try inFile(sumPath) {
-            try noisedSum(sum, noiseMultiplier: z, expectedClients: expected, source: source)
+            try noisedSum(sum, noiseMultiplier: plan?.updateNoiseMultiplier ?? z, expectedClients: expected, source: source)
         }
         report.granularity = g
         var update = noised
+        if let plan {
+            let step = try inFile(sumPath) {
+                try plan.step(clip: h.clip, unclipped: h.clients - h.clipped, participants: h.clients,
+                              expectedClients: expected, source: source)
+            }
+            update.header.extra.merge(adaptiveMetadata(plan, step)) { _, new in new }
+            report.adaptiveClip = (plan, step)
+        }
         let all = ledger.entries + [entry]
         if let delta = options.budget?.delta ?? options.delta {
             let eps = try RDPAccountant().epsilon(ledger: all, delta: delta).epsilon
@@ -170,6 +196,11 @@ public enum CentralRelease {
         do {
             try update.writer(kind: .sum).write(into: file)
             try PrivacyLedger.append(entry, to: options.ledger, expectedHead: ledger.head)
+            if let path = options.nextClipOutput, let step = report.adaptiveClip?.step {
+                let clipFile = try AtomicOutput(path: path, durable: true)
+                try clipFile.write("\(step.nextClip)\n")
+                try clipFile.commit()
+            }
             try beforeRelease()
         } catch {
             file.abandon()
@@ -177,6 +208,20 @@ public enum CentralRelease {
         }
         try file.commit()
         return report
+    }
+
+    /// The noised sum's metadata of an adaptive-clipping release (docs/FORMATS.md).
+    static func adaptiveMetadata(_ plan: AdaptiveClipPlan, _ step: AdaptiveClipStep) -> [String: String] {
+        [
+            DPMetadata.mechanism: LedgerEntry.adaptiveClipGaussian,
+            DPMetadata.noiseMultiplier: "\(plan.updateNoiseMultiplier)",
+            DPMetadata.totalNoiseMultiplier: "\(plan.totalNoiseMultiplier)",
+            DPMetadata.countNoiseStddev: "\(plan.countNoiseStddev)",
+            DPMetadata.targetQuantile: "\(plan.settings.targetQuantile)",
+            DPMetadata.clipLearningRate: "\(plan.settings.learningRate)",
+            DPMetadata.clipFraction: "\(step.noisedFraction)",
+            DPMetadata.nextClip: "\(step.nextClip)",
+        ]
     }
 
     private static func inFile<T>(_ path: String, _ body: () throws -> T) throws -> T {

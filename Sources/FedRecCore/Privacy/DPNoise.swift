@@ -22,6 +22,18 @@ public enum DPMetadata {
     /// ε of one client's release in one round (q = 1, one step) at `local_dp_delta`.
     public static let localEpsilon = "local_dp_epsilon"
     public static let localDelta = "local_dp_delta"
+    /// Adaptive clipping (`fl-dp-noise --adaptive-clip`): z of the pair (update sum and
+    /// clipped count) that the ledger charges; `noise_multiplier` is then the sum's own z_Δ.
+    public static let totalNoiseMultiplier = "dp_total_noise_multiplier"
+    /// σ_b: the noise standard deviation of the centred clipped count.
+    public static let countNoiseStddev = "dp_count_noise_stddev"
+    /// b̃: the released (noised) fraction of clients whose update norm was at most `clip`.
+    public static let clipFraction = "dp_clip_fraction"
+    /// γ and η of the clip update.
+    public static let targetQuantile = "dp_target_quantile"
+    public static let clipLearningRate = "dp_clip_lr"
+    /// C·exp(−η(b̃ − γ)): the clip the next round's clients use.
+    public static let nextClip = "dp_next_clip"
 }
 
 /// The Gaussian noise both DP modes add: exact discrete Gaussian on a fine power-of-two

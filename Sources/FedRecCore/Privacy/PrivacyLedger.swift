@@ -10,6 +10,12 @@ public struct LedgerEntry: Sendable, Equatable {
     /// The only mechanism fedrec releases today: a Poisson-sampled sum of clipped client
     /// deltas plus Gaussian noise of standard deviation `noiseMultiplier · clip`.
     public static let subsampledGaussian = "subsampled_gaussian"
+    /// The same with adaptive clipping (Andrew et al. 2021): the update sum noised with
+    /// multiplier z_Δ and the centred clipped count with standard deviation σ_b, released
+    /// together. By the paper's Theorem 1 the pair is one Gaussian mechanism of multiplier
+    /// z = (z_Δ⁻² + (2σ_b)⁻²)^(-1/2), which is what `noiseMultiplier` records and the
+    /// accountant charges; `updateNoiseMultiplier` and `countNoiseStddev` record the split.
+    public static let adaptiveClipGaussian = "subsampled_gaussian_adaptive_clip"
 
     public var round: Int
     public var mechanism: String
@@ -21,10 +27,15 @@ public struct LedgerEntry: Sendable, Equatable {
     public var steps: Int
     /// False when the noise came from a test seed: such a release has no privacy at all.
     public var isPrivate: Bool
+    /// Adaptive clipping only: z_Δ, the update sum's own noise multiplier.
+    public var updateNoiseMultiplier: Double?
+    /// Adaptive clipping only: σ_b, the noise standard deviation of the centred clipped count.
+    public var countNoiseStddev: Double?
 
     public init(
         round: Int, noiseMultiplier: Double, sampleRate: Double, clip: Double, clients: Int,
-        steps: Int = 1, isPrivate: Bool, mechanism: String = LedgerEntry.subsampledGaussian
+        steps: Int = 1, isPrivate: Bool, mechanism: String = LedgerEntry.subsampledGaussian,
+        updateNoiseMultiplier: Double? = nil, countNoiseStddev: Double? = nil
     ) {
         self.round = round
         self.mechanism = mechanism
@@ -34,22 +45,44 @@ public struct LedgerEntry: Sendable, Equatable {
         self.clients = clients
         self.steps = steps
         self.isPrivate = isPrivate
+        self.updateNoiseMultiplier = updateNoiseMultiplier
+        self.countNoiseStddev = countNoiseStddev
     }
+
+    /// The keys an adaptive-clipping line has on top of the common ones.
+    static let adaptiveKeys: Set<String> = ["count_noise_stddev", "update_noise_multiplier"]
 
     /// The ledger line (without its newline) chained to the previous line's hash.
     func line(prev: String) -> String {
-        let object: [String: JSONValue] = [
+        var object: [String: JSONValue] = [
             "round": .number(Double(round)), "mechanism": .string(mechanism),
             "noise_multiplier": .number(noiseMultiplier), "sample_rate": .number(sampleRate),
             "clip": .number(clip), "clients": .number(Double(clients)), "steps": .number(Double(steps)),
             "private": .bool(isPrivate), "prev": .string(prev),
         ]
+        if let updateNoiseMultiplier { object["update_noise_multiplier"] = .number(updateNoiseMultiplier) }
+        if let countNoiseStddev { object["count_noise_stddev"] = .number(countNoiseStddev) }
         return JSONValue.object(object).canonicalText
     }
 
     /// Checks that the values make sense for the accountant.
     func validate() throws {
-        guard mechanism == LedgerEntry.subsampledGaussian else {
+        switch mechanism {
+        case LedgerEntry.subsampledGaussian:
+            guard updateNoiseMultiplier == nil, countNoiseStddev == nil else {
+                throw FedRecError(.badData, "update_noise_multiplier and count_noise_stddev belong to \(LedgerEntry.adaptiveClipGaussian) lines")
+            }
+        case LedgerEntry.adaptiveClipGaussian:
+            // The charged z must be the pair's (Andrew et al. 2021, Thm. 1): a larger recorded
+            // z would let the accountant under-count ε.
+            guard let zDelta = updateNoiseMultiplier, let sigmaB = countNoiseStddev,
+                zDelta > 0, zDelta.isFinite, sigmaB > 0, sigmaB.isFinite
+            else { throw FedRecError(.badData, "an adaptive-clip release needs positive update_noise_multiplier and count_noise_stddev") }
+            let pair = AdaptiveClipping.totalNoiseMultiplier(update: zDelta, countNoiseStddev: sigmaB)
+            guard abs(noiseMultiplier - pair) <= 1e-9 * pair else {
+                throw FedRecError(.badData, "noise_multiplier \(noiseMultiplier) is not the pair's (z_delta \(zDelta), count std \(sigmaB) give \(pair))")
+            }
+        default:
             throw FedRecError(.badData, "unknown mechanism \"\(mechanism)\"")
         }
         guard round >= 0, clients >= 0, steps >= 1 else {
@@ -74,6 +107,8 @@ public struct LedgerContents: Sendable, Equatable {
 ///
 /// Each line is the canonical JSON (sorted keys, `JSONValue.canonicalText`) of
 /// `{clients, clip, mechanism, noise_multiplier, prev, private, round, sample_rate, steps}`
+/// (an adaptive-clipping release, mechanism `subsampled_gaussian_adaptive_clip`, adds
+/// `count_noise_stddev` and `update_noise_multiplier`)
 /// where `prev` is the SHA-256 hex of the previous line's exact bytes (without its newline),
 /// or of the empty string for the first line. Reading verifies the chain, so a line that was
 /// edited, removed, reordered or cut off is reported with its line number. The chain cannot
@@ -135,9 +170,11 @@ public enum PrivacyLedger {
         }
         guard let object = value.objectValue else { throw corrupt("not a JSON object") }
         guard value.canonicalText.utf8.elementsEqual(line) else { throw corrupt("not in canonical form (edited?)") }
-        let keys: Set<String> = [
+        let adaptive = object["mechanism"]?.stringValue == LedgerEntry.adaptiveClipGaussian
+        let common: Set<String> = [
             "clients", "clip", "mechanism", "noise_multiplier", "prev", "private", "round", "sample_rate", "steps",
         ]
+        let keys = adaptive ? common.union(LedgerEntry.adaptiveKeys) : common
         guard Set(object.keys) == keys else {
             throw corrupt("fields \(object.keys.sorted()) are not the ledger's \(keys.sorted())")
         }
@@ -149,9 +186,16 @@ public enum PrivacyLedger {
             let clip = object["clip"]?.doubleValue, let clients = object["clients"]?.intValue,
             let steps = object["steps"]?.intValue, let isPrivate = object["private"]?.boolValue
         else { throw corrupt("a field has the wrong type") }
-        let entry = LedgerEntry(
+        var entry = LedgerEntry(
             round: round, noiseMultiplier: z, sampleRate: q, clip: clip, clients: clients, steps: steps,
             isPrivate: isPrivate, mechanism: mechanism)
+        if adaptive {
+            guard let zDelta = object["update_noise_multiplier"]?.doubleValue,
+                let sigmaB = object["count_noise_stddev"]?.doubleValue
+            else { throw corrupt("a field has the wrong type") }
+            entry.updateNoiseMultiplier = zDelta
+            entry.countNoiseStddev = sigmaB
+        }
         do { try entry.validate() } catch let error as FedRecError {
             throw FedRecError(error.failure, "line \(n): \(error.message)")
         }

@@ -126,4 +126,117 @@ struct DPCommandLineTests {
         let norm = values.reduce(0.0) { $0 + Double($1) * Double($1) }.squareRoot()
         #expect(norm > 10 * 0.5 * Double(u.header.clients))
     }
+
+    @Test("adaptive-clipping options that do not fit: one stderr line, exit 64, nothing written")
+    func adaptiveBadOptions() throws {
+        let round = try PrivateRound()
+        let base = ["sum.safetensors", "-o", "n.safetensors", "--ledger", "l.jsonl", "--noise-multiplier", "1.1"]
+        let cases: [(args: [String], says: String)] = [
+            (["--clip-lr", "0.3"], "need --adaptive-clip"),
+            (["--clip-out", "clip"], "need --adaptive-clip"),
+            (["--target-quantile", "0.7"], "need --adaptive-clip"),
+            (["--adaptive-clip", "--target-quantile", "1.5"], "--target-quantile must be in [0, 1]"),
+            (["--adaptive-clip", "--clip-lr", "0"], "--clip-lr must be positive"),
+            (["--adaptive-clip", "--clip-noise-std", "0.5"], "2 * clip noise std > noise multiplier"),
+            (["--adaptive-clip", "--clip-out", "-"], "--clip-out must be a file"),
+        ]
+        for c in cases {
+            let r = try Tool.run("fl-dp-noise", base + c.args, in: round.path)
+            #expect(r.status == 64 && r.stderrLines.count == 1 && r.stdout.isEmpty, "\(c.args): \(r.status) \(r.stderr)")
+            #expect(r.stderr.hasPrefix("fl-dp-noise: ") && r.stderr.contains(c.says), "\(r.stderr)")
+            #expect(try round.dir.listing().filter { ["n.safetensors", "l.jsonl", "clip"].contains($0) || $0.hasPrefix(".") }.isEmpty)
+        }
+    }
+
+    /// Two rounds by hand, as fl-rounds runs them: train at C_r, sum, noise with
+    /// --adaptive-clip --clip-out, apply, train round r+1 at the clip written. From C = 0.001
+    /// every client is clipped (b̃ ≈ 0 < γ): the clip grows; from C = 100 none is (b̃ ≈ 1): it
+    /// shrinks. The count noise (σ_b = q·N/20 = 10 on q·N = 200) moves b̃ by ≈ 0.05 only.
+    @Test("two rounds of the built commands with adaptive clipping move the clip toward the update norms", arguments: [0.001, 100.0])
+    func adaptiveTwoRounds(initial: Double) throws {
+        let dir = try TemporaryDirectory()
+        let p = dir.path
+        func run(_ tool: String, _ args: [String]) throws -> CommandResult {
+            let r = try Tool.run(tool, args, in: p)
+            #expect(r.status == 0, "\(tool) \(args): \(r.stderr)")
+            return r
+        }
+        _ = try run("fl-partition", [sampleRatings, "-o", "ds", "--shards", "2", "--split", "leave-last-out", "--seed", "1"])
+        _ = try run("fl-init", ["--dataset", "ds", "--objective", "bpr", "--dim", "8", "-o", "m0.safetensors"])
+        var clips = [initial]
+        for r in 0..<2 {
+            for shard in 0..<2 {
+                _ = try run("fl-train-local", ["--model", "m\(r).safetensors", "--shard", "ds/shards/shard-0000\(shard).tar", "-o", "u\(r)-\(shard).safetensors",
+                                               "--reconstruct", "--weighting", "uniform", "--clip", "\(clips[r])", "--sample-rate", "0.5", "--sample-seed", "3"])
+            }
+            _ = try run("fl-aggregate", ["u\(r)-0.safetensors", "u\(r)-1.safetensors", "-o", "sum\(r).safetensors"])
+            let noise = try run("fl-dp-noise", ["sum\(r).safetensors", "-o", "noised\(r).safetensors", "--ledger", "ledger.jsonl", "--noise-multiplier", "1.1",
+                                                "--adaptive-clip", "--target-quantile", "0.5", "--clip-lr", "0.2", "--clip-out", "clip-\(r + 1)", "--seed", "\(r + 1)", "--json"])
+            let text = try String(contentsOfFile: p + "/clip-\(r + 1)", encoding: .utf8)
+            let next = try #require(Double(text.trimmingCharacters(in: .newlines)))
+            let report = try JSONValue.parse(noise.stdout.trimmingCharacters(in: .whitespacesAndNewlines))
+            #expect(report["next_clip"]?.doubleValue == next && report["clip"]?.doubleValue == clips[r])
+            #expect(try ModelUpdate.load(p + "/noised\(r).safetensors").header.extra["dp_next_clip"] == "\(next)")
+            clips.append(next)
+            _ = try run("fl-aggregate", ["noised\(r).safetensors", "--model", "m\(r).safetensors", "--fixed-denominator", "200", "-o", "m\(r + 1).safetensors"])
+        }
+        if initial < 1 {
+            #expect(clips[1] > clips[0] && clips[2] > clips[1], "\(clips)")
+        } else {
+            #expect(clips[1] < clips[0] && clips[2] < clips[1], "\(clips)")
+        }
+        // Each factor is exp(−η(b̃ − γ)) with |b̃ − γ| ≤ ½: at most e^0.1 either way.
+        for r in 0..<2 { #expect(abs(log(clips[r + 1] / clips[r])) <= 0.1 + 1e-12) }
+        let ledger = try PrivacyLedger.read(path: p + "/ledger.jsonl").entries
+        #expect(ledger.map(\.clip) == Array(clips[0..<2]) && ledger.allSatisfy { $0.mechanism == LedgerEntry.adaptiveClipGaussian })
+        // ε of the two adaptive releases is that of two fixed-clip releases at z = 1.1.
+        let account = try Tool.run("fl-dp-noise", ["account", "--ledger", "ledger.jsonl", "--delta", "1e-5"], in: p)
+        let fixed = try RDPAccountant().epsilon(sampleRate: 0.5, noiseMultiplier: 1.1, steps: 2, delta: 1e-5).epsilon
+        #expect(Double(account.stdout.trimmingCharacters(in: .whitespacesAndNewlines)) == fixed)
+    }
+
+    @Test("fl-rounds --dp --adaptive-clip tracks the clip across rounds and a resumed run keeps it")
+    func adaptivePipeline() throws {
+        let dir = try TemporaryDirectory()
+        let script = URL(fileURLWithPath: sampleRatings).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("pipelines/fl-rounds").path
+        func rounds(_ n: Int) throws -> (status: Int32, stderr: String) {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: script)
+            process.arguments = ["--bin", CommandRunner.directory.path, "--data", sampleRatings, "--run", dir.path + "/run", "--rounds", "\(n)",
+                                 "--objective", "bpr", "--dim", "8", "--partition", "--split leave-last-out --shards 2",
+                                 "--train", "--reconstruct --epochs 1 --lr 0.05", "--dp", "--clip", "0.01", "--sample-rate", "0.5",
+                                 "--noise-multiplier", "1.5", "--adaptive-clip"]
+            let err = Pipe()
+            process.standardError = err
+            process.standardOutput = FileHandle.nullDevice
+            try process.run()
+            let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            process.waitUntilExit()
+            return (process.terminationStatus, stderr)
+        }
+        let first = try rounds(2)
+        #expect(first.status == 0, "\(first.stderr)")
+        func clip(_ r: Int) throws -> Double {
+            try #require(Double(String(contentsOfFile: dir.path + "/run/clip-000\(r)", encoding: .utf8).trimmingCharacters(in: .newlines)))
+        }
+        #expect(try clip(0) == 0.01 && clip(1) > clip(0) && clip(2) > clip(1))
+        let written = try clip(2)
+        let resumed = try rounds(3)
+        #expect(resumed.status == 0 && resumed.stderr.contains("resuming after round 2"), "\(resumed.stderr)")
+        let ledger = try PrivacyLedger.read(path: dir.path + "/run/ledger.jsonl").entries
+        // Round 2 trained (and was recorded) at the clip round 1's release wrote.
+        #expect(ledger.map(\.clip) == [try clip(0), try clip(1), written], "\(ledger.map(\.clip))")
+        #expect(try clip(3) > written)
+        // Adaptive clipping without --dp is a usage error.
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: script)
+        process.arguments = ["--data", sampleRatings, "--run", dir.path + "/x", "--adaptive-clip"]
+        let err = Pipe()
+        process.standardError = err
+        try process.run()
+        let message = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 64 && message.contains("--adaptive-clip needs --dp"), "\(message)")
+    }
 }

@@ -142,4 +142,76 @@ struct CentralReleaseTests {
         }
         #expect(abs(next.globalBias - (model.globalBias + noised.dense["global_bias"]![0] / 5)) <= 1e-5)
     }
+
+    /// Five adaptive releases of a sum with 36 of 48 clients under C = 1, q·N = 50 (σ_b = 2.5),
+    /// z = 2: z_Δ = (1/4 − 1/25)^(−1/2) = 2.182, 9 % above z. The sum's zero rows are noised
+    /// at z_Δ: over 20,001 coordinates the std is within 2.5 % (5 standard errors) of it.
+    @Test("adaptive clipping: the sum gets z_Δ, the ledger charges z (ε as fixed clipping), the next clip is written")
+    func adaptiveRelease() throws {
+        let dir = try TemporaryDirectory()
+        let input = dir.path + "/sum", ledger = dir.path + "/ledger.jsonl", clipFile = dir.path + "/clip"
+        var s = sum()
+        s.header.clipped = 12
+        s.rows = []; s.rowClients = []; s.rowWeight = []
+        s.rowTensors = ["item_embedding": RowTensor(width: 9, values: []), "item_bias": RowTensor(width: 1, values: [])]
+        s.dense = ["global_bias": [0]]
+        try s.write(to: input, kind: .sum)
+        var options = DPReleaseOptions(noiseMultiplier: 2, ledger: ledger)
+        options.delta = 1e-5
+        options.adaptiveClip = try AdaptiveClipSettings(targetQuantile: 0.9, learningRate: 0.2)
+        options.nextClipOutput = clipFile
+        let source = SeededNoiseSource(seed: 3)
+        let zDelta = 1 / (1 / 4.0 - 1 / 25.0).squareRoot()
+        for t in 1...5 {
+            let output = dir.path + "/noised\(t)"
+            let report = try CentralRelease.release(sumPath: input, output: output, options: options, source: source)
+            let (plan, step) = try #require(report.adaptiveClip)
+            #expect(plan.countNoiseStddev == 2.5 && abs(plan.updateNoiseMultiplier - zDelta) < 1e-14)
+            // 36/48 fit where 90 % should: the clip grows, by exactly C·exp(−η(b̃ − γ)).
+            #expect(step.nextClip == exp(-0.2 * (step.noisedFraction - 0.9)))
+            #expect(abs(step.noisedFraction - 36.0 / 50 - 0.02) < 0.25)  // (36 − 24 + noise)/50 + ½, noise std 2.5
+            let released = try ModelUpdate.load(output)
+            let meta = released.header.extra
+            #expect(meta[DPMetadata.mechanism] == LedgerEntry.adaptiveClipGaussian)
+            #expect(meta[DPMetadata.noiseMultiplier] == "\(plan.updateNoiseMultiplier)" && meta[DPMetadata.totalNoiseMultiplier] == "2.0")
+            #expect(meta[DPMetadata.nextClip] == "\(step.nextClip)" && meta[DPMetadata.clipFraction] == "\(step.noisedFraction)")
+            #expect(meta[DPMetadata.targetQuantile] == "0.9" && meta[DPMetadata.countNoiseStddev] == "2.5")
+            #expect(try String(contentsOfFile: clipFile, encoding: .utf8) == "\(step.nextClip)\n")
+            #expect(released.header.clipped == 0)
+            let fixed = try RDPAccountant().epsilon(sampleRate: 0.1, noiseMultiplier: 2, steps: t, delta: 1e-5).epsilon
+            #expect(abs(try #require(report.epsilon) - fixed) <= 1e-12 * fixed)
+            if t == 1 {
+                let values = released.rowTensors["item_embedding"]!.values + released.rowTensors["item_bias"]!.values + released.dense["global_bias"]!
+                let d = values.count
+                let sigma = DPNoise.sigma(clip: 1, noiseMultiplier: zDelta, granularity: report.granularity, coordinates: d)
+                let std = (values.reduce(0.0) { $0 + Double($1) * Double($1) } / Double(d)).squareRoot()
+                #expect(abs(std / sigma - 1) <= 5 * (0.5 / Double(d)).squareRoot(), "std \(std), z_Δ·C \(sigma)")
+            }
+        }
+        let entries = try PrivacyLedger.read(path: ledger).entries
+        #expect(entries.count == 5 && entries.allSatisfy {
+            $0.mechanism == LedgerEntry.adaptiveClipGaussian && $0.noiseMultiplier == 2 && $0.countNoiseStddev == 2.5
+                && $0.updateNoiseMultiplier == zDelta && $0.clip == 1 && $0.clients == 48
+        })
+    }
+
+    @Test("adaptive clipping that cannot pay for its count, or a clip file without it, is refused before anything is written")
+    func adaptiveRefusals() throws {
+        let dir = try TemporaryDirectory()
+        let input = dir.path + "/sum", ledger = dir.path + "/ledger.jsonl"
+        try sum().write(to: input, kind: .sum)
+        var options = DPReleaseOptions(noiseMultiplier: 6, ledger: ledger)  // 2σ_b = q·N/10 = 5 < 6
+        options.adaptiveClip = try AdaptiveClipSettings()
+        options.nextClipOutput = dir.path + "/clip"
+        let error = try #require(throws: FedRecError.self) {
+            try CentralRelease.release(sumPath: input, output: dir.path + "/out", options: options, source: SystemNoiseSource())
+        }
+        #expect(error.failure == .usage && error.file == input && error.message.contains("--clip-noise-std"), "\(error)")
+        options.noiseMultiplier = 1
+        options.adaptiveClip = nil
+        #expect(throws: FedRecError.self) {
+            try CentralRelease.release(sumPath: input, output: dir.path + "/out", options: options, source: SystemNoiseSource())
+        }
+        #expect(try dir.listing() == ["sum"])
+    }
 }

@@ -116,4 +116,56 @@ struct PrivacyLedgerTests {
         #expect(try budget.remainingRounds(after: entries, sampleRate: 0.02, noiseMultiplier: 20) > 0)
         #expect(throws: FedRecError.self) { try PrivacyBudget(epsilon: 0, delta: 1e-5) }
     }
+
+    /// An adaptive-clipping release as `fl-dp-noise --adaptive-clip` records it.
+    func adaptiveEntry(_ round: Int, q: Double = 0.01, z: Double = 1.1, sigmaB: Double = 5) throws -> LedgerEntry {
+        let zDelta = try AdaptiveClipping.updateNoiseMultiplier(total: z, countNoiseStddev: sigmaB)
+        return LedgerEntry(round: round, noiseMultiplier: z, sampleRate: q, clip: 0.5 + Double(round), clients: 100, isPrivate: true,
+                           mechanism: LedgerEntry.adaptiveClipGaussian, updateNoiseMultiplier: zDelta, countNoiseStddev: sigmaB)
+    }
+
+    @Test("adaptive-clipping lines record z_Δ and σ_b, read back, and cost what fixed clipping at z costs")
+    func adaptive() throws {
+        let dir = try TemporaryDirectory()
+        let path = dir.path + "/ledger.jsonl"
+        let entries = try (0..<30).map { try adaptiveEntry($0) }
+        for e in entries { try PrivacyLedger.append(e, to: path) }
+        let contents = try PrivacyLedger.read(path: path)
+        #expect(contents.entries == entries)
+        let first = try #require(String(contentsOfFile: path, encoding: .utf8).split(separator: "\n").first)
+        #expect(first.hasPrefix(#"{"clients":100,"clip":0.5,"count_noise_stddev":5,"mechanism":"subsampled_gaussian_adaptive_clip","noise_multiplier":1.1,"#))
+        #expect(first.contains(#""update_noise_multiplier":\#(entries[0].updateNoiseMultiplier!)"#))
+        let accountant = RDPAccountant()
+        let adaptive = try accountant.epsilon(ledger: contents.entries, delta: 1e-5).epsilon
+        let fixed = try accountant.epsilon(sampleRate: 0.01, noiseMultiplier: 1.1, steps: 30, delta: 1e-5).epsilon
+        #expect(abs(adaptive - fixed) <= 1e-12 * fixed)
+        // Mixed with fixed-clip releases of the same (q, z): still T steps of z.
+        let mixed = try accountant.epsilon(ledger: Array(contents.entries[0..<10]) + (10..<30).map { entry($0) }, delta: 1e-5).epsilon
+        #expect(abs(mixed - fixed) <= 1e-12 * fixed)
+    }
+
+    @Test("an adaptive line whose z is not its pair's, or without its split, is refused")
+    func adaptiveRefusals() throws {
+        let dir = try TemporaryDirectory()
+        let path = dir.path + "/ledger.jsonl"
+        var overstated = try adaptiveEntry(0)
+        overstated.noiseMultiplier = 1.2  // would under-count ε
+        #expect(throws: FedRecError.self) { try PrivacyLedger.append(overstated, to: path) }
+        var missing = try adaptiveEntry(0)
+        missing.countNoiseStddev = nil
+        #expect(throws: FedRecError.self) { try PrivacyLedger.append(missing, to: path) }
+        var stray = entry(0)
+        stray.countNoiseStddev = 5
+        #expect(throws: FedRecError.self) { try PrivacyLedger.append(stray, to: path) }
+        #expect(!FileManager.default.fileExists(atPath: path))  // refused before the file is opened
+        // The same in a file: a valid chain, a bad value (badData) or missing keys (corrupt).
+        func expectError(_ line: String, _ failure: FailureClass) throws {
+            try Data((line + "\n").utf8).write(to: URL(fileURLWithPath: path))
+            let error = try #require(throws: FedRecError.self) { try PrivacyLedger.read(path: path) }
+            #expect(error.failure == failure && error.message.hasPrefix("line 1:"), "\(error)")
+        }
+        try expectError(overstated.line(prev: PrivacyLedger.genesis), .badData)
+        try expectError(missing.line(prev: PrivacyLedger.genesis), .corrupt)
+        try expectError(stray.line(prev: PrivacyLedger.genesis), .corrupt)
+    }
 }
