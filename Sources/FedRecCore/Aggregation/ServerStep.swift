@@ -221,20 +221,28 @@ public enum ServerStep {
             }
             model.textProjection = w
             model.notes["text_l2"] = "\(options.textL2)"
+            model.itemSupport = nil
             return
         }
         if wals {
             // Centralised implicit ALS gives an item with no observed pair the solution 0;
             // do the same, so never-trained items do not rank by their random start. Rows
-            // already zero stay unchanged (and out of an overlay).
-            var touched = [Bool](repeating: false, count: config.items)
-            for row in sum.rows { touched[Int(row)] = true }
-            for item in 0..<config.items where !touched[item] {
+            // already zero stay unchanged (and out of an overlay). Only the start model's
+            // support can be nonzero, so a model that records it is not scanned whole.
+            let solved = Set(sum.rows)
+            func zeroIfUntouched(_ item: Int) {
+                guard !solved.contains(Int32(item)) else { return }
                 let row = model.start.items.embedding(item)
-                guard (0..<d).contains(where: { row[$0] != 0 }) else { continue }
+                guard (0..<d).contains(where: { row[$0] != 0 }) else { return }
                 let target = model.slot(item)
                 for k in 0..<d { model.embedding[target * d + k] = 0 }
             }
+            if let support = model.start.itemSupport {
+                for item in support { zeroIfUntouched(Int(item)) }
+            } else {
+                for item in 0..<config.items { zeroIfUntouched(item) }
+            }
+            model.itemSupport = sum.rows.sorted()
         }
     }
 }

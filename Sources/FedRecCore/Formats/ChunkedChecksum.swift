@@ -92,7 +92,18 @@ public final class ChunkVerifier: @unchecked Sendable {
     /// Verifies the chunks holding `bytes` (a range within tensor `info`) not verified yet.
     @inline(__always)
     public func verify(_ info: TensorInfo, bytes: Range<Int>) {
-        guard !bytes.isEmpty, let first = firstChunk[info.name] else { return }
+        guard let first = firstChunk[info.name] else { return }
+        verify(info, firstChunk: first, bytes: bytes)
+    }
+
+    /// The index of tensor `info`'s first chunk in the table (nil for a tensor the table
+    /// does not cover): readers that verify row by row resolve it once, not per row.
+    public func firstChunk(of info: TensorInfo) -> Int? { firstChunk[info.name] }
+
+    /// As `verify(_:bytes:)`, with the tensor's first chunk resolved by `firstChunk(of:)`.
+    @inline(__always)
+    public func verify(_ info: TensorInfo, firstChunk first: Int, bytes: Range<Int>) {
+        guard !bytes.isEmpty else { return }
         let low = bytes.lowerBound / ChunkedChecksum.chunkBytes, high = (bytes.upperBound - 1) / ChunkedChecksum.chunkBytes
         for chunk in low...high { verifyChunk(first + chunk, of: info, local: chunk) }
     }

@@ -171,6 +171,14 @@ public final class SafeTensorsFile: @unchecked Sendable {
         }
     }
 
+    /// An F64 tensor's elements.
+    public func doubles(_ name: String) throws -> [Double] {
+        let info = try info(name)
+        guard info.dtype == .f64 else { throw FedRecError(.shape, file: path, "tensor \(name) is \(info.dtype.rawValue), expected F64") }
+        let raw = bytes(of: info)
+        return (0..<info.elementCount).map { Double(bitPattern: UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: 8 * $0, as: UInt64.self))) }
+    }
+
     /// A tensor's elements as `Int32` (from I32, or I64 values that fit).
     public func int32s(_ name: String) throws -> [Int32] {
         let info = try info(name)

@@ -6,6 +6,7 @@
 public struct SafeTensorsWriter {
     /// Tensor payloads; arrays are copy-on-write, so adding one costs no copy.
     public enum Payload {
+        case f64([Double])
         case f32([Float])
         case i32([Int32])
         case i64([Int64])
@@ -14,6 +15,7 @@ public struct SafeTensorsWriter {
 
         var dtype: DType {
             switch self {
+            case .f64: .f64
             case .f32: .f32
             case .i32: .i32
             case .i64: .i64
@@ -24,6 +26,7 @@ public struct SafeTensorsWriter {
 
         var count: Int {
             switch self {
+            case .f64(let a): a.count
             case .f32(let a): a.count
             case .i32(let a): a.count
             case .i64(let a): a.count
@@ -34,6 +37,7 @@ public struct SafeTensorsWriter {
 
         func withBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
             switch self {
+            case .f64(let a): try a.withUnsafeBytes(body)
             case .f32(let a): try a.withUnsafeBytes(body)
             case .i32(let a): try a.withUnsafeBytes(body)
             case .i64(let a): try a.withUnsafeBytes(body)

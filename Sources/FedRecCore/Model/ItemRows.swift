@@ -17,6 +17,9 @@ public struct ItemRows: @unchecked Sendable {
     private let embeddingInfo: TensorInfo
     private let biasInfo: TensorInfo
     private let verifier: ChunkVerifier?
+    /// The verifier's first chunk of the embedding and bias tensors (resolved once).
+    private let embeddingChunk: Int
+    private let biasChunk: Int
     /// An overlay's rows (ascending) and their values; empty for a standalone checkpoint.
     let overlayRows: UnsafeBufferPointer<Int32>
     let overlayEmbedding: UnsafeBufferPointer<Float>
@@ -46,6 +49,8 @@ public struct ItemRows: @unchecked Sendable {
         baseEmbedding = embedding
         baseBias = bias
         verifier = base.chunks
+        embeddingChunk = base.chunks?.firstChunk(of: embeddingInfo) ?? 0
+        biasChunk = base.chunks?.firstChunk(of: biasInfo) ?? 0
         if let overlay {
             let file = overlay.tensors
             let rows = try file.info(TensorName.overlayRows)
@@ -93,7 +98,7 @@ public struct ItemRows: @unchecked Sendable {
         precondition(item >= 0 && item < count, "item \(item) outside the model's \(count) items")
         if !overlayRows.isEmpty, let slot = overlaySlot(item) { return overlayEmbedding.baseAddress! + slot * dim }
         let bytes = 4 * dim
-        verifier?.verify(embeddingInfo, bytes: (item * bytes)..<((item + 1) * bytes))
+        verifier?.verify(embeddingInfo, firstChunk: embeddingChunk, bytes: (item * bytes)..<((item + 1) * bytes))
         return baseEmbedding + item * dim
     }
 
@@ -102,7 +107,7 @@ public struct ItemRows: @unchecked Sendable {
     public func bias(_ item: Int) -> Float {
         precondition(item >= 0 && item < count, "item \(item) outside the model's \(count) items")
         if !overlayRows.isEmpty, let slot = overlaySlot(item) { return overlayBias[slot] }
-        verifier?.verify(biasInfo, bytes: (4 * item)..<(4 * item + 4))
+        verifier?.verify(biasInfo, firstChunk: biasChunk, bytes: (4 * item)..<(4 * item + 4))
         return baseBias[item]
     }
 

@@ -21,6 +21,11 @@ public struct MFModel: Sendable {
     public var textProjection: [Float]?
     /// Columns of `textProjection` (the text embedding's dimension), 0 without one.
     public var textDim = 0
+    /// A wals model's item Gram matrix Σ_i q_i q_iᵀ as the server keeps it (nil: computed
+    /// from the rows when written).
+    public var itemGram: [Double]?
+    /// A wals model's rows that may be nonzero (nil: any row may be).
+    public var itemSupport: [Int32]?
 
     public init(config: ModelConfig, round: Int, itemEmbedding: [Float], itemBias: [Float], globalBias: Float) {
         precondition(itemEmbedding.count == config.items * config.dim && itemBias.count == config.items)
@@ -46,8 +51,11 @@ public struct MFModel: Sendable {
     /// - Returns: the new file's identity (SHA-256 of its header).
     @discardableResult
     public func write(to path: String) throws -> String {
+        let gram = config.objective == .wals
+            ? itemGram ?? itemEmbedding.withUnsafeBufferPointer { ItemGram.compute($0, rows: config.items, dim: config.dim) } : nil
         var writer = CheckpointParts(round: round, globalBias: globalBias, serverState: serverState, notes: notes,
-                                     textProjection: textProjection, textDim: textDim).writer(config: config)
+                                     textProjection: textProjection, textDim: textDim, itemGram: gram,
+                                     itemSupport: itemSupport).writer(config: config)
         writer.add(TensorName.itemEmbedding, shape: [config.items, config.dim], floats: itemEmbedding)
         writer.add(TensorName.itemBias, shape: [config.items], floats: itemBias)
         let header = try writer.write(to: path)
@@ -76,6 +84,10 @@ struct CheckpointParts {
     var notes: [String: String]
     var textProjection: [Float]?
     var textDim: Int
+    /// A wals model's item Gram matrix (`TensorName.itemGram`), d × d row-major.
+    var itemGram: [Double]?
+    /// A wals model's possibly nonzero rows (`TensorName.itemSupport`).
+    var itemSupport: [Int32]?
 
     /// Metadata keys fedrec sets itself on every write (never carried forward as notes).
     static let reserved: Set<String> = [
@@ -83,7 +95,10 @@ struct CheckpointParts {
         "dataset_id", "text_dim", "base", "base_identity",
     ]
 
-    init(round: Int, globalBias: Float, serverState: ServerOptimizerState?, notes: [String: String], textProjection: [Float]?, textDim: Int) {
+    init(round: Int, globalBias: Float, serverState: ServerOptimizerState?, notes: [String: String], textProjection: [Float]?, textDim: Int,
+         itemGram: [Double]? = nil, itemSupport: [Int32]? = nil) {
+        self.itemGram = itemGram
+        self.itemSupport = itemSupport
         self.round = round
         self.globalBias = globalBias
         self.serverState = serverState
@@ -122,6 +137,8 @@ struct CheckpointParts {
             textProjection = try tensors.floats(TensorName.textProjection)
             self.textDim = textDim
         }
+        itemGram = view.itemGram
+        itemSupport = view.itemSupport
     }
 
     /// A checksummed (chunked) writer holding these parts; the caller adds the item rows.
@@ -139,6 +156,11 @@ struct CheckpointParts {
             writer.metadata["text_dim"] = String(textDim)
             writer.add(TensorName.textProjection, shape: [config.dim, textDim], floats: textProjection)
         }
+        if let itemGram {
+            precondition(itemGram.count == config.dim * config.dim)
+            writer.add(TensorName.itemGram, shape: [config.dim, config.dim], .f64(itemGram))
+        }
+        if let itemSupport { writer.add(TensorName.itemSupport, shape: [itemSupport.count], int32s: itemSupport) }
         if let state = serverState {
             let w = config.dim + 1
             writer.add(ServerOptimizerState.rowsName, shape: [state.rows.count], int32s: state.rows)
@@ -170,6 +192,12 @@ public struct ModelView: @unchecked Sendable {
     public let globalBias: Float
     /// The text embedding dimension of a content-aware model (`text_dim`), else nil.
     public let textDim: Int?
+    /// A wals model's stored item Gram matrix (`TensorName.itemGram`), nil when the file
+    /// has none (written before fedrec kept it).
+    public let itemGram: [Double]?
+    /// A wals model's rows that may be nonzero (`TensorName.itemSupport`), ascending; nil
+    /// when any row may be.
+    public let itemSupport: [Int32]?
 
     /// The item tensors a standalone checkpoint verifies as they are read.
     static let lazyTensors: Set<String> = [TensorName.itemEmbedding, TensorName.itemBias]
@@ -189,6 +217,21 @@ public struct ModelView: @unchecked Sendable {
             self.textDim = textDim
         } else {
             textDim = nil
+        }
+        if tensors.tensors[TensorName.itemGram] != nil {
+            try tensors.require(TensorName.itemGram, .f64, [config.dim, config.dim])
+            itemGram = try tensors.doubles(TensorName.itemGram)
+        } else {
+            itemGram = nil
+        }
+        if tensors.tensors[TensorName.itemSupport] != nil {
+            let support = try tensors.int32s(TensorName.itemSupport)
+            for i in support.indices where support[i] < 0 || Int(support[i]) >= config.items || (i > 0 && support[i - 1] >= support[i]) {
+                throw FedRecError(.corrupt, file: path, "\(TensorName.itemSupport) must be ascending item indices below \(config.items)")
+            }
+            itemSupport = support
+        } else {
+            itemSupport = nil
         }
         if let baseName = file.metadata["base"] {
             let base = try Self.openBase(baseName, of: file, config: config)

@@ -79,4 +79,11 @@ public enum TensorName {
     public static let overlayRows = "overlay.rows"
     public static let overlayItemEmbedding = "overlay.item_embedding"
     public static let overlayItemBias = "overlay.item_bias"
+    /// An implicit-ALS (wals) model's Σ_i q_i q_iᵀ over all item rows, F64 [dim, dim]: the
+    /// Gram matrix every user solve needs, kept by the server so no reader sums the catalogue.
+    public static let itemGram = "item_gram"
+    /// A wals model's item rows that may be nonzero (I32, ascending): the rows the last
+    /// item solve set; every other row is zero. Lets the next solve zero the rows no client
+    /// touched without scanning the catalogue.
+    public static let itemSupport = "item_support"
 }

@@ -30,6 +30,10 @@ public struct ModelRevision {
     public var notes: [String: String]
     public var textProjection: [Float]?
     public var textDim: Int
+    /// A wals model's rows that may be nonzero after this step (nil: any row may be).
+    public var itemSupport: [Int32]?
+    /// The start model's stored item Gram matrix (wals), nil when it has none.
+    private let startGram: [Double]?
     /// The items whose rows changed (in slot order) and their new values, d per slot in
     /// `embedding`, one in `bias`. After `makeDense`, slot i is item i.
     public private(set) var changedItems: [Int32] = []
@@ -55,6 +59,25 @@ public struct ModelRevision {
         notes = parts.notes
         textProjection = parts.textProjection
         textDim = parts.textDim
+        startGram = parts.itemGram
+        itemSupport = parts.itemSupport
+    }
+
+    /// The next model's item Gram matrix (wals models only): the start model's, updated
+    /// from the rows this step changed, so it costs O(changed rows · d²); computed from
+    /// every row when the start model has none or every row changed.
+    func nextItemGram() throws -> [Double]? {
+        guard config.objective == .wals else { return nil }
+        let d = config.dim
+        if isDense || startGram == nil {
+            var copy = self
+            try copy.makeDense()
+            return copy.embedding.withUnsafeBufferPointer { ItemGram.compute($0, rows: config.items, dim: d) }
+        }
+        var old = [Float]()
+        old.reserveCapacity(changedItems.count * d)
+        for item in changedItems { old.append(contentsOf: start.items.embeddingRow(Int(item))) }
+        return ItemGram.replacing(startGram!, old: old, new: embedding, dim: d)
     }
 
     /// The slot of `item`'s row, copied from the start model the first time it is asked for.
@@ -92,6 +115,7 @@ public struct ModelRevision {
     /// The model as a standalone in-memory model.
     /// - Complexity: O(items · d).
     public func standalone() throws -> MFModel {
+        let gram = try nextItemGram()
         var copy = self
         try copy.makeDense()
         try start.checkIntegrity()
@@ -100,11 +124,14 @@ public struct ModelRevision {
         model.notes = notes
         model.textProjection = textProjection
         model.textDim = textDim
+        model.itemGram = gram
+        model.itemSupport = itemSupport
         return model
     }
 
-    var parts: CheckpointParts {
-        CheckpointParts(round: round, globalBias: globalBias, serverState: serverState, notes: notes, textProjection: textProjection, textDim: textDim)
+    func parts(itemGram: [Double]?) -> CheckpointParts {
+        CheckpointParts(round: round, globalBias: globalBias, serverState: serverState, notes: notes, textProjection: textProjection, textDim: textDim,
+                        itemGram: itemGram, itemSupport: itemSupport)
     }
 
     /// Writes the model atomically (`-` for stdout, always standalone).
@@ -143,7 +170,7 @@ public struct ModelRevision {
                 biases.append(start.items.bias(Int(row)))
             }
         }
-        var writer = parts.writer(config: config)
+        var writer = parts(itemGram: try nextItemGram()).writer(config: config)
         writer.metadata["base"] = try relativePath(from: directoryName(of: path), to: baseFile.path)
         writer.metadata["base_identity"] = baseFile.tensors.identity
         writer.add(TensorName.overlayRows, shape: [rows.count], int32s: rows)

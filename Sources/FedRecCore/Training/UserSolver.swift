@@ -18,28 +18,12 @@ public struct UserSolver {
         self.l2Bias = l2Bias ?? l2
         self.alpha = alpha
         if model.config.objective == .wals {
-            itemGram = Self.gram(try model.items.dense().embedding, rows: model.config.items, dim: model.config.dim)
+            // The checkpoint's stored Gram when it has one (the server keeps it), so a
+            // client's cost does not grow with the catalogue.
+            itemGram = try model.itemGram ?? ItemGram.compute(try model.items.dense().embedding, rows: model.config.items, dim: model.config.dim)
         } else {
             itemGram = []
         }
-    }
-
-    /// Σ_i q_i q_iᵀ over the rows of a row-major matrix.
-    /// - Complexity: O(rows · dim²).
-    static func gram(_ q: UnsafeBufferPointer<Float>, rows: Int, dim d: Int) -> [Double] {
-        var g = [Double](repeating: 0, count: d * d)
-        g.withUnsafeMutableBufferPointer { g in
-            for i in 0..<rows {
-                let base = i * d
-                for a in 0..<d {
-                    let qa = Double(q[base + a])
-                    if qa == 0 { continue }
-                    for b in a..<d { g[a * d + b] += qa * Double(q[base + b]) }
-                }
-            }
-            for a in 0..<d { for b in 0..<a { g[a * d + b] = g[b * d + a] } }
-        }
-        return g
     }
 
     /// The user's parameters fitted to `train` with items fixed.
