@@ -7,7 +7,13 @@ public struct MFModel: Sendable {
     public var config: ModelConfig
     /// The round this model is the result of (0 for a fresh model).
     public var round: Int
-    public var itemEmbedding: [Float]
+    /// Changing it drops `itemGram` and `itemSupport`, which describe these rows.
+    public var itemEmbedding: [Float] {
+        didSet {
+            itemGram = nil
+            itemSupport = nil
+        }
+    }
     public var itemBias: [Float]
     public var globalBias: Float
     /// The server optimiser's moments (FedAvgM, FedAdam, FedYogi), nil for FedAvg.
@@ -22,10 +28,10 @@ public struct MFModel: Sendable {
     /// Columns of `textProjection` (the text embedding's dimension), 0 without one.
     public var textDim = 0
     /// A wals model's item Gram matrix Σ_i q_i q_iᵀ as the server keeps it (nil: computed
-    /// from the rows when written).
-    public var itemGram: [Double]?
+    /// from the rows when written). Set with the rows it describes, by `ModelRevision`.
+    public internal(set) var itemGram: [Double]?
     /// A wals model's rows that may be nonzero (nil: any row may be).
-    public var itemSupport: [Int32]?
+    public internal(set) var itemSupport: [Int32]?
 
     public init(config: ModelConfig, round: Int, itemEmbedding: [Float], itemBias: [Float], globalBias: Float) {
         precondition(itemEmbedding.count == config.items * config.dim && itemBias.count == config.items)

@@ -69,7 +69,7 @@ public struct ModelRevision {
     func nextItemGram() throws -> [Double]? {
         guard config.objective == .wals else { return nil }
         let d = config.dim
-        if isDense || startGram == nil {
+        guard let startGram, !isDense else {
             var copy = self
             try copy.makeDense()
             return copy.embedding.withUnsafeBufferPointer { ItemGram.compute($0, rows: config.items, dim: d) }
@@ -77,7 +77,7 @@ public struct ModelRevision {
         var old = [Float]()
         old.reserveCapacity(changedItems.count * d)
         for item in changedItems { old.append(contentsOf: start.items.embeddingRow(Int(item))) }
-        return ItemGram.replacing(startGram!, old: old, new: embedding, dim: d)
+        return ItemGram.replacing(startGram, old: old, new: embedding, dim: d)
     }
 
     /// The slot of `item`'s row, copied from the start model the first time it is asked for.

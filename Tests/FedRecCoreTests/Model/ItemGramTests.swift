@@ -92,6 +92,24 @@ struct ItemGramTests {
         for x in 0..<d { #expect(abs(Double(solved[x]) - b[x]) <= 1e-5 * max(1, abs(b[x]))) }
     }
 
+    @Test("changing a loaded model's rows drops its stored Gram matrix and support, so the file written describes the new rows")
+    func editedRowsDropGram() throws {
+        let data = try SyntheticDataset(users: 30, items: 120, perUser: 8)
+        let p = data.directory.path
+        let m0 = try data.initialModel(.wals, dim: 4)
+        var server = ServerOptions()
+        server.l2 = 1
+        try data.round(model: m0, next: p + "/m1", training: als(), server: server)
+        var model = try MFModel.load(p + "/m1")
+        #expect(model.itemGram != nil && model.itemSupport != nil)
+        model.itemEmbedding[0] += 1
+        #expect(model.itemGram == nil && model.itemSupport == nil)
+        try model.write(to: p + "/edited")
+        let edited = try ModelView(path: p + "/edited")
+        #expect(edited.itemGram == (try summedGram(p + "/edited")))
+        #expect(edited.itemSupport == nil)
+    }
+
     @Test("a support that is not ascending item indices is a corrupt checkpoint")
     func badSupport() throws {
         let data = try SyntheticDataset(users: 10, items: 20, perUser: 4)
