@@ -56,12 +56,19 @@ final class SGDClientTrainer {
         itemGlobal.append(contentsOf: model.items.embeddingRow(Int(item)))
         itemGlobal.append(model.items.bias(Int(item)))
         itemParams.append(contentsOf: itemGlobal[(s * w)...])
-        itemGrad.append(contentsOf: repeatElement(0, count: w))
-        itemM.append(contentsOf: repeatElement(0, count: w))
-        itemV.append(contentsOf: repeatElement(0, count: w))
-        itemInBatch.append(false)
         slotOf[Int(item)] = Int32(s + 1)
         return s
+    }
+
+    /// Gives every slot created since the last call its zeroed gradient, optimiser moments
+    /// and batch flag, in one append per buffer rather than one per slot.
+    private func growSlotBuffers() {
+        let missing = slotItems.count * w - itemGrad.count
+        guard missing > 0 else { return }
+        itemGrad.append(contentsOf: repeatElement(0, count: missing))
+        itemM.append(contentsOf: repeatElement(0, count: missing))
+        itemV.append(contentsOf: repeatElement(0, count: missing))
+        itemInBatch.append(contentsOf: repeatElement(false, count: missing / w))
     }
 
     private func resetSlots() {
@@ -135,6 +142,7 @@ final class SGDClientTrainer {
                 }
                 for item in negatives { _ = slot(item) }
             }
+            growSlotBuffers()
             // The hot loop runs over plain buffers: arrays are swapped out of the class so
             // no access to a class property (with its dynamic exclusivity check) is inside it.
             var q: [Float] = [], gq: [Float] = [], mq: [Float] = [], vq: [Float] = [], inBatch: [Bool] = []
