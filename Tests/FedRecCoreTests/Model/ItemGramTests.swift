@@ -13,6 +13,13 @@ struct ItemGramTests {
         return options
     }
 
+    /// The server's ALS item step with λ = 1, as `als()` trains.
+    func alsServer() -> ServerOptions {
+        var server = ServerOptions()
+        server.l2 = 1
+        return server
+    }
+
     /// Σ_i q_i q_iᵀ summed from the rows of a checkpoint.
     func summedGram(_ path: String) throws -> [Double] {
         let view = try ModelView(path: path)
@@ -32,8 +39,7 @@ struct ItemGramTests {
         let data = try SyntheticDataset(users: 40, items: 300, perUser: 8)
         let p = data.directory.path
         let m0 = try data.initialModel(.wals, dim: 4)
-        var server = ServerOptions()
-        server.l2 = 1
+        let server = alsServer()
         let start = try ModelView(path: m0)
         #expect(start.itemGram == (try summedGram(m0)))
         #expect(start.itemSupport == nil)
@@ -96,10 +102,7 @@ struct ItemGramTests {
     func editedRowsDropGram() throws {
         let data = try SyntheticDataset(users: 30, items: 120, perUser: 8)
         let p = data.directory.path
-        let m0 = try data.initialModel(.wals, dim: 4)
-        var server = ServerOptions()
-        server.l2 = 1
-        try data.round(model: m0, next: p + "/m1", training: als(), server: server)
+        try data.round(model: try data.initialModel(.wals, dim: 4), next: p + "/m1", training: als(), server: alsServer())
         var model = try MFModel.load(p + "/m1")
         #expect(model.itemGram != nil && model.itemSupport != nil)
         model.itemEmbedding[0] += 1
