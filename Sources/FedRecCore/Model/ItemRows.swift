@@ -65,12 +65,7 @@ public struct ItemRows: @unchecked Sendable {
             overlayRows = raw.assumingMemoryBound(to: Int32.self)
             overlayEmbedding = try file.floatView(try file.require(TensorName.overlayItemEmbedding, .f32, [n, dim]))
             overlayBias = try file.floatView(try file.require(TensorName.overlayItemBias, .f32, [n]))
-            for i in 0..<n {
-                let row = Int32(littleEndian: overlayRows[i])
-                guard row >= 0, Int(row) < items, i == 0 || overlayRows[i - 1] < row else {
-                    throw FedRecError(.corrupt, file: overlay.path, "\(TensorName.overlayRows) must be ascending item indices below \(items)")
-                }
-            }
+            try requireAscendingItems(overlayRows.lazy.map { Int32(littleEndian: $0) }, items: items, tensor: TensorName.overlayRows, file: overlay.path)
             storage = Storage(files: [base.tensors, overlay.tensors])
         } else {
             overlayRows = UnsafeBufferPointer(start: nil, count: 0)

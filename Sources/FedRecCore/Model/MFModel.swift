@@ -132,9 +132,7 @@ struct CheckpointParts {
             }
             try tensors.require(ServerOptimizerState.globalName, .f32, [2])
             state.global = try tensors.floats(ServerOptimizerState.globalName)
-            for i in 0..<n where state.rows[i] < 0 || Int(state.rows[i]) >= view.config.items || (i > 0 && state.rows[i - 1] >= state.rows[i]) {
-                throw FedRecError(.corrupt, file: path, "server.rows must be ascending item indices")
-            }
+            try requireAscendingItems(state.rows, items: view.config.items, tensor: ServerOptimizerState.rowsName, file: path)
             serverState = state
         }
         notes = file.metadata.filter { !Self.reserved.contains($0.key) }
@@ -232,9 +230,7 @@ public struct ModelView: @unchecked Sendable {
         }
         if tensors.tensors[TensorName.itemSupport] != nil {
             let support = try tensors.int32s(TensorName.itemSupport)
-            for i in support.indices where support[i] < 0 || Int(support[i]) >= config.items || (i > 0 && support[i - 1] >= support[i]) {
-                throw FedRecError(.corrupt, file: path, "\(TensorName.itemSupport) must be ascending item indices below \(config.items)")
-            }
+            try requireAscendingItems(support, items: config.items, tensor: TensorName.itemSupport, file: path)
             itemSupport = support
         } else {
             itemSupport = nil

@@ -87,3 +87,16 @@ public enum TensorName {
     /// touched without scanning the catalogue.
     public static let itemSupport = "item_support"
 }
+
+/// Checks that a checkpoint's list of item rows (`overlay.rows`, `item_support`,
+/// `server.rows`) holds strictly ascending item indices below `items`.
+/// - Throws: `.corrupt`, naming the tensor and the file.
+func requireAscendingItems(_ rows: some Sequence<Int32>, items: Int, tensor: String, file: String) throws {
+    var previous: Int32 = -1
+    for row in rows {
+        guard row > previous, Int(row) < items else {
+            throw FedRecError(.corrupt, file: file, "\(tensor) must be ascending item indices below \(items)")
+        }
+        previous = row
+    }
+}
