@@ -2,7 +2,8 @@
 import PackageDescription
 
 /// The fl-* commands: each is a thin executable over `FedRecCLI` (argument parsing) and
-/// `FedRecCore` (formats, data, model, training, aggregation, privacy, evaluation).
+/// `FedRecCore`, which re-exports the library's layers (support, formats, mechanisms, data,
+/// model, wire, training, aggregation, privacy, evaluation).
 /// `fl-encode` and `fl-recommend` (whose `--query` embeds text) are apart: their commands
 /// live in `FedRecTextCLI`, over `FedRecText`, so only they link OpenBLAS.
 let commands = [
@@ -19,13 +20,45 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+        .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
     ],
     targets: [
         .systemLibrary(
             name: "CArchive", pkgConfig: "libarchive", providers: [.apt(["libarchive-dev"])]),
+        // The library's layers, each importing only those below it:
+        // Support → Formats → Data → Model → Wire → Training / Aggregation → Privacy →
+        // Evaluation, with Mechanisms (noise, sampling, accounting: pure functions) beside
+        // Formats. FedRecCore re-exports them all and adds what needs every layer
+        // (fl-inspect's file inspector).
+        .target(
+            name: "FedRecSupport",
+            dependencies: [
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "SystemPackage", package: "swift-system"),
+            ]),
+        .target(name: "FedRecFormats", dependencies: ["FedRecSupport", "CArchive"]),
+        .target(name: "FedRecMechanisms", dependencies: ["FedRecSupport"]),
+        .target(name: "FedRecData", dependencies: ["FedRecFormats", "FedRecSupport"]),
+        .target(name: "FedRecModel", dependencies: ["FedRecFormats", "FedRecSupport"]),
+        // Updates, sums and their headers, the ALS statistics layout, DP metadata keys:
+        // what crosses the wire between clients and the server.
+        .target(name: "FedRecWire", dependencies: ["FedRecModel", "FedRecFormats", "FedRecSupport"]),
+        .target(
+            name: "FedRecTraining",
+            dependencies: ["FedRecWire", "FedRecModel", "FedRecData", "FedRecMechanisms", "FedRecFormats", "FedRecSupport"]),
+        .target(name: "FedRecAggregation", dependencies: ["FedRecWire", "FedRecModel", "FedRecFormats", "FedRecSupport"]),
+        .target(
+            name: "FedRecPrivacy",
+            dependencies: ["FedRecWire", "FedRecModel", "FedRecMechanisms", "FedRecFormats", "FedRecSupport"]),
+        .target(
+            name: "FedRecEvaluation",
+            dependencies: ["FedRecTraining", "FedRecModel", "FedRecData", "FedRecFormats", "FedRecSupport"]),
         .target(
             name: "FedRecCore",
-            dependencies: ["CArchive", .product(name: "Crypto", package: "swift-crypto")]),
+            dependencies: [
+                "FedRecSupport", "FedRecFormats", "FedRecMechanisms", "FedRecData", "FedRecModel", "FedRecWire",
+                "FedRecTraining", "FedRecAggregation", "FedRecPrivacy", "FedRecEvaluation",
+            ]),
         // OpenBLAS only for the text encoder: commands that do not encode text never link it.
         .systemLibrary(
             name: "COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
@@ -45,7 +78,12 @@ let package = Package(
         // Runs the built commands for the CLI tests of both test targets.
         .target(name: "FedRecTestSupport"),
         .testTarget(
-            name: "FedRecCoreTests", dependencies: ["FedRecCore", "FedRecCLI", "FedRecTestSupport"]),
+            name: "FedRecCoreTests",
+            dependencies: [
+                "FedRecCore", "FedRecSupport", "FedRecFormats", "FedRecMechanisms", "FedRecData", "FedRecModel",
+                "FedRecWire", "FedRecTraining", "FedRecAggregation", "FedRecPrivacy", "FedRecEvaluation", "FedRecCLI",
+                "FedRecTestSupport",
+            ]),
         .testTarget(name: "FedRecTextTests", dependencies: ["FedRecText", "FedRecCore", "FedRecTestSupport"]),
         // Benchmark driver for bench/quality-search (personalized search on MovieLens tags).
         .executableTarget(name: "search-bench", dependencies: ["FedRecText", "FedRecCore"], path: "bench/search-bench"),

@@ -152,7 +152,7 @@ public struct EncodeCommand: ParsableCommand {
                 line += "],\"input_ids\":[" + ids[i].map { String($0) }.joined(separator: ",")
                 line += "],\"text\":" + JSONValue.string(text).canonicalText + "}\n"
             } else {
-                line += Self.tsvField(text)
+                line += tsvField(text)
                 for value in vector { line += "\t" + Self.number(value) }
                 line += "\n"
             }
@@ -185,9 +185,4 @@ public struct EncodeCommand: ParsableCommand {
     /// A float in its shortest form that reads back as the same `Float`.
     static func number(_ value: Float, json: Bool = false) -> String { value.isFinite ? "\(value)" : (json ? "null" : "nan") }
 
-    /// The text as one TSV field: tabs and line breaks become spaces.
-    static func tsvField(_ text: String) -> String {
-        guard text.contains(where: { $0 == "\t" || $0 == "\n" || $0 == "\r" || $0 == "\r\n" }) else { return text }
-        return String(text.map { $0 == "\t" || $0 == "\n" || $0 == "\r" || $0 == "\r\n" ? " " : $0 })
-    }
 }

@@ -1,6 +1,16 @@
 import Foundation
 import Testing
-@testable import FedRecCore
+import FedRecCore
+@testable import FedRecAggregation
+@testable import FedRecData
+@testable import FedRecEvaluation
+@testable import FedRecFormats
+@testable import FedRecMechanisms
+@testable import FedRecModel
+@testable import FedRecPrivacy
+@testable import FedRecSupport
+@testable import FedRecTraining
+@testable import FedRecWire
 
 @Suite("server step: row averaging and server optimisers")
 struct ServerStepTests {
@@ -11,7 +21,7 @@ struct ServerStepTests {
         let model = MFModel(config: config, round: 0, itemEmbedding: [1, 1, 1, 1], itemBias: [0, 0, 0, 0], globalBias: 3)
         let path = dir.path + "/m"
         let identity = try model.write(to: path)
-        let header = UpdateHeader(config: config, baseModel: identity, round: 0, algorithm: "sgd", weighting: "uniform", clients: 4, weight: 4)
+        let header = UpdateHeader(config: config, baseModel: identity, round: 0, algorithm: .sgd, weighting: .uniform, clients: 4, weight: 4)
         let sum = ModelUpdate(header: header, rows: [1, 3], rowClients: [3, 1], rowWeight: rowWeight,
                               rowTensors: ["item_embedding": RowTensor(width: 1, values: [0.6, 0.2]), "item_bias": RowTensor(width: 1, values: [0.3, 0.1])],
                               dense: ["global_bias": [0.4]])

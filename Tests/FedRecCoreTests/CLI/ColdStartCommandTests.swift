@@ -1,7 +1,17 @@
 import Foundation
 import Testing
 import FedRecTestSupport
-@testable import FedRecCore
+import FedRecCore
+@testable import FedRecAggregation
+@testable import FedRecData
+@testable import FedRecEvaluation
+@testable import FedRecFormats
+@testable import FedRecMechanisms
+@testable import FedRecModel
+@testable import FedRecPrivacy
+@testable import FedRecSupport
+@testable import FedRecTraining
+@testable import FedRecWire
 
 @Suite("cold start through the commands", .serialized)
 struct ColdStartCommandTests {

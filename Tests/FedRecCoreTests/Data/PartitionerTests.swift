@@ -1,6 +1,16 @@
 import Foundation
 import Testing
-@testable import FedRecCore
+import FedRecCore
+@testable import FedRecAggregation
+@testable import FedRecData
+@testable import FedRecEvaluation
+@testable import FedRecFormats
+@testable import FedRecMechanisms
+@testable import FedRecModel
+@testable import FedRecPrivacy
+@testable import FedRecSupport
+@testable import FedRecTraining
+@testable import FedRecWire
 
 /// Reads every user of every shard of a dataset directory.
 func readUsers(_ directory: String) throws -> [UserRecord] {

@@ -1,6 +1,16 @@
 import Foundation
 import Testing
-@testable import FedRecCore
+import FedRecCore
+@testable import FedRecAggregation
+@testable import FedRecData
+@testable import FedRecEvaluation
+@testable import FedRecFormats
+@testable import FedRecMechanisms
+@testable import FedRecModel
+@testable import FedRecPrivacy
+@testable import FedRecSupport
+@testable import FedRecTraining
+@testable import FedRecWire
 
 @Suite("overlay checkpoints: changed rows on a standalone base")
 struct OverlayCheckpointTests {
@@ -99,8 +109,8 @@ struct OverlayCheckpointTests {
         let config = ModelConfig(objective: .mse, dim: 32, items: items, datasetId: "big")
         let path = dir.path + "/m0"
         try MFModel.initial(config: config, scale: 0.1, seed: 1, globalBias: 3).write(to: path)
-        let header = UpdateHeader(config: config, baseModel: try ModelView(path: path).identity, round: 0, algorithm: "sgd",
-                                  weighting: "uniform", clients: 2, weight: 2)
+        let header = UpdateHeader(config: config, baseModel: try ModelView(path: path).identity, round: 0, algorithm: .sgd,
+                                  weighting: .uniform, clients: 2, weight: 2)
         let rows = (0..<Int32(touched)).map { $0 * Int32(items / touched) }
         let sum = ModelUpdate(header: header, rows: rows, rowClients: rows.map { _ in 1 }, rowWeight: rows.map { _ in 1 },
                               rowTensors: [TensorName.itemEmbedding: RowTensor(width: 32, values: [Float](repeating: 0.5, count: touched * 32)),

@@ -1,13 +1,23 @@
 import Foundation
 import Testing
-@testable import FedRecCore
+import FedRecCore
+@testable import FedRecAggregation
+@testable import FedRecData
+@testable import FedRecEvaluation
+@testable import FedRecFormats
+@testable import FedRecMechanisms
+@testable import FedRecModel
+@testable import FedRecPrivacy
+@testable import FedRecSupport
+@testable import FedRecTraining
+@testable import FedRecWire
 
 @Suite("Central DP release (fl-dp-noise)")
 struct CentralReleaseTests {
     /// A clipped, uniform, sampled delta sum over `items` items that touches rows 3 and 7.
     func sum(items: Int = 2000, dim: Int = 9, clip: Double = 1, q: Double = 0.1, population: Int = 500) -> ModelUpdate {
         let config = ModelConfig(objective: .bpr, dim: dim, items: items, datasetId: "test")
-        var header = UpdateHeader(config: config, baseModel: "base", round: 4, algorithm: "sgd", weighting: "uniform", clients: 48, weight: 48)
+        var header = UpdateHeader(config: config, baseModel: "base", round: 4, algorithm: .sgd, weighting: .uniform, clients: 48, weight: 48)
         header.clip = clip
         header.sampleRate = q
         header.population = population
@@ -56,7 +66,7 @@ struct CentralReleaseTests {
         #expect(unchanged <= 3)
         // Refusals: not uniform, not clipped, not sampled, already noised.
         var bad = s
-        bad.header.weighting = "examples"
+        bad.header.weighting = .examples
         #expect(throws: FedRecError.self) { try CentralRelease.noisedSum(bad, noiseMultiplier: 1, expectedClients: 50, source: SystemNoiseSource()) }
         bad = s; bad.header.clip = 0
         #expect(throws: FedRecError.self) { try CentralRelease.noisedSum(bad, noiseMultiplier: 1, expectedClients: 50, source: SystemNoiseSource()) }
@@ -121,7 +131,7 @@ struct CentralReleaseTests {
         let modelPath = try data.initialModel(.mse)
         let model = try MFModel.load(modelPath)
         let config = model.config
-        var header = UpdateHeader(config: config, baseModel: try ModelView(path: modelPath).identity, round: 0, algorithm: "sgd", weighting: "uniform", clients: 3, weight: 3)
+        var header = UpdateHeader(config: config, baseModel: try ModelView(path: modelPath).identity, round: 0, algorithm: .sgd, weighting: .uniform, clients: 3, weight: 3)
         header.clip = 1
         header.sampleRate = 0.5
         header.population = 10

@@ -1,6 +1,16 @@
 import Foundation
 import Testing
-@testable import FedRecCore
+import FedRecCore
+@testable import FedRecAggregation
+@testable import FedRecData
+@testable import FedRecEvaluation
+@testable import FedRecFormats
+@testable import FedRecMechanisms
+@testable import FedRecModel
+@testable import FedRecPrivacy
+@testable import FedRecSupport
+@testable import FedRecTraining
+@testable import FedRecWire
 
 /// Exact moments of N_Z(0, σ²) by summation over |k| ≤ 40σ + 20 (the tail beyond is below
 /// e^-800 of the mass).

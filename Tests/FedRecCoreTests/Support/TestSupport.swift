@@ -1,5 +1,15 @@
 import Foundation
-@testable import FedRecCore
+import FedRecCore
+@testable import FedRecAggregation
+@testable import FedRecData
+@testable import FedRecEvaluation
+@testable import FedRecFormats
+@testable import FedRecMechanisms
+@testable import FedRecModel
+@testable import FedRecPrivacy
+@testable import FedRecSupport
+@testable import FedRecTraining
+@testable import FedRecWire
 
 /// A directory under the system's temporary folder, removed when the value is dropped.
 final class TemporaryDirectory {

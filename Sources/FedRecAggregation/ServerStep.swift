@@ -1,0 +1,252 @@
+import FedRecModel
+import FedRecSupport
+import FedRecWire
+
+/// How the server turns a round's sum into the next model.
+public struct ServerOptions: Sendable, Equatable {
+    /// Server optimisers of Reddi et al. 2021, "Adaptive Federated Optimization": the
+    /// averaged client change Δ is a pseudo-gradient.
+    public enum Optimizer: String, Sendable, CaseIterable {
+        /// θ ← θ + η Δ (FedAvg with a server learning rate).
+        case fedavg
+        /// m ← β₁ m + Δ; θ ← θ + η m.
+        case fedavgm
+        /// m ← β₁ m + (1 − β₁) Δ; v ← β₂ v + (1 − β₂) Δ²; θ ← θ + η m / (√v + τ).
+        case fedadam
+        /// As FedAdam, but v ← v − (1 − β₂) Δ² sign(v − Δ²).
+        case fedyogi
+    }
+
+    /// What an item row's summed change is divided by.
+    public enum RowAverage: String, Sendable, CaseIterable {
+        /// The total weight of the clients that touched the row: a row trained by 3 of 943
+        /// clients is their average, not diluted by 940 zeros. This is the per-coordinate
+        /// averaging of sparse federated embedding updates (as in FedSGD for sparse
+        /// embeddings; cf. Ammad-ud-din et al. 2019, "Federated Collaborative Filtering",
+        /// whose server applies each item's summed gradient).
+        case touched
+        /// The round's total client weight (plain FedAvg, McMahan et al. 2017): untouched
+        /// clients count as zeros.
+        case all
+        /// No division: the sum itself, scaled by the server learning rate.
+        case sum
+    }
+
+    public var optimizer: Optimizer = .fedavg
+    public var learningRate: Float = 1
+    public var beta1: Float = 0.9
+    public var beta2: Float = 0.99
+    public var tau: Float = 1e-3
+    public var rowAverage: RowAverage = .touched
+    /// With client-level DP: divide every row by this fixed expected weight (q·N) instead,
+    /// so one client's influence is bounded whatever the others do.
+    public var fixedDenominator: Double?
+    /// λ of the ALS item step (weighted by the item's count for explicit ALS).
+    public var l2: Float = 0.05
+    /// λ of the item bias in the explicit ALS item step (nil: the same as `l2`).
+    public var l2Bias: Float?
+    /// Content-aware implicit ALS: the items' frozen text embeddings (`TextProjection`).
+    public var itemText: ItemTextEmbeddings?
+    /// λ_W of the ridge fit of the text projection W.
+    public var textL2: Double = 1
+
+    public init() {}
+}
+
+/// Applies one round's sum to the model it was computed from.
+public enum ServerStep {
+    /// - Returns: the next model (round + 1), with the server optimiser's state in it: the
+    ///   rows the step changed over the start model, to write standalone or as an overlay.
+    /// - Throws: `.mismatch` when the sum was computed from another model or round.
+    public static func apply(_ sum: ModelUpdate, sumFile: String, to modelPath: String, options: ServerOptions) throws -> ModelRevision {
+        let view = try ModelView(path: modelPath)
+        try view.config.requireSame(sum.header.config, file: sumFile)
+        guard sum.header.baseModel == view.identity else {
+            throw FedRecError(.mismatch, file: sumFile, "was computed from model \(sum.header.baseModel.prefix(12)), but \(modelPath) is \(view.identity.prefix(12))")
+        }
+        guard sum.header.round == view.round else {
+            throw FedRecError(.mismatch, file: sumFile, "is from round \(sum.header.round), the model is at round \(view.round)")
+        }
+        var model = try ModelRevision(start: view)
+        try checkText(options.itemText, model: model, file: modelPath)
+        if sum.header.algorithm == .als {
+            try solveItems(sum, model: &model, options: options, file: sumFile)
+        } else {
+            try step(sum, model: &model, options: options, file: sumFile)
+        }
+        model.round += 1
+        try view.checkIntegrity()
+        return model
+    }
+
+    /// A content-aware model needs its text table, and only that table; a plain model none.
+    static func checkText(_ text: ItemTextEmbeddings?, model: ModelRevision, file: String) throws {
+        switch (text, model.textProjection) {
+        case (nil, nil):
+            return
+        case (nil, _?):
+            throw FedRecError(.usage, file: file, "is content-aware (text_dim \(model.textDim)): give its --item-text table")
+        case (let text?, nil):
+            throw FedRecError(.mismatch, file: text.path, "is given, but \(file) has no text projection (make it with fl-init --item-text)")
+        case (let text?, _?):
+            try text.requireAligned(items: model.config.items, datasetId: model.config.datasetId)
+            guard text.dim == model.textDim else {
+                throw FedRecError(.shape, file: text.path, "has dim \(text.dim), the model's text projection expects \(model.textDim)")
+            }
+            if let recorded = model.notes["item_text"], recorded != text.identity {
+                throw FedRecError(.mismatch, file: text.path, "is table \(text.identity.prefix(12)), but \(file) was made with \(recorded.prefix(12))")
+            }
+            guard model.config.objective == .wals else {
+                throw FedRecError(.usage, file: file, "the text projection is fitted in the implicit ALS (wals) item step only")
+            }
+        }
+    }
+
+    static func step(_ sum: ModelUpdate, model: inout ModelRevision, options: ServerOptions, file: String) throws {
+        let d = model.config.dim, w = d + 1
+        guard let embedding = sum.rowTensors[TensorName.itemEmbedding], embedding.width == d,
+            let bias = sum.rowTensors[TensorName.itemBias], bias.width == 1, let global = sum.dense[TensorName.globalBias], global.count == 1
+        else { throw FedRecError(.shape, file: file, "a delta sum needs rows.item_embedding [n, \(d)], rows.item_bias [n, 1] and dense.global_bias [1]") }
+        let previous = model.notes["server_optimizer"]
+        if let previous, previous != options.optimizer.rawValue {
+            throw FedRecError(.mismatch, file: file, "the model's server optimiser state is \(previous); keep --server-optimizer \(previous)")
+        }
+        model.notes["server_optimizer"] = options.optimizer.rawValue
+        let totalWeight = options.fixedDenominator ?? sum.header.weight
+        guard totalWeight > 0 else { throw FedRecError(.emptyInput, file: file, "the sum has zero total weight") }
+
+        // Optimiser state exists only for rows some round has trained (lazy, as sparse
+        // Adam does for embeddings): rows no client touched keep their value and state.
+        let needsM = options.optimizer != .fedavg
+        let needsV = options.optimizer == .fedadam || options.optimizer == .fedyogi
+        var state = model.serverState ?? ServerOptimizerState()
+        if needsV && model.serverState == nil { state.global[1] = options.tau * options.tau }
+        let slots = needsM ? state.slots(for: sum.rows, width: w, initialV: options.tau * options.tau, usesV: needsV) : []
+        func apply(_ delta: Float, _ m: inout Float, _ v: inout Float) -> Float {
+            switch options.optimizer {
+            case .fedavg:
+                return options.learningRate * delta
+            case .fedavgm:
+                m = options.beta1 * m + delta
+                return options.learningRate * m
+            case .fedadam, .fedyogi:
+                m = options.beta1 * m + (1 - options.beta1) * delta
+                let square = delta * delta
+                if options.optimizer == .fedadam {
+                    v = options.beta2 * v + (1 - options.beta2) * square
+                } else {
+                    let sign: Float = v > square ? 1 : (v < square ? -1 : 0)
+                    v = v - (1 - options.beta2) * square * sign
+                }
+                return options.learningRate * m / (v.squareRoot() + options.tau)
+            }
+        }
+        var unusedM: Float = 0, unusedV: Float = 0
+        for (r, row) in sum.rows.enumerated() {
+            let item = Int(row)
+            let denominator: Double
+            switch options.rowAverage {
+            case _ where options.fixedDenominator != nil: denominator = totalWeight
+            case .touched: denominator = Double(sum.rowWeight[r])
+            case .all: denominator = totalWeight
+            case .sum: denominator = 1
+            }
+            guard denominator > 0 else { continue }
+            let scale = Float(1 / denominator)
+            let target = model.slot(item)
+            for k in 0..<w {
+                let delta = (k < d ? embedding.values[r * d + k] : bias.values[r]) * scale
+                let step: Float
+                if needsM {
+                    let i = slots[r] * w + k
+                    if needsV {
+                        step = apply(delta, &state.m[i], &state.v[i])
+                    } else {
+                        step = apply(delta, &state.m[i], &unusedV)
+                    }
+                } else {
+                    step = apply(delta, &unusedM, &unusedV)
+                }
+                if k < d { model.embedding[target * d + k] += step } else { model.bias[target] += step }
+            }
+        }
+        let globalDenominator = options.rowAverage == .sum && options.fixedDenominator == nil ? 1 : totalWeight
+        var globalM = state.global[0], globalV = state.global[1]
+        model.globalBias += apply(global[0] * Float(1 / globalDenominator), &globalM, &globalV)
+        state.global = [globalM, globalV]
+        model.serverState = needsM ? state : nil
+    }
+
+    /// The ALS item step: each touched row's least-squares solve from summed statistics.
+    static func solveItems(_ sum: ModelUpdate, model: inout ModelRevision, options: ServerOptions, file: String) throws {
+        let config = model.config
+        let d = config.dim
+        let layout = ALSStatistics.rowLayout(config)
+        guard let gram = sum.rowTensors[layout[0].name], gram.width == layout[0].width,
+            let rhs = sum.rowTensors[layout[1].name], rhs.width == layout[1].width,
+            let dense = sum.dense[ALSStatistics.denseName(config)], dense.count == ALSStatistics.denseCount(config)
+        else { throw FedRecError(.shape, file: file, "ALS statistics do not fit a \(config.objective.rawValue) model of d=\(d)") }
+        let wals = config.objective == .wals
+        let n = wals ? d : d + 1
+        var a = [Double](repeating: 0, count: n * n)
+        var b = [Double](repeating: 0, count: n)
+        var trained = [Bool](repeating: false, count: config.items)
+        for (r, row) in sum.rows.enumerated() {
+            let item = Int(row)
+            for x in 0..<(n * n) { a[x] = Double(gram.values[r * n * n + x]) }
+            for x in 0..<n { b[x] = Double(rhs.values[r * n + x]) }
+            if wals {
+                for x in 0..<(n * n) { a[x] += Double(dense[x]) }
+                for x in 0..<n { a[x * n + x] += Double(options.l2) }
+            } else {
+                // Weighted λ: λ (λ_b for the bias) times the item's number of ratings, which
+                // is the bias-bias entry of Σ x xᵀ.
+                let count = a[n * n - 1]
+                for x in 0..<n { a[x * n + x] += Double(x == d ? options.l2Bias ?? options.l2 : options.l2) * max(count, 1) }
+            }
+            let solved = a.withUnsafeMutableBufferPointer { a in b.withUnsafeMutableBufferPointer { b in Cholesky.solve(a, b, n: n) } }
+            guard solved else { continue }
+            let target = model.slot(item)
+            for k in 0..<d { model.embedding[target * d + k] = Float(b[k]) }
+            if !wals { model.bias[target] = Float(b[d]) }
+            trained[item] = true
+        }
+        if !wals && dense[1] > 0 { model.globalBias = dense[0] / dense[1] }
+        if wals, let text = options.itemText {
+            // Content-aware: fit W on the warm rows v_i* just solved, keep them as they are
+            // (free embedding e_i = v_i* − W t_i), and give every untrained row W t_i.
+            try model.makeDense()
+            let warm = (0..<config.items).filter { trained[$0] }
+            guard let w = TextProjection.fit(embeddings: model.embedding, dim: d, items: warm, text: text, l2: options.textL2) else {
+                throw FedRecError(.badData, file: text.path, "the text projection's system is singular; use --text-l2 > 0")
+            }
+            for item in 0..<config.items where !trained[item] {
+                TextProjection.project(w, dim: d, text: text, item: item, into: &model.embedding)
+            }
+            model.textProjection = w
+            model.notes["text_l2"] = "\(options.textL2)"
+            model.itemSupport = nil
+            return
+        }
+        if wals {
+            // Centralised implicit ALS gives an item with no observed pair the solution 0;
+            // do the same, so never-trained items do not rank by their random start. Rows
+            // already zero stay unchanged (and out of an overlay). Only the start model's
+            // support can be nonzero, so a model that records it is not scanned whole.
+            let solved = Set(sum.rows)
+            func zeroIfUntouched(_ item: Int) {
+                guard !solved.contains(Int32(item)) else { return }
+                let row = model.start.items.embedding(item)
+                guard (0..<d).contains(where: { row[$0] != 0 }) else { return }
+                let target = model.slot(item)
+                for k in 0..<d { model.embedding[target * d + k] = 0 }
+            }
+            if let support = model.start.itemSupport {
+                for item in support { zeroIfUntouched(Int(item)) }
+            } else {
+                for item in 0..<config.items { zeroIfUntouched(item) }
+            }
+            model.itemSupport = sum.rows.sorted()
+        }
+    }
+}

@@ -1,0 +1,97 @@
+import FedRecFormats
+import FedRecSupport
+
+/// `dataset.json`: what `fl-partition` produced, so later commands know the dataset's
+/// shape and files without reading the data.
+public struct DatasetManifest: Sendable, Equatable {
+    /// One shard file and its counts.
+    public struct Shard: Sendable, Equatable {
+        /// Path relative to the dataset directory.
+        public var file: String
+        public var clients: Int
+        public var users: Int
+        public var train: Int
+        public var test: Int
+    }
+
+    /// Identifies this partition (inputs' checksums and every option): files that carry it
+    /// refuse to mix with another dataset's.
+    public var datasetId: String
+    public var users: Int
+    public var items: Int
+    public var clients: Int
+    public var train: Int
+    public var test: Int
+    /// `explicit` when ratings vary, `implicit` when every event counts the same.
+    public var feedback: String
+    public var ratingMin: Double
+    public var ratingMax: Double
+    public var shards: [Shard]
+    /// Everything else `fl-partition` recorded (source, split, scheme, seed, counts).
+    public var details: [String: JSONValue]
+
+    static let kind = "dataset"
+
+    /// Dense indices of the items `fl-partition --cold-items` held out of training,
+    /// ascending (empty when none).
+    public var coldItems: [Int32] {
+        details["cold_items"]?.arrayValue?.compactMap { $0.intValue.map { Int32($0) } } ?? []
+    }
+
+    public var json: JSONValue {
+        var object = details
+        object["format"] = .string(FedRecFormat.name)
+        object["format_version"] = .number(Double(FedRecFormat.version))
+        object["kind"] = .string(Self.kind)
+        object["dataset_id"] = .string(datasetId)
+        object["users"] = .number(Double(users))
+        object["items"] = .number(Double(items))
+        object["clients"] = .number(Double(clients))
+        object["interactions"] = ["train": .number(Double(train)), "test": .number(Double(test))]
+        object["feedback"] = .string(feedback)
+        object["rating_scale"] = [.number(ratingMin), .number(ratingMax)]
+        object["shards"] = .array(shards.map {
+            ["file": .string($0.file), "clients": .number(Double($0.clients)), "users": .number(Double($0.users)),
+             "train": .number(Double($0.train)), "test": .number(Double($0.test))]
+        })
+        return .object(object)
+    }
+
+    /// Reads and checks `dataset.json` (or a directory holding it).
+    public static func load(_ path: String) throws -> DatasetManifest {
+        let file = path.hasSuffix(".json") ? path : path + "/dataset.json"
+        let mapped = try MappedFile(path: file)
+        defer { withExtendedLifetime(mapped) {} }
+        let json: JSONValue
+        do { json = try JSONValue.parse(mapped.bytes) } catch let error as FedRecError {
+            throw FedRecError(.badData, file: file, error.message)
+        }
+        func bad(_ what: String) -> FedRecError { FedRecError(.badData, file: file, what) }
+        guard json["format"]?.stringValue == FedRecFormat.name, json["kind"]?.stringValue == kind else {
+            throw FedRecError(.wrongKind, file: file, "not a fedrec dataset.json")
+        }
+        guard let version = json["format_version"]?.intValue else { throw bad("no format_version") }
+        guard version <= FedRecFormat.version else {
+            throw FedRecError(.newerVersion, file: file, "written by format version \(version); this fedrec reads up to \(FedRecFormat.version)")
+        }
+        guard let id = json["dataset_id"]?.stringValue, let users = json["users"]?.intValue,
+            let items = json["items"]?.intValue, let clients = json["clients"]?.intValue,
+            let train = json["interactions"]?["train"]?.intValue, let test = json["interactions"]?["test"]?.intValue,
+            let feedback = json["feedback"]?.stringValue, let scale = json["rating_scale"]?.arrayValue, scale.count == 2,
+            let low = scale[0].doubleValue, let high = scale[1].doubleValue, let shardList = json["shards"]?.arrayValue
+        else { throw bad("missing or malformed fields (dataset_id, users, items, clients, interactions, feedback, rating_scale, shards)") }
+        var shards: [Shard] = []
+        for entry in shardList {
+            guard let f = entry["file"]?.stringValue, let c = entry["clients"]?.intValue, let u = entry["users"]?.intValue,
+                let tr = entry["train"]?.intValue, let te = entry["test"]?.intValue
+            else { throw bad("malformed shard entry") }
+            shards.append(Shard(file: f, clients: c, users: u, train: tr, test: te))
+        }
+        var details = json.objectValue ?? [:]
+        for key in ["format", "format_version", "kind", "dataset_id", "users", "items", "clients", "interactions", "feedback", "rating_scale", "shards"] {
+            details[key] = nil
+        }
+        return DatasetManifest(datasetId: id, users: users, items: items, clients: clients, train: train, test: test,
+                               feedback: feedback, ratingMin: low, ratingMax: high, shards: shards, details: details)
+    }
+}

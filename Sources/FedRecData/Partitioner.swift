@@ -1,0 +1,448 @@
+import Crypto
+import Foundation
+import FedRecFormats
+import FedRecSupport
+
+/// Everything `fl-partition` can be asked to do.
+public struct PartitionOptions: Sendable {
+    /// The ratings file (`-` for stdin).
+    public var ratings: String
+    public var columns = RatingsColumns()
+    /// Item metadata (titles, genres); nil looks for MovieLens's file beside the ratings.
+    public var itemsFile: String?
+    public var split: SplitMethod = .leaveLastOut
+    public var scheme: ClientScheme = .perUser
+    /// Number of shard files; nil chooses about one per 1000 clients, at least two.
+    public var shards: Int?
+    public var compression: ShardCompression = .none
+    /// Drop users and items with fewer interactions (0 or 1: no filter).
+    public var kCore = 0
+    public var removeDuplicates = true
+    public var seed: UInt64 = 0
+    /// Sampled negatives stored per user with a test set, for the sampled ranking protocol.
+    public var negatives = 99
+    /// A key file: user ids in the output become HMAC-SHA256(key, id).
+    public var pseudonymKeyFile: String?
+    /// Give every item of the item file an index, also those nobody interacted with
+    /// (cold items, a catalogue larger than the interactions).
+    public var includeCatalogue = false
+    /// Fraction of items held out of training entirely (cold-start evaluation), chosen
+    /// with `seed`: every interaction with a cold item goes to the user's `KEY.cold.npy`,
+    /// never to train or test. 0: none.
+    public var coldItems = 0.0
+
+    public init(ratings: String) { self.ratings = ratings }
+}
+
+/// Turns a ratings file into a dataset directory: `dataset.json`, `items.tsv`,
+/// `users.tsv` and `shards/shard-NNNNN.tar[.gz|.zst]`, one WebDataset-style group of
+/// files per user, the users of one client adjacent.
+public enum Partitioner {
+    /// Partitions and writes the dataset directory `output`. The directory is built under
+    /// a temporary name and renamed into place, so a failure leaves nothing behind; an
+    /// existing non-empty `output` is replaced only with `replace`.
+    public static func run(_ options: PartitionOptions, output: String, replace: Bool = false) throws -> DatasetManifest {
+        try checkOutput(output, replace: replace)
+        // Read.
+        var log = RatingsLog()
+        let ratingsFile = try MappedFile(path: options.ratings)
+        let format = try ratingsFile.withBytes { try RatingsReader.read(bytes: $0, path: options.ratings, columns: options.columns, into: &log) }
+        var inputDigests: [JSONValue] = [.string(ratingsFile.withBytes { XXHash64.hex($0) })]
+        var isTest = [Bool](repeating: false, count: log.count)
+        if case .testFile(let testPath) = options.split {
+            let testFile = try MappedFile(path: testPath)
+            try testFile.withBytes { _ = try RatingsReader.read(bytes: $0, path: testPath, columns: options.columns, into: &log) }
+            isTest += [Bool](repeating: true, count: log.count - isTest.count)
+            inputDigests.append(.string(testFile.withBytes { XXHash64.hex($0) }))
+        }
+        if case .leaveLastOut = options.split, !log.hasTimes {
+            throw FedRecError(.usage, file: options.ratings, "has no timestamp column, so leave-last-out cannot order it; use --split ratio or --test")
+        }
+        if case .ratio(let r) = options.split, !(r > 0 && r < 1) {
+            throw FedRecError(.usage, "--test-ratio must be between 0 and 1, got \(r)")
+        }
+        let itemsPath = options.itemsFile ?? ItemCatalogReader.movieLensSibling(of: options.ratings)
+        var catalogue: [String: ItemInfo] = [:]
+        if let itemsPath, !itemsPath.isEmpty {
+            catalogue = try ItemCatalogReader.read(path: itemsPath)
+            inputDigests.append(.string(try MappedFile(path: itemsPath).withBytes { XXHash64.hex($0) }))
+        }
+        var pseudonymKey: SymmetricKey?
+        if let keyFile = options.pseudonymKeyFile {
+            let key = try MappedFile(path: keyFile).withBytes { Array($0) }
+            guard key.count >= 16 else {
+                throw FedRecError(.badData, file: keyFile, "pseudonymisation key is \(key.count) bytes; use at least 16 (e.g. head -c 32 /dev/urandom)")
+            }
+            pseudonymKey = SymmetricKey(data: key)
+        }
+
+        // Clean.
+        var keep = [Bool](repeating: true, count: log.count)
+        let duplicates = options.removeDuplicates ? Preprocessing.removeDuplicates(log, keep: &keep) : 0
+        let kCoreRemoved = Preprocessing.kCore(log, k: options.kCore, keep: &keep)
+        var userPresent = [Bool](repeating: false, count: log.users.count)
+        if options.includeCatalogue {
+            guard !catalogue.isEmpty else {
+                throw FedRecError(.usage, file: options.ratings, "--catalogue-items needs an item file (--items)")
+            }
+            for id in catalogue.keys.sorted() { _ = log.items.intern(id) }
+        }
+        var itemPresent = [Bool](repeating: options.includeCatalogue, count: log.items.count)
+        for e in 0..<log.count where keep[e] {
+            userPresent[Int(log.user[e])] = true
+            itemPresent[Int(log.item[e])] = true
+        }
+        let userOrder = Preprocessing.sortedOrder(log.users.ids, present: userPresent)
+        let itemOrder = Preprocessing.sortedOrder(log.items.ids, present: itemPresent)
+        guard !userOrder.isEmpty else { throw FedRecError(.emptyInput, file: options.ratings, "no interactions left after filtering") }
+        var userDense = [Int32](repeating: -1, count: log.users.count)
+        var itemDense = [Int32](repeating: -1, count: log.items.count)
+        for (dense, raw) in userOrder.enumerated() { userDense[raw] = Int32(dense) }
+        for (dense, raw) in itemOrder.enumerated() { itemDense[raw] = Int32(dense) }
+        let userCount = userOrder.count, itemCount = itemOrder.count
+        guard options.coldItems >= 0 && options.coldItems < 1 else {
+            throw FedRecError(.usage, "--cold-items must be in [0, 1), got \(options.coldItems)")
+        }
+        // Cold items: a seeded sample of dense item indices, held out of train and test.
+        var isCold = [Bool](repeating: false, count: itemCount)
+        var coldItems: [Int32] = []
+        if options.coldItems > 0 {
+            var generator = SeededGenerator(seed: options.seed, stream: 0x5EED_0005)
+            var order = Array(0..<itemCount)
+            order.shuffle(using: &generator)
+            let count = Int((options.coldItems * Double(itemCount)).rounded())
+            for i in order.prefix(count) { isCold[i] = true }
+            coldItems = (0..<itemCount).filter { isCold[$0] }.map { Int32($0) }
+        }
+
+        // Group events by user, ordered by (time, item).
+        var eventsOf = [[Int]](repeating: [], count: userCount)
+        for e in 0..<log.count where keep[e] { eventsOf[Int(userDense[Int(log.user[e])])].append(e) }
+        var train = [Interactions](repeating: Interactions(), count: userCount)
+        var test = [Interactions](repeating: Interactions(), count: userCount)
+        var cold = [Interactions](repeating: Interactions(), count: userCount)
+        for u in 0..<userCount {
+            var events = eventsOf[u]
+            events.sort { (log.time[$0], itemDense[Int(log.item[$0])]) < (log.time[$1], itemDense[Int(log.item[$1])]) }
+            if !coldItems.isEmpty {
+                for e in events where isCold[Int(itemDense[Int(log.item[e])])] {
+                    cold[u].append(item: itemDense[Int(log.item[e])], rating: log.rating[e], time: log.time[e])
+                }
+                events.removeAll { isCold[Int(itemDense[Int(log.item[$0])])] }
+            }
+            var testMask = [Bool](repeating: false, count: events.count)
+            switch options.split {
+            case .leaveLastOut:
+                if events.count >= 2 { testMask[events.count - 1] = true }
+            case .ratio(let fraction):
+                var generator = SeededGenerator(seed: options.seed, stream: UInt64(u) &+ 0x5EED_0001)
+                var positions = Array(events.indices)
+                positions.shuffle(using: &generator)
+                let held = min(Int((fraction * Double(events.count)).rounded()), events.count - 1)
+                for p in positions.prefix(max(held, 0)) { testMask[p] = true }
+            case .testFile:
+                for (p, e) in events.enumerated() { testMask[p] = isTest[e] }
+            }
+            for (p, e) in events.enumerated() {
+                let item = itemDense[Int(log.item[e])]
+                if testMask[p] {
+                    test[u].append(item: item, rating: log.rating[e], time: log.time[e])
+                } else {
+                    train[u].append(item: item, rating: log.rating[e], time: log.time[e])
+                }
+            }
+        }
+        let trainTotal = train.reduce(0) { $0 + $1.count }
+        let testTotal = test.reduce(0) { $0 + $1.count }
+        let coldTotal = cold.reduce(0) { $0 + $1.count }
+        guard trainTotal > 0 else { throw FedRecError(.emptyInput, file: options.ratings, "no training interactions") }
+
+        // Sampled negatives: warm items the user never interacted with, seeded per user.
+        var negatives = [[Int32]](repeating: [], count: userCount)
+        if options.negatives > 0 {
+            for u in 0..<userCount where !test[u].isEmpty {
+                var seen = Set(train[u].items)
+                seen.formUnion(test[u].items)
+                let wanted = min(options.negatives, itemCount - coldItems.count - seen.count)
+                seen.formUnion(coldItems)
+                var generator = SeededGenerator(seed: options.seed, stream: UInt64(u) &+ 0x5EED_0002)
+                var chosen: [Int32] = []
+                while chosen.count < wanted {
+                    let candidate = Int32(generator.nextIndex(below: itemCount))
+                    if seen.insert(candidate).inserted { chosen.append(candidate) }
+                }
+                negatives[u] = chosen
+            }
+        }
+
+        // Item genres, for items.tsv and non-IID grouping.
+        let itemInfo: [ItemInfo?] = itemOrder.map { catalogue[log.items.ids[$0]] }
+        let clientOf = try assignClients(options, userCount: userCount, train: train, itemInfo: itemInfo)
+        let clientCount: Int
+        switch options.scheme {
+        case .perUser: clientCount = userCount
+        case .iid(let n), .dirichlet(let n, _): clientCount = n
+        }
+
+        // Identity of this partition: inputs and options.
+        var optionsJSON: [String: JSONValue] = [
+            "split": options.split.json, "partition": options.scheme.json, "seed": .number(Double(options.seed)),
+            "k_core": .number(Double(options.kCore)), "remove_duplicates": .bool(options.removeDuplicates),
+            "negatives": .number(Double(options.negatives)), "pseudonymised": .bool(pseudonymKey != nil),
+            "catalogue_items": .bool(options.includeCatalogue),
+        ]
+        if options.coldItems > 0 { optionsJSON["cold_fraction"] = .number(options.coldItems) }
+        let idSource: JSONValue = ["inputs": .array(inputDigests), "options": .object(optionsJSON)]
+        let datasetId = hexDigest(SHA256.hash(data: Array(idSource.canonicalText.utf8)))
+
+        // Users in client order; shards cut where the running count of training events
+        // passes each shard's equal share.
+        let usersInOrder = (0..<userCount).sorted { (clientOf[$0], $0) < (clientOf[$1], $1) }
+        let shardCount = max(1, min(options.shards ?? max(2, (clientCount + 999) / 1000), Set(clientOf).count))
+        var shardOfUser = [Int](repeating: 0, count: userCount)
+        do {
+            var running = 0, shard = 0, previousClient: Int32 = -1
+            for u in usersInOrder {
+                if clientOf[u] != previousClient, shard < shardCount - 1,
+                    running >= (shard + 1) * trainTotal / shardCount
+                {
+                    shard += 1
+                }
+                previousClient = clientOf[u]
+                shardOfUser[u] = shard
+                running += train[u].count
+            }
+        }
+
+        // Write everything under a temporary directory, then rename it into place.
+        let temporary = temporaryDirectory(beside: output)
+        try makeDirectories(temporary + "/shards")
+        var committed = false
+        defer { if !committed { try? FileManager.default.removeItem(atPath: temporary) } }
+        func userName(_ u: Int) -> String {
+            let raw = log.users.ids[userOrder[u]]
+            guard let pseudonymKey else { return raw }
+            return hexDigest(HMAC<SHA256>.authenticationCode(for: Array(raw.utf8), using: pseudonymKey))
+        }
+        var shards: [DatasetManifest.Shard] = []
+        var cursor = 0
+        for shard in 0..<shardCount {
+            let file = "shards/shard-" + zeroPadded(shard, 5) + options.compression.fileExtension
+            let writer = try ShardWriter(path: temporary + "/" + file, compression: options.compression)
+            var members: [Int] = []
+            while cursor < usersInOrder.count && shardOfUser[usersInOrder[cursor]] == shard {
+                members.append(usersInOrder[cursor])
+                cursor += 1
+            }
+            let clients = Array(Set(members.map { clientOf[$0] })).sorted()
+            let header: JSONValue = [
+                "format": .string(FedRecFormat.name), "format_version": .number(Double(FedRecFormat.version)),
+                "kind": "shard", "shard": .number(Double(shard)), "dataset_id": .string(datasetId),
+                "users": .number(Double(members.count)), "clients": .number(Double(clients.count)),
+            ]
+            try writer.add(name: ShardLayout.headerName, bytes: Array(header.canonicalText.utf8))
+            var shardTrain = 0, shardTest = 0
+            for u in members {
+                let key = ShardLayout.key(user: u)
+                let meta: JSONValue = ["user": .number(Double(u)), "id": .string(userName(u)), "client": .number(Double(clientOf[u]))]
+                try writer.add(name: key + ".json", bytes: Array(meta.canonicalText.utf8))
+                try writer.add(name: key + ".train.npy", bytes: Npy.encode(train[u]))
+                try writer.add(name: key + ".test.npy", bytes: Npy.encode(test[u]))
+                if !cold[u].isEmpty { try writer.add(name: key + ".cold.npy", bytes: Npy.encode(cold[u])) }
+                if !negatives[u].isEmpty { try writer.add(name: key + ".neg.npy", bytes: Npy.encode(int32s: negatives[u])) }
+                shardTrain += train[u].count
+                shardTest += test[u].count
+            }
+            try writer.commit()
+            shards.append(.init(file: file, clients: clients.count, users: members.count, train: shardTrain, test: shardTest))
+        }
+
+        // items.tsv and users.tsv.
+        var items = "index\tid\ttitle\tgenres\n"
+        for (dense, raw) in itemOrder.enumerated() {
+            let info = itemInfo[dense]
+            items += "\(dense)\t\(tsvField(log.items.ids[raw]))\t\(tsvField(info?.title ?? ""))\t\(tsvField(info?.genres.joined(separator: "|") ?? ""))\n"
+        }
+        try writeAtomically(items, to: temporary + "/items.tsv", durable: false)
+        var users = "index\tid\tclient\tshard\n"
+        for u in 0..<userCount { users += "\(u)\t\(tsvField(userName(u)))\t\(clientOf[u])\t\(shardOfUser[u])\n" }
+        try writeAtomically(users, to: temporary + "/users.tsv", durable: false)
+
+        var ratingValues = Set<Float>()
+        var low = Float.infinity, high = -Float.infinity
+        for u in 0..<userCount {
+            for r in train[u].ratings { low = min(low, r); high = max(high, r); if ratingValues.count < 2 { ratingValues.insert(r) } }
+        }
+        optionsJSON["source"] = [
+            "ratings": .string(options.ratings == "-" ? "-" : baseName(options.ratings)),
+            "delimiter": .string(format.delimiter.description), "header": .bool(format.header),
+            "columns": .array(format.columns.map { .string($0) }), "items": itemsPath.map { .string(baseName($0)) } ?? .null,
+            "events_read": .number(Double(log.count)), "has_timestamps": .bool(log.hasTimes),
+        ]
+        optionsJSON["duplicates_removed"] = .number(Double(duplicates))
+        optionsJSON["k_core_removed"] = .number(Double(kCoreRemoved))
+        optionsJSON["files"] = ["items": "items.tsv", "users": "users.tsv"]
+        if !coldItems.isEmpty {
+            optionsJSON["cold_items"] = .array(coldItems.map { .number(Double($0)) })
+            optionsJSON["cold_interactions"] = .number(Double(coldTotal))
+            optionsJSON["cold_users"] = .number(Double(cold.filter { !$0.isEmpty }.count))
+        }
+        optionsJSON["empty_clients"] = .number(Double(clientCount - Set(clientOf).count))
+        let manifest = DatasetManifest(
+            datasetId: datasetId, users: userCount, items: itemCount, clients: clientCount, train: trainTotal, test: testTotal,
+            feedback: log.hasRatings && ratingValues.count > 1 ? "explicit" : "implicit",
+            ratingMin: Double(low), ratingMax: Double(high), shards: shards, details: optionsJSON)
+        try writeAtomically(manifest.json.prettyText, to: temporary + "/dataset.json", durable: false)
+        try moveIntoPlace(temporary, output)
+        committed = true
+        return manifest
+    }
+
+    /// Assigns each user a client index.
+    static func assignClients(_ options: PartitionOptions, userCount: Int, train: [Interactions], itemInfo: [ItemInfo?]) throws -> [Int32] {
+        switch options.scheme {
+        case .perUser:
+            return (0..<userCount).map { Int32($0) }
+        case .iid(let n):
+            guard n >= 1 else { throw FedRecError(.usage, "--clients must be at least 1") }
+            var generator = SeededGenerator(seed: options.seed, stream: 0x5EED_0003)
+            var order = Array(0..<userCount)
+            order.shuffle(using: &generator)
+            var clientOf = [Int32](repeating: 0, count: userCount)
+            for (position, u) in order.enumerated() { clientOf[u] = Int32(position % n) }
+            return clientOf
+        case .dirichlet(let n, let alpha):
+            guard n >= 1 else { throw FedRecError(.usage, "--clients must be at least 1") }
+            guard alpha > 0 else { throw FedRecError(.usage, "--alpha must be positive") }
+            guard itemInfo.contains(where: { !($0?.genres.isEmpty ?? true) }) else {
+                throw FedRecError(.usage, file: options.ratings, "Dirichlet partitioning needs item genres: give --items with a genres column")
+            }
+            // Label each user by the genre most frequent among their training items.
+            let genres = Array(Set(itemInfo.flatMap { $0?.genres ?? [] })).sorted()
+            let genreIndex = Dictionary(uniqueKeysWithValues: genres.enumerated().map { ($1, $0) })
+            var usersOfLabel = [[Int]](repeating: [], count: genres.count + 1)
+            for u in 0..<userCount {
+                var counts = [Int](repeating: 0, count: genres.count)
+                for item in train[u].items {
+                    for g in itemInfo[Int(item)]?.genres ?? [] { counts[genreIndex[g]!] += 1 }
+                }
+                let best = counts.indices.max { (counts[$0], -$0) < (counts[$1], -$1) }
+                let label = best.map { counts[$0] > 0 ? $0 : genres.count } ?? genres.count
+                usersOfLabel[label].append(u)
+            }
+            var generator = SeededGenerator(seed: options.seed, stream: 0x5EED_0004)
+            var clientOf = [Int32](repeating: 0, count: userCount)
+            for var members in usersOfLabel where !members.isEmpty {
+                members.shuffle(using: &generator)
+                let shares = Dirichlet.sample(count: n, alpha: alpha, using: &generator)
+                var cumulative = 0.0
+                var start = 0
+                for client in 0..<n {
+                    cumulative += shares[client]
+                    let end = client == n - 1 ? members.count : min(members.count, Int((cumulative * Double(members.count)).rounded()))
+                    for u in members[start..<max(start, end)] { clientOf[u] = Int32(client) }
+                    start = max(start, end)
+                }
+            }
+            return clientOf
+        }
+    }
+
+    static func checkOutput(_ output: String, replace: Bool) throws {
+        guard output != "-" else { throw FedRecError(.usage, "the output of fl-partition is a directory, not stdout") }
+        if let entries = try? FileManager.default.contentsOfDirectory(atPath: output), !entries.isEmpty, !replace {
+            throw FedRecError(.cannotCreate, file: output, "exists and is not empty; use --force to replace it")
+        }
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: output, isDirectory: &isDirectory), !isDirectory.boolValue {
+            throw FedRecError(.cannotCreate, file: output, "exists and is not a directory")
+        }
+    }
+
+    static func temporaryDirectory(beside output: String) -> String {
+        var trimmed = output
+        while trimmed.count > 1 && trimmed.hasSuffix("/") { trimmed.removeLast() }
+        let parent = trimmed.contains("/") ? String(trimmed[..<trimmed.lastIndex(of: "/")!]) : "."
+        var generator = SystemRandomNumberGenerator()
+        return (parent.isEmpty ? "/" : parent) + "/." + baseName(trimmed) + ".\(getpid()).\(String(generator.next() as UInt32, radix: 36)).tmp"
+    }
+
+    /// Renames `temporary` to `output`, replacing an existing directory only after the new
+    /// one is complete.
+    static func moveIntoPlace(_ temporary: String, _ output: String) throws {
+        let manager = FileManager.default
+        var old: String?
+        if manager.fileExists(atPath: output) {
+            let aside = temporaryDirectory(beside: output) + ".old"
+            guard rename(output, aside) == 0 else {
+                throw FedRecError(.cannotCreate, file: output, "cannot move the old directory aside: \(systemError())")
+            }
+            old = aside
+        }
+        guard rename(temporary, output) == 0 else {
+            let reason = systemError()
+            if let old { _ = rename(old, output) }
+            throw FedRecError(.cannotCreate, file: output, "cannot move the dataset into place: \(reason)")
+        }
+        if let old { try? manager.removeItem(atPath: old) }
+    }
+}
+
+/// Names inside a shard archive.
+public enum ShardLayout {
+    /// The shard's own description, first in the archive.
+    public static let headerName = "__shard__.json"
+
+    /// The WebDataset key of a user's group of files.
+    public static func key(user: Int) -> String { "u" + zeroPadded(user, 7) }
+}
+
+/// Dirichlet sampling through normalised Gamma draws (Marsaglia & Tsang 2000).
+enum Dirichlet {
+    static func sample(count: Int, alpha: Double, using generator: inout SeededGenerator) -> [Double] {
+        var draws = (0..<count).map { _ in gamma(alpha, using: &generator) }
+        let total = draws.reduce(0, +)
+        if total <= 0 { return [Double](repeating: 1 / Double(count), count: count) }
+        for i in draws.indices { draws[i] /= total }
+        return draws
+    }
+
+    static func gamma(_ shape: Double, using generator: inout SeededGenerator) -> Double {
+        if shape < 1 {
+            // Boost: Gamma(a) = Gamma(a + 1) * U^(1/a).
+            let u = max(generator.nextUnitDouble(), .leastNonzeroMagnitude)
+            return gamma(shape + 1, using: &generator) * pow(u, 1 / shape)
+        }
+        let d = shape - 1.0 / 3.0
+        let c = 1 / (9 * d).squareRoot()
+        while true {
+            var x = 0.0, v = 0.0
+            repeat {
+                x = generator.nextGaussian()
+                v = 1 + c * x
+            } while v <= 0
+            v = v * v * v
+            let u = generator.nextUnitDouble()
+            if u < 1 - 0.0331 * x * x * x * x { return d * v }
+            if log(max(u, .leastNonzeroMagnitude)) < 0.5 * x * x + d * (1 - v + log(v)) { return d * v }
+        }
+    }
+}
+
+/// `n` in decimal, left-padded with zeros to `width` digits.
+func zeroPadded(_ n: Int, _ width: Int) -> String {
+    let digits = String(n)
+    return digits.count >= width ? digits : String(repeating: "0", count: width - digits.count) + digits
+}
+
+
+extension ShardCompression {
+    /// The file name extension fl-partition gives shards of this compression.
+    public var fileExtension: String {
+        switch self {
+        case .none: ".tar"
+        case .gzip: ".tar.gz"
+        case .zstd: ".tar.zst"
+        }
+    }
+}

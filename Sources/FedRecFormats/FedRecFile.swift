@@ -1,0 +1,121 @@
+import FedRecSupport
+
+/// What a fedrec safetensors file holds, from its `kind` metadata.
+public enum FileKind: String, Sendable, CaseIterable {
+    /// Global model parameters (and the server optimizer's state) after some round.
+    case model
+    /// One shard's sum of client contributions for one round.
+    case update
+    /// A sum of updates (possibly noised for differential privacy).
+    case sum
+    /// A shard's private per-client parameters; never leaves the client side.
+    case state
+    /// Frozen text embeddings of a dataset's items (`fl-encode`), one row per item index.
+    case textEmbedding = "text_embedding"
+}
+
+/// The format name and version fedrec writes into every file's `__metadata__`.
+public enum FedRecFormat {
+    public static let name = "fedrec"
+    /// Raised when a file layout changes incompatibly; readers refuse newer versions.
+    /// Version 2: model checkpoints carry chunked checksums and may be overlays on a base.
+    public static let version = 2
+}
+
+/// A safetensors file checked as a fedrec file: right format, a version this build reads,
+/// one of the expected kinds and tensor bytes matching their checksum.
+public struct FedRecFile: Sendable {
+    public let tensors: SafeTensorsFile
+    public let kind: FileKind
+    /// With a chunked checksum: the verifier of the tensors left to verify on read.
+    public let chunks: ChunkVerifier?
+
+    public var path: String { tensors.path }
+    public var metadata: [String: String] { tensors.metadata }
+
+    /// Opens and verifies `path`.
+    /// - Parameters:
+    ///   - kinds: the kinds the caller accepts; any other is a `.wrongKind` error.
+    ///   - verifyChecksum: recompute the checksum of the tensor bytes (O(file size)).
+    ///   - lazyTensors: with a chunked checksum, tensors whose chunks are verified as they
+    ///     are read (through `chunks`) rather than now.
+    public init(path: String, kinds: Set<FileKind>, verifyChecksum: Bool = true, lazyTensors: Set<String> = []) throws {
+        try self.init(file: SafeTensorsFile(path: path), kinds: kinds, verifyChecksum: verifyChecksum, lazyTensors: lazyTensors)
+    }
+
+    /// Verifies an already opened safetensors file as a fedrec file.
+    public init(file: SafeTensorsFile, kinds: Set<FileKind>, verifyChecksum: Bool = true, lazyTensors: Set<String> = []) throws {
+        let path = file.path
+        let expected = kinds.map(\.rawValue).sorted().joined(separator: " or ")
+        guard file.metadata["format"] == FedRecFormat.name else {
+            throw FedRecError(.wrongKind, file: path, "not a fedrec file (no format=fedrec in its metadata), expected a \(expected)")
+        }
+        guard let versionText = file.metadata["format_version"], let version = Int(versionText) else {
+            throw FedRecError(.corrupt, file: path, "metadata has no valid format_version")
+        }
+        guard version <= FedRecFormat.version else {
+            throw FedRecError(.newerVersion, file: path, "written by format version \(version); this fedrec reads up to version \(FedRecFormat.version), upgrade it")
+        }
+        guard let kindName = file.metadata["kind"], let kind = FileKind(rawValue: kindName) else {
+            throw FedRecError(.corrupt, file: path, "metadata has no valid kind")
+        }
+        guard kinds.contains(kind) else {
+            throw FedRecError(.wrongKind, file: path, "is a \(kind.rawValue), expected a \(expected)")
+        }
+        var chunks: ChunkVerifier?
+        if verifyChecksum {
+            guard let recorded = file.metadata["checksum"] else {
+                throw FedRecError(.corrupt, file: path, "metadata has no checksum")
+            }
+            if recorded.hasPrefix(ChunkedChecksum.prefix) {
+                let verifier = try ChunkVerifier(file: file, recorded: recorded)
+                for name in file.names where name != ChunkedChecksum.tensorName && !lazyTensors.contains(name) {
+                    verifier.verifyAll(try file.info(name))
+                }
+                try verifier.check()
+                chunks = verifier
+            } else {
+                guard recorded.hasPrefix("xxh64:") else { throw FedRecError(.corrupt, file: path, "metadata has no checksum fedrec knows: \(recorded.prefix(20))") }
+                let actual = "xxh64:" + TensorChecksum.of(file)
+                guard actual == recorded else {
+                    throw FedRecError(.checksum, file: path, "tensor data checksum \(actual) does not match the header's \(recorded): the file is corrupt")
+                }
+            }
+        }
+        self.tensors = file
+        self.kind = kind
+        self.chunks = chunks
+    }
+
+    /// A required metadata value.
+    public func string(_ key: String) throws -> String {
+        guard let value = metadata[key] else { throw FedRecError(.corrupt, file: path, "metadata has no \(key)") }
+        return value
+    }
+
+    /// A required integer metadata value.
+    public func int(_ key: String) throws -> Int {
+        guard let value = Int(try string(key)) else {
+            throw FedRecError(.corrupt, file: path, "metadata \(key) is not an integer")
+        }
+        return value
+    }
+
+    /// A required floating-point metadata value.
+    public func double(_ key: String) throws -> Double {
+        guard let value = Double(try string(key)) else {
+            throw FedRecError(.corrupt, file: path, "metadata \(key) is not a number")
+        }
+        return value
+    }
+
+    /// A required metadata value that names one case of `T`.
+    public func enumValue<T: RawRepresentable & CaseIterable>(_ key: String) throws -> T where T.RawValue == String {
+        let text = try string(key)
+        guard let value = T(rawValue: text) else {
+            let known = T.allCases.map(\.rawValue).joined(separator: ", ")
+            throw FedRecError(.corrupt, file: path, "metadata \(key) is '\(text)', expected one of \(known)")
+        }
+        return value
+    }
+}

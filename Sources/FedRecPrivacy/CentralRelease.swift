@@ -1,0 +1,234 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import FedRecMechanisms
+import FedRecModel
+import FedRecSupport
+import FedRecWire
+
+/// What one `fl-dp-noise` release did.
+public struct DPReleaseReport: Sendable {
+    public var round: Int
+    /// Clients in the sum (recorded in the ledger only; the output carries q·N).
+    public var clients: Int
+    public var sampleRate: Double
+    public var expectedClients: Double
+    /// Coordinates noised: every one the model has.
+    public var coordinates: Int
+    public var granularity: Double
+    public var isPrivate: Bool
+    /// ε of the ledger after this release, when a δ was given.
+    public var epsilon: Double?
+    /// Releases of the same (q, z) still within the budget, when a budget was given.
+    public var remainingRounds: Int?
+    /// With adaptive clipping: the noise split and the released clip update.
+    public var adaptiveClip: (plan: AdaptiveClipPlan, step: AdaptiveClipStep)?
+}
+
+/// Settings of a central release.
+public struct DPReleaseOptions: Sendable {
+    /// z: noise standard deviation over sensitivity.
+    public var noiseMultiplier: Double
+    /// The privacy ledger (created if missing).
+    public var ledger: String
+    /// Refuse a release that would push ε past this budget.
+    public var budget: PrivacyBudget?
+    /// δ at which to report ε (the budget's when there is one).
+    public var delta: Double?
+    /// The fixed denominator; default q·N from the sum's `sample_rate` and `population`.
+    public var expectedClients: Double?
+    /// Adaptive clipping (Andrew et al. 2021): release the noised clipped count too, within
+    /// the same z, and compute the next round's clip.
+    public var adaptiveClip: AdaptiveClipSettings?
+    /// With adaptive clipping: a file to write the next round's clip to (one line), durably,
+    /// after the ledger line and before the noised sum appears.
+    public var nextClipOutput: String?
+
+    public init(noiseMultiplier: Double, ledger: String) {
+        self.noiseMultiplier = noiseMultiplier
+        self.ledger = ledger
+    }
+}
+
+/// Client-level DP at the server (DP-FedAvg, McMahan et al. 2018): the sum of a round's
+/// clipped, uniformly weighted, Poisson-sampled client deltas gets Gaussian noise of
+/// standard deviation z·C on every coordinate of the model, and is released only after
+/// the ledger records it.
+public enum CentralRelease {
+    /// The dense noised sum: every item's embedding and bias row and the global bias, with
+    /// `row_weight` = q·N on every row and `weight` = q·N, so `fl-aggregate` divides every
+    /// row by the fixed denominator whatever `--row-average` says. The true client count,
+    /// the touched rows and the clipped count are not in the output (they are not noised).
+    /// - Throws: `.usage` for a sum DP cannot be applied to (not SGD, not uniform, not
+    ///   clipped, not sampled, already noised); `.shape` for missing tensors.
+    public static func noisedSum(
+        _ sum: ModelUpdate, noiseMultiplier z: Double, expectedClients: Double, source: any NoiseSource
+    ) throws -> (update: ModelUpdate, granularity: Double) {
+        let h = sum.header
+        guard h.extra[DPMetadata.mechanism] == nil else { throw FedRecError(.usage, "the sum is already noised") }
+        guard h.algorithm == .sgd else {
+            throw FedRecError(.usage, "DP needs SGD deltas (--algorithm sgd); \(h.algorithm) statistics are not clipped")
+        }
+        guard h.weighting == .uniform else {
+            throw FedRecError(.usage, "DP needs --weighting uniform (example weights are unbounded), got \(h.weighting)")
+        }
+        guard h.clip > 0 else { throw FedRecError(.usage, "DP needs clipped updates (fl-train-local --clip C with C > 0)") }
+        guard h.sampleRate != nil else {
+            throw FedRecError(.usage, "the sum records no sampling rate; train with fl-train-local --sample-rate q")
+        }
+        guard z > 0, z.isFinite, expectedClients > 0, expectedClients.isFinite else {
+            throw FedRecError(.usage, "need a positive noise multiplier and expected client count, got \(z) and \(expectedClients)")
+        }
+        let n = h.config.items, d = h.config.dim
+        guard let embedding = sum.rowTensors[TensorName.itemEmbedding], embedding.width == d,
+            let bias = sum.rowTensors[TensorName.itemBias], bias.width == 1,
+            let global = sum.dense[TensorName.globalBias], global.count == 1
+        else { throw FedRecError(.shape, "a delta sum needs rows.item_embedding [n, \(d)], rows.item_bias [n, 1] and dense.global_bias [1]") }
+        // One vector of every coordinate: n·d embedding values, n biases, the global bias.
+        var values = [Float](repeating: 0, count: n * d + n + 1)
+        for (r, row) in sum.rows.enumerated() {
+            let item = Int(row)
+            for k in 0..<d { values[item * d + k] = embedding.values[r * d + k] }
+            values[n * d + item] = bias.values[r]
+        }
+        values[n * d + n] = global[0]
+        let g = try DPNoise.addNoise(to: &values, clip: h.clip, noiseMultiplier: z, source: source)
+
+        var header = h
+        header.clients = Int(expectedClients.rounded())
+        header.weight = expectedClients
+        header.clipped = 0
+        header.extra[DPMetadata.mechanism] = LedgerEntry.subsampledGaussian
+        header.extra[DPMetadata.noiseMultiplier] = "\(z)"
+        header.extra[DPMetadata.sampleRate] = "\(h.sampleRate ?? 1)"
+        header.extra[DPMetadata.expectedClients] = "\(expectedClients)"
+        header.extra[DPMetadata.granularity] = "\(g)"
+        header.extra[DPMetadata.isPrivate] = source.isCryptographicallySecure ? "true" : "false"
+        let update = ModelUpdate(
+            header: header, rows: (0..<Int32(n)).map { $0 },
+            rowClients: [Int32](repeating: Int32(expectedClients.rounded()), count: n),
+            rowWeight: [Float](repeating: Float(expectedClients), count: n),
+            rowTensors: [
+                TensorName.itemEmbedding: RowTensor(width: d, values: Array(values[0..<(n * d)])),
+                TensorName.itemBias: RowTensor(width: 1, values: Array(values[(n * d)..<(n * d + n)])),
+            ],
+            dense: [TensorName.globalBias: [values[n * d + n]]])
+        return (update, g)
+    }
+
+    /// Reads a round's sum, checks the budget, noises it, writes it to a temporary file,
+    /// appends the ledger line (fsync), then renames the output into place.
+    ///
+    /// A refused release (`.budgetExhausted`, exit 87) writes nothing and leaves the ledger
+    /// untouched. If the rename fails after the ledger line was written, the ledger counts
+    /// a release that did not happen: the safe direction.
+    /// - Parameters:
+    ///   - output: a file path (not stdout: nothing may be seen before the ledger line).
+    ///   - beforeRelease: called after the ledger append, before the rename (tests).
+    public static func release(
+        sumPath: String, output: String, options: DPReleaseOptions, source: any NoiseSource,
+        beforeRelease: () throws -> Void = {}
+    ) throws -> DPReleaseReport {
+        guard output != "-" else {
+            throw FedRecError(.usage, "the noised sum must go to a file (it is released only after the ledger line)")
+        }
+        let sum = try ModelUpdate.load(sumPath)
+        let h = sum.header
+        guard let q = h.sampleRate else {
+            throw FedRecError(.usage, file: sumPath, "the sum records no sampling rate; train with fl-train-local --sample-rate q")
+        }
+        let expected = options.expectedClients ?? q * Double(h.population)
+        guard expected > 0 else {
+            throw FedRecError(.usage, file: sumPath, "the expected number of clients q·N is 0 (q=\(q), population \(h.population))")
+        }
+        let z = options.noiseMultiplier
+        // Adaptive clipping: the sum gets z_Δ, the count σ_b, the ledger charges z for both.
+        let plan = try options.adaptiveClip.map { settings in
+            try inFile(sumPath) { try settings.plan(totalNoiseMultiplier: z, expectedClients: expected) }
+        }
+        if options.nextClipOutput != nil && plan == nil {
+            throw FedRecError(.usage, "a next-clip output needs adaptive clipping")
+        }
+        if options.nextClipOutput == "-" { throw FedRecError(.usage, "the next clip must go to a file") }
+        let ledger = access(options.ledger, F_OK) == 0
+            ? try PrivacyLedger.read(path: options.ledger) : LedgerContents(entries: [], head: PrivacyLedger.genesis)
+        let entry = LedgerEntry(
+            round: h.round, noiseMultiplier: z, sampleRate: q, clip: h.clip, clients: h.clients,
+            isPrivate: source.isCryptographicallySecure,
+            mechanism: plan == nil ? LedgerEntry.subsampledGaussian : LedgerEntry.adaptiveClipGaussian,
+            updateNoiseMultiplier: plan?.updateNoiseMultiplier, countNoiseStddev: plan?.countNoiseStddev)
+        var report = DPReleaseReport(
+            round: h.round, clients: h.clients, sampleRate: q, expectedClients: expected,
+            coordinates: h.config.items * (h.config.dim + 1) + 1, granularity: 0, isPrivate: entry.isPrivate)
+        if let budget = options.budget {
+            do {
+                try budget.checkRelease(after: ledger.entries, sampleRate: q, noiseMultiplier: z)
+            } catch let error as FedRecError where error.failure == .budgetExhausted {
+                let spent = try budget.spent(ledger.entries)
+                throw FedRecError(.budgetExhausted, file: options.ledger,
+                    "privacy budget exhausted: 0 rounds left at q=\(q), z=\(z); \(ledger.entries.count) releases spent epsilon \(spent) of \(budget.epsilon) at delta \(budget.delta), and round \(h.round) would bring it past the budget; nothing was written")
+            }
+        }
+        let (noised, g) = try inFile(sumPath) {
+            try noisedSum(sum, noiseMultiplier: plan?.updateNoiseMultiplier ?? z, expectedClients: expected, source: source)
+        }
+        report.granularity = g
+        var update = noised
+        if let plan {
+            let step = try inFile(sumPath) {
+                try plan.step(clip: h.clip, unclipped: h.clients - h.clipped, participants: h.clients,
+                              expectedClients: expected, source: source)
+            }
+            update.header.extra.merge(adaptiveMetadata(plan, step)) { _, new in new }
+            report.adaptiveClip = (plan, step)
+        }
+        let all = ledger.entries + [entry]
+        if let delta = options.budget?.delta ?? options.delta {
+            let eps = try RDPAccountant().epsilon(ledger: all, delta: delta).epsilon
+            report.epsilon = eps
+            update.header.extra[DPMetadata.epsilon] = "\(eps)"
+            update.header.extra[DPMetadata.delta] = "\(delta)"
+        }
+        if let budget = options.budget {
+            report.remainingRounds = try budget.remainingRounds(after: all, sampleRate: q, noiseMultiplier: z)
+        }
+        let newHead = sha256Hex(Array(entry.line(prev: ledger.head).utf8))
+        update.header.extra[DPMetadata.ledgerHead] = newHead
+        let file = try AtomicOutput(path: output, durable: true)
+        do {
+            try update.writer(kind: .sum).write(into: file)
+            try PrivacyLedger.append(entry, to: options.ledger, expectedHead: ledger.head)
+            if let path = options.nextClipOutput, let step = report.adaptiveClip?.step {
+                let clipFile = try AtomicOutput(path: path, durable: true)
+                try clipFile.write("\(step.nextClip)\n")
+                try clipFile.commit()
+            }
+            try beforeRelease()
+        } catch {
+            file.abandon()
+            throw error
+        }
+        try file.commit()
+        return report
+    }
+
+    /// The noised sum's metadata of an adaptive-clipping release (docs/FORMATS.md).
+    static func adaptiveMetadata(_ plan: AdaptiveClipPlan, _ step: AdaptiveClipStep) -> [String: String] {
+        [
+            DPMetadata.mechanism: LedgerEntry.adaptiveClipGaussian,
+            DPMetadata.noiseMultiplier: "\(plan.updateNoiseMultiplier)",
+            DPMetadata.totalNoiseMultiplier: "\(plan.totalNoiseMultiplier)",
+            DPMetadata.countNoiseStddev: "\(plan.countNoiseStddev)",
+            DPMetadata.targetQuantile: "\(plan.settings.targetQuantile)",
+            DPMetadata.clipLearningRate: "\(plan.settings.learningRate)",
+            DPMetadata.clipFraction: "\(step.noisedFraction)",
+            DPMetadata.nextClip: "\(step.nextClip)",
+        ]
+    }
+
+    private static func inFile<T>(_ path: String, _ body: () throws -> T) throws -> T {
+        do { return try body() } catch let error as FedRecError { throw error.inFile(path) }
+    }
+}

@@ -1,0 +1,153 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// An output file that appears whole or not at all.
+///
+/// Bytes go to a hidden temporary file beside the destination; `commit()` flushes, syncs
+/// and renames it into place. An output that is dropped without `commit()` (an error was
+/// thrown half way) removes its temporary file, so a failed command leaves nothing behind
+/// and never truncates a good file of the same name. The path `-` writes to stdout.
+public final class AtomicOutput {
+    /// The destination as the user named it.
+    public let path: String
+    private let temporaryPath: String?
+    private var descriptor: Int32
+    private var buffer: [UInt8] = []
+    private var finished = false
+    private let durable: Bool
+    private static let bufferLimit = 1 << 16
+
+    /// Opens a temporary file beside `path` (or stdout for `-`).
+    /// - Parameter durable: `fsync` before the rename, so the content survives a crash of
+    ///   the machine, not only of the process (the privacy ledger needs this).
+    public init(path: String, durable: Bool = true) throws {
+        self.path = path
+        self.durable = durable
+        buffer.reserveCapacity(Self.bufferLimit)
+        if path == "-" {
+            temporaryPath = nil
+            descriptor = STDOUT_FILENO
+            return
+        }
+        let slash = path.lastIndex(of: "/")
+        let directory = slash.map { String(path[..<$0]) } ?? "."
+        let name = slash.map { String(path[path.index(after: $0)...]) } ?? path
+        var generator = SystemRandomNumberGenerator()
+        let suffix = String(generator.next() as UInt64, radix: 36)
+        let temporary = "\(directory.isEmpty ? "/" : directory)/.\(name).\(getpid()).\(suffix).tmp"
+        let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
+        guard fd >= 0 else {
+            throw FedRecError(.cannotCreate, file: path, "cannot create output: \(systemError())")
+        }
+        temporaryPath = temporary
+        descriptor = fd
+    }
+
+    deinit {
+        if !finished { abandon() }
+    }
+
+    /// Appends raw bytes.
+    public func write(_ bytes: UnsafeRawBufferPointer) throws {
+        if buffer.count + bytes.count > Self.bufferLimit { try flush() }
+        if bytes.count >= Self.bufferLimit {
+            try writeAll(bytes)
+        } else {
+            buffer.append(contentsOf: bytes)
+        }
+    }
+
+    /// Appends the bytes of an array (of any trivial element type).
+    public func write<T>(contentsOf array: [T]) throws {
+        try array.withUnsafeBytes { try write($0) }
+    }
+
+    /// Appends UTF-8 text.
+    public func write(_ text: String) throws {
+        var text = text
+        try text.withUTF8 { try write(UnsafeRawBufferPointer($0)) }
+    }
+
+    /// Makes the output visible under its final name. Nothing is visible before this.
+    public func commit() throws {
+        try flush()
+        finished = true
+        guard let temporaryPath else { return }
+        if durable && fsync(descriptor) != 0 {
+            let reason = systemError()
+            close(descriptor)
+            unlink(temporaryPath)
+            throw FedRecError(.io, file: path, "cannot sync output: \(reason)")
+        }
+        close(descriptor)
+        guard rename(temporaryPath, path) == 0 else {
+            let reason = systemError()
+            unlink(temporaryPath)
+            throw FedRecError(.cannotCreate, file: path, "cannot move output into place: \(reason)")
+        }
+    }
+
+    /// Drops the output: the temporary file is removed and the destination left as it was.
+    public func abandon() {
+        finished = true
+        if let temporaryPath {
+            close(descriptor)
+            unlink(temporaryPath)
+        }
+    }
+
+    private func flush() throws {
+        guard !buffer.isEmpty else { return }
+        try buffer.withUnsafeBytes { try writeAll($0) }
+        buffer.removeAll(keepingCapacity: true)
+    }
+
+    private func writeAll(_ bytes: UnsafeRawBufferPointer) throws {
+        guard var base = bytes.baseAddress else { return }
+        var remaining = bytes.count
+        while remaining > 0 {
+            let written = Glibc.write(descriptor, base, remaining)
+            if written < 0 {
+                if errno == EINTR { continue }
+                throw FedRecError(.io, file: path, "write failed: \(systemError())")
+            }
+            remaining -= written
+            base += written
+        }
+    }
+}
+
+/// Writes `bytes` to `path` atomically (`-` for stdout).
+public func writeAtomically(_ bytes: [UInt8], to path: String, durable: Bool = true) throws {
+    let output = try AtomicOutput(path: path, durable: durable)
+    try output.write(contentsOf: bytes)
+    try output.commit()
+}
+
+/// Writes `text` to `path` atomically (`-` for stdout).
+public func writeAtomically(_ text: String, to path: String, durable: Bool = true) throws {
+    let output = try AtomicOutput(path: path, durable: durable)
+    try output.write(text)
+    try output.commit()
+}
+
+/// The C library's message for the current `errno`.
+public func systemError() -> String {
+    String(cString: strerror(errno))
+}
+
+/// Appends one line to `path` (created if missing) with a single `write` on an
+/// `O_APPEND` descriptor, so concurrent appenders never interleave within a line.
+/// - Parameter durable: `fsync` before returning.
+public func appendLine(_ line: String, to path: String, durable: Bool = false) throws {
+    let fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
+    guard fd >= 0 else { throw FedRecError(.cannotCreate, file: path, "cannot open for appending: \(systemError())") }
+    defer { close(fd) }
+    var text = line.hasSuffix("\n") ? line : line + "\n"
+    let written = text.withUTF8 { Glibc.write(fd, $0.baseAddress, $0.count) }
+    guard written == text.utf8.count else { throw FedRecError(.io, file: path, "short append: \(systemError())") }
+    if durable && fsync(fd) != 0 { throw FedRecError(.io, file: path, "cannot sync: \(systemError())") }
+}

@@ -1,0 +1,156 @@
+import FedRecData
+import FedRecMechanisms
+import FedRecModel
+import FedRecSupport
+import FedRecWire
+
+/// What `fl-train-local` did for one shard.
+public struct ShardTrainingSummary: Sendable {
+    public var clients = 0
+    public var users = 0
+    public var examples = 0
+    public var clipped = 0
+    public var rows = 0
+    /// Clients in the shard, sampled or not (with Poisson sampling).
+    public var population = 0
+    /// Local DP: ε of each client's release this round.
+    public var localEpsilon: Double?
+}
+
+/// Trains every client of one shard against a global model and writes the shard's
+/// update: the sum of the clients' contributions in sparse form. Private user parameters
+/// are read from and written to the shard's state file (or rebuilt each round), never
+/// put in the update.
+public enum ShardTrainer {
+    /// - Parameters:
+    ///   - modelPath: the global checkpoint of this round.
+    ///   - shardPath: the shard archive.
+    ///   - stateIn: the shard's private state from an earlier round, if any.
+    ///   - stateOut: where to write the shard's new private state, if anywhere.
+    ///   - output: the update file (`-` for stdout).
+    public static func run(modelPath: String, shardPath: String, stateIn: String?, stateOut: String?, output: String,
+                           options: TrainingOptions, progress: Progress = Progress(quiet: true)) throws -> ShardTrainingSummary {
+        let model = try ModelView(path: modelPath)
+        let config = model.config
+        let d = config.dim
+        if options.algorithm == .als && options.clip > 0 {
+            throw FedRecError(.usage, "--clip applies to SGD deltas; ALS statistics are not clipped (use --algorithm sgd for DP)")
+        }
+        let localDP = try LocalDP(options: options, config: config)
+        let sampling = try options.sampleRate.map { try PoissonSampling(rate: $0, seed: options.sampleSeed) }
+        if config.objective == .wals && options.algorithm != .als {
+            throw FedRecError(.usage, file: modelPath, "a wals model is trained with --algorithm als")
+        }
+        let reader = try ShardUserReader(path: shardPath, datasetId: config.datasetId, items: config.items)
+        var state = UserState(dim: d)
+        if let stateIn, options.userParameters == .state, fileExists(stateIn) {
+            state = try UserState.load(stateIn, config: config).state
+        }
+        let solver = try UserSolver(model: model, l2: options.l2, l2Bias: options.l2Bias, alpha: options.alpha)
+        let layout: [(name: String, width: Int)] = options.algorithm == .als ? ALSStatistics.rowLayout(config) : [(TensorName.itemEmbedding, d), (TensorName.itemBias, 1)]
+        let rows = RowAccumulator(items: config.items, width: layout.reduce(0) { $0 + $1.width })
+        var dense = [Float](repeating: 0, count: options.algorithm == .als ? ALSStatistics.denseCount(config) : 1)
+        let trainer = options.algorithm == .sgd ? SGDClientTrainer(model: model, options: options) : nil
+        var summary = ShardTrainingSummary()
+        var totalWeight = 0.0
+        let roundSeed = options.seed &+ UInt64(model.round) &* 0x9E37_79B9_7F4A_7C15
+
+        func startingParameters(_ record: UserRecord) -> (embedding: [Float], bias: Float) {
+            if options.algorithm == .als || (options.userParameters == .reconstruct && config.objective == .mse) {
+                return solver.solve(record.train)
+            }
+            if options.userParameters == .state, let row = state.row(of: record.user) {
+                return (Array(state.embedding[(row * d)..<((row + 1) * d)]), state.bias[row])
+            }
+            return (options.initialEmbedding(user: record.user, dim: d), 0)
+        }
+
+        func trainClient(_ users: [UserRecord]) throws {
+            summary.population += 1
+            if let sampling, !sampling.includes(round: model.round, client: Int(users[0].client)) { return }
+            let examples = users.reduce(0) { $0 + $1.train.count }
+            guard examples > 0 else { return }
+            let weight: Float = options.weighting == .examples ? Float(examples) : 1
+            summary.clients += 1
+            summary.users += users.count
+            summary.examples += examples
+            totalWeight += Double(weight)
+            var start = ClientUsers(embedding: [], bias: [])
+            for record in users {
+                let (p, b) = startingParameters(record)
+                start.embedding += p
+                start.bias.append(b)
+            }
+            if let trainer, let localDP {
+                var generator = SeededGenerator(seed: roundSeed, stream: UInt64(UInt32(bitPattern: users[0].client)))
+                let result = try localDP.train(trainer, users: users, start: start, generator: &generator, rows: rows)
+                dense[0] += result.globalBiasDelta
+                if result.clipped { summary.clipped += 1 }
+                for (u, record) in users.enumerated() {
+                    result.users.embedding.withUnsafeBufferPointer { all in
+                        state.set(user: record.user, embedding: UnsafeBufferPointer(rebasing: all[(u * d)..<((u + 1) * d)]), bias: result.users.bias[u])
+                    }
+                }
+            } else if let trainer {
+                var generator = SeededGenerator(seed: roundSeed, stream: UInt64(UInt32(bitPattern: users[0].client)))
+                let result = trainer.train(users: users, start: start, generator: &generator) { item, delta in
+                    let slot = rows.slot(item)
+                    rows.countClient(slot: slot, weight: weight)
+                    rows.add(slot: slot, delta, scale: weight)
+                }
+                dense[0] += weight * result.globalBiasDelta
+                if result.clipped { summary.clipped += 1 }
+                for (u, record) in users.enumerated() {
+                    result.users.embedding.withUnsafeBufferPointer { all in
+                        state.set(user: record.user, embedding: UnsafeBufferPointer(rebasing: all[(u * d)..<((u + 1) * d)]), bias: result.users.bias[u])
+                    }
+                }
+            } else {
+                for (u, record) in users.enumerated() {
+                    let p = Array(start.embedding[(u * d)..<((u + 1) * d)])
+                    ALSStatistics.accumulate(user: record.train, embedding: p, bias: start.bias[u], model: model, alpha: options.alpha,
+                                             rows: rows, dense: &dense, weight: weight)
+                    p.withUnsafeBufferPointer { state.set(user: record.user, embedding: $0, bias: start.bias[u]) }
+                }
+            }
+        }
+
+        var client: [UserRecord] = []
+        var usersRead = 0
+        while let record = try reader.next() {
+            usersRead += 1
+            if let first = client.first, first.client != record.client {
+                try trainClient(client)
+                client.removeAll(keepingCapacity: true)
+                progress.update("\(shardPath): \(usersRead) users")
+            }
+            client.append(record)
+        }
+        if !client.isEmpty { try trainClient(client) }
+        progress.finish()
+        // With sampling, a shard none of whose clients was drawn still reports its population.
+        guard summary.clients > 0 || (sampling != nil && summary.population > 0) else { throw FedRecError(.emptyInput, file: shardPath, "no client in the shard has training data") }
+
+        var header = UpdateHeader(config: config, baseModel: model.identity, round: model.round, algorithm: options.algorithm,
+                                  weighting: options.weighting, clients: summary.clients, weight: totalWeight)
+        header.clip = options.clip
+        header.clipped = summary.clipped
+        if let sampling {
+            header.sampleRate = sampling.rate
+            header.population = summary.population
+        }
+        if let localDP {
+            header.extra = localDP.metadata
+            summary.localEpsilon = localDP.epsilon
+        }
+        let sorted = rows.sortedTensors(split: layout)
+        summary.rows = sorted.rows.count
+        let denseName = options.algorithm == .als ? ALSStatistics.denseName(config) : TensorName.globalBias
+        let update = ModelUpdate(header: header, rows: sorted.rows, rowClients: sorted.clients, rowWeight: sorted.weights,
+                                 rowTensors: sorted.tensors, dense: [denseName: dense])
+        try model.checkIntegrity()
+        if let stateOut { try state.write(to: stateOut, config: config, round: model.round + 1) }
+        try update.write(to: output, kind: .update)
+        return summary
+    }
+}

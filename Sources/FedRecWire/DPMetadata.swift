@@ -1,0 +1,37 @@
+/// Metadata keys that noised sums and local-DP updates carry (docs/FORMATS.md).
+public enum DPMetadata {
+    /// `subsampled_gaussian` on a sum noised by `fl-dp-noise`.
+    public static let mechanism = "dp_mechanism"
+    /// z: the noise's standard deviation is z times the grid sensitivity C + g·√D.
+    public static let noiseMultiplier = "noise_multiplier"
+    /// q the accountant used.
+    public static let sampleRate = "dp_sample_rate"
+    /// q·N: the fixed denominator to apply the sum with.
+    public static let expectedClients = "dp_expected_clients"
+    /// `false` when the noise came from a test seed: such a file has no privacy at all.
+    public static let isPrivate = "private"
+    /// g: the grid the discrete Gaussian noise lives on.
+    public static let granularity = "dp_granularity"
+    /// SHA-256 of the ledger line that records this release.
+    public static let ledgerHead = "dp_ledger_head"
+    /// ε of everything the ledger records, this release included, at `dp_delta`.
+    public static let epsilon = "dp_epsilon"
+    public static let delta = "dp_delta"
+    /// Local DP (`fl-train-local --local-dp`): z of each client's own release.
+    public static let localNoiseMultiplier = "local_dp_noise_multiplier"
+    /// ε of one client's release in one round (q = 1, one step) at `local_dp_delta`.
+    public static let localEpsilon = "local_dp_epsilon"
+    public static let localDelta = "local_dp_delta"
+    /// Adaptive clipping (`fl-dp-noise --adaptive-clip`): z of the pair (update sum and
+    /// clipped count) that the ledger charges; `noise_multiplier` is then the sum's own z_Δ.
+    public static let totalNoiseMultiplier = "dp_total_noise_multiplier"
+    /// σ_b: the noise standard deviation of the centred clipped count.
+    public static let countNoiseStddev = "dp_count_noise_stddev"
+    /// b̃: the released (noised) fraction of clients whose update norm was at most `clip`.
+    public static let clipFraction = "dp_clip_fraction"
+    /// γ and η of the clip update.
+    public static let targetQuantile = "dp_target_quantile"
+    public static let clipLearningRate = "dp_clip_lr"
+    /// C·exp(−η(b̃ − γ)): the clip the next round's clients use.
+    public static let nextClip = "dp_next_clip"
+}

@@ -1,0 +1,285 @@
+import FedRecFormats
+import FedRecModel
+import FedRecSupport
+
+/// Per-row values of one tensor in an update: `width` floats for each touched row.
+public struct RowTensor: Sendable, Equatable {
+    public var width: Int
+    public var values: [Float]
+
+    public init(width: Int, values: [Float]) {
+        self.width = width
+        self.values = values
+    }
+}
+
+/// What the rows of an update hold (the `algorithm` metadata field).
+public enum UpdateAlgorithm: String, Sendable, CaseIterable {
+    /// Parameter differences from local SGD or Adam steps.
+    case sgd
+    /// Alternating-least-squares sufficient statistics (`ALSStatistics`).
+    case als
+}
+
+/// How each client's contribution is weighted in a sum (the `weighting` metadata field).
+public enum ContributionWeighting: String, Sendable, CaseIterable {
+    /// By the client's number of training examples, n_k (FedAvg).
+    case examples
+    /// Every client counts 1 (what client-level DP needs).
+    case uniform
+}
+
+/// What every update and sum says about where it came from. Files that disagree on any
+/// of these cannot be added up.
+public struct UpdateHeader: Sendable, Equatable {
+    public var config: ModelConfig
+    /// Identity (header SHA-256) of the model the clients trained from.
+    public var baseModel: String
+    /// That model's round.
+    public var round: Int
+    /// What the rows hold: SGD parameter deltas or least-squares statistics.
+    public var algorithm: UpdateAlgorithm
+    /// How client contributions were weighted.
+    public var weighting: ContributionWeighting
+    /// Number of client contributions summed.
+    public var clients: Int
+    /// Sum of the clients' weights.
+    public var weight: Double
+    /// Clip norm applied to each client's contribution (0: none).
+    public var clip: Double = 0
+    /// Number of clients whose contribution was scaled down by clipping.
+    public var clipped: Int = 0
+    /// Poisson sampling rate q of the round (`PoissonSampling`), nil when every client took part.
+    public var sampleRate: Double?
+    /// Clients that could have been sampled (every client of the shards summed), with sampling.
+    public var population: Int = 0
+    /// Other metadata carried along unchanged (noise, sampling), only if all inputs agree.
+    public var extra: [String: String] = [:]
+
+    public init(config: ModelConfig, baseModel: String, round: Int, algorithm: UpdateAlgorithm, weighting: ContributionWeighting, clients: Int, weight: Double) {
+        self.config = config
+        self.baseModel = baseModel
+        self.round = round
+        self.algorithm = algorithm
+        self.weighting = weighting
+        self.clients = clients
+        self.weight = weight
+    }
+}
+
+/// A shard's update or a sum of updates, in sparse form: only item rows some client
+/// touched are stored, each with the number of clients that touched it and their total
+/// weight, so the server can average a row over the clients that actually trained it.
+///
+/// Sums are associative and commutative (up to float rounding), so a reduction can be a
+/// tree: shard → rack → total.
+public struct ModelUpdate: Sendable {
+    public var header: UpdateHeader
+    /// Touched item rows, ascending.
+    public var rows: [Int32]
+    /// Clients that touched each row.
+    public var rowClients: [Int32]
+    /// Total weight of the clients that touched each row.
+    public var rowWeight: [Float]
+    /// Per-row tensors (e.g. `item_embedding` deltas, width d).
+    public var rowTensors: [String: RowTensor]
+    /// Dense tensors (e.g. `global_bias`), summed element-wise.
+    public var dense: [String: [Float]]
+
+    public init(header: UpdateHeader, rows: [Int32] = [], rowClients: [Int32] = [], rowWeight: [Float] = [],
+                rowTensors: [String: RowTensor] = [:], dense: [String: [Float]] = [:]) {
+        self.header = header
+        self.rows = rows
+        self.rowClients = rowClients
+        self.rowWeight = rowWeight
+        self.rowTensors = rowTensors
+        self.dense = dense
+    }
+
+    static let rowsName = "rows"
+    static let rowClientsName = "row_clients"
+    static let rowWeightName = "row_weight"
+    static let rowPrefix = "rows."
+    static let densePrefix = "dense."
+
+    /// Writes the update (`kind` update for one shard, sum for a combination).
+    @discardableResult
+    public func write(to path: String, kind: FileKind) throws -> String {
+        let bytes = try writer(kind: kind).write(to: path, durable: false)
+        return bytes.withUnsafeBytes { sha256Hex($0) }
+    }
+
+    /// The file's contents, ready to be written (`write(to:kind:)` writes them at once).
+    public func writer(kind: FileKind) -> SafeTensorsWriter {
+        var metadata = header.extra.merging(header.config.metadata) { _, new in new }
+        metadata["format"] = FedRecFormat.name
+        metadata["format_version"] = String(FedRecFormat.version)
+        metadata["kind"] = kind.rawValue
+        metadata["base_model"] = header.baseModel
+        metadata["round"] = String(header.round)
+        metadata["algorithm"] = header.algorithm.rawValue
+        metadata["weighting"] = header.weighting.rawValue
+        metadata["clients"] = String(header.clients)
+        metadata["weight"] = "\(header.weight)"
+        metadata["clip"] = "\(header.clip)"
+        metadata["clipped"] = String(header.clipped)
+        if let q = header.sampleRate {
+            metadata["sample_rate"] = "\(q)"
+            metadata["population"] = String(header.population)
+        }
+        var writer = SafeTensorsWriter(metadata: metadata)
+        writer.add(Self.rowsName, shape: [rows.count], int32s: rows)
+        writer.add(Self.rowClientsName, shape: [rows.count], int32s: rowClients)
+        writer.add(Self.rowWeightName, shape: [rows.count], floats: rowWeight)
+        for (name, tensor) in rowTensors {
+            writer.add(Self.rowPrefix + name, shape: [rows.count, tensor.width], floats: tensor.values)
+        }
+        for (name, values) in dense { writer.add(Self.densePrefix + name, shape: [values.count], floats: values) }
+        return writer
+    }
+
+    /// Reads and checks an update or sum.
+    public static func load(_ path: String) throws -> ModelUpdate {
+        try open(path).update
+    }
+
+    /// Reads and checks an update or sum, with the identity of its file.
+    static func open(_ path: String) throws -> (update: ModelUpdate, identity: String) {
+        try read(FedRecFile(path: path, kinds: [.update, .sum]))
+    }
+
+    /// Reads and checks an update or sum from a verified fedrec file.
+    public static func read(_ file: FedRecFile) throws -> (update: ModelUpdate, identity: String) {
+        let path = file.path
+        let config = try ModelConfig(file: file)
+        var header = UpdateHeader(
+            config: config, baseModel: try file.string("base_model"), round: try file.int("round"),
+            algorithm: try file.enumValue("algorithm"), weighting: try file.enumValue("weighting"),
+            clients: try file.int("clients"), weight: try file.double("weight"))
+        header.clip = Double(file.metadata["clip"] ?? "0") ?? 0
+        header.clipped = Int(file.metadata["clipped"] ?? "0") ?? 0
+        if file.metadata["sample_rate"] != nil {
+            header.sampleRate = try file.double("sample_rate")
+            header.population = try file.int("population")
+        }
+        let reserved: Set<String> = [
+            "format", "format_version", "kind", "checksum", "model_type", "objective", "dim", "items", "dataset_id",
+            "base_model", "round", "algorithm", "weighting", "clients", "weight", "clip", "clipped", "sample_rate", "population",
+        ]
+        header.extra = file.metadata.filter { !reserved.contains($0.key) }
+        let tensors = file.tensors
+        let rows = try tensors.int32s(rowsName)
+        let n = rows.count
+        try tensors.require(rowsName, .i32, [n])
+        try tensors.require(rowClientsName, .i32, [n])
+        try tensors.require(rowWeightName, .f32, [n])
+        for i in 0..<n {
+            guard rows[i] >= 0 && Int(rows[i]) < config.items else {
+                throw FedRecError(.shape, file: path, "row \(rows[i]) is outside the model's \(config.items) items")
+            }
+            guard i == 0 || rows[i - 1] < rows[i] else { throw FedRecError(.corrupt, file: path, "rows are not strictly ascending") }
+        }
+        var update = ModelUpdate(header: header, rows: rows, rowClients: try tensors.int32s(rowClientsName),
+                                 rowWeight: try tensors.floats(rowWeightName))
+        for (name, info) in tensors.tensors {
+            if name.hasPrefix(rowPrefix) {
+                guard info.shape.count == 2, info.shape[0] == n else {
+                    throw FedRecError(.shape, file: path, "tensor \(name) has shape \(info.shape), expected [\(n), width]")
+                }
+                update.rowTensors[String(name.dropFirst(rowPrefix.count))] = RowTensor(width: info.shape[1], values: try tensors.floats(name))
+            } else if name.hasPrefix(densePrefix) {
+                update.dense[String(name.dropFirst(densePrefix.count))] = try tensors.floats(name)
+            }
+        }
+        return (update, tensors.identity)
+    }
+
+    /// Adds `other` to this update. Both must come from the same model, round, algorithm
+    /// and weighting, and hold the same tensors.
+    /// - Complexity: O(rows of both), a merge of the sorted row lists.
+    public mutating func add(_ other: ModelUpdate, file: String) throws {
+        let a = header, b = other.header
+        try a.config.requireSame(b.config, file: file)
+        guard a.baseModel == b.baseModel else {
+            throw FedRecError(.mismatch, file: file, "was computed from model \(b.baseModel.prefix(12)), not \(a.baseModel.prefix(12))")
+        }
+        guard a.round == b.round else { throw FedRecError(.mismatch, file: file, "is from round \(b.round), expected round \(a.round)") }
+        guard a.algorithm == b.algorithm, a.weighting == b.weighting else {
+            throw FedRecError(.mismatch, file: file, "is a \(b.algorithm)/\(b.weighting) update, expected \(a.algorithm)/\(a.weighting)")
+        }
+        guard a.clip == b.clip else { throw FedRecError(.mismatch, file: file, "was clipped at \(b.clip), expected \(a.clip)") }
+        guard a.sampleRate == b.sampleRate else {
+            throw FedRecError(.mismatch, file: file, "was sampled at rate \(b.sampleRate.map { "\($0)" } ?? "none"), expected \(a.sampleRate.map { "\($0)" } ?? "none")")
+        }
+        guard a.extra[DPMetadata.mechanism] == nil, b.extra[DPMetadata.mechanism] == nil else {
+            throw FedRecError(.mismatch, file: file, "a noised sum is final: apply it with fl-aggregate --model, do not add it to other updates")
+        }
+        guard Set(rowTensors.keys) == Set(other.rowTensors.keys), Set(dense.keys) == Set(other.dense.keys) else {
+            throw FedRecError(.shape, file: file, "holds tensors \((other.rowTensors.keys.map { "rows." + $0 } + other.dense.keys.map { "dense." + $0 }).sorted()), which do not match")
+        }
+        for (name, tensor) in rowTensors where other.rowTensors[name]!.width != tensor.width {
+            throw FedRecError(.shape, file: file, "tensor rows.\(name) has width \(other.rowTensors[name]!.width), expected \(tensor.width)")
+        }
+        for (name, values) in dense where other.dense[name]!.count != values.count {
+            throw FedRecError(.shape, file: file, "tensor dense.\(name) has \(other.dense[name]!.count) values, expected \(values.count)")
+        }
+        // Merge rows.
+        var merged: [Int32] = []
+        merged.reserveCapacity(rows.count + other.rows.count)
+        var fromSelf: [Int] = [], fromOther: [Int] = []  // positions in merged
+        fromSelf.reserveCapacity(rows.count)
+        fromOther.reserveCapacity(other.rows.count)
+        var i = 0, j = 0
+        while i < rows.count || j < other.rows.count {
+            if j == other.rows.count || (i < rows.count && rows[i] < other.rows[j]) {
+                fromSelf.append(merged.count); merged.append(rows[i]); i += 1
+            } else if i == rows.count || other.rows[j] < rows[i] {
+                fromOther.append(merged.count); merged.append(other.rows[j]); j += 1
+            } else {
+                fromSelf.append(merged.count); fromOther.append(merged.count); merged.append(rows[i]); i += 1; j += 1
+            }
+        }
+        func scatter<T: Numeric>(_ mine: [T], _ theirs: [T], width: Int) -> [T] {
+            var out = [T](repeating: 0, count: merged.count * width)
+            out.withUnsafeMutableBufferPointer { o in
+                mine.withUnsafeBufferPointer { m in
+                    for (r, p) in fromSelf.enumerated() { for k in 0..<width { o[p * width + k] += m[r * width + k] } }
+                }
+                theirs.withUnsafeBufferPointer { t in
+                    for (r, p) in fromOther.enumerated() { for k in 0..<width { o[p * width + k] += t[r * width + k] } }
+                }
+            }
+            return out
+        }
+        rowClients = scatter(rowClients, other.rowClients, width: 1)
+        rowWeight = scatter(rowWeight, other.rowWeight, width: 1)
+        for (name, tensor) in rowTensors {
+            rowTensors[name] = RowTensor(width: tensor.width, values: scatter(tensor.values, other.rowTensors[name]!.values, width: tensor.width))
+        }
+        for (name, values) in dense {
+            let theirs = other.dense[name]!
+            dense[name] = zip(values, theirs).map { $0 + $1 }
+        }
+        rows = merged
+        header.clients += b.clients
+        header.weight += b.weight
+        header.clipped += b.clipped
+        header.population += b.population
+        header.extra = header.extra.filter { b.extra[$0.key] == $0.value }
+    }
+
+    /// The sum of updates read from `paths`, added in the order of their identities so
+    /// the result does not depend on the order the files were named in.
+    public static func sum(paths: [String]) throws -> ModelUpdate {
+        guard !paths.isEmpty else { throw FedRecError(.emptyInput, "no updates to aggregate") }
+        var loaded: [(identity: String, path: String, update: ModelUpdate)] = []
+        for path in paths {
+            let (update, identity) = try open(path)
+            loaded.append((identity, path, update))
+        }
+        loaded.sort { ($0.identity, $0.path) < ($1.identity, $1.path) }
+        var total = loaded[0].update
+        for entry in loaded.dropFirst() { try total.add(entry.update, file: entry.path) }
+        return total
+    }
+}
