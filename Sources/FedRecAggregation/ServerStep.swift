@@ -1,6 +1,7 @@
 import FedRecModel
 import FedRecSupport
 import FedRecWire
+import FedRecFormats
 
 /// How the server turns a round's sum into the next model.
 public struct ServerOptions: Sendable, Equatable {
@@ -46,7 +47,7 @@ public struct ServerOptions: Sendable, Equatable {
     /// λ of the item bias in the explicit ALS item step (nil: the same as `l2`).
     public var l2Bias: Float?
     /// Content-aware implicit ALS: the items' frozen text embeddings (`TextProjection`).
-    public var itemText: ItemTextEmbeddings?
+    public var itemText: TextEmbeddingTable?
     /// λ_W of the ridge fit of the text projection W.
     public var textL2: Double = 1
 
@@ -80,7 +81,7 @@ public enum ServerStep {
     }
 
     /// A content-aware model needs its text table, and only that table; a plain model none.
-    static func checkText(_ text: ItemTextEmbeddings?, model: ModelRevision, file: String) throws {
+    static func checkText(_ text: TextEmbeddingTable?, model: ModelRevision, file: String) throws {
         switch (text, model.textProjection) {
         case (nil, nil):
             return

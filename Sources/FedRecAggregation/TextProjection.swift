@@ -1,7 +1,8 @@
 import FedRecModel
+import FedRecFormats
 
 /// The text part of a content-aware implicit ALS model: a linear map W [d, m] from an
-/// item's frozen text embedding t_i (m values, `ItemTextEmbeddings`) to item-embedding
+/// item's frozen text embedding t_i (m values, `TextEmbeddingTable`) to item-embedding
 /// space. Item i's vector is q_i = W t_i + e_i, with the free embedding e_i = v_i* − W t_i
 /// for a warm item (v_i* its ALS solution, Hu, Koren & Volinsky 2008) and e_i = 0 for an
 /// item no client trained, so cold items still get a vector from their text.
@@ -19,7 +20,7 @@ public enum TextProjection {
     ///   - l2: λ ≥ 0; with λ = 0, TᵀT must be positive definite.
     /// - Returns: W, d × m row-major, or nil when the system is not positive definite.
     /// - Complexity: O(|items| · m² + m³ + |items| · m · d).
-    public static func fit(embeddings: [Float], dim d: Int, items: [Int], text: ItemTextEmbeddings, l2: Double) -> [Float]? {
+    public static func fit(embeddings: [Float], dim d: Int, items: [Int], text: TextEmbeddingTable, l2: Double) -> [Float]? {
         let m = text.dim
         var a = [Double](repeating: 0, count: m * m)
         var b = [Double](repeating: 0, count: m * d)
@@ -58,7 +59,7 @@ public enum TextProjection {
 
     /// Writes W t_i into item `item`'s row of `embeddings`.
     /// - Complexity: O(d · m).
-    public static func project(_ w: [Float], dim d: Int, text: ItemTextEmbeddings, item: Int, into embeddings: inout [Float]) {
+    public static func project(_ w: [Float], dim d: Int, text: TextEmbeddingTable, item: Int, into embeddings: inout [Float]) {
         let m = text.dim
         for k in 0..<d {
             var s = 0.0

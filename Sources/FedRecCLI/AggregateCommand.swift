@@ -86,7 +86,7 @@ public struct AggregateCommand: ParsableCommand {
                 options.fixedDenominator = fixedDenominator
                 options.l2 = l2
                 options.l2Bias = l2Bias
-                options.itemText = try itemText.map { try ItemTextEmbeddings.load($0) }
+                options.itemText = try itemText.map { try TextEmbeddingTable.load($0) }
                 options.textL2 = textL2
                 let next = try ServerStep.apply(sum, sumFile: paths.count == 1 ? paths[0] : "the sum of \(paths.count) updates", to: model, options: options)
                 let written = try next.write(to: output, layout: checkpoint)

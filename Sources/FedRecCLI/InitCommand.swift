@@ -48,8 +48,8 @@ public struct InitCommand: ParsableCommand {
             model.notes["rating_max"] = "\(manifest.ratingMax)"
             if let itemText {
                 guard objective == .wals else { throw FedRecError(.usage, file: itemText, "--item-text needs --objective wals") }
-                let text = try ItemTextEmbeddings.load(itemText)
-                try text.requireAligned(items: manifest.items, datasetId: manifest.datasetId)
+                let text = try TextEmbeddingTable.load(itemText)
+                try text.requireAligned(with: manifest)
                 model.textProjection = [Float](repeating: 0, count: dim * text.dim)
                 model.textDim = text.dim
                 model.notes["item_text"] = text.identity

@@ -95,3 +95,11 @@ public struct DatasetManifest: Sendable, Equatable {
                                feedback: feedback, ratingMin: low, ratingMax: high, shards: shards, details: details)
     }
 }
+
+extension TextEmbeddingTable {
+    /// Throws unless the table's rows are the items of `manifest`'s dataset.
+    /// - Throws: `.shape` (83) for another number of items, `.mismatch` (86) for another dataset.
+    public func requireAligned(with manifest: DatasetManifest) throws {
+        try requireAligned(items: manifest.items, datasetId: manifest.datasetId)
+    }
+}

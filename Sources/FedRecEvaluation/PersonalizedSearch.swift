@@ -98,17 +98,6 @@ public struct PersonalizedSearch: Sendable {
             for j in start..<(start + dim) { values[j] *= scale }
         }
     }
-
-    /// Checks that `table` belongs to the dataset: one row per item (`.shape`, exit 83)
-    /// and, when the table names its dataset, the same dataset (`.mismatch`, exit 86).
-    public static func requireTable(_ table: TextEmbeddingTable, file: String, items: Int, datasetId: String) throws {
-        guard table.items == items else {
-            throw FedRecError(.shape, file: file, "has \(table.items) item rows, the dataset has \(items) items")
-        }
-        if let id = table.datasetId, id != datasetId {
-            throw FedRecError(.mismatch, file: file, "was encoded for dataset \(id.prefix(12))…, not this dataset (\(datasetId.prefix(12))…)")
-        }
-    }
 }
 
 /// A query embedding given as text, as `fl-encode --text … [--json]` prints it.

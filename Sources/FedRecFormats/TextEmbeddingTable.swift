@@ -1,9 +1,19 @@
+import FedRecSupport
+
 /// Frozen text embeddings of a dataset's items, as `fl-encode` writes them: a fedrec
-/// safetensors file of kind `text_embedding` whose tensor `item_text` [items, dim] holds
-/// row i for item index i of the dataset's `items.tsv`.
-public struct TextEmbeddingTable: Sendable {
+/// safetensors file of kind `text_embedding` whose F32 tensor `item_text` [items, dim]
+/// holds, in row i, the embedding of item index i of the dataset's `items.tsv`; metadata
+/// `encoder`, `items`, `dim` and, when known, `dataset_id`.
+///
+/// The one type for the table, whoever uses it: `fl-encode` writes it, personalized search
+/// ranks by it, and the content-aware model fits its projection W on it. A checkpoint keeps
+/// only W (`text_projection`) and the table's identity, so a later step that adapts the
+/// encoder produces a new table without touching the model's layout.
+public struct TextEmbeddingTable: Sendable, Equatable {
     /// The tensor's name in the file.
     public static let tensorName = "item_text"
+    /// The file kind.
+    public static let kind = FileKind.textEmbedding.rawValue
 
     /// `items` × `dim` floats, row-major; row i belongs to item index i.
     public var vectors: [Float]
@@ -15,8 +25,14 @@ public struct TextEmbeddingTable: Sendable {
     public var datasetId: String?
     /// Further metadata (how the texts were built, …).
     public var notes: [String: String]
+    /// The file the table was read from ("" for a table made in memory).
+    public var path: String
+    /// SHA-256 of the file's header ("" for a table made in memory): models fitted with
+    /// this table record it.
+    public var identity: String
 
-    public init(vectors: [Float], items: Int, dim: Int, encoder: String, datasetId: String? = nil, notes: [String: String] = [:]) {
+    public init(vectors: [Float], items: Int, dim: Int, encoder: String = "", datasetId: String? = nil,
+                notes: [String: String] = [:], path: String = "", identity: String = "") {
         precondition(vectors.count == items * dim, "\(vectors.count) floats for \(items) × \(dim)")
         self.vectors = vectors
         self.items = items
@@ -24,6 +40,8 @@ public struct TextEmbeddingTable: Sendable {
         self.encoder = encoder
         self.datasetId = datasetId
         self.notes = notes
+        self.path = path
+        self.identity = identity
     }
 
     /// Row `item`.
@@ -36,7 +54,7 @@ public struct TextEmbeddingTable: Sendable {
         var metadata = notes
         metadata["format"] = FedRecFormat.name
         metadata["format_version"] = String(FedRecFormat.version)
-        metadata["kind"] = FileKind.textEmbedding.rawValue
+        metadata["kind"] = Self.kind
         metadata["encoder"] = encoder
         metadata["dim"] = String(dim)
         metadata["items"] = String(items)
@@ -46,14 +64,30 @@ public struct TextEmbeddingTable: Sendable {
         return try writer.write(to: path)
     }
 
-    /// Reads and verifies a table (version, kind, checksum, shape against `items`/`dim`).
+    /// Reads and verifies a table (format, version, kind, checksum through `FedRecFile`,
+    /// then the tensor's dtype and shape against its `items` and `dim` metadata).
+    /// - Throws: `.corrupt` (84) without positive `items` and `dim`.
     public static func load(_ path: String) throws -> TextEmbeddingTable {
         let file = try FedRecFile(path: path, kinds: [.textEmbedding])
         let items = try file.int("items"), dim = try file.int("dim")
+        guard items > 0, dim > 0 else { throw FedRecError(.corrupt, file: path, "metadata lacks a positive items or dim") }
         try file.tensors.require(tensorName, .f32, [items, dim])
         let reserved: Set<String> = ["format", "format_version", "kind", "checksum", "encoder", "dim", "items", "dataset_id"]
         return TextEmbeddingTable(
             vectors: try file.tensors.floats(tensorName), items: items, dim: dim, encoder: try file.string("encoder"),
-            datasetId: file.metadata["dataset_id"], notes: file.metadata.filter { !reserved.contains($0.key) })
+            datasetId: file.metadata["dataset_id"], notes: file.metadata.filter { !reserved.contains($0.key) },
+            path: path, identity: file.tensors.identity)
+    }
+
+    /// Throws unless the table's rows are the items of the dataset `datasetId` with `items`
+    /// items. A table that names no dataset is accepted on its item count alone.
+    /// - Throws: `.shape` (83) for another number of items, `.mismatch` (86) for another dataset.
+    public func requireAligned(items expected: Int, datasetId expectedId: String) throws {
+        guard items == expected else {
+            throw FedRecError(.shape, file: path, "has \(items) item rows, the dataset has \(expected) items")
+        }
+        if let datasetId, datasetId != expectedId {
+            throw FedRecError(.mismatch, file: path, "was encoded for dataset \(datasetId.prefix(12))…, not this dataset (\(expectedId.prefix(12))…)")
+        }
     }
 }

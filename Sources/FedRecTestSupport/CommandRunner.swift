@@ -43,10 +43,46 @@ public enum CommandRunner {
             try? input.fileHandleForWriting.close()
         }
         writer.start()
-        let outData = out.fileHandleForReading.readDataToEndOfFile()
-        let errData = err.fileHandleForReading.readDataToEndOfFile()
+        // stderr is drained on its own thread too, so a command that fills that pipe
+        // first cannot stall.
+        let errBox = ReadBox()
+        let errDone = DispatchSemaphore(value: 0)
+        let errReader = Thread {
+            errBox.bytes = readAll(err.fileHandleForReading.fileDescriptor)
+            errDone.signal()
+        }
+        errReader.start()
+        let outData = readAll(out.fileHandleForReading.fileDescriptor)
         process.waitUntilExit()
+        errDone.wait()
+        let errData = errBox.bytes
         return CommandResult(status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
                              stderr: String(decoding: errData, as: UTF8.self))
+    }
+
+    /// Everything until end of file, retrying reads that a signal interrupts (Foundation's
+    /// `readDataToEndOfFile` traps on EINTR, which a busy test process does receive).
+    static func readAll(_ fd: Int32) -> [UInt8] {
+        var bytes: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n > 0 {
+                bytes += buffer[0..<n]
+            } else if n == 0 || errno != EINTR {
+                return bytes
+            }
+        }
+    }
+}
+
+/// Bytes read on another thread (guarded by a lock; the reader signals when done).
+private final class ReadBox: @unchecked Sendable {
+    private let lock = NSLock()
+    private var storedBytes: [UInt8] = []
+
+    var bytes: [UInt8] {
+        get { lock.withLock { storedBytes } }
+        set { lock.withLock { storedBytes = newValue } }
     }
 }

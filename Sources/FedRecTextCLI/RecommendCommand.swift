@@ -132,7 +132,7 @@ struct SearchArguments: ParsableArguments {
     func similarities(dataset: String, manifest: DatasetManifest) throws -> [Float] {
         let tablePath = itemText!
         let table = try TextEmbeddingTable.load(tablePath)
-        try PersonalizedSearch.requireTable(table, file: tablePath, items: manifest.items, datasetId: manifest.datasetId)
+        try table.requireAligned(with: manifest)
         let search = PersonalizedSearch(table: table)
         if let queryVector {
             let file = try MappedFile(path: queryVector)

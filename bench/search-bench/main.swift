@@ -49,7 +49,7 @@ do {
     var itemIndex: [String: Int32] = [:]
     for (i, item) in tables.items.enumerated() { itemIndex[item.id] = Int32(i) }
     let table = try TextEmbeddingTable.load(itemText)
-    try PersonalizedSearch.requireTable(table, file: itemText, items: manifest.items, datasetId: manifest.datasetId)
+    try table.requireAligned(with: manifest)
     let search = PersonalizedSearch(table: table)
 
     // Queries; texts embedded once each.

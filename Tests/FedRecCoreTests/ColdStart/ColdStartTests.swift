@@ -14,11 +14,11 @@ import FedRecCore
 
 /// A text table for a dataset, written as fl-encode writes one.
 func writeTextTable(_ vectors: [Float], items: Int, dim: Int, datasetId: String?, to path: String) throws {
-    var metadata = ["format": FedRecFormat.name, "format_version": String(FedRecFormat.version), "kind": ItemTextEmbeddings.kind,
+    var metadata = ["format": FedRecFormat.name, "format_version": String(FedRecFormat.version), "kind": TextEmbeddingTable.kind,
                     "encoder": "test", "items": String(items), "dim": String(dim)]
     if let datasetId { metadata["dataset_id"] = datasetId }
     var writer = SafeTensorsWriter(metadata: metadata)
-    writer.add(ItemTextEmbeddings.tensorName, shape: [items, dim], floats: vectors)
+    writer.add(TextEmbeddingTable.tensorName, shape: [items, dim], floats: vectors)
     _ = try writer.write(to: path)
 }
 
@@ -67,7 +67,7 @@ struct ColdStartTests {
         var g = SeededGenerator(seed: 9)
         let t = (0..<(items * m)).map { _ in Float(g.nextGaussian()) }
         let w0 = (0..<(d * m)).map { _ in Float(g.nextGaussian()) }
-        let text = ItemTextEmbeddings(vectors: t, items: items, dim: m)
+        let text = TextEmbeddingTable(vectors: t, items: items, dim: m)
         var v = [Float](repeating: 0, count: items * d)
         for i in 0..<items { TextProjection.project(w0, dim: d, text: text, item: i, into: &v) }
         let w = try #require(TextProjection.fit(embeddings: v, dim: d, items: Array(0..<20), text: text, l2: 1e-9))
@@ -96,7 +96,7 @@ struct ColdStartTests {
     struct ColdRound {
         let dir: TemporaryDirectory
         let manifest: DatasetManifest
-        let text: ItemTextEmbeddings
+        let text: TextEmbeddingTable
         var path: String { dir.path }
         var shards: [String] { manifest.shards.map { dir.path + "/ds/" + $0.file } }
         let training: TrainingOptions
@@ -111,7 +111,7 @@ struct ColdStartTests {
             var g = SeededGenerator(seed: 4)
             try writeTextTable((0..<(40 * 6)).map { _ in Float(g.nextGaussian()) }, items: 40, dim: 6, datasetId: manifest.datasetId,
                                to: dir.path + "/text.safetensors")
-            text = try ItemTextEmbeddings.load(dir.path + "/text.safetensors")
+            text = try TextEmbeddingTable.load(dir.path + "/text.safetensors")
             var t = TrainingOptions()
             t.algorithm = .als
             t.alpha = 5
@@ -184,11 +184,11 @@ struct ColdStartTests {
         let r = try ColdRound()
         try r.round(withText: true, from: "c0", to: "c1")
         #expect(throws: FedRecError.self) { try r.round(withText: false, from: "c0", to: "x1") }
-        let wrongItems = ItemTextEmbeddings(vectors: [Float](repeating: 1, count: 39 * 6), items: 39, dim: 6)
+        let wrongItems = TextEmbeddingTable(vectors: [Float](repeating: 1, count: 39 * 6), items: 39, dim: 6)
         #expect { try wrongItems.requireAligned(items: r.manifest.items, datasetId: r.manifest.datasetId) } throws: {
             ($0 as? FedRecError)?.failure == .shape
         }
-        let otherDataset = ItemTextEmbeddings(vectors: [Float](repeating: 1, count: 40 * 6), items: 40, dim: 6, datasetId: "ab")
+        let otherDataset = TextEmbeddingTable(vectors: [Float](repeating: 1, count: 40 * 6), items: 40, dim: 6, datasetId: "ab")
         #expect { try otherDataset.requireAligned(items: r.manifest.items, datasetId: r.manifest.datasetId) } throws: {
             ($0 as? FedRecError)?.failure == .mismatch
         }

@@ -72,12 +72,12 @@ struct PersonalizedSearchTests {
     @Test("a table is checked against the dataset: rows (83) and dataset id (86)")
     func tableChecks() throws {
         let table = TextEmbeddingTable(vectors: [1, 0, 0, 1], items: 2, dim: 2, encoder: "test", datasetId: "abc")
-        try PersonalizedSearch.requireTable(table, file: "t", items: 2, datasetId: "abc")
-        #expect(failure { try PersonalizedSearch.requireTable(table, file: "t", items: 3, datasetId: "abc") } == .shape)
-        #expect(failure { try PersonalizedSearch.requireTable(table, file: "t", items: 2, datasetId: "xyz") } == .mismatch)
+        try table.requireAligned(items: 2, datasetId: "abc")
+        #expect(failure { try table.requireAligned(items: 3, datasetId: "abc") } == .shape)
+        #expect(failure { try table.requireAligned(items: 2, datasetId: "xyz") } == .mismatch)
         var anonymous = table
         anonymous.datasetId = nil
-        try PersonalizedSearch.requireTable(anonymous, file: "t", items: 2, datasetId: "xyz")
+        try anonymous.requireAligned(items: 2, datasetId: "xyz")
     }
 
     /// The failure class `body` throws, or nil when it does not throw a `FedRecError`.
