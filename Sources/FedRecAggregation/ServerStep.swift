@@ -251,3 +251,12 @@ public enum ServerStep {
         }
     }
 }
+
+extension ServerStep {
+    /// What `fl-aggregate --json` reports of the next model, written at `path` from `sum`.
+    public static func summary(model path: String, round: Int, written: (identity: String, overlay: Bool), sum: ModelUpdate) -> JSONValue {
+        .object(["model": .string(path), "round": .number(Double(round)), "identity": .string(written.identity),
+                 "clients": .number(Double(sum.header.clients)), "rows": .number(Double(sum.rows.count)),
+                 "layout": .string(written.overlay ? "overlay" : "standalone")])
+    }
+}

@@ -91,15 +91,12 @@ public struct AggregateCommand: ParsableCommand {
                 let next = try ServerStep.apply(sum, sumFile: paths.count == 1 ? paths[0] : "the sum of \(paths.count) updates", to: model, options: options)
                 let written = try next.write(to: output, layout: checkpoint)
                 if format.json && output != "-" {
-                    emit(JSONValue.object(["model": .string(output), "round": .number(Double(next.round)), "identity": .string(written.identity),
-                                    "clients": .number(Double(sum.header.clients)), "rows": .number(Double(sum.rows.count)),
-                                    "layout": .string(written.overlay ? "overlay" : "standalone")]).canonicalText)
+                    emit(ServerStep.summary(model: output, round: next.round, written: written, sum: sum).canonicalText)
                 }
             } else {
                 try sum.write(to: output, kind: .sum)
                 if format.json && output != "-" {
-                    emit(JSONValue.object(["sum": .string(output), "clients": .number(Double(sum.header.clients)), "weight": .number(sum.header.weight),
-                                    "rows": .number(Double(sum.rows.count))]).canonicalText)
+                    emit(sum.summary(path: output).canonicalText)
                 }
             }
         }

@@ -29,41 +29,9 @@ public func emit(_ text: String) {
     print(text, terminator: text.hasSuffix("\n") ? "" : "\n")
 }
 
-/// A JSON object as a TSV table: a header line of keys and one line of values.
-func tsv(_ object: JSONValue) -> String {
-    guard case .object(let members) = object else { return object.canonicalText }
-    let keys = members.keys.sorted()
-    let values = keys.map { key -> String in
-        switch members[key]! {
-        case .string(let s): return s
-        case .number(let d): return d.rounded() == d && abs(d) < 1e15 ? String(Int64(d)) : String(format6(d))
-        default: return members[key]!.canonicalText
-        }
-    }
-    return keys.joined(separator: "\t") + "\n" + values.joined(separator: "\t")
-}
-
-/// A number with up to six significant decimals, for tables people read.
-public func format6(_ d: Double) -> String {
-    guard d.isFinite else { return "nan" }
-    let scaled = (d * 1_000_000).rounded() / 1_000_000
-    return "\(scaled)"
-}
-
-/// The conventional state file of a shard: `DIR/shard-00000.state.safetensors`.
-func stateFile(directory: String, shard: String) -> String {
-    var name = shard.split(separator: "/").last.map(String.init) ?? shard
-    for suffix in [".tar.gz", ".tgz", ".tar.zst", ".tzst", ".tar"] where name.hasSuffix(suffix) {
-        name.removeLast(suffix.count)
-        break
-    }
-    return directory + "/" + name + ".state.safetensors"
-}
-
 /// Shard paths of a dataset directory, from its `dataset.json`.
 func shardPaths(dataset directory: String) throws -> [String] {
-    let manifest = try DatasetManifest.load(directory)
-    return manifest.shards.map { directory + "/" + $0.file }
+    try DatasetManifest.load(directory).shardPaths(in: directory)
 }
 
 extension Objective: ExpressibleByArgument {}

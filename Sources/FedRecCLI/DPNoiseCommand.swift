@@ -122,10 +122,10 @@ public struct DPNoiseRelease: ParsableCommand {
             if format.json {
                 emit(JSONValue.object(object).canonicalText)
             } else if !format.quiet {
-                let eps = report.epsilon.map { ", epsilon \(format6($0))" } ?? ""
+                let eps = report.epsilon.map { ", epsilon \(sixDecimals($0))" } ?? ""
                 let left = report.remainingRounds.map { ", \($0) rounds left in the budget" } ?? ""
-                let clip = report.adaptiveClip.map { ", clip \(format6($0.step.clip)) -> \(format6($0.step.nextClip))" } ?? ""
-                print("fl-dp-noise: round \(report.round) released (\(report.coordinates) coordinates, q·N = \(format6(report.expectedClients))\(eps)\(left)\(clip))", to: &stderr)
+                let clip = report.adaptiveClip.map { ", clip \(sixDecimals($0.step.clip)) -> \(sixDecimals($0.step.nextClip))" } ?? ""
+                print("fl-dp-noise: round \(report.round) released (\(report.coordinates) coordinates, q·N = \(sixDecimals(report.expectedClients))\(eps)\(left)\(clip))", to: &stderr)
             }
         }
     }

@@ -59,7 +59,7 @@ public struct EvalCommand: ParsableCommand {
                                            ranking: ranking ? true : nil, evaluationProtocol: cold ? .cold : .standard,
                                            coldItems: coldItems, baseline: baseline)
             if let metricsLog { try appendLine(report.json.canonicalText, to: metricsLog, durable: true) }
-            emit(format.json ? report.json.canonicalText : tsv(report.json))
+            emit(format.json ? report.json.canonicalText : report.json.tsvTable)
         }
     }
 }

@@ -119,19 +119,8 @@ public struct PartitionCommand: ParsableCommand {
             options.includeCatalogue = catalogueItems
             options.coldItems = coldItems
             let manifest = try Partitioner.run(options, output: output, replace: force)
-            let summary: JSONValue = [
-                "dataset": .string(output), "dataset_id": .string(manifest.datasetId), "users": .number(Double(manifest.users)),
-                "items": .number(Double(manifest.items)), "clients": .number(Double(manifest.clients)),
-                "shards": .number(Double(manifest.shards.count)), "train": .number(Double(manifest.train)),
-                "test": .number(Double(manifest.test)), "feedback": .string(manifest.feedback),
-            ]
-            var withCold = summary
-            if !manifest.coldItems.isEmpty, case .object(var members) = summary {
-                members["cold_items"] = .number(Double(manifest.coldItems.count))
-                members["cold"] = manifest.details["cold_interactions"] ?? .null
-                withCold = .object(members)
-            }
-            emit(format.json ? withCold.canonicalText : tsv(withCold))
+            let summary = manifest.summary(path: output)
+            emit(format.json ? summary.canonicalText : summary.tsvTable)
         }
     }
 }

@@ -48,12 +48,7 @@ public struct TrainLocalCommand: ParsableCommand {
                 stateOut: training.reconstruct ? nil : (stateOut ?? state), output: output, options: options,
                 progress: Progress(quiet: format.quiet))
             if format.json && output != "-" {
-                let json: JSONValue = ["update": .string(output), "clients": .number(Double(summary.clients)), "users": .number(Double(summary.users)),
-                                       "examples": .number(Double(summary.examples)), "rows": .number(Double(summary.rows)), "clipped": .number(Double(summary.clipped))]
-                var object = json.objectValue ?? [:]
-                if options.sampleRate != nil { object["population"] = .number(Double(summary.population)) }
-                if let eps = summary.localEpsilon { object["local_dp_epsilon"] = .number(eps) }
-                emit(JSONValue.object(object).canonicalText)
+                emit(summary.json(update: output, sampled: options.sampleRate != nil).canonicalText)
             }
         }
     }

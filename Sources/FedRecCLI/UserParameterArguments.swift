@@ -18,6 +18,6 @@ public struct UserParameterArguments: ParsableArguments {
         guard let stateDir else {
             throw FedRecError(.usage, "user parameters are private: give --state-dir DIR with the shards' state files, or --reconstruct")
         }
-        return UserParameterSource(mode: .state, states: shards.map { stateFile(directory: stateDir, shard: $0) }, training: training.options)
+        return UserParameterSource(mode: .state, states: shards.map { UserState.conventionalPath(directory: stateDir, shard: $0) }, training: training.options)
     }
 }

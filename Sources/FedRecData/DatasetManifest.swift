@@ -103,3 +103,25 @@ extension TextEmbeddingTable {
         try requireAligned(items: manifest.items, datasetId: manifest.datasetId)
     }
 }
+
+extension DatasetManifest {
+    /// What `fl-partition` reports of the dataset written at `path`: its identity, sizes,
+    /// feedback kind and, with a cold-item split, the cold items and interactions.
+    public func summary(path: String) -> JSONValue {
+        var members: [String: JSONValue] = [
+            "dataset": .string(path), "dataset_id": .string(datasetId), "users": .number(Double(users)),
+            "items": .number(Double(items)), "clients": .number(Double(clients)), "shards": .number(Double(shards.count)),
+            "train": .number(Double(train)), "test": .number(Double(test)), "feedback": .string(feedback),
+        ]
+        if !coldItems.isEmpty {
+            members["cold_items"] = .number(Double(coldItems.count))
+            members["cold"] = details["cold_interactions"] ?? .null
+        }
+        return .object(members)
+    }
+
+    /// The paths of the shards of the dataset directory `directory`, as its manifest lists them.
+    public func shardPaths(in directory: String) -> [String] {
+        shards.map { directory + "/" + $0.file }
+    }
+}

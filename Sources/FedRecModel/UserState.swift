@@ -72,3 +72,16 @@ public struct UserState: Sendable {
         return (state, try file.int("round"))
     }
 }
+
+extension UserState {
+    /// The conventional state file of a shard, `DIR/shard-00000.state.safetensors` for the
+    /// shard `…/shard-00000.tar[.gz|.zst]` (what `fl-eval --state-dir` and `fl-rounds` use).
+    public static func conventionalPath(directory: String, shard: String) -> String {
+        var name = baseName(shard)
+        for suffix in [".tar.gz", ".tgz", ".tar.zst", ".tzst", ".tar"] where name.hasSuffix(suffix) {
+            name.removeLast(suffix.count)
+            break
+        }
+        return directory + "/" + name + ".state.safetensors"
+    }
+}

@@ -90,7 +90,7 @@ public struct RecommendCommand: ParsableCommand {
                     out += JSONValue.object(["user": .string(r.user), "rank": .number(Double(r.rank)), "item": .string(item.id),
                                              "score": .number(Double(r.score)), "title": .string(item.title)]).canonicalText + "\n"
                 } else {
-                    out += "\(r.user)\t\(r.rank)\t\(item.id)\t\(format6(Double(r.score)))\t\(item.title)\n"
+                    out += "\(r.user)\t\(r.rank)\t\(item.id)\t\(sixDecimals(Double(r.score)))\t\(item.title)\n"
                 }
             }
             emit(out)

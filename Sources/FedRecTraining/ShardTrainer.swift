@@ -15,6 +15,18 @@ public struct ShardTrainingSummary: Sendable {
     public var population = 0
     /// Local DP: ε of each client's release this round.
     public var localEpsilon: Double?
+
+    /// What `fl-train-local --json` reports of the update written at `path`; `population`
+    /// only when clients were sampled.
+    public func json(update path: String, sampled: Bool) -> JSONValue {
+        var members: [String: JSONValue] = [
+            "update": .string(path), "clients": .number(Double(clients)), "users": .number(Double(users)),
+            "examples": .number(Double(examples)), "rows": .number(Double(rows)), "clipped": .number(Double(clipped)),
+        ]
+        if sampled { members["population"] = .number(Double(population)) }
+        if let localEpsilon { members["local_dp_epsilon"] = .number(localEpsilon) }
+        return .object(members)
+    }
 }
 
 /// Trains every client of one shard against a global model and writes the shard's

@@ -283,3 +283,11 @@ public struct ModelUpdate: Sendable {
         return total
     }
 }
+
+extension ModelUpdate {
+    /// What `fl-aggregate --json` reports of a sum written at `path`.
+    public func summary(path: String) -> JSONValue {
+        .object(["sum": .string(path), "clients": .number(Double(header.clients)), "weight": .number(header.weight),
+                 "rows": .number(Double(rows.count))])
+    }
+}
