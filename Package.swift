@@ -89,6 +89,8 @@ let package = Package(
         .executableTarget(name: "search-bench", dependencies: ["FedRecText", "FedRecCore"], path: "bench/search-bench"),
         // Benchmark driver for bench/encode-throughput.sh, not a command.
         .executableTarget(name: "encode-bench", dependencies: ["FedRecText", "FedRecCore"], path: "bench/encode-bench"),
+        // Benchmark driver for bench/dp-noise-throughput (privacy-noise sampling), not a command.
+        .executableTarget(name: "dp-noise-bench", dependencies: ["FedRecCore"], path: "bench/dp-noise-bench"),
     ] + commands.map { .executableTarget(name: $0, dependencies: ["FedRecCLI"]) }
         + textCommands.map { .executableTarget(name: $0, dependencies: ["FedRecTextCLI"]) }
 )

@@ -15,6 +15,10 @@ public enum Delimiter: Sendable, Equatable, CustomStringConvertible {
         }
     }
 
+    /// Whether fields may be `"`-quoted (RFC 4180): comma and semicolon files. In tab,
+    /// `|` and `::` files a quote is an ordinary character.
+    var allowsQuotes: Bool { self == .comma || self == .semicolon }
+
     /// The delimiter of a line: `::` first, then tab, `|`, comma, semicolon.
     static func detect<C: Collection>(_ line: C) -> Delimiter? where C.Element == UInt8 {
         var previousColon = false
@@ -43,25 +47,43 @@ public enum Delimiter: Sendable, Equatable, CustomStringConvertible {
 }
 
 /// Iterates over the lines of a byte buffer (LF or CRLF), with 1-based line numbers.
+/// With `quotes`, a line break inside a `"`-quoted field (RFC 4180) does not end the
+/// record: the record runs on to the line break after the closing quote.
 public struct LineScanner {
     let bytes: UnsafeRawBufferPointer
     var offset = 0
+    /// The line number the record last returned starts on.
     public var lineNumber = 0
+    private var nextLineNumber = 1
+    let quotes: Bool
 
-    public init(_ bytes: UnsafeRawBufferPointer) {
+    public init(_ bytes: UnsafeRawBufferPointer, quotes: Bool = false) {
         self.bytes = bytes
+        self.quotes = quotes
         // Skip a UTF-8 byte-order mark.
         if bytes.count >= 3 && bytes[0] == 0xEF && bytes[1] == 0xBB && bytes[2] == 0xBF { offset = 3 }
     }
 
-    /// The next line's byte range, without its terminator.
+    /// The next line's (record's) byte range, without its terminator.
     public mutating func next() -> Range<Int>? {
         guard offset < bytes.count else { return nil }
         let start = offset
         var end = start
-        while end < bytes.count && bytes[end] != 0x0A { end += 1 }
+        var inQuotes = false, breaks = 0
+        while end < bytes.count {
+            let byte = bytes[end]
+            if byte == 0x0A {
+                guard inQuotes else { break }
+                breaks += 1
+            } else if quotes && byte == UInt8(ascii: "\"") {
+                // A doubled quote inside a quoted field toggles twice: still inside.
+                inQuotes.toggle()
+            }
+            end += 1
+        }
         offset = end + 1
-        lineNumber += 1
+        lineNumber = nextLineNumber
+        nextLineNumber += 1 + breaks
         var stop = end
         if stop > start && bytes[stop - 1] == 0x0D { stop -= 1 }
         return start..<stop
@@ -70,6 +92,15 @@ public struct LineScanner {
 
 /// Splits one line into fields. CSV fields may be quoted with `"` (doubled to escape).
 public func splitFields(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>, _ delimiter: Delimiter) -> [Substring] {
+    var problem: String?
+    return splitFields(bytes, range, delimiter, problem: &problem)
+}
+
+/// Splits one record into fields, noting in `problem` where its quoting breaks RFC 4180
+/// (the field is then read as the bytes say): a quoted field that never closes, text
+/// between a closing quote and the delimiter, a quote inside an unquoted field. Spaces
+/// and tabs around a quoted field are allowed and dropped.
+public func splitFields(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>, _ delimiter: Delimiter, problem: inout String?) -> [Substring] {
     var fields: [Substring] = []
     var field: [UInt8] = []
     var i = range.lowerBound
@@ -82,9 +113,11 @@ public func splitFields(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>, _ 
     case .pipe: separator = UInt8(ascii: "|")
     case .semicolon: separator = UInt8(ascii: ";")
     }
-    let quotes = delimiter == .comma || delimiter == .semicolon
+    let quotes = delimiter.allowsQuotes
     var inQuotes = false
     var atFieldStart = true
+    var closed = false  // the field's closing quote has been read
+    func note(_ what: String) { if problem == nil { problem = what } }
     while i < end {
         let byte = bytes[i]
         if quotes && byte == UInt8(ascii: "\"") {
@@ -95,14 +128,17 @@ public func splitFields(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>, _ 
                     continue
                 }
                 inQuotes = false
+                closed = true
                 i += 1
                 continue
             } else if atFieldStart {
                 inQuotes = true
                 atFieldStart = false
+                field.removeAll(keepingCapacity: true)  // spaces before the quote
                 i += 1
                 continue
             }
+            note(closed ? "text after a closing quote" : "a '\"' inside an unquoted field (quote the whole field and double the quote)")
         }
         if !inQuotes && byte == separator
             && (delimiter != .doubleColon || (i + 1 < end && bytes[i + 1] == separator))
@@ -111,12 +147,15 @@ public func splitFields(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>, _ 
             field.removeAll(keepingCapacity: true)
             i += delimiter == .doubleColon ? 2 : 1
             atFieldStart = true
+            closed = false
             continue
         }
-        field.append(byte)
-        atFieldStart = false
+        if closed && !inQuotes && byte != 0x20 && byte != 0x09 { note("text after a closing quote") }
+        if !(closed && !inQuotes) { field.append(byte) }
+        if byte != 0x20 && byte != 0x09 { atFieldStart = false }
         i += 1
     }
+    if inQuotes { note("a quoted field that never closes") }
     fields.append(Substring(decodeText(field)))
     return fields
 }

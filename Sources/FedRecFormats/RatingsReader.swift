@@ -85,17 +85,30 @@ public enum RatingsReader {
 
     public static func read(bytes: UnsafeRawBufferPointer, path: String, columns: RatingsColumns, into log: inout RatingsLog) throws -> RatingsFormat {
         func bad(_ line: Int, _ what: String) -> FedRecError { FedRecError(.badData, file: path, "line \(line): \(what)") }
-        var scanner = LineScanner(bytes)
-        var firstLine: Range<Int>?
+        // The delimiter comes from the first non-blank line; then the records are read
+        // again, quote-aware for CSV (a quoted field may hold a line break, RFC 4180).
+        var probe = LineScanner(bytes)
+        var firstPhysical: Range<Int>?
+        while let line = probe.next() {
+            if !isBlank(bytes, line) { firstPhysical = line; break }
+        }
+        guard let firstPhysical else { throw FedRecError(.emptyInput, file: path, "holds no ratings") }
+        guard let delimiter = Delimiter.detect(bytes[firstPhysical]) else {
+            throw bad(probe.lineNumber, "cannot tell the field delimiter (expected tab, comma, '::' or '|')")
+        }
+        var scanner = LineScanner(bytes, quotes: delimiter.allowsQuotes)
+        var firstLine = firstPhysical
         while let line = scanner.next() {
             if !isBlank(bytes, line) { firstLine = line; break }
         }
-        guard let firstLine else { throw FedRecError(.emptyInput, file: path, "holds no ratings") }
         let firstNumber = scanner.lineNumber
-        guard let delimiter = Delimiter.detect(bytes[firstLine]) else {
-            throw bad(firstNumber, "cannot tell the field delimiter (expected tab, comma, '::' or '|')")
+        func splitRecord(_ line: Range<Int>, number: Int) throws -> [Substring] {
+            var problem: String?
+            let fields = splitFields(bytes, line, delimiter, problem: &problem)
+            if let problem { throw bad(number, problem) }
+            return fields
         }
-        let firstFields = splitFields(bytes, firstLine, delimiter)
+        let firstFields = try splitRecord(firstLine, number: firstNumber)
         let lowered = firstFields.map { $0.trimmingSpaces.lowercased() }
         func find(_ name: String?, _ defaults: [String], required: Bool, what: String) throws -> Int? {
             if let name {
@@ -133,7 +146,7 @@ public enum RatingsReader {
         let needed = [userAt, itemAt, ratingAt ?? 0, timeAt ?? 0].max()! + 1
         let startCount = log.count
         func add(_ line: Range<Int>, number: Int) throws {
-            let fields = splitFields(bytes, line, delimiter)
+            let fields = try splitRecord(line, number: number)
             guard fields.count >= needed else {
                 throw bad(number, "expected \(needed) \(delimiter) separated fields, found \(fields.count)")
             }

@@ -91,7 +91,10 @@ public final class AtomicOutput {
     }
 
     /// Drops the output: the temporary file is removed and the destination left as it was.
+    /// After `commit()` (or a first `abandon()`) it does nothing: the descriptor is closed
+    /// already, and its number may belong to another file by now.
     public func abandon() {
+        guard !finished else { return }
         finished = true
         if let temporaryPath {
             close(descriptor)

@@ -182,11 +182,18 @@ struct JSONParser {
             while true {
                 skipSpace()
                 guard offset < bytes.count, bytes[offset] == UInt8(ascii: "\"") else { throw failure("expected a key") }
+                let keyOffset = offset
                 let key = try string()
                 skipSpace()
                 guard offset < bytes.count, bytes[offset] == UInt8(ascii: ":") else { throw failure("expected ':'") }
                 offset += 1
-                members[key] = try value(depth: depth + 1)
+                let member = try value(depth: depth + 1)
+                // RFC 8259 leaves duplicate names' meaning open; refuse them so no reader
+                // silently takes one value and another reader the other.
+                guard members.updateValue(member, forKey: key) == nil else {
+                    offset = keyOffset
+                    throw failure("duplicate key \"\(key)\"")
+                }
                 skipSpace()
                 guard offset < bytes.count else { throw failure("unexpected end in object") }
                 if bytes[offset] == UInt8(ascii: ",") { offset += 1; continue }
@@ -225,17 +232,39 @@ struct JSONParser {
         offset += n
     }
 
+    /// A number by RFC 8259's grammar, `-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?`:
+    /// no `+1`, `01`, `.5`, `1.` or `1e`; a value beyond the double range (`1e400`) is
+    /// refused rather than read as infinity.
     mutating func number() throws -> Double {
         let start = offset
-        while offset < bytes.count {
-            let c = bytes[offset]
-            let isNumberByte = (c >= 0x30 && c <= 0x39) || c == UInt8(ascii: "-") || c == UInt8(ascii: "+")
-                || c == UInt8(ascii: ".") || c == UInt8(ascii: "e") || c == UInt8(ascii: "E")
-            guard isNumberByte else { break }
+        func digits() -> Int {
+            let from = offset
+            while offset < bytes.count, bytes[offset] >= 0x30, bytes[offset] <= 0x39 { offset += 1 }
+            return offset - from
+        }
+        func at(_ c: Unicode.Scalar) -> Bool { offset < bytes.count && bytes[offset] == UInt8(ascii: c) }
+        if at("-") { offset += 1 }
+        guard offset < bytes.count, bytes[offset] >= 0x30, bytes[offset] <= 0x39 else { throw failure("bad number") }
+        if at("0") {
             offset += 1
+            guard !(offset < bytes.count && bytes[offset] >= 0x30 && bytes[offset] <= 0x39) else {
+                throw failure("bad number (leading zero)")
+            }
+        } else {
+            _ = digits()
+        }
+        if at(".") {
+            offset += 1
+            guard digits() > 0 else { throw failure("bad number (no digit after '.')") }
+        }
+        if at("e") || at("E") {
+            offset += 1
+            if at("+") || at("-") { offset += 1 }
+            guard digits() > 0 else { throw failure("bad number (no digit in the exponent)") }
         }
         let text = String(decoding: UnsafeRawBufferPointer(rebasing: bytes[start..<offset]), as: UTF8.self)
-        guard offset > start, let value = Double(text) else { throw failure("bad number") }
+        guard let value = Double(text) else { throw failure("bad number") }
+        guard value.isFinite else { throw failure("number \(text) is beyond the range of a double") }
         return value
     }
 

@@ -25,6 +25,11 @@ public enum CommandRunner {
     /// Runs `tool` with `arguments`, feeding `stdin`, in `directory` (default: the current
     /// one), with `COLUMNS` fixed so help text wraps the same everywhere.
     public static func run(_ tool: String, _ arguments: [String], stdin: String? = nil, in directory: String? = nil) throws -> CommandResult {
+        try run(tool, arguments, stdinBytes: stdin.map { Array($0.utf8) }, in: directory)
+    }
+
+    /// As `run(_:_:stdin:in:)`, with binary stdin (a shard, a checkpoint) piped in.
+    public static func run(_ tool: String, _ arguments: [String], stdinBytes: [UInt8]?, in directory: String? = nil) throws -> CommandResult {
         let process = Process()
         process.executableURL = Self.directory.appendingPathComponent(tool)
         process.arguments = arguments
@@ -39,7 +44,7 @@ public enum CommandRunner {
         try process.run()
         // Write stdin on another thread while stdout is read, so neither pipe fills up.
         let writer = Thread {
-            if let stdin { input.fileHandleForWriting.write(Data(stdin.utf8)) }
+            if let stdinBytes { input.fileHandleForWriting.write(Data(stdinBytes)) }
             try? input.fileHandleForWriting.close()
         }
         writer.start()

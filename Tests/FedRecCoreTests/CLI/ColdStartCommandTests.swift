@@ -54,7 +54,8 @@ struct ColdStartCommandTests {
             let m = try JSONValue.parse(e.stdout.trimmingCharacters(in: .whitespacesAndNewlines))
             #expect(m["protocol"]?.stringValue == "cold")
             #expect(m["baseline"]?.stringValue == baseline)
-            #expect((m["hr@10"]?.doubleValue ?? -1) >= 0)
+            let hr = try #require(m["hr@10"]?.doubleValue)
+            #expect(hr >= 0 && hr <= 1, "hr@10 \(hr)")
         }
         // The warm protocol still works and reports no protocol tag.
         let warm = try s.run("fl-eval", ["--model", "m1.safetensors", "--dataset", "ds", "--reconstruct", "--alpha", "5", "--l2", "5", "--json"])

@@ -74,6 +74,48 @@ struct CommandLineTests {
         #expect(try JSONValue.parse(inspect.stdout.trimmingCharacters(in: .whitespacesAndNewlines))["kind"]?.stringValue == "model")
     }
 
+    @Test("`-` reads a pipe: fl-partition, fl-train-local --shard, fl-inspect and fl-recommend --users give what their files give")
+    func stdinInputs() throws {
+        let round = try Round()
+        let p = round.path
+        // fl-partition -: the same dataset (its id names the input's bytes, not its name).
+        // A file finds movies.csv beside it; stdin has no "beside", so it is named.
+        let csv = try readBytes(sampleRatings)
+        let movies = URL(fileURLWithPath: sampleRatings).deletingLastPathComponent().appendingPathComponent("movies.csv").path
+        let piped = try Tool.run("fl-partition", ["-", "-o", "piped", "--shards", "2", "--split", "ratio", "--seed", "1", "--items", movies],
+                                 stdinBytes: csv, in: p)
+        #expect(piped.status == 0, "\(piped.stderr)")
+        let fromFile = try DatasetManifest.load(p + "/ds"), fromPipe = try DatasetManifest.load(p + "/piped")
+        #expect(fromPipe.datasetId == fromFile.datasetId && fromPipe.users == fromFile.users && fromPipe.train == fromFile.train)
+        for shard in fromFile.shards { #expect(try readBytes(p + "/piped/" + shard.file) == readBytes(p + "/ds/" + shard.file)) }
+        #expect(try readBytes(p + "/piped/users.tsv") == readBytes(p + "/ds/users.tsv"))
+        #expect(try readBytes(p + "/piped/items.tsv") == readBytes(p + "/ds/items.tsv"))
+
+        // fl-train-local --shard -: the update the shard file gives.
+        let shard = try readBytes(p + "/ds/shards/shard-00000.tar")
+        let args = ["--model", "m0.safetensors", "--reconstruct", "--seed", "3"]
+        let a = try Tool.run("fl-train-local", args + ["--shard", "ds/shards/shard-00000.tar", "-o", "from-file.safetensors"], in: p)
+        let b = try Tool.run("fl-train-local", args + ["--shard", "-", "-o", "from-pipe.safetensors"], stdinBytes: shard, in: p)
+        #expect(a.status == 0 && b.status == 0, "\(a.stderr) \(b.stderr)")
+        let fileUpdate = try ModelUpdate.load(p + "/from-file.safetensors"), pipeUpdate = try ModelUpdate.load(p + "/from-pipe.safetensors")
+        #expect(pipeUpdate.rows == fileUpdate.rows && pipeUpdate.rowTensors == fileUpdate.rowTensors && pipeUpdate.dense == fileUpdate.dense)
+        #expect(pipeUpdate.header.clients == fileUpdate.header.clients && pipeUpdate.header.clients > 0)
+
+        // fl-inspect -: a checkpoint on stdin is recognised and verified.
+        let inspect = try Tool.run("fl-inspect", ["-", "--json"], stdinBytes: try readBytes(p + "/m0.safetensors"), in: p)
+        #expect(inspect.status == 0, "\(inspect.stderr)")
+        let report = try JSONValue.parse(inspect.stdout.trimmingCharacters(in: .whitespacesAndNewlines))
+        #expect(report["kind"]?.stringValue == "model" && report["checksum"]?.stringValue == "ok")
+        #expect(report["metadata"]?["items"]?.stringValue == "\(fromFile.items)" && report["file"]?.stringValue == "-")
+
+        // fl-recommend --users -: one id a line, as with --user for each.
+        let users = try Tool.run("fl-recommend", ["--model", "m0.safetensors", "--dataset", "ds", "--reconstruct", "--users", "-", "-k", "4"],
+                                 stdin: "7\n1\n", in: p)
+        let named = try Tool.run("fl-recommend", ["--model", "m0.safetensors", "--dataset", "ds", "--reconstruct", "--user", "7", "--user", "1", "-k", "4"], in: p)
+        #expect(users.status == 0 && named.status == 0, "\(users.stderr)")
+        #expect(users.stdoutLines.count == 1 + 2 * 4 && users.stdout == named.stdout)
+    }
+
     @Test("sums are associative: ((u0) + (u1)) gives the same next model as u0 + u1")
     func treeReduction() throws {
         let round = try Round()

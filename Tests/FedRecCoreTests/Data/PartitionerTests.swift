@@ -129,8 +129,19 @@ struct PartitionerTests {
     func pseudonyms() throws {
         let dir = try TemporaryDirectory()
         try writeAtomically(Array(repeating: UInt8(7), count: 32), to: dir.path + "/key")
-        let (_, _, users) = try partition { $0.pseudonymKeyFile = dir.path + "/key" }
-        #expect(users.allSatisfy { $0.id.count == 64 && !["10", "20", "30"].contains($0.id) })
+        let (out, manifest, users) = try partition { $0.pseudonymKeyFile = dir.path + "/key" }
+        // HMAC-SHA256 under the 32-byte key 0x07…07 of the raw ids "10", "20", "30", from
+        // Python's hmac module (an implementation independent of swift-crypto):
+        //   python3 -c "import hmac,hashlib; print([hmac.new(bytes([7])*32, u, hashlib.sha256).hexdigest() for u in (b'10', b'20', b'30')])"
+        let expected = [
+            "1321b4f81f8ee4360eb2f72f38df8231fe8760c6e8f9983c9465c13d59abd7da",
+            "0cea31b8a25b7595fd3592ef70a44ece6b66a6bae265e8a997385b6c420f0bc1",
+            "f373e01e81d9a9415c8fdd9dd3e56cf8eea0f616aad919f931353943c8c2b921",
+        ]
+        // Dense user indices follow the raw ids' numeric order: 10, 20, 30.
+        #expect(users.sorted { $0.user < $1.user }.map(\.id) == expected)
+        let tables = try DatasetTables(directory: out.path + "/ds", manifest: manifest)
+        #expect(Set(tables.users.keys) == Set(expected))
         let short = try TemporaryDirectory()
         try writeAtomically([UInt8](repeating: 1, count: 4), to: short.path + "/key")
         #expect((#expect(throws: FedRecError.self) { try partition { $0.pseudonymKeyFile = short.path + "/key" } })?.failure == .badData)
@@ -174,5 +185,90 @@ struct ShardUserReaderTests {
             while try r.next() != nil {}
         }
         #expect(error?.failure == .corrupt)
+    }
+}
+
+/// Moments of a symmetric Dirichlet(α, …, α) on n components, from its moment formula
+/// E[Π X_i^k_i] = Γ(nα)/Γ(nα + Σk) · Π Γ(α + k_i)/Γ(α) (each marginal is Beta(α, (n−1)α)).
+struct SymmetricDirichletMoments {
+    let n: Int
+    let alpha: Double
+
+    /// E[X_1^k].
+    func raw(_ k: Int) -> Double {
+        let a = Double(n) * alpha
+        return (0..<k).reduce(1.0) { $0 * (alpha + Double($1)) / (a + Double($1)) }
+    }
+
+    var mean: Double { raw(1) }
+    var variance: Double { raw(2) - mean * mean }
+    /// E[(X − μ)⁴], for the standard error of a sample variance.
+    var fourthCentral: Double {
+        let m = mean
+        return raw(4) - 4 * m * raw(3) + 6 * m * m * raw(2) - 3 * m * m * m * m
+    }
+
+    /// H = Σ_c X_c², the concentration of one draw: E[H] = 1/n + (1 − 1/n)/(nα + 1).
+    var concentration: Double { Double(n) * raw(2) }
+    /// Var(H) = n E[X⁴] + n(n−1) E[X_1² X_2²] − E[H]².
+    var concentrationVariance: Double {
+        let a = Double(n) * alpha
+        let mixed = (alpha * (alpha + 1)) * (alpha * (alpha + 1)) / (a * (a + 1) * (a + 2) * (a + 3))
+        return Double(n) * raw(4) + Double(n * (n - 1)) * mixed - concentration * concentration
+    }
+}
+
+@Suite("Dirichlet client split: the proportions the concentration implies")
+struct DirichletSplitTests {
+    /// Each statistic below is compared with its exact expectation within zOneInAMillion
+    /// standard errors (CLT), so a correct sampler fails with probability ≈ 1e-6; the test
+    /// seeds are fixed, so the outcome is reproducible.
+    @Test("shares: each marginal has the Beta(α, (n−1)α) mean and variance; they sum to 1", arguments: [0.1, 0.5, 5.0])
+    func shares(alpha: Double) {
+        let n = 5, draws = 20_000
+        let exact = SymmetricDirichletMoments(n: n, alpha: alpha)
+        var generator = SeededGenerator(seed: 42, stream: 7)  // test seed
+        var first = [Double]()
+        for _ in 0..<draws {
+            let shares = Dirichlet.sample(count: n, alpha: alpha, using: &generator)
+            #expect(shares.count == n && shares.allSatisfy { $0 >= 0 } && abs(shares.reduce(0, +) - 1) < 1e-12)
+            first.append(shares[0])
+        }
+        let mean = first.reduce(0, +) / Double(draws)
+        let variance = first.reduce(0) { $0 + ($1 - exact.mean) * ($1 - exact.mean) } / Double(draws)
+        #expect(abs(mean - exact.mean) <= zOneInAMillion * (exact.variance / Double(draws)).squareRoot(), "α=\(alpha): mean \(mean)")
+        // Σ(x − μ)²/N around the true mean: standard error √((μ₄ − σ⁴)/N).
+        let varianceSE = ((exact.fourthCentral - exact.variance * exact.variance) / Double(draws)).squareRoot()
+        #expect(abs(variance - exact.variance) <= zOneInAMillion * varianceSE, "α=\(alpha): variance \(variance), exact \(exact.variance)")
+    }
+
+    /// 200 labels (dominant genres) of 100 users each, split over 4 clients. Per label, the
+    /// fractions of its users in each client are one Dirichlet draw rounded to whole users
+    /// (each fraction off by at most 1/m), so the label's concentration Σ_c f_c² is within
+    /// 2/m + n/m² of the draw's. Its mean over labels must match E[H] within
+    /// zOneInAMillion·√(Var(H)/labels) plus that rounding.
+    @Test("per label, the clients' shares of its users are as concentrated as Dirichlet(α) implies", arguments: [0.3, 10.0])
+    func labelProportions(alpha: Double) throws {
+        let labels = 200, perLabel = 100, n = 4
+        // Item g has genre "g"; user u rates item u / perLabel only, so that is its label.
+        let itemInfo: [ItemInfo?] = (0..<labels).map { ItemInfo(title: "t\($0)", genres: ["genre-\($0)"]) }
+        let train = (0..<(labels * perLabel)).map { Interactions(items: [Int32($0 / perLabel)], ratings: [1], times: [0]) }
+        var options = PartitionOptions(ratings: "r.csv")
+        options.scheme = .dirichlet(clients: n, alpha: alpha)
+        options.seed = 11  // test seed
+        let clientOf = try Partitioner.assignClients(options, userCount: train.count, train: train, itemInfo: itemInfo)
+        #expect(clientOf.allSatisfy { (0..<Int32(n)).contains($0) })
+        var concentrations: [Double] = []
+        for label in 0..<labels {
+            var counts = [Int](repeating: 0, count: n)
+            for u in (label * perLabel)..<((label + 1) * perLabel) { counts[Int(clientOf[u])] += 1 }
+            concentrations.append(counts.reduce(0.0) { $0 + Double($1 * $1) } / Double(perLabel * perLabel))
+        }
+        let exact = SymmetricDirichletMoments(n: n, alpha: alpha)
+        let observed = concentrations.reduce(0, +) / Double(labels)
+        let m = Double(perLabel)
+        let tolerance = zOneInAMillion * (exact.concentrationVariance / Double(labels)).squareRoot() + 2 / m + Double(n) / (m * m)
+        #expect(abs(observed - exact.concentration) <= tolerance,
+                "α=\(alpha): mean Σf² \(observed), Dirichlet implies \(exact.concentration) ± \(tolerance)")
     }
 }

@@ -60,6 +60,58 @@ struct RatingsReaderTests {
         #expect(missing?.description.contains("no column named u") == true)
     }
 
+    @Test("CSV quoting (RFC 4180): a quoted delimiter, a doubled quote, spaces around quotes")
+    func quotedDelimiter() throws {
+        let text = #"""
+            user,item,rating
+            "Smith, John",42,4
+            "say ""hi""", "x,y" ,5
+            plain;id,"7",2
+
+            """#
+        let (log, format) = try read(text)
+        #expect(format.delimiter == .comma && format.header)
+        #expect(log.users.ids == ["Smith, John", "say \"hi\"", "plain;id"])
+        #expect(log.items.ids == ["42", "x,y", "7"])
+        #expect(log.rating == [4, 5, 2])
+        // Semicolon files quote the same way.
+        let (semi, _) = try read("user;item\n\"a;b\";1\n")
+        #expect(semi.users.ids == ["a;b"] && semi.items.ids == ["1"])
+    }
+
+    @Test("CSV quoting: a line break inside quotes stays in the field; later lines keep their numbers")
+    func quotedNewline() throws {
+        let (log, _) = try read("user,item,rating\r\n\"two\nlines\",1,3\r\n\"crlf\r\nkept\",2,4\r\n8,9,2\r\n")
+        #expect(log.users.ids == ["two\nlines", "crlf\r\nkept", "8"])
+        #expect(log.items.ids == ["1", "2", "9"] && log.rating == [3, 4, 2])
+        // Physical lines: 1 header, 2–3 the first record, 4 the next, 5 the bad one.
+        let error = #expect(throws: FedRecError.self) { try read("user,item,rating\n\"a\nb\",1,3\n2,2,4\n3,3,x\n") }
+        #expect(error?.description == "r: line 5: rating \"x\" is not a number")
+    }
+
+    @Test("CSV quoting that breaks RFC 4180 is refused with the file and the record's first line")
+    func badQuotes() throws {
+        let cases: [(text: String, says: String)] = [
+            ("user,item\n1,2\n\"open,3\n4,5\n", "r: line 3: a quoted field that never closes"),
+            ("user,item\n1,2\n\"a\"b,3\n", "r: line 3: text after a closing quote"),
+            ("user,item\n1,2\nab\"c,3\n", "r: line 3: a '\"' inside an unquoted field"),
+            ("\"user,item\n1,2\n", "r: line 1: a quoted field that never closes"),
+        ]
+        for c in cases {
+            let error = #expect(throws: FedRecError.self, "\(c.text)") { try read(c.text) }
+            #expect(error?.failure == .badData)
+            #expect(error?.description.hasPrefix(c.says) == true, "\(String(describing: error))")
+        }
+    }
+
+    @Test("in tab, '|' and '::' files a quote is an ordinary character")
+    func quotesInTabFiles() throws {
+        let (tab, _) = try read("\"a\t\"b\t3\t1\n")
+        #expect(tab.users.ids == ["\"a"] && tab.items.ids == ["\"b"])
+        let (dat, _) = try read("1::\"x::5::9\n")
+        #expect(dat.items.ids == ["\"x"])
+    }
+
     @Test("empty input and header-only input are refused as empty")
     func empty() throws {
         #expect((#expect(throws: FedRecError.self) { try read("") })?.failure == .emptyInput)

@@ -159,24 +159,4 @@ struct DiscreteGaussianTests {
         let variance = zeros.reduce(0.0) { $0 + Double($1) * Double($1) } / 20_000
         #expect(abs(variance - 0.0025) < zOneInAMillion * 0.0025 * (2.0 / 20_000).squareRoot())
     }
-
-    @Test("throughput (FEDREC_BENCH=1 only)")
-    func throughput() throws {
-        guard ProcessInfo.processInfo.environment["FEDREC_BENCH"] != nil else { return }
-        let count = Int(ProcessInfo.processInfo.environment["FEDREC_BENCH_N"] ?? "") ?? 2_000_000
-        var buffer = [Int64](repeating: 0, count: count)
-        for sigma in [1.0, 50.0, 1e4] {
-            let sampler = try DiscreteGaussian(sigma: sigma)
-            let source = SystemNoiseSource()
-            let start = Date()
-            sampler.sample(into: &buffer, from: source)
-            let seconds = Date().timeIntervalSince(start)
-            print("discrete Gaussian σ=\(sigma): \(Int(Double(count) / seconds)) draws/s (\(count) in \(seconds) s)")
-        }
-        var floats = [Float](repeating: 0.5, count: count)
-        let start = Date()
-        try GridNoise.addNoise(to: &floats, sigma: 1, granularity: 0x1p-12, source: SystemNoiseSource())
-        let seconds = Date().timeIntervalSince(start)
-        print("grid noise σ/g=4096: \(Int(Double(count) / seconds)) coordinates/s")
-    }
 }

@@ -49,7 +49,7 @@ func sharedDataPath(_ relative: String) -> String? {
 }
 
 /// A file in the shared folder beside the repository (`../shared/<relative>`), or nil when
-/// absent (tests that need it skip with a message).
+/// absent (tests that need it are disabled with `.enabled(if:)`, so they show as skipped).
 func sharedPath(_ relative: String) -> String? {
     let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
