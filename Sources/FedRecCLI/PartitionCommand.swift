@@ -13,13 +13,15 @@ public struct PartitionCommand: ParsableCommand {
             and writes OUTPUT/dataset.json, items.tsv, users.tsv and shards/shard-NNNNN.tar.
 
             Examples:
-              fl-partition u.data -o ml100k                       # leave-last-out, one client per user
+              fl-partition u.data -o ml100k          # leave-last-out, one client per user
               fl-partition u1.base --test u1.test -o ml100k-u1    # an official fold as is
               fl-partition ratings.csv --split ratio --test-ratio 0.2 --clients 20 -o silos
-              fl-partition ratings.csv --dirichlet 0.3 --clients 20 -o noniid --items movies.csv
+              fl-partition ratings.csv --dirichlet 0.3 --clients 20 -o noniid \\
+                  --items movies.csv
               zstd -dc ratings.csv.zst | fl-partition - -o mls --pseudonymize-key key.bin
-              fl-partition u.data -o ml100k-cold --cold-items 0.2 --seed 1   # 20 % cold items
-            """)
+              fl-partition u.data -o ml100k-cold --cold-items 0.2 --seed 1  # 20 % cold
+            """,
+        version: fedrecVersion)
 
     @Argument(help: "Ratings file, or - for stdin.")
     var ratings: String

@@ -20,19 +20,26 @@ public struct RecommendCommand: ParsableCommand {
             `fl-encode` table of the dataset) and z is the user's model score b_i + p_u·q_i \
             standardised over the catalogue (mean 0, std 1 for that user); β is \
             --query-weight (default 0.1, chosen on a validation slice for implicit ALS on \
-            ml-latest-small: bench/SEARCH-RESULTS.md). Without users the ranking is by text \
+            ml-latest-small: bench/RESULTS.md, "Personalized search"). Without users the ranking is by text \
             alone and excludes nothing.
 
             Examples:
-              fl-recommend --model model-0020.safetensors --dataset ml100k --state-dir state --user 196
-              cut -f2 ml100k/users.tsv | tail -n +2 | head -5 | fl-recommend --model m.safetensors --dataset ml100k --users - --reconstruct
-              fl-recommend --model m.safetensors --dataset ml100k --all -k 5 --reconstruct > recs.tsv
-              fl-recommend --dataset ml100k --item-text ml100k-text.safetensors --query "space adventure"
-              fl-recommend --model m.safetensors --dataset ml100k --reconstruct --user 196 \\
-                  --item-text ml100k-text.safetensors --query "space adventure" --query-weight 0.1
+              fl-recommend --model model-0020.safetensors --dataset ml100k \\
+                  --state-dir state --user 196
+              cut -f2 ml100k/users.tsv | tail -n +2 | head -5 | \\
+                  fl-recommend --model m.safetensors --dataset ml100k --reconstruct \\
+                  --users -
+              fl-recommend --model m.safetensors --dataset ml100k --all -k 5 \\
+                  --reconstruct > recs.tsv
+              fl-recommend --dataset ml100k --item-text ml100k-text.safetensors \\
+                  --query "space adventure"
+              fl-recommend --model m.safetensors --dataset ml100k --reconstruct \\
+                  --user 196 --item-text ml100k-text.safetensors \\
+                  --query "space adventure" --query-weight 0.1
               fl-encode --text "space adventure" --json | fl-recommend --query-vector - \\
                   --dataset ml100k --item-text ml100k-text.safetensors
-            """)
+            """,
+        version: fedrecVersion)
 
     @Option(help: "Model checkpoint (not needed for a text-only search).") var model: String?
     @Option(help: "Dataset directory.") var dataset: String
