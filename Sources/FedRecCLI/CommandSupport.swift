@@ -77,3 +77,4 @@ extension TrainingOptions.Weighting: ExpressibleByArgument {}
 extension ServerOptions.Optimizer: ExpressibleByArgument {}
 extension ServerOptions.RowAverage: ExpressibleByArgument {}
 extension CheckpointLayout: ExpressibleByArgument {}
+extension Feedback: ExpressibleByArgument {}

@@ -45,6 +45,9 @@ public struct PartitionCommand: ParsableCommand {
     @Option(help: "Hold this fraction of items (seeded by --seed) out of training entirely; their interactions go to KEY.cold.npy for fl-eval --cold.")
     var coldItems: Double = 0
 
+    @Option(help: "What the events are: explicit ratings, or implicit (every event counts 1) for implicit models (default: explicit when there is a rating column with more than one value).")
+    var feedback: Feedback?
+
     @Option(help: "Split: leave-last-out (last event by time is the test item) or ratio.")
     var split: String = "leave-last-out"
 
@@ -120,6 +123,7 @@ public struct PartitionCommand: ParsableCommand {
             options.pseudonymKeyFile = pseudonymizeKey
             options.includeCatalogue = catalogueItems
             options.coldItems = coldItems
+            options.feedback = feedback
             let manifest = try Partitioner.run(options, output: output, replace: force)
             let summary: JSONValue = [
                 "dataset": .string(output), "dataset_id": .string(manifest.datasetId), "users": .number(Double(manifest.users)),
