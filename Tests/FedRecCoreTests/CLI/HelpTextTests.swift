@@ -54,6 +54,17 @@ struct HelpTextTests {
         }
     }
 
+    @Test("every command writes completion scripts for bash, zsh and fish (make completions)",
+          arguments: commands.filter { $0.count == 1 }.map { $0[0] })
+    func completionScripts(_ command: String) throws {
+        for shell in ["bash", "zsh", "fish"] {
+            let r = try CommandRunner.run(command, ["--generate-completion-script", shell])
+            #expect(r.status == 0 && r.stderr.isEmpty, "\(command) \(shell)")
+            // It completes the command's own options.
+            #expect(r.stdout.contains(command) && r.stdout.contains("version"), "\(command) \(shell)")
+        }
+    }
+
     @Test("--version prints the one fedrec version and exits 0", arguments: commands)
     func version(_ command: [String]) throws {
         let r = try CommandRunner.run(command[0], Array(command.dropFirst()) + ["--version"])
