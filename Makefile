@@ -7,7 +7,7 @@ SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 RELEASE  := .build/release
 DEBUG    := .build/debug
 
-.PHONY: all deps build release test demo bench clean
+.PHONY: all deps build release test demo bench man completions clean
 
 # The demo: 10 federated rounds of explicit-rating MF on the synthetic sample data.
 DEMO_RUN ?= demo-out
@@ -49,7 +49,33 @@ demo: release
 bench: release
 	bench/run-all
 
+# Man pages, one per command, from their --help: swift-argument-parser's generate-manual
+# plugin (it builds the package in release mode first, about 2 minutes) writes them under
+# .build; they are copied to $(MAN_DIR)/man1 (git-ignored). Read with
+# `MANPATH=$$PWD/$(MAN_DIR): man fl-eval`.
+MAN_DIR ?= man
+man: deps
+	$(SWIFT) package generate-manual --configuration release
+	mkdir -p $(MAN_DIR)/man1
+	cp .build/plugins/GenerateManual/outputs/fl-*/fl-*.1 $(MAN_DIR)/man1/
+	@echo "man pages in $(MAN_DIR)/man1: MANPATH=$$PWD/$(MAN_DIR): man fl-eval" >&2
+
+# Shell completions for bash, zsh and fish (swift-argument-parser's
+# --generate-completion-script), one file per command under $(COMPLETIONS_DIR)/SHELL
+# (git-ignored); the README says where each shell looks for them.
+COMPLETIONS_DIR ?= completions
+completions: release
+	@set -e; mkdir -p $(COMPLETIONS_DIR)/bash $(COMPLETIONS_DIR)/zsh $(COMPLETIONS_DIR)/fish; \
+	for tool in $(RELEASE)/fl-*; do \
+	  [ -f "$$tool" ] && [ -x "$$tool" ] || continue; \
+	  name=$$(basename "$$tool"); \
+	  "$$tool" --generate-completion-script bash > $(COMPLETIONS_DIR)/bash/$$name; \
+	  "$$tool" --generate-completion-script zsh > $(COMPLETIONS_DIR)/zsh/_$$name; \
+	  "$$tool" --generate-completion-script fish > $(COMPLETIONS_DIR)/fish/$$name.fish; \
+	done; \
+	echo "completions in $(COMPLETIONS_DIR)/{bash,zsh,fish}" >&2
+
 include make/model.mk
 
 clean:
-	rm -rf .build $(DEMO_RUN)
+	rm -rf .build $(DEMO_RUN) $(MAN_DIR) $(COMPLETIONS_DIR)

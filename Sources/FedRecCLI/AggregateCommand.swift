@@ -17,7 +17,8 @@ public struct AggregateCommand: ParsableCommand {
 
             Examples:
               fl-aggregate update-0003-*.safetensors -o sum-0003.safetensors
-              ls update-0003-* | fl-aggregate --model model-0003.safetensors -o model-0004.safetensors
+              ls update-0003-* | fl-aggregate --model model-0003.safetensors \\
+                  -o model-0004.safetensors
               fl-aggregate sum-a.safetensors sum-b.safetensors --model m3.safetensors \\
                   --server-optimizer fedadam --server-lr 0.01 -o m4.safetensors
               ls update-0003-* | fl-aggregate --model m3.safetensors --l2 5 \\
@@ -32,7 +33,8 @@ public struct AggregateCommand: ParsableCommand {
             solve, the server fits the text projection W by ridge regression of the trained item \
             vectors on their text embeddings (λ_W = --text-l2), keeps trained rows, and sets every \
             row no client trained to W·t. Clients are unchanged; no client data is used.
-            """)
+            """,
+        version: fedrecVersion)
 
     @Argument(help: "Update or sum files; none: read paths from stdin.") var updates: [String] = []
     @Option(name: [.short, .long], help: "Output: the sum, or with --model the next model (- for stdout).") var output: String

@@ -1,6 +1,10 @@
 import ArgumentParser
 import FedRecCore
 
+/// The fedrec release every command reports with `--version` (defined once here, so the
+/// commands cannot disagree), with the file format version it writes.
+public let fedrecVersion = "fedrec 0.1.0 (file format \(FedRecFormat.version))"
+
 /// Runs a command's work, turning a `FedRecError` into one line on stderr
 /// (`fl-xxx: file: problem`) and the exit code of its failure class.
 public func reportingErrors(_ command: String, _ body: () throws -> Void) throws {
@@ -41,3 +45,4 @@ extension TrainingOptions.Weighting: ExpressibleByArgument {}
 extension ServerOptions.Optimizer: ExpressibleByArgument {}
 extension ServerOptions.RowAverage: ExpressibleByArgument {}
 extension CheckpointLayout: ExpressibleByArgument {}
+extension Feedback: ExpressibleByArgument {}

@@ -16,7 +16,8 @@ public struct CompactCommand: ParsableCommand {
             Examples:
               fl-compact runs/a/model-0020.safetensors -o final.safetensors
               fl-compact runs/a/model-0020.safetensors -o - | python3 read_model.py
-            """)
+            """,
+        version: fedrecVersion)
 
     @Argument(help: "The model checkpoint (standalone or overlay).") var model: String
     @Option(name: [.short, .long], help: "Output checkpoint (- for stdout).") var output: String

@@ -48,18 +48,22 @@ public struct DPNoiseCommand: ParsableCommand {
             ledger is untouched.
 
             Examples:
-              fl-dp-noise sum-0003.safetensors -o noised-0003.safetensors --ledger run/ledger.jsonl \\
-                  --noise-multiplier 1.1 --budget-epsilon 8 --delta 1e-5
+              fl-dp-noise sum-0003.safetensors -o noised-0003.safetensors \\
+                  --ledger run/ledger.jsonl --noise-multiplier 1.1 --budget-epsilon 8 \\
+                  --delta 1e-5
               fl-aggregate noised-0003.safetensors --model model-0003.safetensors \\
                   --fixed-denominator 94.3 -o model-0004.safetensors
-              fl-dp-noise account --sample-rate 0.1 --noise-multiplier 1.1 --rounds 100 --delta 1e-5
+              fl-dp-noise account --sample-rate 0.1 --noise-multiplier 1.1 --rounds 100 \\
+                  --delta 1e-5
               fl-dp-noise account --ledger run/ledger.jsonl --delta 1e-5
               fl-dp-noise calibrate --epsilon 8 --delta 1e-5 --rounds 100 --sample-rate 0.1
-              fl-dp-noise sum-0003.safetensors -o noised-0003.safetensors --ledger run/ledger.jsonl \\
-                  --noise-multiplier 1.1 --budget-epsilon 8 --delta 1e-5 \\
-                  --adaptive-clip --target-quantile 0.5 --clip-lr 0.2 --clip-out run/clip-0004
-              fl-train-local ... --clip "$(cat run/clip-0004)"    # round 4 trains with the new clip
+              fl-dp-noise sum-0003.safetensors -o noised-0003.safetensors \\
+                  --ledger run/ledger.jsonl --noise-multiplier 1.1 --budget-epsilon 8 \\
+                  --delta 1e-5 --adaptive-clip --target-quantile 0.5 --clip-lr 0.2 \\
+                  --clip-out run/clip-0004
+              fl-train-local ... --clip "$(cat run/clip-0004)"  # round 4 trains with it
             """,
+        version: fedrecVersion,
         subcommands: [DPNoiseRelease.self, DPAccount.self, DPCalibrate.self],
         defaultSubcommand: DPNoiseRelease.self)
 
@@ -70,7 +74,11 @@ public struct DPNoiseCommand: ParsableCommand {
 public struct DPNoiseRelease: ParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "noise",
-        abstract: "Noise a round's sum (uniform weighting, clipped, sampled) and record the release in the ledger.")
+        abstract: "Noise a round's sum (uniform weighting, clipped, sampled) and record the release in the ledger.",
+        usage: """
+            fl-dp-noise [noise] [<options>] <sum> --output <output> --ledger <ledger>
+              --noise-multiplier <noise-multiplier>
+            """)
 
     @Argument(help: "The round's sum (kind sum or update), made by fl-aggregate from the clients' updates.") var sum: String
     @Option(name: [.short, .long], help: "The noised sum to write (a file; it appears only after the ledger line is on disk).") var output: String
@@ -162,7 +170,13 @@ public struct AdaptiveClipArguments: ParsableArguments {
 public struct DPAccount: ParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "account",
-        abstract: "Print ε for a ledger, or for --rounds T of --sample-rate q and --noise-multiplier z.")
+        abstract: "Print ε for a ledger, or for --rounds T of --sample-rate q and --noise-multiplier z.",
+        usage: """
+            fl-dp-noise account --ledger <ledger> --delta <delta> [--json]
+            fl-dp-noise account --sample-rate <sample-rate>
+              --noise-multiplier <noise-multiplier> --rounds <rounds> --delta <delta>
+              [--json]
+            """)
 
     @Option(help: "A privacy ledger; its chain is verified.") var ledger: String?
     @Option(help: "Poisson sampling rate q.") var sampleRate: Double?
@@ -211,7 +225,11 @@ public struct DPAccount: ParsableCommand {
 public struct DPCalibrate: ParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "calibrate",
-        abstract: "Print the smallest noise multiplier z whose T rounds at rate q stay within (ε, δ).")
+        abstract: "Print the smallest noise multiplier z whose T rounds at rate q stay within (ε, δ).",
+        usage: """
+            fl-dp-noise calibrate --epsilon <epsilon> --delta <delta>
+              --rounds <rounds> --sample-rate <sample-rate>
+            """)
 
     @Option(help: "Target ε.") var epsilon: Double
     @Option(help: "δ.") var delta: Double

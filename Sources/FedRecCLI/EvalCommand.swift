@@ -23,10 +23,13 @@ public struct EvalCommand: ParsableCommand {
 
             Examples:
               fl-eval --model model-0010.safetensors --dataset ml100k --state-dir state
-              fl-eval --model model-0010.safetensors --dataset ml100k --reconstruct --json >> metrics.jsonl
-              fl-eval --model model-0020.safetensors --dataset ml100k-cold --cold --reconstruct --alpha 5 --l2 5
+              fl-eval --model model-0010.safetensors --dataset ml100k --reconstruct \\
+                  --json >> metrics.jsonl
+              fl-eval --model model-0020.safetensors --dataset ml100k-cold --cold \\
+                  --reconstruct --alpha 5 --l2 5
               fl-eval --model model-0000.safetensors --dataset ml100k-cold --cold --random
-            """)
+            """,
+        version: fedrecVersion)
 
     @Option(help: "Model checkpoint.") var model: String
     @Option(help: "Dataset directory: evaluate on all its shards.") var dataset: String?

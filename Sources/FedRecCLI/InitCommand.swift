@@ -6,21 +6,24 @@ public struct InitCommand: ParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "fl-init",
         abstract: "Create a fresh model checkpoint (round 0) for a dataset.",
+        usage: "fl-init [<options>] --dataset <dataset> --output <output>",
         discussion: """
             Item embeddings are drawn from N(0, scale²) with the seed; biases start at zero and \
             the global bias at the middle of the rating scale. User embeddings are not in the \
             model: they are private to clients.
 
             Examples:
-              fl-init --dataset ml100k --objective mse --dim 32 -o runs/a/model-0000.safetensors
-              fl-init --dataset ml100k --objective bpr --dim 64 --seed 7 -o model-0000.safetensors
-              fl-init --dataset ml100k --objective wals --item-text item-text.safetensors -o model-0000.safetensors
+              fl-init --dataset ml100k --objective mse --dim 32 -o model-0000.safetensors
+              fl-init --dataset ml100k --objective bpr --dim 64 --seed 7 -o m0.safetensors
+              fl-init --dataset ml100k --objective wals --item-text item-text.safetensors \\
+                  -o model-0000.safetensors
 
             With --item-text (wals only) the model is content-aware: it gets a text projection W \
             [dim, text dim], zero at first, that fl-aggregate fits to the trained item vectors each \
             round and uses to give items no client trained (cold items) the vector W·t from their \
             text. The table is not copied into the model; its identity is recorded.
-            """)
+            """,
+        version: fedrecVersion)
 
     @Option(help: "Dataset directory (or its dataset.json).") var dataset: String
     @Option(name: [.short, .long], help: "Checkpoint to write (- for stdout).") var output: String

@@ -14,7 +14,8 @@ public struct InspectCommand: ParsableCommand {
               fl-inspect runs/a/model-0010.safetensors
               fl-inspect ml100k/shards/shard-00000.tar --json | jq .users
               fl-inspect ml100k
-            """)
+            """,
+        version: fedrecVersion)
 
     @Argument(help: "Files or dataset directories.") var files: [String]
     @OptionGroup(title: "Output") var format: OutputFormatOptions

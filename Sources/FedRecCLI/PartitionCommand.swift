@@ -13,13 +13,15 @@ public struct PartitionCommand: ParsableCommand {
             and writes OUTPUT/dataset.json, items.tsv, users.tsv and shards/shard-NNNNN.tar.
 
             Examples:
-              fl-partition u.data -o ml100k                       # leave-last-out, one client per user
+              fl-partition u.data -o ml100k          # leave-last-out, one client per user
               fl-partition u1.base --test u1.test -o ml100k-u1    # an official fold as is
               fl-partition ratings.csv --split ratio --test-ratio 0.2 --clients 20 -o silos
-              fl-partition ratings.csv --dirichlet 0.3 --clients 20 -o noniid --items movies.csv
+              fl-partition ratings.csv --dirichlet 0.3 --clients 20 -o noniid \\
+                  --items movies.csv
               zstd -dc ratings.csv.zst | fl-partition - -o mls --pseudonymize-key key.bin
-              fl-partition u.data -o ml100k-cold --cold-items 0.2 --seed 1   # 20 % cold items
-            """)
+              fl-partition u.data -o ml100k-cold --cold-items 0.2 --seed 1  # 20 % cold
+            """,
+        version: fedrecVersion)
 
     @Argument(help: "Ratings file, or - for stdin.")
     var ratings: String
@@ -42,6 +44,9 @@ public struct PartitionCommand: ParsableCommand {
 
     @Option(help: "Hold this fraction of items (seeded by --seed) out of training entirely; their interactions go to KEY.cold.npy for fl-eval --cold.")
     var coldItems: Double = 0
+
+    @Option(help: "What the events are: explicit ratings, or implicit (every event counts 1) for implicit models (default: explicit when there is a rating column with more than one value).")
+    var feedback: Feedback?
 
     @Option(help: "Split: leave-last-out (last event by time is the test item) or ratio.")
     var split: String = "leave-last-out"
@@ -118,6 +123,7 @@ public struct PartitionCommand: ParsableCommand {
             options.pseudonymKeyFile = pseudonymizeKey
             options.includeCatalogue = catalogueItems
             options.coldItems = coldItems
+            options.feedback = feedback
             let manifest = try Partitioner.run(options, output: output, replace: force)
             let summary = manifest.summary(path: output)
             emit(format.json ? summary.canonicalText : summary.tsvTable)

@@ -6,6 +6,10 @@ public struct TrainLocalCommand: ParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "fl-train-local",
         abstract: "Train every client of a shard locally and write the shard's update.",
+        usage: """
+            fl-train-local [<options>] --model <model> --shard <shard>
+              --output <output>
+            """,
         discussion: """
             Each client starts from the global model, trains on its own data only, and \
             contributes its change (SGD) or least-squares statistics (ALS) for the item rows it \
@@ -15,12 +19,17 @@ public struct TrainLocalCommand: ParsableCommand {
             shard; shards can run in parallel (make -j, xargs -P) with no shared file.
 
             Examples:
-              fl-train-local --model model-0003.safetensors --shard ml100k/shards/shard-00000.tar \\
-                  --state state/shard-00000.state.safetensors -o update-0003-00000.safetensors
-              fl-train-local --model m.safetensors --shard s.tar --reconstruct --algorithm als -o u.safetensors
-              fl-train-local --model m.safetensors --shard s.tar --reconstruct --weighting uniform \\
-                  --clip 0.5 --sample-rate 0.1 --sample-seed $(cat run/sample-seed) -o u.safetensors
-            """)
+              fl-train-local --model model-0003.safetensors \\
+                  --shard ml100k/shards/shard-00000.tar \\
+                  --state state/shard-00000.state.safetensors \\
+                  -o update-0003-00000.safetensors
+              fl-train-local --model m.safetensors --shard s.tar --reconstruct \\
+                  --algorithm als -o u.safetensors
+              fl-train-local --model m.safetensors --shard s.tar --reconstruct \\
+                  --weighting uniform --clip 0.5 --sample-rate 0.1 \\
+                  --sample-seed "$(cat run/sample-seed)" -o u.safetensors
+            """,
+        version: fedrecVersion)
 
     @Option(help: "Global model checkpoint of this round.") var model: String
     @Option(help: "Shard archive (.tar, .tar.gz, .tar.zst; - for stdin).") var shard: String

@@ -30,8 +30,17 @@ public struct PartitionOptions: Sendable {
     /// with `seed`: every interaction with a cold item goes to the user's `KEY.cold.npy`,
     /// never to train or test. 0: none.
     public var coldItems = 0.0
+    /// What the events are; nil tells from the data: explicit when the input has a rating
+    /// column with more than one value. `.implicit` makes every event count 1 (a click or
+    /// a view, whatever its rating), so a dataset meant for implicit models says so.
+    public var feedback: Feedback?
 
     public init(ratings: String) { self.ratings = ratings }
+}
+
+/// Whether a dataset's events are ratings on a scale or interactions that count 1.
+public enum Feedback: String, Sendable, CaseIterable {
+    case explicit, implicit
 }
 
 /// Turns a ratings file into a dataset directory: `dataset.json`, `items.tsv`,
@@ -54,6 +63,12 @@ public enum Partitioner {
             try testFile.withBytes { _ = try RatingsReader.read(bytes: $0, path: testPath, columns: options.columns, into: &log) }
             isTest += [Bool](repeating: true, count: log.count - isTest.count)
             inputDigests.append(.string(testFile.withBytes { XXHash64.hex($0) }))
+        }
+        switch options.feedback {
+        case .implicit?: log.rating = [Float](repeating: 1, count: log.count)
+        case .explicit? where !log.hasRatings:
+            throw FedRecError(.usage, file: options.ratings, "has no rating column, so its feedback cannot be explicit")
+        default: break
         }
         if case .leaveLastOut = options.split, !log.hasTimes {
             throw FedRecError(.usage, file: options.ratings, "has no timestamp column, so leave-last-out cannot order it; use --split ratio or --test")
@@ -192,6 +207,7 @@ public enum Partitioner {
             "catalogue_items": .bool(options.includeCatalogue),
         ]
         if options.coldItems > 0 { optionsJSON["cold_fraction"] = .number(options.coldItems) }
+        if let feedback = options.feedback { optionsJSON["feedback"] = .string(feedback.rawValue) }
         let idSource: JSONValue = ["inputs": .array(inputDigests), "options": .object(optionsJSON)]
         let datasetId = hexDigest(SHA256.hash(data: Array(idSource.canonicalText.utf8)))
 
@@ -290,7 +306,7 @@ public enum Partitioner {
         optionsJSON["empty_clients"] = .number(Double(clientCount - Set(clientOf).count))
         let manifest = DatasetManifest(
             datasetId: datasetId, users: userCount, items: itemCount, clients: clientCount, train: trainTotal, test: testTotal,
-            feedback: log.hasRatings && ratingValues.count > 1 ? "explicit" : "implicit",
+            feedback: options.feedback?.rawValue ?? (log.hasRatings && ratingValues.count > 1 ? "explicit" : "implicit"),
             ratingMin: Double(low), ratingMax: Double(high), shards: shards, details: optionsJSON)
         try writeAtomically(manifest.json.prettyText, to: temporary + "/dataset.json", durable: false)
         try moveIntoPlace(temporary, output)

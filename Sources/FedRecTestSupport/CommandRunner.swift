@@ -23,19 +23,23 @@ public enum CommandRunner {
     }()
 
     /// Runs `tool` with `arguments`, feeding `stdin`, in `directory` (default: the current
-    /// one), with `COLUMNS` fixed so help text wraps the same everywhere.
-    public static func run(_ tool: String, _ arguments: [String], stdin: String? = nil, in directory: String? = nil) throws -> CommandResult {
-        try run(tool, arguments, stdinBytes: stdin.map { Array($0.utf8) }, in: directory)
+    /// one), with `COLUMNS` fixed so help text wraps the same everywhere (`environment`
+    /// overrides it and adds variables).
+    public static func run(_ tool: String, _ arguments: [String], stdin: String? = nil, in directory: String? = nil,
+                           environment extra: [String: String] = [:]) throws -> CommandResult {
+        try run(tool, arguments, stdinBytes: stdin.map { Array($0.utf8) }, in: directory, environment: extra)
     }
 
-    /// As `run(_:_:stdin:in:)`, with binary stdin (a shard, a checkpoint) piped in.
-    public static func run(_ tool: String, _ arguments: [String], stdinBytes: [UInt8]?, in directory: String? = nil) throws -> CommandResult {
+    /// As `run(_:_:stdin:in:environment:)`, with binary stdin (a shard, a checkpoint) piped in.
+    public static func run(_ tool: String, _ arguments: [String], stdinBytes: [UInt8]?, in directory: String? = nil,
+                           environment extra: [String: String] = [:]) throws -> CommandResult {
         let process = Process()
         process.executableURL = Self.directory.appendingPathComponent(tool)
         process.arguments = arguments
         if let directory { process.currentDirectoryURL = URL(fileURLWithPath: directory) }
         var environment = ProcessInfo.processInfo.environment
         environment["COLUMNS"] = "100"
+        environment.merge(extra) { _, new in new }
         process.environment = environment
         let out = Pipe(), err = Pipe(), input = Pipe()
         process.standardOutput = out

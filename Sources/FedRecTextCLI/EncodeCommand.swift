@@ -9,6 +9,7 @@ public struct EncodeCommand: ParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "fl-encode",
         abstract: "Embed item texts or queries with a pretrained BERT-family sentence encoder.",
+        usage: "fl-encode [<options>] [<input>] [--text <text> ...] [--output <output>]",
         discussion: """
             With a dataset's items.tsv (or its directory), embeds every item's text, \
             "Title — Genre, Genre" plus any --extra-text, and writes a text_embedding table: \
@@ -22,10 +23,12 @@ public struct EncodeCommand: ParsableCommand {
 
             Examples:
               fl-encode ml100k/items.tsv -o ml100k-text.safetensors
-              fl-encode mls/items.tsv --extra-text ml-latest-small/tags.csv -o mls-text.safetensors
+              fl-encode mls/items.tsv --extra-text ml-latest-small/tags.csv \\
+                  -o mls-text.safetensors
               fl-encode --text "space adventure" --json
               cut -f3 ml100k/items.tsv | tail -n +2 | fl-encode - --threads 2 > titles.tsv
-            """)
+            """,
+        version: fedrecVersion)
 
     @Argument(help: "A dataset's items.tsv (or the dataset directory), or - for texts on stdin, one per line.")
     var input: String?

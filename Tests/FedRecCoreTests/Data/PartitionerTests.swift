@@ -77,6 +77,28 @@ struct PartitionerTests {
         #expect(try shardBytes(1) != shardBytes(2))
     }
 
+    @Test("feedback: told from the data unless given; implicit makes every event count 1")
+    func feedback() throws {
+        let (_, detected, detectedUsers) = try partition()
+        #expect(detected.feedback == "explicit" && detected.details["feedback"] == nil)
+        #expect(detectedUsers.flatMap(\.train.ratings).contains(3))
+        let (_, implicit, users) = try partition { $0.feedback = .implicit }
+        #expect(implicit.feedback == "implicit" && implicit.details["feedback"]?.stringValue == "implicit")
+        #expect(users.allSatisfy { ($0.train.ratings + $0.test.ratings).allSatisfy { $0 == 1 } })
+        #expect(implicit.ratingMin == 1 && implicit.ratingMax == 1)
+        // The same events, another partition: models of the one do not fit the other.
+        #expect(implicit.datasetId != detected.datasetId)
+        #expect(users.map(\.train.items) == detectedUsers.map(\.train.items))
+        // Explicit feedback needs ratings.
+        let dir = try TemporaryDirectory()
+        try writeAtomically("user,item,time\n1,2,3\n1,3,4\n", to: dir.path + "/clicks.csv")
+        var options = PartitionOptions(ratings: dir.path + "/clicks.csv")
+        #expect(try Partitioner.run(options, output: dir.path + "/a").feedback == "implicit")
+        options.feedback = .explicit
+        let error = #expect(throws: FedRecError.self) { try Partitioner.run(options, output: dir.path + "/b") }
+        #expect(error?.failure == .usage && error?.file == dir.path + "/clicks.csv")
+    }
+
     @Test("k-core drops users and items below k, iteratively")
     func kCore() throws {
         let (_, manifest, _) = try partition { $0.kCore = 2 }
