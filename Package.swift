@@ -10,6 +10,11 @@ let commands = [
     "fl-partition", "fl-init", "fl-train-local", "fl-aggregate", "fl-eval", "fl-inspect", "fl-dp-noise", "fl-compact",
 ]
 let textCommands = ["fl-encode", "fl-recommend"]
+/// The library's layers, bottom up (see the targets below).
+let layers = [
+    "FedRecSupport", "FedRecFormats", "FedRecMechanisms", "FedRecData", "FedRecModel", "FedRecWire", "FedRecTraining",
+    "FedRecAggregation", "FedRecPrivacy", "FedRecEvaluation",
+]
 
 let package = Package(
     name: "fedrec",
@@ -75,15 +80,13 @@ let package = Package(
                 "FedRecText", "FedRecCore", "FedRecCLI",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
-        // Runs the built commands for the CLI tests of both test targets.
-        .target(name: "FedRecTestSupport"),
-        .testTarget(
-            name: "FedRecCoreTests",
-            dependencies: [
-                "FedRecCore", "FedRecSupport", "FedRecFormats", "FedRecMechanisms", "FedRecData", "FedRecModel",
-                "FedRecWire", "FedRecTraining", "FedRecAggregation", "FedRecPrivacy", "FedRecEvaluation", "FedRecCLI",
-                "FedRecTestSupport",
-            ]),
+        // What every test target shares: running the built commands, scratch directories,
+        // synthetic datasets, the shared data beside the repository.
+        .target(name: "FedRecTestSupport", dependencies: ["FedRecCore"]),
+        // One test target per layer, each testing its own module (`@testable`); FedRecCoreTests
+        // holds what spans the layers: the commands run as a pipeline does, cold start.
+    ] + layers.map { .testTarget(name: $0 + "Tests", dependencies: [.target(name: $0), "FedRecCore", "FedRecTestSupport"]) } + [
+        .testTarget(name: "FedRecCoreTests", dependencies: ["FedRecCore", "FedRecCLI", "FedRecTestSupport"]),
         .testTarget(name: "FedRecTextTests", dependencies: ["FedRecText", "FedRecCore", "FedRecTestSupport"]),
         // Benchmark driver for bench/quality-search (personalized search on MovieLens tags).
         .executableTarget(name: "search-bench", dependencies: ["FedRecText", "FedRecCore"], path: "bench/search-bench"),

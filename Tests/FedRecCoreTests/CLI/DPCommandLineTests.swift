@@ -2,16 +2,7 @@ import Foundation
 import Testing
 import FedRecTestSupport
 import FedRecCore
-@testable import FedRecAggregation
-@testable import FedRecData
-@testable import FedRecEvaluation
-@testable import FedRecFormats
-@testable import FedRecMechanisms
-@testable import FedRecModel
-@testable import FedRecPrivacy
-@testable import FedRecSupport
-@testable import FedRecTraining
-@testable import FedRecWire
+import FedRecTestSupport
 
 @Suite("fl-dp-noise and private training from the command line", .serialized)
 struct DPCommandLineTests {

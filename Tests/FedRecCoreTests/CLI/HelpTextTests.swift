@@ -3,16 +3,7 @@ import Testing
 import FedRecCLI
 import FedRecTestSupport
 import FedRecCore
-@testable import FedRecAggregation
-@testable import FedRecData
-@testable import FedRecEvaluation
-@testable import FedRecFormats
-@testable import FedRecMechanisms
-@testable import FedRecModel
-@testable import FedRecPrivacy
-@testable import FedRecSupport
-@testable import FedRecTraining
-@testable import FedRecWire
+import FedRecTestSupport
 
 /// `--help` and `--version` of every built command, as a user at an 80-column terminal
 /// sees them.

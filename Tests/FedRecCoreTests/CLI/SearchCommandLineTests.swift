@@ -1,16 +1,7 @@
 import Foundation
 import Testing
 import FedRecCore
-@testable import FedRecAggregation
-@testable import FedRecData
-@testable import FedRecEvaluation
-@testable import FedRecFormats
-@testable import FedRecMechanisms
-@testable import FedRecModel
-@testable import FedRecPrivacy
-@testable import FedRecSupport
-@testable import FedRecTraining
-@testable import FedRecWire
+import FedRecTestSupport
 
 @Suite("fl-recommend --query-vector: text-only and personalized search", .serialized)
 struct SearchCommandLineTests {
