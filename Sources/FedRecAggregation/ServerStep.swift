@@ -75,6 +75,9 @@ public enum ServerStep {
         } else {
             try step(sum, model: &model, options: options, file: sumFile)
         }
+        // The clients' user-side settings, when all updates agree on them; otherwise the
+        // next model records none (fl-eval then needs its flags).
+        model.notes[UserSettingsMetadata.key] = sum.header.extra[UserSettingsMetadata.key]
         model.round += 1
         try view.checkIntegrity()
         return model

@@ -74,6 +74,8 @@ public struct AggregateCommand: ParsableCommand {
                 }
             }
             guard !paths.isEmpty else { throw FedRecError(.emptyInput, file: "-", "no update files given (as arguments or on stdin)") }
+            let base = try model.flatMap { try ModelView(path: $0).base?.path }
+            try FileRoles(inputs: paths + [model, base, itemText], outputs: [output]).check()
             let sum = try ModelUpdate.sum(paths: paths)
             if let model {
                 var options = ServerOptions()
@@ -88,17 +90,21 @@ public struct AggregateCommand: ParsableCommand {
                 options.l2Bias = l2Bias
                 options.itemText = try itemText.map { try TextEmbeddingTable.load($0) }
                 options.textL2 = textL2
+                if sum.header.extra[UserSettingsMetadata.key] == nil {
+                    var stderr = StandardError()
+                    print("fl-aggregate: warning: the updates record no common user-side settings (\(UserSettingsMetadata.key)); fl-eval and fl-recommend of the next model need the training flags", to: &stderr)
+                }
                 let next = try ServerStep.apply(sum, sumFile: paths.count == 1 ? paths[0] : "the sum of \(paths.count) updates", to: model, options: options)
                 let written = try next.write(to: output, layout: checkpoint)
                 if format.json && output != "-" {
-                    emit(JSONValue.object(["model": .string(output), "round": .number(Double(next.round)), "identity": .string(written.identity),
+                    try emit(JSONValue.object(["model": .string(output), "round": .number(Double(next.round)), "identity": .string(written.identity),
                                     "clients": .number(Double(sum.header.clients)), "rows": .number(Double(sum.rows.count)),
                                     "layout": .string(written.overlay ? "overlay" : "standalone")]).canonicalText)
                 }
             } else {
                 try sum.write(to: output, kind: .sum)
                 if format.json && output != "-" {
-                    emit(JSONValue.object(["sum": .string(output), "clients": .number(Double(sum.header.clients)), "weight": .number(sum.header.weight),
+                    try emit(JSONValue.object(["sum": .string(output), "clients": .number(Double(sum.header.clients)), "weight": .number(sum.header.weight),
                                     "rows": .number(Double(sum.rows.count))]).canonicalText)
                 }
             }

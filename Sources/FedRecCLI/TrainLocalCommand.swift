@@ -19,7 +19,7 @@ public struct TrainLocalCommand: ParsableCommand {
                   --state state/shard-00000.state.safetensors -o update-0003-00000.safetensors
               fl-train-local --model m.safetensors --shard s.tar --reconstruct --algorithm als -o u.safetensors
               fl-train-local --model m.safetensors --shard s.tar --reconstruct --weighting uniform \\
-                  --clip 0.5 --sample-rate 0.1 --sample-seed $(cat run/sample-seed) -o u.safetensors
+                  --clip 0.5 --sample-rate 0.1 --sample-key-file run/sample-key -o u.safetensors
             """)
 
     @Option(help: "Global model checkpoint of this round.") var model: String
@@ -41,11 +41,21 @@ public struct TrainLocalCommand: ParsableCommand {
 
     public func run() throws {
         try reportingErrors("fl-train-local") {
+            let statePath = training.reconstruct ? nil : state
+            let stateOutPath = training.reconstruct ? nil : (stateOut ?? state)
+            let base = try ModelView(path: model).base?.path
+            // A state file rewritten over itself is the point of --state; anything else that
+            // names one file twice would destroy an input.
+            if let statePath, let stateOutPath, statePath != stateOutPath {
+                try FileRoles(inputs: [model, base, shard, statePath], outputs: [output, stateOutPath]).check()
+            } else {
+                try FileRoles(inputs: [model, base, shard], outputs: [output], updatedInPlace: [stateOutPath]).check()
+            }
             var options = training.options
-            privacy.apply(to: &options)
+            try privacy.apply(to: &options, quiet: format.quiet)
             let summary = try ShardTrainer.run(
-                modelPath: model, shardPath: shard, stateIn: training.reconstruct ? nil : state,
-                stateOut: training.reconstruct ? nil : (stateOut ?? state), output: output, options: options,
+                modelPath: model, shardPath: shard, stateIn: statePath,
+                stateOut: stateOutPath, output: output, options: options,
                 progress: Progress(quiet: format.quiet))
             if format.json && output != "-" {
                 let json: JSONValue = ["update": .string(output), "clients": .number(Double(summary.clients)), "users": .number(Double(summary.users)),
@@ -53,7 +63,7 @@ public struct TrainLocalCommand: ParsableCommand {
                 var object = json.objectValue ?? [:]
                 if options.sampleRate != nil { object["population"] = .number(Double(summary.population)) }
                 if let eps = summary.localEpsilon { object["local_dp_epsilon"] = .number(eps) }
-                emit(JSONValue.object(object).canonicalText)
+                try emit(JSONValue.object(object).canonicalText)
             }
         }
     }
