@@ -74,7 +74,7 @@ public struct AggregateCommand: ParsableCommand {
                 }
             }
             guard !paths.isEmpty else { throw FedRecError(.emptyInput, file: "-", "no update files given (as arguments or on stdin)") }
-            let base = try model.flatMap { try ModelView(path: $0).base?.path }
+            let base = try model.flatMap { try ModelView.basePath(of: $0) }
             try FileRoles(inputs: paths + [model, base, itemText], outputs: [output]).check()
             let sum = try ModelUpdate.sum(paths: paths)
             if let model {

@@ -43,7 +43,7 @@ public struct TrainLocalCommand: ParsableCommand {
         try reportingErrors("fl-train-local") {
             let statePath = training.reconstruct ? nil : state
             let stateOutPath = training.reconstruct ? nil : (stateOut ?? state)
-            let base = try ModelView(path: model).base?.path
+            let base = try ModelView.basePath(of: model)
             // A state file rewritten over itself is the point of --state; anything else that
             // names one file twice would destroy an input.
             if let statePath, let stateOutPath, statePath != stateOutPath {

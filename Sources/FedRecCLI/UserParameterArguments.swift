@@ -21,7 +21,8 @@ public struct UserParameterArguments: ParsableArguments {
             explicit.insert(.userParameters)
             options.userParameters = .state
         }
-        guard let text = try ModelView(path: model).file.metadata[UserSettingsMetadata.key] else { return options }
+        // The header alone (the evaluation verifies the file); a model on stdin is read once, later.
+        guard model != "-", let text = try SafeTensorsFile(path: model).metadata[UserSettingsMetadata.key] else { return options }
         let recorded = try UserSideSettings(metadata: text, file: model)
         let (resolved, differences) = try recorded.resolve(options, explicit: explicit, file: model)
         if !differences.isEmpty {
