@@ -131,6 +131,11 @@ struct InputSafetyTests {
         #expect(other != nil && other != repeated)
         #expect(warning.split(separator: "\n").count == 1 && warning.contains("--l2 0.5") && warning.contains("--l2 0.02"), "\(warning)")
 
+        // The item step with λ = 0: items with fewer ratings than unknowns have no unique
+        // solution, which is an error rather than a row silently left as it was.
+        let singular = try Tool.run("fl-aggregate", ["a0.safetensors", "a1.safetensors", "--model", "m0.safetensors", "--l2", "0", "-o", "m0b.safetensors"], in: p)
+        #expect(singular.status == 64 && singular.stderr.contains("no unique solution") && !fileExists(p + "/m0b.safetensors"), "\(singular.stderr)")
+
         let recommend = try Tool.run("fl-recommend", ["--model", "m1.safetensors", "--dataset", "ds", "--user", "1", "-k", "5"], in: p)
         let repeatedRecommend = try Tool.run("fl-recommend", ["--model", "m1.safetensors", "--dataset", "ds", "--user", "1", "-k", "5"] + training, in: p)
         #expect(recommend.status == 0 && recommend.stdout == repeatedRecommend.stdout && recommend.stderr.isEmpty, "\(recommend.stderr)")
