@@ -143,6 +143,26 @@ struct InputSafetyTests {
         #expect(inspect.stdout.contains("client_settings"))
     }
 
+    @Test("client_settings round-trips, fills what was not given, and names what differs")
+    func userSideSettings() throws {
+        var trained = TrainingOptions()
+        trained.alpha = 5
+        trained.l2 = 5
+        trained.userParameters = .reconstruct
+        trained.reconstructionEpochs = 7
+        let record = try UserSideSettings(metadata: UserSideSettings(trained).metadataValue, file: "m")
+        let (filled, none) = try record.resolve(TrainingOptions(), explicit: [], file: "m")
+        #expect(filled.alpha == 5 && filled.l2 == 5 && filled.l2Bias == nil && filled.userParameters == .reconstruct && filled.reconstructionEpochs == 7)
+        #expect(none.isEmpty)
+        var given = TrainingOptions()
+        given.alpha = 10
+        let (mixed, differences) = try record.resolve(given, explicit: [.alpha, .userParameters], file: "m")
+        #expect(mixed.alpha == 10 && mixed.l2 == 5 && mixed.userParameters == .state)
+        #expect(differences == [UserSideSettings.Difference(field: .alpha, recorded: "5.0", given: "10.0")])
+        #expect(throws: FedRecError.self) { _ = try UserSideSettings(metadata: "{\"l2\":\"-1\"}", file: "m") }
+        #expect(throws: FedRecError.self) { _ = try UserSideSettings(metadata: "[1]", file: "m") }
+    }
+
     @Test("a user solve without a unique solution (λ = 0, fewer items than unknowns) is an error, not a made-up user")
     func singularSolve() throws {
         let data = try SyntheticDataset(users: 20, items: 30, perUser: 8)
