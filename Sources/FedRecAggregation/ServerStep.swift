@@ -75,6 +75,9 @@ public enum ServerStep {
         } else {
             try step(sum, model: &model, options: options, file: sumFile)
         }
+        // The clients' user-side settings, when all updates agree on them; otherwise the
+        // next model records none (fl-eval then needs its flags).
+        model.notes[UserSettingsMetadata.key] = sum.header.extra[UserSettingsMetadata.key]
         model.round += 1
         try view.checkIntegrity()
         return model
@@ -206,7 +209,11 @@ public enum ServerStep {
                 for x in 0..<n { a[x * n + x] += Double(x == d ? options.l2Bias ?? options.l2 : options.l2) * max(count, 1) }
             }
             let solved = a.withUnsafeMutableBufferPointer { a in b.withUnsafeMutableBufferPointer { b in Cholesky.solve(a, b, n: n) } }
-            guard solved else { continue }
+            // No unique solution (λ = 0 and too few ratings, or non-finite statistics): an
+            // error, not a row silently left as it was.
+            guard solved else {
+                throw FedRecError(.usage, file: file, "the least-squares system of item index \(item) has no unique solution (λ = \(options.l2)): give --l2 > 0")
+            }
             let target = model.slot(item)
             for k in 0..<d { model.embedding[target * d + k] = Float(b[k]) }
             if !wals { model.bias[target] = Float(b[d]) }

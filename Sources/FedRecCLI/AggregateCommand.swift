@@ -76,6 +76,8 @@ public struct AggregateCommand: ParsableCommand {
                 }
             }
             guard !paths.isEmpty else { throw FedRecError(.emptyInput, file: "-", "no update files given (as arguments or on stdin)") }
+            let base = try model.flatMap { try ModelView.basePath(of: $0) }
+            try FileRoles(inputs: paths + [model, base, itemText], outputs: [output]).check()
             let sum = try ModelUpdate.sum(paths: paths)
             if let model {
                 var options = ServerOptions()
@@ -90,15 +92,19 @@ public struct AggregateCommand: ParsableCommand {
                 options.l2Bias = l2Bias
                 options.itemText = try itemText.map { try TextEmbeddingTable.load($0) }
                 options.textL2 = textL2
+                if sum.header.extra[UserSettingsMetadata.key] == nil {
+                    var stderr = StandardError()
+                    print("fl-aggregate: warning: the updates record no common user-side settings (\(UserSettingsMetadata.key)); fl-eval and fl-recommend of the next model need the training flags", to: &stderr)
+                }
                 let next = try ServerStep.apply(sum, sumFile: paths.count == 1 ? paths[0] : "the sum of \(paths.count) updates", to: model, options: options)
                 let written = try next.write(to: output, layout: checkpoint)
                 if format.json && output != "-" {
-                    emit(ServerStep.summary(model: output, round: next.round, written: written, sum: sum).canonicalText)
+                    try emit(ServerStep.summary(model: output, round: next.round, written: written, sum: sum).canonicalText)
                 }
             } else {
                 try sum.write(to: output, kind: .sum)
                 if format.json && output != "-" {
-                    emit(sum.summary(path: output).canonicalText)
+                    try emit(sum.summary(path: output).canonicalText)
                 }
             }
         }

@@ -28,9 +28,10 @@ public struct OutputFormatOptions: ParsableArguments {
     public init() {}
 }
 
-/// Writes `text` to stdout.
-public func emit(_ text: String) {
-    print(text, terminator: text.hasSuffix("\n") ? "" : "\n")
+/// Writes `text` (and a newline unless it ends in one) to stdout, unbuffered and checked:
+/// a failed write (a full disk, `> /dev/full`) is an error, not a lost result.
+public func emit(_ text: String) throws {
+    try writeStandardOutput(text.hasSuffix("\n") ? text : text + "\n")
 }
 
 /// Shard paths of a dataset directory, from its `dataset.json`.

@@ -28,9 +28,10 @@ public struct CompactCommand: ParsableCommand {
     public func run() throws {
         try reportingErrors("fl-compact") {
             let view = try ModelView(path: model)
+            try FileRoles(inputs: [model, view.base?.path], outputs: [output]).check()
             let written = try ModelRevision(start: view).write(to: output, layout: .standalone)
             if format.json && output != "-" {
-                emit(JSONValue.object(["model": .string(output), "round": .number(Double(view.round)), "identity": .string(written.identity),
+                try emit(JSONValue.object(["model": .string(output), "round": .number(Double(view.round)), "identity": .string(written.identity),
                                        "from_overlay": .bool(view.isOverlay)]).canonicalText)
             }
         }

@@ -102,6 +102,7 @@ public struct DPNoiseRelease: ParsableCommand {
 
     public func run() throws {
         try reportingErrors("fl-dp-noise") {
+            try FileRoles(inputs: [sum], outputs: [output, adaptive.clipOut], updatedInPlace: [ledger]).check()
             var options = DPReleaseOptions(noiseMultiplier: noiseMultiplier, ledger: ledger)
             options.delta = delta
             options.expectedClients = expectedClients
@@ -128,7 +129,7 @@ public struct DPNoiseRelease: ParsableCommand {
                 object["next_clip"] = .number(step.nextClip)
             }
             if format.json {
-                emit(JSONValue.object(object).canonicalText)
+                try emit(JSONValue.object(object).canonicalText)
             } else if !format.quiet {
                 let eps = report.epsilon.map { ", epsilon \(sixDecimals($0))" } ?? ""
                 let left = report.remainingRounds.map { ", \($0) rounds left in the budget" } ?? ""
@@ -216,7 +217,7 @@ public struct DPAccount: ParsableCommand {
             }
             object["epsilon"] = result.epsilon.isFinite ? .number(result.epsilon) : .string("inf")
             object["order"] = .number(result.order)
-            emit(json ? JSONValue.object(object).canonicalText : "\(result.epsilon)")
+            try emit(json ? JSONValue.object(object).canonicalText : "\(result.epsilon)")
         }
     }
 }
@@ -242,7 +243,7 @@ public struct DPCalibrate: ParsableCommand {
         try reportingErrors("fl-dp-noise") {
             let z = try RDPAccountant().calibrateNoiseMultiplier(
                 targetEpsilon: epsilon, delta: delta, sampleRate: sampleRate, steps: rounds)
-            emit("\(z)")
+            try emit("\(z)")
         }
     }
 }

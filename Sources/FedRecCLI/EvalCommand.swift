@@ -55,14 +55,16 @@ public struct EvalCommand: ParsableCommand {
     public func run() throws {
         try reportingErrors("fl-eval") {
             let paths = try dataset.map { try shardPaths(dataset: $0) } ?? shards
+            try FileRoles(inputs: [model, dataset, users.stateDir] + paths, outputs: [metricsLog]).check()
             let coldItems = try dataset.map { try DatasetManifest.load($0).coldItems } ?? []
             let baseline: RankingBaseline = popularity ? .popularity : (random ? .random : .model)
-            let users = baseline != .model ? UserParameterSource(mode: .reconstruct, states: [], training: users.training.options) : try users.source(for: paths)
+            let users = baseline != .model ? UserParameterSource(mode: .reconstruct, states: [], training: users.training.options)
+                : try users.source(for: paths, settings: try users.settings(model: model, command: "fl-eval"))
             let report = try Evaluator.run(modelPath: model, shards: paths, users: users, k: k,
                                            ranking: ranking ? true : nil, evaluationProtocol: cold ? .cold : .standard,
                                            coldItems: coldItems, baseline: baseline)
             if let metricsLog { try appendLine(report.json.canonicalText, to: metricsLog, durable: true) }
-            emit(format.json ? report.json.canonicalText : report.json.tsvTable)
+            try emit(format.json ? report.json.canonicalText : report.json.tsvTable)
         }
     }
 }

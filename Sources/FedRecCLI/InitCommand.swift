@@ -43,6 +43,7 @@ public struct InitCommand: ParsableCommand {
 
     public func run() throws {
         try reportingErrors("fl-init") {
+            try FileRoles(inputs: [dataset, itemText], outputs: [output]).check()
             let manifest = try DatasetManifest.load(dataset)
             let config = ModelConfig(objective: objective, dim: dim, items: manifest.items, datasetId: manifest.datasetId)
             let middle = objective == .mse ? Float((manifest.ratingMin + manifest.ratingMax) / 2) : 0
@@ -61,7 +62,7 @@ public struct InitCommand: ParsableCommand {
             if format.json && output != "-" {
                 let summary: JSONValue = ["model": .string(output), "identity": .string(identity), "round": 0,
                                           "items": .number(Double(manifest.items)), "dim": .number(Double(dim)), "objective": .string(objective.rawValue)]
-                emit(summary.canonicalText)
+                try emit(summary.canonicalText)
             }
         }
     }

@@ -24,9 +24,11 @@ public struct InspectCommand: ParsableCommand {
 
     public func run() throws {
         try reportingErrors("fl-inspect") {
+            // Reads only; writes nothing but stdout.
+            try FileRoles(inputs: files, outputs: []).check()
             for file in files {
                 let description = try FileInspector.describe(file)
-                emit(format.json ? description.canonicalText : description.prettyText)
+                try emit(format.json ? description.canonicalText : description.prettyText)
             }
         }
     }

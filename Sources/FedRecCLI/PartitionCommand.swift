@@ -34,6 +34,11 @@ public struct PartitionCommand: ParsableCommand {
     @Option(help: "Header name of the rating column (absent: every event counts 1).") var ratingCol: String?
     @Option(help: "Header name of the timestamp column.") var timeCol: String?
 
+    @Option(help: "Lowest rating of the scale: a rating below it is refused with its line (default: the data's lowest).")
+    var ratingMin: Float?
+    @Option(help: "Highest rating of the scale: a rating above it is refused with its line (default: the data's highest).")
+    var ratingMax: Float?
+
     @Option(help: "Item metadata (u.item, movies.dat, movies.csv, or CSV/TSV with id, title, genres); default: MovieLens's file beside the ratings.")
     var items: String?
 
@@ -98,6 +103,8 @@ public struct PartitionCommand: ParsableCommand {
         if dirichlet != nil && clients == nil { throw ValidationError("--dirichlet needs --clients") }
         if let shards, shards < 1 { throw ValidationError("--shards must be at least 1") }
         guard coldItems >= 0 && coldItems < 1 else { throw ValidationError("--cold-items is a fraction in [0, 1)") }
+        if let ratingMin, let ratingMax, !(ratingMin < ratingMax) { throw ValidationError("--rating-min must be below --rating-max") }
+        if [ratingMin, ratingMax].contains(where: { $0.map { !$0.isFinite } ?? false }) { throw ValidationError("--rating-min and --rating-max must be finite") }
         guard negatives >= 0, kCore >= 0 else { throw ValidationError("--negatives and --k-core must be ≥ 0") }
     }
 
@@ -105,6 +112,7 @@ public struct PartitionCommand: ParsableCommand {
         try reportingErrors("fl-partition") {
             var options = PartitionOptions(ratings: ratings)
             options.columns = RatingsColumns(user: userCol, item: itemCol, rating: ratingCol, time: timeCol)
+            options.ratingScale = RatingScale(min: ratingMin, max: ratingMax)
             options.itemsFile = noItems ? "" : items
             if let test {
                 options.split = .testFile(test)
@@ -126,7 +134,7 @@ public struct PartitionCommand: ParsableCommand {
             options.feedback = feedback
             let manifest = try Partitioner.run(options, output: output, replace: force)
             let summary = manifest.summary(path: output)
-            emit(format.json ? summary.canonicalText : summary.tsvTable)
+            try emit(format.json ? summary.canonicalText : summary.tsvTable)
         }
     }
 }

@@ -6,7 +6,13 @@ struct SamplingArguments: ParsableArguments {
     @Option(help: "Poisson client sampling: each client trains this round with probability q, decided by HMAC(seed, round, client), so every shard agrees. Recorded as sample_rate and population. (Fixed-size sampling would need another privacy analysis.)")
     var sampleRate: Double?
 
-    @Option(help: "Key of the sampling decisions (default: --seed). Keep it secret: the privacy amplification of sampling assumes nobody knows who was drawn.")
+    @Option(help: "A secret file holding the sampling key (a decimal 64-bit number, e.g. from /dev/urandom, mode 600), shared by a run's shards so a rerun draws the same sample. Default: a fresh key from the system CSPRNG.")
+    var sampleKeyFile: String?
+
+    @Option(help: "Tests only: a known sampling seed. The sample is then public and amplifies nothing (the update says sampling_key=test).")
+    var testSampleSeed: UInt64?
+
+    @Option(help: ArgumentHelp("Deprecated: --test-sample-seed (a known seed), or --sample-key-file for a secret one.", visibility: .hidden))
     var sampleSeed: UInt64?
 
     @Flag(help: "Local DP: each client clips its delta to --clip C and adds Gaussian noise of std z·C to every coordinate of the model before it leaves the client (needs --weighting uniform).")
@@ -31,12 +37,28 @@ struct SamplingArguments: ParsableArguments {
             throw ValidationError("--noise-multiplier applies to --local-dp; central noise is added by fl-dp-noise")
         }
         guard delta > 0, delta < 1 else { throw ValidationError("--delta must be in (0, 1)") }
+        let keys = [sampleKeyFile != nil, testSampleSeed != nil, sampleSeed != nil].filter { $0 }.count
+        if keys > 1 { throw ValidationError("give one of --sample-key-file and --test-sample-seed") }
+        if keys > 0 && sampleRate == nil { throw ValidationError("--sample-key-file and --test-sample-seed go with --sample-rate") }
     }
 
-    /// Copies these settings into `options`.
-    func apply(to options: inout TrainingOptions) {
+    /// Copies these settings into `options`, reading the key file, and says on stderr
+    /// (one line) when the sample is not secret or its key is fresh.
+    func apply(to options: inout TrainingOptions, quiet: Bool) throws {
         options.sampleRate = sampleRate
-        options.sampleSeed = sampleSeed ?? options.seed
+        var stderr = StandardError()
+        if let sampleKeyFile {
+            options.sampleSeed = try SamplingKey.read(sampleKeyFile)
+            options.sampleKeySource = .secret
+        } else if let seed = testSampleSeed ?? sampleSeed {
+            options.sampleSeed = seed
+            options.sampleKeySource = .test
+            let flag = testSampleSeed != nil ? "--test-sample-seed" : "--sample-seed (deprecated)"
+            print("fl-train-local: warning: \(flag) makes the sample public: sampling amplifies no privacy (sampling_key=test)", to: &stderr)
+        } else if sampleRate != nil {
+            options.sampleSeed = nil
+            if !quiet { print("fl-train-local: sampling with a fresh secret key from the system CSPRNG (sampling_key=fresh)", to: &stderr) }
+        }
         if localDp { options.localNoiseMultiplier = noiseMultiplier ?? 0 }
         options.localDelta = delta
         options.localNoiseSeed = noiseSeed

@@ -27,7 +27,7 @@ public struct TrainLocalCommand: ParsableCommand {
                   --algorithm als -o u.safetensors
               fl-train-local --model m.safetensors --shard s.tar --reconstruct \\
                   --weighting uniform --clip 0.5 --sample-rate 0.1 \\
-                  --sample-seed "$(cat run/sample-seed)" -o u.safetensors
+                  --sample-key-file run/sample-key -o u.safetensors
             """,
         version: fedrecVersion)
 
@@ -50,14 +50,24 @@ public struct TrainLocalCommand: ParsableCommand {
 
     public func run() throws {
         try reportingErrors("fl-train-local") {
+            let statePath = training.reconstruct ? nil : state
+            let stateOutPath = training.reconstruct ? nil : (stateOut ?? state)
+            let base = try ModelView.basePath(of: model)
+            // A state file rewritten over itself is the point of --state; anything else that
+            // names one file twice would destroy an input.
+            if let statePath, let stateOutPath, statePath != stateOutPath {
+                try FileRoles(inputs: [model, base, shard, statePath], outputs: [output, stateOutPath]).check()
+            } else {
+                try FileRoles(inputs: [model, base, shard], outputs: [output], updatedInPlace: [stateOutPath]).check()
+            }
             var options = training.options
-            privacy.apply(to: &options)
+            try privacy.apply(to: &options, quiet: format.quiet)
             let summary = try ShardTrainer.run(
-                modelPath: model, shardPath: shard, stateIn: training.reconstruct ? nil : state,
-                stateOut: training.reconstruct ? nil : (stateOut ?? state), output: output, options: options,
+                modelPath: model, shardPath: shard, stateIn: statePath,
+                stateOut: stateOutPath, output: output, options: options,
                 progress: Progress(quiet: format.quiet))
             if format.json && output != "-" {
-                emit(summary.json(update: output, sampled: options.sampleRate != nil).canonicalText)
+                try emit(summary.json(update: output, sampled: options.sampleRate != nil).canonicalText)
             }
         }
     }

@@ -12,29 +12,29 @@ public struct TrainingArguments: ParsableArguments {
     @Option(help: "Local epochs per round.")
     var epochs = 1
 
-    @Option(help: "Local minibatch size.")
-    var batchSize = 1
+    @Option(help: "Local minibatch size (default: 1).")
+    var batchSize: Int?
 
-    @Option(name: .customLong("lr"), help: "Local learning rate.")
-    var learningRate: Float = 0.01
+    @Option(name: .customLong("lr"), help: "Local learning rate (default: 0.01).")
+    var learningRate: Float?
 
-    @Option(help: "L2 regularisation λ (ALS: weighted by the row's count for explicit data).")
-    var l2: Float = 0.02
+    @Option(help: "L2 regularisation λ (ALS: weighted by the row's count for explicit data; default: 0.02).")
+    var l2: Float?
 
     @Option(help: "L2 regularisation of biases in ALS solves (default: --l2).")
     var l2Bias: Float?
 
-    @Option(help: "Local optimiser: sgd or adam.")
-    var optimizer: TrainingOptions.Optimizer = .sgd
+    @Option(help: "Local optimiser: sgd or adam (default: sgd).")
+    var optimizer: TrainingOptions.Optimizer?
 
     @Option(help: "FedProx proximal weight μ (0: off).")
     var proxMu: Float = 0
 
-    @Option(help: "Sampled negatives per positive for BCE.")
-    var negatives = 4
+    @Option(help: "Sampled negatives per positive for BCE (default: 4).")
+    var negatives: Int?
 
-    @Option(help: "Confidence weight α of implicit ALS (1 + α on observed pairs).")
-    var alpha: Float = 10
+    @Option(help: "Confidence weight α of implicit ALS (1 + α on observed pairs; default: 10).")
+    var alpha: Float?
 
     @Option(help: "Client weight in the sum: examples (n_k) or uniform.")
     var weighting: TrainingOptions.Weighting = .examples
@@ -42,45 +42,66 @@ public struct TrainingArguments: ParsableArguments {
     @Flag(help: "Rebuild user parameters from each client's data every round (Federated Reconstruction) instead of keeping them in a state file.")
     public var reconstruct = false
 
-    @Option(help: "SGD epochs over user parameters alone when reconstructing BPR/BCE users.")
-    var reconstructionEpochs = 5
+    @Option(help: "SGD epochs over user parameters alone when reconstructing BPR/BCE users (default: 5).")
+    var reconstructionEpochs: Int?
 
     @Option(help: "Clip each client's whole contribution to this L2 norm (0: off).")
     var clip: Double = 0
 
-    @Option(help: "Scale of the N(0, scale²) initial user embeddings.")
-    var initScale: Float = 0.1
+    @Option(help: "Scale of the N(0, scale²) initial user embeddings (default: 0.1).")
+    var initScale: Float?
 
-    @Option(help: "Seed for shuffling, negatives and initial user embeddings.")
-    var seed: UInt64 = 0
+    @Option(help: "Seed for shuffling, negatives and initial user embeddings (default: 0).")
+    var seed: UInt64?
 
     public func validate() throws {
-        guard epochs >= 0, batchSize >= 1, negatives >= 1, reconstructionEpochs >= 0 else {
+        let options = self.options
+        guard epochs >= 0, options.batchSize >= 1, options.negatives >= 1, options.reconstructionEpochs >= 0 else {
             throw ValidationError("--epochs and --reconstruction-epochs must be ≥ 0, --batch-size and --negatives ≥ 1")
         }
-        guard learningRate > 0, l2 >= 0, proxMu >= 0, clip >= 0, alpha >= 0, initScale >= 0 else {
+        guard options.learningRate > 0, options.l2 >= 0, proxMu >= 0, clip >= 0, options.alpha >= 0, options.initScale >= 0 else {
             throw ValidationError("--lr must be positive; --l2, --prox-mu, --clip, --alpha and --init-scale non-negative")
         }
     }
 
+    /// The settings: the flags given, defaults for the others.
     public var options: TrainingOptions {
         var o = TrainingOptions()
         o.algorithm = algorithm
         o.epochs = epochs
-        o.batchSize = batchSize
-        o.learningRate = learningRate
-        o.l2 = l2
+        if let batchSize { o.batchSize = batchSize }
+        if let learningRate { o.learningRate = learningRate }
+        if let l2 { o.l2 = l2 }
         o.l2Bias = l2Bias
-        o.optimizer = optimizer
+        if let optimizer { o.optimizer = optimizer }
         o.proxMu = proxMu
-        o.negatives = negatives
-        o.alpha = alpha
+        if let negatives { o.negatives = negatives }
+        if let alpha { o.alpha = alpha }
         o.weighting = weighting
         o.userParameters = reconstruct ? .reconstruct : .state
-        o.reconstructionEpochs = reconstructionEpochs
+        if let reconstructionEpochs { o.reconstructionEpochs = reconstructionEpochs }
         o.clip = clip
-        o.initScale = initScale
-        o.seed = seed
+        if let initScale { o.initScale = initScale }
+        if let seed { o.seed = seed }
         return o
+    }
+
+    /// The user-side settings given on the command line (the others are defaults), so a
+    /// model's recorded ones can stand in for them. `--reconstruct` counts here; whether
+    /// `--state-dir` was given is the caller's to add.
+    public var explicitUserSide: Set<UserSideSettings.Field> {
+        var fields: Set<UserSideSettings.Field> = []
+        if reconstruct { fields.insert(.userParameters) }
+        if l2 != nil { fields.insert(.l2) }
+        if l2Bias != nil { fields.insert(.l2Bias) }
+        if alpha != nil { fields.insert(.alpha) }
+        if reconstructionEpochs != nil { fields.insert(.reconstructionEpochs) }
+        if learningRate != nil { fields.insert(.learningRate) }
+        if optimizer != nil { fields.insert(.optimizer) }
+        if batchSize != nil { fields.insert(.batchSize) }
+        if negatives != nil { fields.insert(.negatives) }
+        if initScale != nil { fields.insert(.initScale) }
+        if seed != nil { fields.insert(.seed) }
+        return fields
     }
 }

@@ -8,6 +8,9 @@ public struct PartitionOptions: Sendable {
     /// The ratings file (`-` for stdin).
     public var ratings: String
     public var columns = RatingsColumns()
+    /// The declared rating scale: ratings outside it are refused (with their line), and
+    /// the dataset records it as its scale. Undeclared bounds come from the training data.
+    public var ratingScale = RatingScale()
     /// Item metadata (titles, genres); nil looks for MovieLens's file beside the ratings.
     public var itemsFile: String?
     public var split: SplitMethod = .leaveLastOut
@@ -52,15 +55,20 @@ public enum Partitioner {
     /// existing non-empty `output` is replaced only with `replace`.
     public static func run(_ options: PartitionOptions, output: String, replace: Bool = false) throws -> DatasetManifest {
         try checkOutput(output, replace: replace)
+        // The output directory is replaced whole: it must hold none of the inputs.
+        var testPath: String?
+        if case .testFile(let path) = options.split { testPath = path }
+        try FileRoles(inputs: [options.ratings, testPath, options.itemsFile ?? ItemCatalogReader.movieLensSibling(of: options.ratings),
+                               options.pseudonymKeyFile], outputs: [], directoryOutputs: [output]).check()
         // Read.
         var log = RatingsLog()
         let ratingsFile = try MappedFile(path: options.ratings)
-        let format = try ratingsFile.withBytes { try RatingsReader.read(bytes: $0, path: options.ratings, columns: options.columns, into: &log) }
+        let format = try ratingsFile.withBytes { try RatingsReader.read(bytes: $0, path: options.ratings, columns: options.columns, scale: options.ratingScale, into: &log) }
         var inputDigests: [JSONValue] = [.string(ratingsFile.withBytes { XXHash64.hex($0) })]
         var isTest = [Bool](repeating: false, count: log.count)
         if case .testFile(let testPath) = options.split {
             let testFile = try MappedFile(path: testPath)
-            try testFile.withBytes { _ = try RatingsReader.read(bytes: $0, path: testPath, columns: options.columns, into: &log) }
+            try testFile.withBytes { _ = try RatingsReader.read(bytes: $0, path: testPath, columns: options.columns, scale: options.ratingScale, into: &log) }
             isTest += [Bool](repeating: true, count: log.count - isTest.count)
             inputDigests.append(.string(testFile.withBytes { XXHash64.hex($0) }))
         }
@@ -208,6 +216,9 @@ public enum Partitioner {
         ]
         if options.coldItems > 0 { optionsJSON["cold_fraction"] = .number(options.coldItems) }
         if let feedback = options.feedback { optionsJSON["feedback"] = .string(feedback.rawValue) }
+        if options.ratingScale != RatingScale() {
+            optionsJSON["rating_scale_declared"] = .array([options.ratingScale.min, options.ratingScale.max].map { $0.map { .number(Double($0)) } ?? .null })
+        }
         let idSource: JSONValue = ["inputs": .array(inputDigests), "options": .object(optionsJSON)]
         let datasetId = hexDigest(SHA256.hash(data: Array(idSource.canonicalText.utf8)))
 
@@ -289,6 +300,8 @@ public enum Partitioner {
         for u in 0..<userCount {
             for r in train[u].ratings { low = min(low, r); high = max(high, r); if ratingValues.count < 2 { ratingValues.insert(r) } }
         }
+        if let declared = options.ratingScale.min { low = declared }
+        if let declared = options.ratingScale.max { high = declared }
         optionsJSON["source"] = [
             "ratings": .string(options.ratings == "-" ? "-" : baseName(options.ratings)),
             "delimiter": .string(format.delimiter.description), "header": .bool(format.header),

@@ -49,7 +49,7 @@ final class UserParameterProvider {
     }
 
     /// The user's embedding and bias, or nil when a state file lacks the user.
-    func parameters(for record: UserRecord) -> (embedding: [Float], bias: Float)? {
+    func parameters(for record: UserRecord) throws -> (embedding: [Float], bias: Float)? {
         let d = model.config.dim
         if let state {
             guard let row = state.row(of: record.user) else { return nil }
@@ -57,7 +57,7 @@ final class UserParameterProvider {
         }
         switch model.config.objective {
         case .mse, .wals:
-            return solver.solve(record.train)
+            return try solver.solve(record.train)
         case .bpr, .bce:
             let start = ClientUsers(embedding: training.initialEmbedding(user: record.user, dim: d), bias: [0])
             var stream = SeededGenerator(seed: training.seed ^ 0xE7A1, stream: UInt64(record.user))
@@ -222,7 +222,7 @@ public enum Evaluator {
             let relevant = cold ? record.cold.items : record.test.items
             guard !relevant.isEmpty else { continue }
             if let provider {
-                guard let (p, bu) = provider.parameters(for: record) else {
+                guard let (p, bu) = try provider.parameters(for: record) else {
                     report.usersWithoutParameters += 1
                     continue
                 }

@@ -94,7 +94,7 @@ public enum Recommender {
             let reader = try ShardUserReader(path: path, datasetId: manifest.datasetId, items: manifest.items)
             while let record = try reader.next() {
                 guard members.contains(record.user) else { continue }
-                guard let (p, _) = provider.parameters(for: record) else {
+                guard let (p, _) = try provider.parameters(for: record) else {
                     throw FedRecError(.badData, file: statePath ?? path, "has no parameters for user \(indexOf[record.user] ?? "?")")
                 }
                 items.score(user: p, into: &scores)

@@ -62,6 +62,25 @@ public struct RatingsColumns: Sendable, Equatable {
     static let timeNames = ["timestamp", "time", "ts", "date", "datetime"]
 }
 
+/// A rating scale declared by the user (`fl-partition --rating-min/--rating-max`): a
+/// rating outside it is a bad line, refused with its line number, not a new extreme of
+/// the scale. A bound left nil is not checked.
+public struct RatingScale: Sendable, Equatable {
+    public var min: Float?
+    public var max: Float?
+
+    public init(min: Float? = nil, max: Float? = nil) {
+        self.min = min
+        self.max = max
+    }
+
+    public func contains(_ rating: Float) -> Bool {
+        (min.map { rating >= $0 } ?? true) && (max.map { rating <= $0 } ?? true)
+    }
+
+    var text: String { "[\(min.map { "\($0)" } ?? "-inf"), \(max.map { "\($0)" } ?? "inf")]" }
+}
+
 /// How a ratings file was read, for `dataset.json`.
 public struct RatingsFormat: Sendable, Equatable {
     public var delimiter: Delimiter
@@ -77,13 +96,15 @@ public enum RatingsReader {
     /// - Throws: `.noInput` for a missing file, `.emptyInput` when it holds no events,
     ///   `.badData` with the line number for a line that does not parse.
     @discardableResult
-    public static func read(path: String, columns: RatingsColumns = .init(), into log: inout RatingsLog) throws -> RatingsFormat {
+    public static func read(path: String, columns: RatingsColumns = .init(), scale: RatingScale = .init(), into log: inout RatingsLog) throws -> RatingsFormat {
         let file = try MappedFile(path: path)
         defer { withExtendedLifetime(file) {} }
-        return try read(bytes: file.bytes, path: path, columns: columns, into: &log)
+        return try read(bytes: file.bytes, path: path, columns: columns, scale: scale, into: &log)
     }
 
-    public static func read(bytes: UnsafeRawBufferPointer, path: String, columns: RatingsColumns, into log: inout RatingsLog) throws -> RatingsFormat {
+    /// - Parameter scale: the declared scale; a rating outside it is `.badData` with its line.
+    public static func read(bytes: UnsafeRawBufferPointer, path: String, columns: RatingsColumns, scale: RatingScale = .init(),
+                            into log: inout RatingsLog) throws -> RatingsFormat {
         func bad(_ line: Int, _ what: String) -> FedRecError { FedRecError(.badData, file: path, "line \(line): \(what)") }
         // The delimiter comes from the first non-blank line; then the records are read
         // again, quote-aware for CSV (a quoted field may hold a line break, RFC 4180).
@@ -157,6 +178,7 @@ public enum RatingsReader {
             if let ratingAt {
                 let text = fields[ratingAt].trimmingSpaces
                 guard let value = Float(text), value.isFinite else { throw bad(number, "rating \"\(text)\" is not a number") }
+                guard scale.contains(value) else { throw bad(number, "rating \(text) is outside the declared scale \(scale.text)") }
                 rating = value
             }
             var time: Int64 = 0

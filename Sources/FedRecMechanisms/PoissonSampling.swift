@@ -53,3 +53,17 @@ public struct PoissonSampling: Sendable {
         return uniform(round: round, client: client) < rate
     }
 }
+
+/// A secret sampling key kept in a file (`fl-train-local --sample-key-file`): one decimal
+/// 64-bit number, as `od -An -N8 -tu8 /dev/urandom` writes it.
+public enum SamplingKey {
+    /// - Throws: `.noInput` for a missing file, `.badData` for anything but one number.
+    public static func read(_ path: String) throws -> UInt64 {
+        let file = try MappedFile(path: path)
+        let words = file.withBytes { String(decoding: $0, as: UTF8.self) }.split(whereSeparator: \.isWhitespace)
+        guard words.count == 1, let key = UInt64(words[0]) else {
+            throw FedRecError(.badData, file: path, "is not a sampling key (one decimal number below 2^64)")
+        }
+        return key
+    }
+}

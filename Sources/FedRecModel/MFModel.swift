@@ -245,6 +245,15 @@ public struct ModelView: @unchecked Sendable {
         }
     }
 
+    /// The path of an overlay's base checkpoint, resolved as `init(path:)` resolves it, from
+    /// the header alone (nothing verified, stdin never read): nil for a standalone
+    /// checkpoint or `-`. Commands list it among their inputs (`FileRoles`).
+    public static func basePath(of path: String) throws -> String? {
+        guard path != "-" else { return nil }
+        guard let name = try SafeTensorsFile(path: path).metadata["base"] else { return nil }
+        return name.hasPrefix("/") ? name : directoryName(of: path) + "/" + name
+    }
+
     /// Opens and checks an overlay's base: a standalone checkpoint of the same model, with
     /// the identity the overlay recorded, found relative to the overlay's directory.
     public static func openBase(_ name: String, of overlay: FedRecFile, config: ModelConfig) throws -> FedRecFile {

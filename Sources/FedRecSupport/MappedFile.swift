@@ -5,7 +5,9 @@ import Darwin
 #endif
 
 /// The bytes of an input file, memory-mapped read-only so large checkpoints cost no copy.
-/// The path `-` reads stdin into memory instead. The input is never modified.
+/// The path `-` (stdin) and files that cannot be mapped (a FIFO, a process substitution's
+/// `/dev/fd/N`, a character device) are read to their end into memory instead. The input
+/// is never modified.
 public final class MappedFile: @unchecked Sendable {
     /// The path as the user named it.
     public let path: String
@@ -16,20 +18,7 @@ public final class MappedFile: @unchecked Sendable {
     public init(path: String) throws {
         self.path = path
         if path == "-" {
-            var data = [UInt8]()
-            var chunk = [UInt8](repeating: 0, count: 1 << 16)
-            while true {
-                let n = chunk.withUnsafeMutableBytes { read(STDIN_FILENO, $0.baseAddress, $0.count) }
-                if n < 0 {
-                    if errno == EINTR { continue }
-                    throw FedRecError(.io, file: path, "cannot read stdin: \(systemError())")
-                }
-                if n == 0 { break }
-                data.append(contentsOf: chunk[0..<n])
-            }
-            let storage = UnsafeMutableRawBufferPointer.allocate(byteCount: max(data.count, 1), alignment: 16)
-            data.withUnsafeBytes { storage.copyMemory(from: $0) }
-            bytes = UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(storage)[0..<data.count])
+            bytes = try Self.readToEnd(STDIN_FILENO, path: path)
             mapped = false
             return
         }
@@ -46,6 +35,12 @@ public final class MappedFile: @unchecked Sendable {
         guard (info.st_mode & S_IFMT) != S_IFDIR else {
             throw FedRecError(.noInput, file: path, "is a directory, expected a file")
         }
+        guard (info.st_mode & S_IFMT) == S_IFREG else {
+            // A pipe or device has no size to map: stream it.
+            bytes = try Self.readToEnd(fd, path: path)
+            mapped = false
+            return
+        }
         let size = Int(info.st_size)
         if size == 0 {
             bytes = UnsafeRawBufferPointer(start: nil, count: 0)
@@ -57,6 +52,24 @@ public final class MappedFile: @unchecked Sendable {
         }
         bytes = UnsafeRawBufferPointer(start: address, count: size)
         mapped = true
+    }
+
+    /// Reads `fd` to its end into an allocated buffer (freed in `deinit`).
+    private static func readToEnd(_ fd: Int32, path: String) throws -> UnsafeRawBufferPointer {
+        var data = [UInt8]()
+        var chunk = [UInt8](repeating: 0, count: 1 << 16)
+        while true {
+            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw FedRecError(.io, file: path, "cannot read: \(systemError())")
+            }
+            if n == 0 { break }
+            data.append(contentsOf: chunk[0..<n])
+        }
+        let storage = UnsafeMutableRawBufferPointer.allocate(byteCount: max(data.count, 1), alignment: 16)
+        data.withUnsafeBytes { storage.copyMemory(from: $0) }
+        return UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(storage)[0..<data.count])
     }
 
     /// Runs `body` with the bytes, keeping the mapping alive until it returns. Use this

@@ -45,3 +45,23 @@ public struct Progress: Sendable {
         err.write("\r\u{1B}[K")
     }
 }
+
+/// Writes `text` to stdout (file descriptor 1) whole, retrying short writes and `EINTR`.
+/// - Throws: `FedRecError(.io, file: "-")` when a write fails (a full disk, `/dev/full`,
+///   a closed pipe with SIGPIPE ignored), so a command never exits 0 with its output lost.
+public func writeStandardOutput(_ text: String) throws {
+    var text = text
+    try text.withUTF8 { buffer in
+        guard var base = buffer.baseAddress else { return }
+        var remaining = buffer.count
+        while remaining > 0 {
+            let n = Glibc.write(1, base, remaining)
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw FedRecError(.io, file: "-", "cannot write to stdout: \(String(cString: strerror(errno)))")
+            }
+            remaining -= n
+            base += n
+        }
+    }
+}

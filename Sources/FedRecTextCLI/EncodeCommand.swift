@@ -74,6 +74,7 @@ public struct EncodeCommand: ParsableCommand {
 
     public func run() throws {
         try reportingErrors("fl-encode") {
+            try FileRoles(inputs: [input, extraText, modelDir], outputs: [output]).check()
             if isItemTable {
                 try encodeItems(path: input!, output: output!)
             } else {
@@ -136,7 +137,7 @@ public struct EncodeCommand: ParsableCommand {
             ]
             if let datasetId { summary["dataset_id"] = .string(datasetId) }
             if extraText != nil { summary["extra_text_items"] = .number(Double(matched)) }
-            emit(JSONValue.object(summary).canonicalText)
+            try emit(JSONValue.object(summary).canonicalText)
         }
     }
 

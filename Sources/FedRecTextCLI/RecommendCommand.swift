@@ -82,6 +82,8 @@ public struct RecommendCommand: ParsableCommand {
 
     public func run() throws {
         try reportingErrors("fl-recommend") {
+            // Reads only; writes nothing but stdout.
+            try FileRoles(inputs: [model, dataset, users, parameters.stateDir, search.itemText, search.queryVector], outputs: []).check()
             var wanted: [String]? = all ? nil : user
             if let users {
                 let file = try MappedFile(path: users)
@@ -90,6 +92,7 @@ public struct RecommendCommand: ParsableCommand {
             }
             let directory = try DatasetDirectory(path: dataset)
             let manifest = directory.manifest, tables = directory.tables
+            let settings = try model.map { try parameters.settings(model: $0, command: "fl-recommend") } ?? parameters.training.options
             let recommendations: [Recommendation]
             if search.isSearch {
                 let similarity = try search.similarities(dataset: dataset, manifest: manifest)
@@ -97,12 +100,12 @@ public struct RecommendCommand: ParsableCommand {
                     recommendations = Recommender.search(similarity: similarity, k: k)
                 } else {
                     recommendations = try Recommender.run(
-                        modelPath: model!, dataset: directory, users: wanted, k: k, source: try parameters.source(for: directory.shardPaths),
+                        modelPath: model!, dataset: directory, users: wanted, k: k, source: try parameters.source(for: directory.shardPaths, settings: settings),
                         query: SearchQuery(similarity: similarity, beta: search.queryWeight), biasShrinkage: biasShrinkage)
                 }
             } else {
                 recommendations = try Recommender.run(modelPath: model!, dataset: directory, users: wanted, k: k,
-                                                      source: try parameters.source(for: directory.shardPaths),
+                                                      source: try parameters.source(for: directory.shardPaths, settings: settings),
                                                       biasShrinkage: biasShrinkage)
             }
             var out = format.json ? "" : "user\trank\titem\tscore\ttitle\n"
@@ -115,7 +118,7 @@ public struct RecommendCommand: ParsableCommand {
                     out += "\(r.user)\t\(r.rank)\t\(item.id)\t\(sixDecimals(Double(r.score)))\t\(item.title)\n"
                 }
             }
-            emit(out)
+            try emit(out)
         }
     }
 }

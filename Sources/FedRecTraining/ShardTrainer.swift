@@ -49,7 +49,16 @@ public enum ShardTrainer {
             throw FedRecError(.usage, "--clip applies to SGD deltas; ALS statistics are not clipped (use --algorithm sgd for DP)")
         }
         let localDP = try LocalDP(options: options, config: config)
-        let sampling = try options.sampleRate.map { try PoissonSampling(rate: $0, seed: options.sampleSeed) }
+        // Without a given key, a secret one from the system CSPRNG: the sample must be
+        // unpredictable for sampling to amplify privacy.
+        var keySource = options.sampleKeySource
+        var sampleSeed = options.sampleSeed ?? 0
+        if options.sampleRate != nil && options.sampleSeed == nil {
+            var generator = SystemRandomNumberGenerator()
+            sampleSeed = generator.next()
+            keySource = .fresh
+        }
+        let sampling = try options.sampleRate.map { try PoissonSampling(rate: $0, seed: sampleSeed) }
         if config.objective == .wals && options.algorithm != .als {
             throw FedRecError(.usage, file: modelPath, "a wals model is trained with --algorithm als")
         }
@@ -67,9 +76,9 @@ public enum ShardTrainer {
         var totalWeight = 0.0
         let roundSeed = options.seed &+ UInt64(model.round) &* 0x9E37_79B9_7F4A_7C15
 
-        func startingParameters(_ record: UserRecord) -> (embedding: [Float], bias: Float) {
+        func startingParameters(_ record: UserRecord) throws -> (embedding: [Float], bias: Float) {
             if options.algorithm == .als || (options.userParameters == .reconstruct && config.objective == .mse) {
-                return solver.solve(record.train)
+                return try solver.solve(record.train)
             }
             if options.userParameters == .state, let row = state.row(of: record.user) {
                 return (Array(state.embedding[(row * d)..<((row + 1) * d)]), state.bias[row])
@@ -89,7 +98,7 @@ public enum ShardTrainer {
             totalWeight += Double(weight)
             var start = ClientUsers(embedding: [], bias: [])
             for record in users {
-                let (p, b) = startingParameters(record)
+                let (p, b) = try startingParameters(record)
                 start.embedding += p
                 start.bias.append(b)
             }
@@ -151,8 +160,10 @@ public enum ShardTrainer {
             header.sampleRate = sampling.rate
             header.population = summary.population
         }
+        if sampling != nil { header.extra[DPMetadata.samplingKey] = keySource.rawValue }
+        header.extra[UserSettingsMetadata.key] = UserSideSettings(options).metadataValue
         if let localDP {
-            header.extra = localDP.metadata
+            header.extra.merge(localDP.metadata) { _, new in new }
             summary.localEpsilon = localDP.epsilon
         }
         let sorted = rows.sortedTensors(split: layout)

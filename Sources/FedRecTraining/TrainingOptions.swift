@@ -45,8 +45,11 @@ public struct TrainingOptions: Sendable, Equatable {
     public var seed: UInt64 = 0
     /// Poisson client sampling rate q (`PoissonSampling`); nil: every client trains.
     public var sampleRate: Double?
-    /// Key of the sampling decisions; must be secret for the privacy guarantee.
-    public var sampleSeed: UInt64 = 0
+    /// Key of the sampling decisions; must be secret for the privacy guarantee. nil: the
+    /// trainer draws one from the system CSPRNG (`SamplingKeySource.fresh`).
+    public var sampleSeed: UInt64?
+    /// Where `sampleSeed` came from, recorded in the update (`sampling_key`).
+    public var sampleKeySource: SamplingKeySource = .test
     /// Local DP: noise multiplier z of the Gaussian each client adds to its clipped dense
     /// delta before it leaves the client (0: off; needs `clip` > 0 and uniform weighting).
     public var localNoiseMultiplier: Double = 0

@@ -1,5 +1,6 @@
 import FedRecData
 import FedRecModel
+import FedRecSupport
 
 /// Closed-form solves for one user's private parameters with the item side fixed: the
 /// ALS user step, and the exact "reconstruction" of Federated Reconstruction for
@@ -38,7 +39,10 @@ public struct UserSolver {
     /// elsewhere); no user bias. Other objectives use the explicit form on preference 1
     /// as a warm start.
     /// - Returns: the embedding (d values) and bias.
-    public func solve(_ train: Interactions) -> (embedding: [Float], bias: Float) {
+    /// - Throws: `FedRecError(.usage)` when the system is not positive definite (λ = 0
+    ///   with fewer items than unknowns, or non-finite model values): there is no unique
+    ///   solution, and a made-up one would be a silently wrong user.
+    public func solve(_ train: Interactions) throws -> (embedding: [Float], bias: Float) {
         let d = model.config.dim
         let q = model.items
         if train.isEmpty { return ([Float](repeating: 0, count: d), 0) }
@@ -78,7 +82,10 @@ public struct UserSolver {
         } else {
             for i in 0..<n { a[i * n + i] += Double(i == d ? l2Bias : l2) * Double(train.count) }
         }
-        a.withUnsafeMutableBufferPointer { a in b.withUnsafeMutableBufferPointer { b in _ = Cholesky.solve(a, b, n: n) } }
+        let solved = a.withUnsafeMutableBufferPointer { a in b.withUnsafeMutableBufferPointer { b in Cholesky.solve(a, b, n: n) } }
+        guard solved else {
+            throw FedRecError(.usage, "a user's least-squares system (\(train.count) items, \(n) unknowns, λ = \(l2)) has no unique solution: give --l2 > 0")
+        }
         return (b[0..<d].map { Float($0) }, wals ? 0 : Float(b[d]))
     }
 }

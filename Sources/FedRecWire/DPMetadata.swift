@@ -34,4 +34,25 @@ public enum DPMetadata {
     public static let clipLearningRate = "dp_clip_lr"
     /// C·exp(−η(b̃ − γ)): the clip the next round's clients use.
     public static let nextClip = "dp_next_clip"
+    /// Where the key of Poisson sampling came from (`SamplingKeySource`): `fresh` (drawn
+    /// by the shard's process from the system CSPRNG), `secret` (a key file shared by a
+    /// run's shards) or `test` (a known seed: the sample is public, so sampling amplifies
+    /// nothing).
+    public static let samplingKey = "sampling_key"
+}
+
+/// Where the key of a round's Poisson sampling came from; recorded in updates as
+/// `sampling_key`. Amplification by subsampling holds only when nobody but the sampler
+/// knows the key.
+public enum SamplingKeySource: String, Sendable, CaseIterable {
+    /// Drawn from the system CSPRNG by the process that samples, never written anywhere.
+    case fresh
+    /// Read from a secret key file (`fl-train-local --sample-key-file`), so a rerun of a
+    /// round draws the same sample.
+    case secret
+    /// A seed given on the command line for tests: known, hence not private.
+    case test
+
+    /// Whether the sample is unpredictable to anyone without access to the key.
+    public var isSecret: Bool { self != .test }
 }

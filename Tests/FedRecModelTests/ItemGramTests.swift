@@ -84,7 +84,7 @@ struct ItemGramTests {
         let view = try ModelView(path: p + "/m1")
         let stored = try UserSolver(model: view, l2: 1, alpha: 5)
         let train = Interactions(items: [1, 5, 9, 40], ratings: [1, 1, 1, 1], times: [0, 0, 0, 0])
-        let solved = stored.solve(train).embedding
+        let solved = try stored.solve(train).embedding
         // The same solve by hand, with the Gram summed over the rows.
         let d = 4
         var a = try summedGram(p + "/m1"), b = [Double](repeating: 0, count: d)

@@ -15,7 +15,7 @@ struct DPCommandLineTests {
             dir = try TemporaryDirectory()
             let p = try Tool.run("fl-partition", [sampleRatings, "-o", "ds", "--shards", "2", "--split", "leave-last-out", "--seed", "1"], in: path)
             guard p.status == 0 else { throw FedRecError(.io, "fl-partition failed: \(p.stderr)") }
-            let train = ["--reconstruct", "--weighting", "uniform", "--clip", "0.5", "--sample-rate", "0.5", "--sample-seed", "3"] + extraTraining
+            let train = ["--reconstruct", "--weighting", "uniform", "--clip", "0.5", "--sample-rate", "0.5", "--test-sample-seed", "3"] + extraTraining
             for (tool, args) in [
                 ("fl-init", ["--dataset", "ds", "--objective", "bpr", "--dim", "8", "-o", "m0.safetensors"]),
                 ("fl-train-local", ["--model", "m0.safetensors", "--shard", "ds/shards/shard-00000.tar", "-o", "u0.safetensors"] + train),
@@ -168,7 +168,7 @@ struct DPCommandLineTests {
         for r in 0..<2 {
             for shard in 0..<2 {
                 _ = try run("fl-train-local", ["--model", "m\(r).safetensors", "--shard", "ds/shards/shard-0000\(shard).tar", "-o", "u\(r)-\(shard).safetensors",
-                                               "--reconstruct", "--weighting", "uniform", "--clip", "\(clips[r])", "--sample-rate", "0.5", "--sample-seed", "3"])
+                                               "--reconstruct", "--weighting", "uniform", "--clip", "\(clips[r])", "--sample-rate", "0.5", "--test-sample-seed", "3"])
             }
             _ = try run("fl-aggregate", ["u\(r)-0.safetensors", "u\(r)-1.safetensors", "-o", "sum\(r).safetensors"])
             let noise = try run("fl-dp-noise", ["sum\(r).safetensors", "-o", "noised\(r).safetensors", "--ledger", "ledger.jsonl", "--noise-multiplier", "1.1",

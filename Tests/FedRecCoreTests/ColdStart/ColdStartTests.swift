@@ -201,7 +201,7 @@ struct ColdStartTests {
             let reader = try ShardUserReader(path: shard)
             while let record = try reader.next() {
                 guard !record.cold.isEmpty else { continue }
-                let p = solver.solve(record.train).embedding
+                let p = try solver.solve(record.train).embedding
                 let scored = cold.map { i -> (Int32, Float) in
                     var s: Float = view.items.bias(Int(i))
                     for k in 0..<4 { s += p[k] * view.items.embedding(Int(i))[k] }
