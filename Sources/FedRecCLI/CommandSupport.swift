@@ -2,8 +2,11 @@ import ArgumentParser
 import FedRecCore
 
 /// Runs a command's work, turning a `FedRecError` into one line on stderr
-/// (`fl-xxx: file: problem`) and the exit code of its failure class.
+/// (`fl-xxx: file: problem`) and the exit code of its failure class. Every command runs
+/// its work in here, so every command also removes its temporary files when SIGINT,
+/// SIGTERM or SIGHUP ends it (`TemporaryFiles.removeOnSignals`).
 public func reportingErrors(_ command: String, _ body: () throws -> Void) throws {
+    TemporaryFiles.removeOnSignals()
     do {
         try body()
     } catch let error as FedRecError {
