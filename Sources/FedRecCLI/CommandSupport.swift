@@ -1,5 +1,10 @@
 import ArgumentParser
 import FedRecCore
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// Runs a command's work, turning a `FedRecError` into one line on stderr
 /// (`fl-xxx: file: problem`) and the exit code of its failure class. Every command runs
@@ -32,10 +37,12 @@ public func emit(_ text: String) {
     print(text, terminator: text.hasSuffix("\n") ? "" : "\n")
 }
 
-/// A JSON object as a TSV table: a header line of keys and one line of values.
-func tsv(_ object: JSONValue) -> String {
+/// A JSON object as a table: a header line of keys and one line of values, `round` first
+/// and the other keys sorted. TSV, or with `aligned` (stdout is a terminal) columns padded
+/// to a common width with two spaces between them.
+func tsv(_ object: JSONValue, aligned: Bool = isatty(STDOUT_FILENO) == 1) -> String {
     guard case .object(let members) = object else { return object.canonicalText }
-    let keys = members.keys.sorted()
+    let keys = members.keys.sorted { ($0 == "round" ? 0 : 1, $0) < ($1 == "round" ? 0 : 1, $1) }
     let values = keys.map { key -> String in
         switch members[key]! {
         case .string(let s): return s
@@ -43,7 +50,20 @@ func tsv(_ object: JSONValue) -> String {
         default: return members[key]!.canonicalText
         }
     }
-    return keys.joined(separator: "\t") + "\n" + values.joined(separator: "\t")
+    guard aligned else { return keys.joined(separator: "\t") + "\n" + values.joined(separator: "\t") }
+    let widths = zip(keys, values).map { max($0.count, $1.count) }
+    func line(_ fields: [String]) -> String {
+        zip(fields, widths).map { $0 + String(repeating: " ", count: $1 - $0.count) }.joined(separator: "  ").trimmingTrailingSpaces
+    }
+    return line(keys) + "\n" + line(values)
+}
+
+extension String {
+    fileprivate var trimmingTrailingSpaces: String {
+        var s = self
+        while s.last == " " { s.removeLast() }
+        return s
+    }
 }
 
 /// A number with up to six significant decimals, for tables people read.
