@@ -104,9 +104,19 @@ public enum TemporaryFiles {
         removeStale(in: key)
     }
 
-    /// Whether a process with this PID exists (EPERM: it does, owned by someone else).
+    /// Whether a process with this PID runs (EPERM: it does, owned by someone else). A
+    /// zombie (dead, not yet reaped: the children of a killed process wait for init) does not.
     static func isAlive(_ pid: Int32) -> Bool {
-        kill(pid, 0) == 0 || errno == EPERM
+        guard kill(pid, 0) == 0 || errno == EPERM else { return false }
+        return !isZombie(pid)
+    }
+
+    /// Linux: the state in `/proc/PID/stat` (after the parenthesised command name) is `Z`.
+    static func isZombie(_ pid: Int32) -> Bool {
+        guard let data = FileManager.default.contents(atPath: "/proc/\(pid)/stat"),
+            let close = data.lastIndex(of: UInt8(ascii: ")")), close + 2 < data.count
+        else { return false }
+        return data[close + 2] == UInt8(ascii: "Z")
     }
 
     /// Records a temporary of this process, to be removed if a signal ends it.
