@@ -1,13 +1,21 @@
 import ArgumentParser
 import FedRecCore
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// The fedrec release every command reports with `--version` (defined once here, so the
 /// commands cannot disagree), with the file format version it writes.
 public let fedrecVersion = "fedrec 0.1.0 (file format \(FedRecFormat.version))"
 
 /// Runs a command's work, turning a `FedRecError` into one line on stderr
-/// (`fl-xxx: file: problem`) and the exit code of its failure class.
+/// (`fl-xxx: file: problem`) and the exit code of its failure class. Every command runs
+/// its work in here, so every command also removes its temporary files when SIGINT,
+/// SIGTERM or SIGHUP ends it (`TemporaryFiles.removeOnSignals`).
 public func reportingErrors(_ command: String, _ body: () throws -> Void) throws {
+    TemporaryFiles.removeOnSignals()
     do {
         try body()
     } catch let error as FedRecError {

@@ -47,6 +47,11 @@ public struct DPNoiseCommand: ParsableCommand {
             Exit 87 when a release would exceed --budget-epsilon: nothing is written and the \
             ledger is untouched.
 
+            Crashes: the noise is drawn from a secret per-release key, kept in LEDGER.keys \
+            (mode 600) from before the ledger line until the output is in place. A rerun \
+            after a kill in between (same round, same sum, same settings) writes the very \
+            same noised sum and charges nothing more.
+
             Examples:
               fl-dp-noise sum-0003.safetensors -o noised-0003.safetensors \\
                   --ledger run/ledger.jsonl --noise-multiplier 1.1 --budget-epsilon 8 \\

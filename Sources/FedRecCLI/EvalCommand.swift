@@ -64,7 +64,7 @@ public struct EvalCommand: ParsableCommand {
                                            ranking: ranking ? true : nil, evaluationProtocol: cold ? .cold : .standard,
                                            coldItems: coldItems, baseline: baseline)
             if let metricsLog { try appendLine(report.json.canonicalText, to: metricsLog, durable: true) }
-            try emit(format.json ? report.json.canonicalText : report.json.tsvTable)
+            try emit(format.json ? report.json.canonicalText : report.json.table(aligned: standardOutputIsTerminal))
         }
     }
 }

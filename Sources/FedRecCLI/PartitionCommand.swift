@@ -134,7 +134,7 @@ public struct PartitionCommand: ParsableCommand {
             options.feedback = feedback
             let manifest = try Partitioner.run(options, output: output, replace: force)
             let summary = manifest.summary(path: output)
-            try emit(format.json ? summary.canonicalText : summary.tsvTable)
+            try emit(format.json ? summary.canonicalText : summary.table(aligned: standardOutputIsTerminal))
         }
     }
 }

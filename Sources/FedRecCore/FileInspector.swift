@@ -1,5 +1,6 @@
 /// Describes what a fedrec file holds, for `fl-inspect`: checkpoints, updates, sums and
-/// states (safetensors), shards (tar) and datasets (`dataset.json` or its directory).
+/// states (safetensors), shards (tar), datasets (`dataset.json` or its directory) and JSON
+/// lines (`*.jsonl`: metrics logs, ledgers).
 public enum FileInspector {
     public static func describe(_ path: String) throws -> JSONValue {
         if path.hasSuffix("dataset.json") || fileExists(path + "/dataset.json") {
@@ -8,10 +9,65 @@ public enum FileInspector {
         }
         let mapped = try MappedFile(path: path)
         defer { withExtendedLifetime(mapped) {} }
+        if path.hasSuffix(".jsonl") {
+            return try describeJSONLines(mapped.bytes, path: path)
+        }
         if looksLikeSafeTensors(mapped.bytes) {
             return try describeSafeTensors(SafeTensorsFile(file: mapped))
         }
         return try describeShard(path)
+    }
+
+    /// `{"kind": "json_lines", "file", "lines": [each line's value]}`; an empty file has no
+    /// lines. A line that is not JSON, or a last line without its newline, is corrupt.
+    static func describeJSONLines(_ bytes: UnsafeRawBufferPointer, path: String) throws -> JSONValue {
+        var lines: [JSONValue] = []
+        var start = 0
+        while start < bytes.count {
+            let number = lines.count + 1
+            guard let end = bytes[start...].firstIndex(of: 0x0A) else {
+                throw FedRecError(.corrupt, file: path, "line \(number): truncated (no newline at the end)")
+            }
+            do {
+                lines.append(try JSONValue.parse(UnsafeRawBufferPointer(rebasing: bytes[start..<end])))
+            } catch {
+                throw FedRecError(.corrupt, file: path, "line \(number): not JSON (\(error))")
+            }
+            start = end + 1
+        }
+        return ["kind": "json_lines", "file": .string(path), "lines": .array(lines)]
+    }
+
+    /// The values at `field` in a description, for `fl-inspect --field`: keys joined by
+    /// `.`, and `name[]` for every element of the list `name` (`shards[].file`,
+    /// `metadata.dp_expected_clients`, `lines[].round`), so scripts read JSON without
+    /// parsing it themselves.
+    /// - Throws: `.usage` for an empty field; `.badData` when the description has no such
+    ///   field (naming the part that is missing) or a `[]` part is not a list.
+    public static func values(at field: String, in description: JSONValue) throws -> [JSONValue] {
+        let parts = field.split(separator: ".", omittingEmptySubsequences: false).map(String.init)
+        guard !field.isEmpty, parts.allSatisfy({ !$0.isEmpty && $0 != "[]" }) else {
+            throw FedRecError(.usage, "--field \(field): give keys joined by '.', with [] after a list's key")
+        }
+        var current = [description]
+        for part in parts {
+            let isList = part.hasSuffix("[]")
+            let key = isList ? String(part.dropLast(2)) : part
+            current = try current.flatMap { value -> [JSONValue] in
+                guard let member = value[key] else { throw FedRecError(.badData, "has no field \(key) (in --field \(field))") }
+                guard isList else { return [member] }
+                guard let items = member.arrayValue else { throw FedRecError(.badData, "field \(key) is not a list (in --field \(field))") }
+                return items
+            }
+        }
+        return current
+    }
+
+    /// A value as one line of text: strings as they are, numbers as in canonical JSON
+    /// (integers without a fraction), anything else as canonical JSON.
+    public static func text(of value: JSONValue) -> String {
+        if case .string(let s) = value { return s }
+        return value.canonicalText
     }
 
     static func looksLikeSafeTensors(_ bytes: UnsafeRawBufferPointer) -> Bool {

@@ -242,10 +242,15 @@ public enum Partitioner {
         }
 
         // Write everything under a temporary directory, then rename it into place.
+        TemporaryFiles.removeStale(beside: output)
         let temporary = temporaryDirectory(beside: output)
         try makeDirectories(temporary + "/shards")
+        let token = TemporaryFiles.register(temporary, isDirectory: true)
         var committed = false
-        defer { if !committed { try? FileManager.default.removeItem(atPath: temporary) } }
+        defer {
+            if !committed { try? FileManager.default.removeItem(atPath: temporary) }
+            TemporaryFiles.forget(token)
+        }
         func userName(_ u: Int) -> String {
             let raw = log.users.ids[userOrder[u]]
             guard let pseudonymKey else { return raw }
@@ -389,11 +394,7 @@ public enum Partitioner {
     }
 
     static func temporaryDirectory(beside output: String) -> String {
-        var trimmed = output
-        while trimmed.count > 1 && trimmed.hasSuffix("/") { trimmed.removeLast() }
-        let parent = trimmed.contains("/") ? String(trimmed[..<trimmed.lastIndex(of: "/")!]) : "."
-        var generator = SystemRandomNumberGenerator()
-        return (parent.isEmpty ? "/" : parent) + "/." + baseName(trimmed) + ".\(getpid()).\(String(generator.next() as UInt32, radix: 36)).tmp"
+        TemporaryFiles.path(beside: output)
     }
 
     /// Renames `temporary` to `output`, replacing an existing directory only after the new

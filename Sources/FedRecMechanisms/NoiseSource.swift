@@ -38,18 +38,31 @@ extension NoiseSource {
 ///
 /// Not fork-safe: a child process that inherits the buffer would repeat its bits; fedrec's
 /// commands do not fork.
+///
+/// `init(key:isCryptographicallySecure:)` expands a given 256-bit key the same way: a
+/// release (`CentralRelease`) draws its key from the system source, records it privately,
+/// and can regenerate exactly the same noise from it after a crash.
 public final class SystemNoiseSource: NoiseSource {
-    public var isCryptographicallySecure: Bool { true }
+    public let isCryptographicallySecure: Bool
 
     private static let blockBytes = 1 << 16
     private var key: SymmetricKey
     private let buffer: UnsafeMutableBufferPointer<UInt64>
     private var index: Int
 
-    public init() {
+    /// Keyed by 256 bits from the kernel's CSPRNG.
+    public convenience init() {
         var system = SystemRandomNumberGenerator()
         let seed = (0..<4).map { _ in system.next() }
-        key = seed.withUnsafeBytes { SymmetricKey(data: $0) }
+        self.init(key: seed.withUnsafeBytes { Array($0) }, isCryptographicallySecure: true)
+    }
+
+    /// The ChaCha20 stream of `key` (32 bytes). Private only if the key is: pass
+    /// `isCryptographicallySecure: true` only for a key drawn from a CSPRNG and kept secret.
+    public init(key: [UInt8], isCryptographicallySecure: Bool) {
+        precondition(key.count == 32, "a ChaCha20 key has 32 bytes")
+        self.key = SymmetricKey(data: key)
+        self.isCryptographicallySecure = isCryptographicallySecure
         buffer = .allocate(capacity: Self.blockBytes / 8)
         index = 0
         refill()

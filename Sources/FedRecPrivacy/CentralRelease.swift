@@ -124,6 +124,14 @@ public enum CentralRelease {
     /// A refused release (`.budgetExhausted`, exit 87) writes nothing and leaves the ledger
     /// untouched. If the rename fails after the ledger line was written, the ledger counts
     /// a release that did not happen: the safe direction.
+    ///
+    /// Idempotent across crashes: the noise is the ChaCha20 stream of a 256-bit key drawn
+    /// from `source` (the system CSPRNG), recorded in the ledger's private side
+    /// (`ReleaseKeys`, mode 600) before the ledger line and forgotten once the output is in
+    /// place. A rerun of the same round on the same sum (same file identity) whose line is
+    /// already in the ledger, with the same settings, replays that key: it writes the very
+    /// same noised output (and next clip) and charges nothing more. Any other rerun is a new
+    /// release with a new key, charged.
     /// - Parameters:
     ///   - output: a file path (not stdout: nothing may be seen before the ledger line).
     ///   - beforeRelease: called after the ledger append, before the rename (tests).
@@ -134,7 +142,7 @@ public enum CentralRelease {
         guard output != "-" else {
             throw FedRecError(.usage, "the noised sum must go to a file (it is released only after the ledger line)")
         }
-        let sum = try ModelUpdate.load(sumPath)
+        let (sum, identity) = try ModelUpdate.open(sumPath)
         let h = sum.header
         guard let q = h.sampleRate else {
             throw FedRecError(.usage, file: sumPath, "the sum records no sampling rate; train with fl-train-local --sample-rate q")
@@ -162,44 +170,70 @@ public enum CentralRelease {
         var report = DPReleaseReport(
             round: h.round, clients: h.clients, sampleRate: q, expectedClients: expected,
             coordinates: h.config.items * (h.config.dim + 1) + 1, granularity: 0, isPrivate: entry.isPrivate)
-        if let budget = options.budget {
-            do {
-                try budget.checkRelease(after: ledger.entries, sampleRate: q, noiseMultiplier: z)
-            } catch let error as FedRecError where error.failure == .budgetExhausted {
-                let spent = try budget.spent(ledger.entries)
-                throw FedRecError(.budgetExhausted, file: options.ledger,
-                    "privacy budget exhausted: 0 rounds left at q=\(q), z=\(z); \(ledger.entries.count) releases spent epsilon \(spent) of \(budget.epsilon) at delta \(budget.delta), and round \(h.round) would bring it past the budget; nothing was written")
-            }
+
+        // A release of this sum whose line is already charged, with these settings: replay it.
+        let keysPath = ReleaseKeys.path(ledger: options.ledger)
+        let replayed = try ReleaseKeys.read(path: keysPath).last { pending in
+            guard pending.round == h.round, pending.sum == identity,
+                let i = ledger.lineHashes.firstIndex(of: pending.line)
+            else { return false }
+            return ledger.entries[i] == entry
         }
+        let key: [UInt8]
+        let charged: [LedgerEntry]  // the ledger up to and including this release's line
+        let newHead: String
+        if let replayed, let i = ledger.lineHashes.firstIndex(of: replayed.line) {
+            key = replayed.key
+            charged = Array(ledger.entries[...i])
+            newHead = replayed.line
+        } else {
+            if let budget = options.budget {
+                do {
+                    try budget.checkRelease(after: ledger.entries, sampleRate: q, noiseMultiplier: z)
+                } catch let error as FedRecError where error.failure == .budgetExhausted {
+                    let spent = try budget.spent(ledger.entries)
+                    throw FedRecError(.budgetExhausted, file: options.ledger,
+                        "privacy budget exhausted: 0 rounds left at q=\(q), z=\(z); \(ledger.entries.count) releases spent epsilon \(spent) of \(budget.epsilon) at delta \(budget.delta), and round \(h.round) would bring it past the budget; nothing was written")
+                }
+            }
+            var words = [UInt64](repeating: 0, count: 4)
+            words.withUnsafeMutableBufferPointer { source.fill($0) }
+            key = words.withUnsafeBytes { Array($0) }
+            charged = ledger.entries + [entry]
+            newHead = sha256Hex(Array(entry.line(prev: ledger.head).utf8))
+        }
+        let noise = SystemNoiseSource(key: key, isCryptographicallySecure: source.isCryptographicallySecure)
         let (noised, g) = try inFile(sumPath) {
-            try noisedSum(sum, noiseMultiplier: plan?.updateNoiseMultiplier ?? z, expectedClients: expected, source: source)
+            try noisedSum(sum, noiseMultiplier: plan?.updateNoiseMultiplier ?? z, expectedClients: expected, source: noise)
         }
         report.granularity = g
         var update = noised
         if let plan {
             let step = try inFile(sumPath) {
                 try plan.step(clip: h.clip, unclipped: h.clients - h.clipped, participants: h.clients,
-                              expectedClients: expected, source: source)
+                              expectedClients: expected, source: noise)
             }
             update.header.extra.merge(adaptiveMetadata(plan, step)) { _, new in new }
             report.adaptiveClip = (plan, step)
         }
-        let all = ledger.entries + [entry]
         if let delta = options.budget?.delta ?? options.delta {
-            let eps = try RDPAccountant().epsilon(ledger: all, delta: delta).epsilon
+            let eps = try RDPAccountant().epsilon(ledger: charged, delta: delta).epsilon
             report.epsilon = eps
             update.header.extra[DPMetadata.epsilon] = "\(eps)"
             update.header.extra[DPMetadata.delta] = "\(delta)"
         }
         if let budget = options.budget {
+            let all = replayed == nil ? ledger.entries + [entry] : ledger.entries
             report.remainingRounds = try budget.remainingRounds(after: all, sampleRate: q, noiseMultiplier: z)
         }
-        let newHead = sha256Hex(Array(entry.line(prev: ledger.head).utf8))
         update.header.extra[DPMetadata.ledgerHead] = newHead
         let file = try AtomicOutput(path: output, durable: true)
         do {
             try update.writer(kind: .sum).write(into: file)
-            try PrivacyLedger.append(entry, to: options.ledger, expectedHead: ledger.head)
+            if replayed == nil {
+                try ReleaseKeys.record(PendingRelease(round: h.round, sum: identity, key: key, line: newHead), to: keysPath)
+                try PrivacyLedger.append(entry, to: options.ledger, expectedHead: ledger.head)
+            }
             if let path = options.nextClipOutput, let step = report.adaptiveClip?.step {
                 let clipFile = try AtomicOutput(path: path, durable: true)
                 try clipFile.write("\(step.nextClip)\n")
@@ -211,6 +245,8 @@ public enum CentralRelease {
             throw error
         }
         try file.commit()
+        // The key is needed no more: forget it, so the noise cannot be recomputed later.
+        try ReleaseKeys.remove(round: h.round, sum: identity, from: keysPath)
         return report
     }
 

@@ -102,6 +102,8 @@ public struct LedgerContents: Sendable, Equatable {
     public var entries: [LedgerEntry]
     /// SHA-256 hex of the last line's bytes, or of "" for an empty ledger.
     public var head: String
+    /// SHA-256 hex of each line's bytes, in order (the last is `head`).
+    public var lineHashes: [String] = []
 }
 
 /// The privacy ledger: JSON lines, append only, one line per noised release.
@@ -144,6 +146,7 @@ public enum PrivacyLedger {
     /// Verifies ledger bytes: the hash chain, canonical form, a newline after every line.
     public static func verify(_ bytes: [UInt8]) throws -> LedgerContents {
         var entries: [LedgerEntry] = []
+        var hashes: [String] = []
         var prev = genesis
         var start = 0
         var lineNumber = 0
@@ -156,9 +159,10 @@ public enum PrivacyLedger {
             let entry = try parseLine(line, prev: prev, lineNumber: lineNumber)
             entries.append(entry)
             prev = sha256Hex(line)
+            hashes.append(prev)
             start = end + 1
         }
-        return LedgerContents(entries: entries, head: prev)
+        return LedgerContents(entries: entries, head: prev, lineHashes: hashes)
     }
 
     static func parseLine(_ line: [UInt8], prev: String, lineNumber n: Int) throws -> LedgerEntry {

@@ -10,6 +10,10 @@ import Darwin
 /// and renames it into place. An output that is dropped without `commit()` (an error was
 /// thrown half way) removes its temporary file, so a failed command leaves nothing behind
 /// and never truncates a good file of the same name. The path `-` writes to stdout.
+///
+/// The temporary is named `.NAME.PID.SUFFIX.tmp` (`TemporaryFiles`): removed on SIGINT,
+/// SIGTERM and SIGHUP by a command, and, after a SIGKILL, by the next output written into
+/// the same directory.
 public final class AtomicOutput {
     /// The destination as the user named it.
     public let path: String
@@ -18,6 +22,8 @@ public final class AtomicOutput {
     private var buffer: [UInt8] = []
     private var finished = false
     private let durable: Bool
+    /// The registration that removes the temporary file if a signal ends the process.
+    private var token: Int?
     private static let bufferLimit = 1 << 16
 
     /// Opens a temporary file beside `path` (or stdout for `-`).
@@ -32,18 +38,15 @@ public final class AtomicOutput {
             descriptor = STDOUT_FILENO
             return
         }
-        let slash = path.lastIndex(of: "/")
-        let directory = slash.map { String(path[..<$0]) } ?? "."
-        let name = slash.map { String(path[path.index(after: $0)...]) } ?? path
-        var generator = SystemRandomNumberGenerator()
-        let suffix = String(generator.next() as UInt64, radix: 36)
-        let temporary = "\(directory.isEmpty ? "/" : directory)/.\(name).\(getpid()).\(suffix).tmp"
+        TemporaryFiles.removeStale(beside: path)
+        let temporary = TemporaryFiles.path(beside: path)
         let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
         guard fd >= 0 else {
             throw FedRecError(.cannotCreate, file: path, "cannot create output: \(systemError())")
         }
         temporaryPath = temporary
         descriptor = fd
+        token = TemporaryFiles.register(temporary)
     }
 
     deinit {
@@ -76,6 +79,8 @@ public final class AtomicOutput {
         try flush()
         finished = true
         guard let temporaryPath else { return }
+        TemporaryFiles.crashPointForTests()
+        defer { token.map(TemporaryFiles.forget) }
         if durable && fsync(descriptor) != 0 {
             let reason = systemError()
             close(descriptor)
@@ -99,6 +104,7 @@ public final class AtomicOutput {
         if let temporaryPath {
             close(descriptor)
             unlink(temporaryPath)
+            token.map(TemporaryFiles.forget)
         }
     }
 
@@ -149,6 +155,7 @@ public func appendLine(_ line: String, to path: String, durable: Bool = false) t
     let fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
     guard fd >= 0 else { throw FedRecError(.cannotCreate, file: path, "cannot open for appending: \(systemError())") }
     defer { close(fd) }
+    TemporaryFiles.crashPointForTests()
     var text = line.hasSuffix("\n") ? line : line + "\n"
     let written = text.withUTF8 { Glibc.write(fd, $0.baseAddress, $0.count) }
     guard written == text.utf8.count else { throw FedRecError(.io, file: path, "short append: \(systemError())") }

@@ -2,7 +2,10 @@ import Foundation
 
 /// What a command printed and how it exited.
 public struct CommandResult: Sendable {
+    /// The exit status, or the signal number when a signal ended the process.
     public var status: Int32
+    /// Whether a signal ended the process (then `status` is the signal number).
+    public var signaled = false
     public var stdout: String
     public var stderr: String
 
@@ -24,7 +27,10 @@ public enum CommandRunner {
 
     /// Runs `tool` with `arguments`, feeding `stdin`, in `directory` (default: the current
     /// one), with `COLUMNS` fixed so help text wraps the same everywhere (`environment`
-    /// overrides it and adds variables).
+    /// overrides it and adds variables). `tool` is a built command's name, or a path (a
+    /// script such as fl-rounds). The process is the leader of its own process group
+    /// (Foundation's `Process` does that), so a test hook that kills its group kills
+    /// nothing of the test's.
     public static func run(_ tool: String, _ arguments: [String], stdin: String? = nil, in directory: String? = nil,
                            environment extra: [String: String] = [:]) throws -> CommandResult {
         try run(tool, arguments, stdinBytes: stdin.map { Array($0.utf8) }, in: directory, environment: extra)
@@ -34,7 +40,7 @@ public enum CommandRunner {
     public static func run(_ tool: String, _ arguments: [String], stdinBytes: [UInt8]?, in directory: String? = nil,
                            environment extra: [String: String] = [:]) throws -> CommandResult {
         let process = Process()
-        process.executableURL = Self.directory.appendingPathComponent(tool)
+        process.executableURL = tool.contains("/") ? URL(fileURLWithPath: tool) : Self.directory.appendingPathComponent(tool)
         process.arguments = arguments
         if let directory { process.currentDirectoryURL = URL(fileURLWithPath: directory) }
         var environment = ProcessInfo.processInfo.environment
@@ -65,8 +71,8 @@ public enum CommandRunner {
         process.waitUntilExit()
         errDone.wait()
         let errData = errBox.bytes
-        return CommandResult(status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
-                             stderr: String(decoding: errData, as: UTF8.self))
+        return CommandResult(status: process.terminationStatus, signaled: process.terminationReason == .uncaughtSignal,
+                             stdout: String(decoding: outData, as: UTF8.self), stderr: String(decoding: errData, as: UTF8.self))
     }
 
     /// Everything until end of file, retrying reads that a signal interrupts (Foundation's

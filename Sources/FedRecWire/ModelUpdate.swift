@@ -144,7 +144,7 @@ public struct ModelUpdate: Sendable {
     }
 
     /// Reads and checks an update or sum, with the identity of its file.
-    static func open(_ path: String) throws -> (update: ModelUpdate, identity: String) {
+    public static func open(_ path: String) throws -> (update: ModelUpdate, identity: String) {
         try read(FedRecFile(path: path, kinds: [.update, .sum]))
     }
 

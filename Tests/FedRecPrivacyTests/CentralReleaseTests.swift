@@ -216,4 +216,99 @@ struct CentralReleaseTests {
         }
         #expect(try dir.listing() == ["sum"])
     }
+
+    struct Crash: Error {}
+
+    /// A kill between the ledger line and the rename, simulated by `beforeRelease` throwing
+    /// after copying the noised temporary file (the bytes that were about to appear).
+    @Test("a crash after the ledger line: the rerun releases the very same bytes and next clip and charges nothing more; the key is then forgotten")
+    func idempotentAfterCrash() throws {
+        let dir = try TemporaryDirectory()
+        let input = dir.path + "/sum", output = dir.path + "/noised", ledger = dir.path + "/ledger.jsonl"
+        let keys = ReleaseKeys.path(ledger: ledger), clip = dir.path + "/clip"
+        var s = sum()
+        s.header.clipped = 12
+        try s.write(to: input, kind: .sum)
+        var options = DPReleaseOptions(noiseMultiplier: 2, ledger: ledger)
+        options.budget = try PrivacyBudget(epsilon: 8, delta: 1e-5)
+        options.adaptiveClip = try AdaptiveClipSettings()
+        options.nextClipOutput = clip
+        var pending: [UInt8] = []
+        var keysMode: mode_t = 0
+        #expect(throws: Crash.self) {
+            try CentralRelease.release(sumPath: input, output: output, options: options, source: SystemNoiseSource()) {
+                let temporary = try #require(try dir.listing().first { $0.hasPrefix(".noised.") && $0.hasSuffix(".tmp") })
+                pending = try readBytes(dir.path + "/" + temporary)
+                var info = stat()
+                #expect(stat(keys, &info) == 0)
+                keysMode = info.st_mode & 0o777
+                throw Crash()
+            }
+        }
+        let charged = try readBytes(ledger)
+        #expect(try PrivacyLedger.read(path: ledger).entries.count == 1 && !fileExists(output))
+        #expect(keysMode == 0o600 && !pending.isEmpty)
+        let recorded = try ReleaseKeys.read(path: keys)
+        #expect(recorded.count == 1 && recorded[0].round == 4 && recorded[0].key.count == 32)
+        let firstClip = try String(contentsOfFile: clip, encoding: .utf8)
+
+        let report = try CentralRelease.release(sumPath: input, output: output, options: options, source: SystemNoiseSource())
+        #expect(try readBytes(output) == pending)
+        #expect(try readBytes(ledger) == charged)
+        #expect(try String(contentsOfFile: clip, encoding: .utf8) == firstClip)
+        #expect(try ReleaseKeys.read(path: keys).isEmpty)
+        let eps = try RDPAccountant().epsilon(sampleRate: 0.1, noiseMultiplier: 2, steps: 1, delta: 1e-5).epsilon
+        #expect(report.epsilon == eps)
+
+        // Once complete, the key is gone: releasing the sum again is a new release, charged, with new noise.
+        try CentralRelease.release(sumPath: input, output: output + "2", options: options, source: SystemNoiseSource())
+        #expect(try PrivacyLedger.read(path: ledger).entries.count == 2)
+        #expect(try readBytes(output + "2") != pending)
+    }
+
+    @Test("a key recorded without its ledger line (crash before the append), another sum, or other settings: a new release, charged")
+    func noReplayWithoutCharge() throws {
+        let dir = try TemporaryDirectory()
+        let input = dir.path + "/sum", ledger = dir.path + "/ledger.jsonl", keys = ReleaseKeys.path(ledger: ledger)
+        try sum().write(to: input, kind: .sum)
+        let identity = try SafeTensorsFile(file: MappedFile(path: input)).identity
+        try ReleaseKeys.record(PendingRelease(round: 4, sum: identity, key: [UInt8](repeating: 7, count: 32), line: String(repeating: "0", count: 64)), to: keys)
+        var options = DPReleaseOptions(noiseMultiplier: 2, ledger: ledger)
+        try CentralRelease.release(sumPath: input, output: dir.path + "/a", options: options, source: SystemNoiseSource())
+        #expect(try PrivacyLedger.read(path: ledger).entries.count == 1 && ReleaseKeys.read(path: keys).isEmpty)
+
+        // Crash after the line, then a rerun with another z: that is another release.
+        #expect(throws: Crash.self) {
+            try CentralRelease.release(sumPath: input, output: dir.path + "/b", options: options, source: SystemNoiseSource()) { throw Crash() }
+        }
+        options.noiseMultiplier = 3
+        try CentralRelease.release(sumPath: input, output: dir.path + "/b", options: options, source: SystemNoiseSource())
+        #expect(try PrivacyLedger.read(path: ledger).entries.map(\.noiseMultiplier) == [2, 2, 3])
+    }
+
+    @Test("release keys: mode 600 even over a wider file, a torn last record is dropped, a bad line is corrupt")
+    func releaseKeysFile() throws {
+        let dir = try TemporaryDirectory()
+        let path = dir.path + "/l.keys"
+        #expect(FileManager.default.createFile(atPath: path, contents: Data(), attributes: [.posixPermissions: 0o644]))
+        let a = PendingRelease(round: 1, sum: "s1", key: Array(0..<32), line: "h1")
+        let b = PendingRelease(round: 2, sum: "s2", key: [UInt8](repeating: 255, count: 32), line: "h2")
+        try ReleaseKeys.record(a, to: path)
+        var info = stat()
+        #expect(stat(path, &info) == 0 && info.st_mode & 0o777 == 0o600)
+        let handle = try #require(FileHandle(forWritingAtPath: path))
+        handle.seekToEndOfFile()
+        handle.write(Data("{\"key\":\"00".utf8))  // a record cut off by a crash
+        try handle.close()
+        #expect(try ReleaseKeys.read(path: path) == [a])
+        try ReleaseKeys.record(b, to: path)
+        #expect(try ReleaseKeys.read(path: path) == [a, b])
+        #expect(try String(contentsOfFile: path, encoding: .utf8).hasPrefix(#"{"key":"000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f","line":"h1","round":1,"sum":"s1"}"#))
+        try ReleaseKeys.remove(round: 1, sum: "s1", from: path)
+        #expect(try ReleaseKeys.read(path: path) == [b])
+        try "{\"round\":1}\n".write(toFile: path, atomically: false, encoding: .utf8)
+        let error = try #require(throws: FedRecError.self) { try ReleaseKeys.read(path: path) }
+        #expect(error.failure == .corrupt && error.file == path && error.message.contains("line 1"))
+        #expect(try ReleaseKeys.read(path: dir.path + "/missing").isEmpty)
+    }
 }

@@ -48,7 +48,7 @@ struct CommandLineTests {
         #expect(rmse > 0.3 && rmse < 1.5)
         #expect(metrics["round"]?.intValue == 1)
         let tsv = try Tool.run("fl-eval", ["--model", "m1.safetensors", "--dataset", "ds", "--reconstruct"], in: round.path)
-        #expect(tsv.stdout.hasPrefix("mae\tobjective\tratings\trmse\tround\n"))
+        #expect(tsv.stdout.hasPrefix("round\tmae\tobjective\tratings\trmse\n"))
 
         let recommend = try Tool.run("fl-recommend", ["--model", "m1.safetensors", "--dataset", "ds", "--reconstruct", "--user", "1", "-k", "5"], in: round.path)
         #expect(recommend.status == 0)

@@ -1,0 +1,144 @@
+import Foundation
+import Testing
+import FedRecTestSupport
+@testable import FedRecCore
+@testable import FedRecCLI
+
+/// The repository's root, `pipelines/fl-rounds` and its Makefile.
+let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+    .deletingLastPathComponent().deletingLastPathComponent().path
+let roundsScript = repositoryRoot + "/pipelines/fl-rounds"
+
+/// Whether a program is on PATH.
+func onPath(_ program: String) -> Bool {
+    (ProcessInfo.processInfo.environment["PATH"] ?? "").split(separator: ":").contains {
+        FileManager.default.isExecutableFile(atPath: "\($0)/\(program)")
+    }
+}
+
+/// A tiny ratings file (40 users, 30 items, 12 ratings each) for pipeline tests.
+func tinyRatings(in directory: String) throws -> String {
+    let path = directory + "/ratings.csv"
+    try SyntheticDataset.csv(users: 40, items: 30, perUser: 12).write(toFile: path, atomically: true, encoding: .utf8)
+    return path
+}
+
+@Suite("pipelines/fl-rounds and its Makefile", .enabled(if: onPath("flock") && onPath("bash"), "needs bash and flock (util-linux)"))
+struct RoundsScriptTests {
+    static let base = ["--dim", "4", "--partition", "--split ratio --test-ratio 0.2 --shards 2", "--train", "--algorithm sgd --epochs 1"]
+
+    @Test("paths with spaces in --data, --run and --bin; the table puts round first; the run records its configuration")
+    func spaces() throws {
+        let dir = try TemporaryDirectory()
+        let data = dir.path + "/my data", bin = dir.path + "/my bin", run = dir.path + "/my runs/run one"
+        try FileManager.default.createDirectory(atPath: data, withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(atPath: bin, withIntermediateDirectories: true)
+        let ratings = try tinyRatings(in: data)
+        for tool in ["fl-partition", "fl-init", "fl-train-local", "fl-aggregate", "fl-eval", "fl-inspect", "fl-dp-noise"] {
+            try FileManager.default.createSymbolicLink(atPath: bin + "/" + tool, withDestinationPath: CommandRunner.directory.path + "/" + tool)
+        }
+        let r = try Tool.run(roundsScript, ["--bin", bin, "--data", ratings, "--run", run, "--rounds", "2"] + Self.base,
+                             environment: ["PATH": "/usr/bin:/bin"])
+        #expect(r.status == 0, "\(r.stderr)")
+        let lines = r.stdoutLines
+        #expect(lines.count == 3 && lines[0] == "round\tmae\tobjective\tratings\trmse\tseconds", "\(lines)")
+        #expect(lines.dropFirst().map { $0.split(separator: "\t").first } == ["1", "2"])
+        #expect(FileManager.default.fileExists(atPath: run + "/model-0002.safetensors"))
+        let config = try String(contentsOfFile: run + "/config", encoding: .utf8)
+        #expect(config.contains("--data=\(ratings)\n") && config.contains("--dim=4\n") && config.contains("--train=--algorithm sgd --epochs 1\n"))
+        // The metrics log, read back through fl-inspect as fl-rounds reads it.
+        let rounds = try Tool.run("fl-inspect", [run + "/metrics.jsonl", "--field", "lines[].round"])
+        #expect(rounds.stdout == "1\n2\n")
+    }
+
+    @Test("a second run of the same directory exits at once with one line (75) and touches nothing")
+    func lock() throws {
+        let dir = try TemporaryDirectory()
+        let ratings = try tinyRatings(in: dir.path)
+        let run = dir.path + "/run"
+        try FileManager.default.createDirectory(atPath: run, withIntermediateDirectories: true)
+        let fd = open(run, O_RDONLY)
+        #expect(fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) == 0)
+        let r = try Tool.run(roundsScript, ["--bin", CommandRunner.directory.path, "--data", ratings, "--run", run, "--rounds", "1"] + Self.base)
+        close(fd)
+        #expect(r.status == 75 && r.stderrLines.count == 1 && r.stderr.contains("another fl-rounds is running"), "\(r.status) \(r.stderr)")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: run).isEmpty)
+        // With the lock free, the same command runs.
+        let again = try Tool.run(roundsScript, ["--bin", CommandRunner.directory.path, "--data", ratings, "--run", run, "--rounds", "1"] + Self.base)
+        #expect(again.status == 0, "\(again.stderr)")
+    }
+
+    @Test("a resume with another setting is refused naming it; --rounds may change; --force-config continues and records the new one")
+    func configuration() throws {
+        let dir = try TemporaryDirectory()
+        let ratings = try tinyRatings(in: dir.path)
+        let run = dir.path + "/run"
+        let common = ["--bin", CommandRunner.directory.path, "--data", ratings, "--run", run]
+        #expect(try Tool.run(roundsScript, common + ["--rounds", "1"] + Self.base).status == 0)
+        let model = try readBytes(run + "/model-0001.safetensors")
+        let implicit = ["--dim", "4", "--partition", "--split ratio --test-ratio 0.2 --shards 2", "--train", "--algorithm sgd --epochs 1 --l2 0.5"]
+        let refused = try Tool.run(roundsScript, common + ["--rounds", "2"] + implicit)
+        #expect(refused.status == 64 && refused.stderrLines.count == 1, "\(refused.stderr)")
+        #expect(refused.stderr.contains("--train was '--algorithm sgd --epochs 1' when the run started, now '--algorithm sgd --epochs 1 --l2 0.5'"))
+        #expect(!FileManager.default.fileExists(atPath: run + "/model-0002.safetensors"))
+        #expect(try readBytes(run + "/model-0001.safetensors") == model)
+        let objective = try Tool.run(roundsScript, common + ["--rounds", "2", "--objective", "bpr"] + Self.base)
+        #expect(objective.status == 64 && objective.stderr.contains("--objective was 'mse'"))
+
+        let resumed = try Tool.run(roundsScript, common + ["--rounds", "2"] + Self.base)
+        #expect(resumed.status == 0 && resumed.stderr.contains("resuming after round 1"), "\(resumed.stderr)")
+        let forced = try Tool.run(roundsScript, common + ["--rounds", "3", "--force-config"] + implicit)
+        #expect(forced.status == 0 && forced.stderr.contains("--force-config"), "\(forced.stderr)")
+        #expect(try String(contentsOfFile: run + "/config", encoding: .utf8).contains("--train=--algorithm sgd --epochs 1 --l2 0.5\n"))
+        #expect(try Tool.run(roundsScript, common + ["--rounds", "3"] + implicit).status == 0)
+    }
+
+    @Test("make -C pipelines rounds does not build when the commands exist, quotes DATA and RUN, and with BUILD=0 never builds",
+          .enabled(if: onPath("make"), "needs make"))
+    func makefile() throws {
+        let dir = try TemporaryDirectory()
+        try FileManager.default.createDirectory(atPath: dir.path + "/d a t a", withIntermediateDirectories: true)
+        let ratings = try tinyRatings(in: dir.path + "/d a t a")
+        let run = dir.path + "/r u n"
+        // SWIFT=false: any attempt to build fails the recipe.
+        let made = try Tool.run("/usr/bin/env", ["make", "-s", "-C", repositoryRoot + "/pipelines", "rounds", "SWIFT=false", "BIN=\(CommandRunner.directory.path)",
+                                                 "DATA=\(ratings)", "RUN=\(run)", "ROUNDS=1", "DIM=4", "PARTITION_ARGS=--shards 2"])
+        #expect(made.status == 0, "\(made.stderr)")
+        #expect(FileManager.default.fileExists(atPath: run + "/model-0001.safetensors"))
+        #expect(made.stdoutLines.first?.hasPrefix("round\t") == true)
+        let never = try Tool.run("/usr/bin/env", ["make", "-s", "-C", repositoryRoot + "/pipelines", "rounds", "SWIFT=false", "BUILD=0",
+                                                  "BIN=\(dir.path)/missing", "DATA=\(ratings)", "RUN=\(run)"])
+        #expect(never.status != 0 && never.stderr.contains("BUILD=0: build them with 'make release'"), "\(never.stderr)")
+        #expect(!never.stderr.contains("swift") && !never.stderr.contains("apt-get"))
+    }
+
+    @Test("fl-inspect --field prints one field a line; JSON lines files are read; a missing field or a bad line is an error naming the file")
+    func inspectField() throws {
+        let dir = try TemporaryDirectory()
+        let p = try Tool.run("fl-partition", [sampleRatings, "-o", "ds", "--shards", "3"], in: dir.path)
+        #expect(p.status == 0)
+        let shards = try Tool.run("fl-inspect", ["ds", "--field", "shards[].file"], in: dir.path)
+        #expect(shards.stdout == "shards/shard-00000.tar\nshards/shard-00001.tar\nshards/shard-00002.tar\n" && shards.status == 0)
+        #expect(try Tool.run("fl-inspect", ["ds", "--field", "users"], in: dir.path).stdout == "400\n")
+        try "{\"round\":1,\"rmse\":0.5}\n{\"round\":2,\"rmse\":0.25,\"note\":\"a b\"}\n".write(toFile: dir.path + "/m.jsonl", atomically: true, encoding: .utf8)
+        #expect(try Tool.run("fl-inspect", ["m.jsonl", "--field", "lines[].rmse"], in: dir.path).stdout == "0.5\n0.25\n")
+        try "".write(toFile: dir.path + "/empty.jsonl", atomically: true, encoding: .utf8)
+        let empty = try Tool.run("fl-inspect", ["empty.jsonl", "--field", "lines[].round"], in: dir.path)
+        #expect(empty.status == 0 && empty.stdout.isEmpty)
+        let missing = try Tool.run("fl-inspect", ["m.jsonl", "--field", "lines[].note"], in: dir.path)
+        #expect(missing.status == 65 && missing.stderrLines == ["fl-inspect: m.jsonl: has no field note (in --field lines[].note)"], "\(missing.stderr)")
+        let notList = try Tool.run("fl-inspect", ["ds", "--field", "users[]"], in: dir.path)
+        #expect(notList.status == 65 && notList.stderr.contains("not a list"))
+        #expect(try Tool.run("fl-inspect", ["ds", "--field", "a..b"], in: dir.path).status == 64)
+        try "{\"round\":1}\n{\"round\":".write(toFile: dir.path + "/cut.jsonl", atomically: true, encoding: .utf8)
+        let cut = try Tool.run("fl-inspect", ["cut.jsonl"], in: dir.path)
+        #expect(cut.status == 84 && cut.stderr.contains("cut.jsonl: line 2"), "\(cut.stderr)")
+    }
+
+    @Test("the metrics table: round first, then the keys sorted; aligned columns for a terminal, TSV otherwise")
+    func table() throws {
+        let object: JSONValue = ["rmse": 0.912345678, "round": 12, "objective": "mse", "mae": 0.7]
+        #expect(object.table(aligned: false) == "round\tmae\tobjective\trmse\n12\t0.7\tmse\t0.912346")
+        #expect(object.table(aligned: true) == "round  mae  objective  rmse\n12     0.7  mse        0.912346")
+    }
+}
