@@ -105,7 +105,7 @@ public enum CentralRelease {
         header.extra[DPMetadata.sampleRate] = "\(h.sampleRate ?? 1)"
         header.extra[DPMetadata.expectedClients] = "\(expectedClients)"
         header.extra[DPMetadata.granularity] = "\(g)"
-        header.extra[DPMetadata.isPrivate] = source.isCryptographicallySecure ? "true" : "false"
+        header.extra[DPMetadata.isPrivate] = source.isCryptographicallySecure && !h.hasPublicSample ? "true" : "false"
         let update = ModelUpdate(
             header: header, rows: (0..<Int32(n)).map { $0 },
             rowClients: [Int32](repeating: Int32(expectedClients.rounded()), count: n),
@@ -164,7 +164,7 @@ public enum CentralRelease {
             ? try PrivacyLedger.read(path: options.ledger) : LedgerContents(entries: [], head: PrivacyLedger.genesis)
         let entry = LedgerEntry(
             round: h.round, noiseMultiplier: z, sampleRate: q, clip: h.clip, clients: h.clients,
-            isPrivate: source.isCryptographicallySecure,
+            isPrivate: source.isCryptographicallySecure && !h.hasPublicSample,
             mechanism: plan == nil ? LedgerEntry.subsampledGaussian : LedgerEntry.adaptiveClipGaussian,
             updateNoiseMultiplier: plan?.updateNoiseMultiplier, countNoiseStddev: plan?.countNoiseStddev)
         var report = DPReleaseReport(
@@ -267,4 +267,11 @@ public enum CentralRelease {
     private static func inFile<T>(_ path: String, _ body: () throws -> T) throws -> T {
         do { return try body() } catch let error as FedRecError { throw error.inFile(path) }
     }
+}
+
+extension UpdateHeader {
+    /// Whether the clients were sampled with a known test seed (`sampling_key=test`): the
+    /// sample is then public, subsampling amplifies nothing, and a release of the sum is
+    /// marked `private=false` like one noised from a test seed.
+    var hasPublicSample: Bool { extra[DPMetadata.samplingKey] == SamplingKeySource.test.rawValue }
 }

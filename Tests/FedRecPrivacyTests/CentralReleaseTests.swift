@@ -43,6 +43,16 @@ struct CentralReleaseTests {
         #expect(noised.header.extra[DPMetadata.isPrivate] == "false")
     }
 
+    @Test("a sum of clients sampled with a known test seed is released as not private, even with CSPRNG noise")
+    func publicSample() throws {
+        var s = sum()
+        for key in SamplingKeySource.allCases {
+            s.header.extra[DPMetadata.samplingKey] = key.rawValue
+            let (noised, _) = try CentralRelease.noisedSum(s, noiseMultiplier: 1, expectedClients: 50, source: SystemNoiseSource())
+            #expect(noised.header.extra[DPMetadata.isPrivate] == (key == .test ? "false" : "true"), "sampling_key=\(key.rawValue)")
+        }
+    }
+
     @Test("every coordinate of the model is noised, touched or not, and every row is divided by q·N")
     func dense() throws {
         let s = sum()
