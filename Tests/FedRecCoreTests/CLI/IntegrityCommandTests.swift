@@ -122,7 +122,7 @@ struct IntegrityCommandTests {
 
     // MARK: 2. States belong to their shard
 
-    @Test("a state file of another shard is refused (86) by fl-train-local and fl-eval, naming both files")
+    @Test("a state file of another shard is refused (86) by fl-train-local, fl-eval and fl-recommend, naming both files")
     func stateOfAnotherShard() throws {
         let round = try Round()
         let p = round.path
@@ -140,8 +140,18 @@ struct IntegrityCommandTests {
         }
         try refused("fl-eval", ["--model", "m1.safetensors", "--dataset", "ds", "--state-dir", "swapped"],
                     in: p, code: 86, file: "swapped/shard-00000.state.safetensors", says: "shard-00000")
+        try refused("fl-recommend", ["--model", "m1.safetensors", "--dataset", "ds", "--state-dir", "swapped", "--user", "1"],
+                    in: p, code: 86, file: "swapped/shard-0000\(try shardOfUser("1", in: p + "/ds")).state.safetensors", says: "shard-0000")
         // Its own shard's state is fine.
         #expect(try Tool.run("fl-eval", ["--model", "m1.safetensors", "--dataset", "ds", "--state-dir", "right"], in: p).status == 0)
+        #expect(try Tool.run("fl-recommend", ["--model", "m1.safetensors", "--dataset", "ds", "--state-dir", "right", "--user", "1"], in: p).status == 0)
+    }
+
+    /// The shard `users.tsv` puts the user with raw id `id` in.
+    func shardOfUser(_ id: String, in dataset: String) throws -> String {
+        let text = try String(contentsOfFile: dataset + "/users.tsv", encoding: .utf8)
+        let row = try #require(text.split(separator: "\n").map { $0.split(separator: "\t", omittingEmptySubsequences: false) }.first { $0.count == 4 && $0[1] == id })
+        return String(row[3])
     }
 
     // MARK: 3. No update counted twice
