@@ -266,6 +266,24 @@ struct IntegrityCommandTests {
         #expect(!FileManager.default.fileExists(atPath: p + "/out"))
     }
 
+    @Test("users.tsv indices out of range (shard -1 or 7, user -3, client -1) are corrupt (84) for fl-recommend")
+    func hostileUserTable() throws {
+        let round = try Round()
+        let p = round.path
+        let text = try String(contentsOfFile: p + "/ds/users.tsv", encoding: .utf8)
+        var lines = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        let row = try #require(lines.firstIndex { $0.split(separator: "\t").dropFirst().first == "1" })
+        let fields = lines[row].split(separator: "\t", omittingEmptySubsequences: false).map(String.init)
+        for (name, changed) in [("shard", [fields[0], fields[1], fields[2], "-1"]), ("shard-big", [fields[0], fields[1], fields[2], "7"]),
+                                ("user", ["-3", fields[1], fields[2], fields[3]]), ("client", [fields[0], fields[1], "-1", fields[3]])] {
+            try FileManager.default.copyItem(atPath: p + "/ds", toPath: p + "/ds-\(name)")
+            lines[row] = changed.joined(separator: "\t")
+            try writeAtomically(lines.joined(separator: "\n"), to: p + "/ds-\(name)/users.tsv")
+            try refused("fl-recommend", ["--model", "m0.safetensors", "--dataset", "ds-\(name)", "--reconstruct", "--user", "1"], in: p, code: 84,
+                        file: "ds-\(name)/users.tsv")
+        }
+    }
+
     @Test("dataset.json counts out of range (items -1, users 3000000000, a cold item 3000000000) are corrupt (84)")
     func hostileDataset() throws {
         let round = try Round()
