@@ -114,7 +114,9 @@ public final class ShardUserReader {
             }
         }
         if checksummed {
-            guard let object = meta.objectValue, let good = JSONSeal.verify(object, key: ShardLayout.sealKey) else {
+            guard let object = meta.objectValue,
+                let good = metaBytes.withUnsafeBytes({ JSONSeal.verify(object, raw: $0, key: ShardLayout.sealKey) })
+            else {
                 throw FedRecError(.corrupt, file: path, "\(key).json has no checksum: the shard is corrupt")
             }
             guard good else { throw FedRecError(.checksum, file: path, "\(key).json does not match its checksum: the shard is corrupt") }

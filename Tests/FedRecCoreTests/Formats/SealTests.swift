@@ -44,6 +44,16 @@ struct SealTests {
         changed["user"] = 8
         #expect(JSONSeal.verify(changed) == false)
         #expect(JSONSeal.verify(object) == nil)
+        // From raw bytes: canonical text (the fast path), the same JSON spaced out (parsed
+        // content), and a changed byte.
+        let canonical = Array(JSONValue.object(sealed).canonicalText.utf8)
+        let spaced = Array(JSONValue.object(sealed).prettyText.utf8)
+        var flipped = canonical
+        flipped[flipped.count - 2] = UInt8(ascii: "8")  // "user":7} → "user":8}
+        for (bytes, expected) in [(canonical, true), (spaced, true), (flipped, false)] {
+            let parsed = try #require(try bytes.withUnsafeBytes { try JSONValue.parse($0) }.objectValue)
+            #expect(bytes.withUnsafeBytes { JSONSeal.verify(parsed, raw: $0) } == expected)
+        }
     }
 
     @Test("a version 3 file without header_checksum is corrupt; a version 2 file without it is read")
