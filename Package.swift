@@ -15,6 +15,11 @@ let layers = [
     "FedRecSupport", "FedRecFormats", "FedRecMechanisms", "FedRecData", "FedRecModel", "FedRecWire", "FedRecTraining",
     "FedRecAggregation", "FedRecPrivacy", "FedRecEvaluation",
 ]
+/// What the code above the library depends on: every layer it imports by name, and
+/// FedRecCore. Naming each layer (in the dependencies and in the files' imports), not only
+/// the re-exporting FedRecCore, keeps incremental builds from reusing code compiled
+/// against an older layout of a layer's types.
+let library: [Target.Dependency] = (layers + ["FedRecCore"]).map { .target(name: $0) }
 
 let package = Package(
     name: "fedrec",
@@ -67,33 +72,33 @@ let package = Package(
         // OpenBLAS only for the text encoder: commands that do not encode text never link it.
         .systemLibrary(
             name: "COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
-        .target(name: "FedRecText", dependencies: ["FedRecCore", "COpenBLAS"]),
+        .target(name: "FedRecText", dependencies: library + ["COpenBLAS"]),
         .target(
             name: "FedRecCLI",
             dependencies: [
-                "FedRecCore", .product(name: "ArgumentParser", package: "swift-argument-parser"),
-            ]),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ] + library),
         // The commands that link the text encoder (and OpenBLAS): fl-encode, fl-recommend.
         .target(
             name: "FedRecTextCLI",
             dependencies: [
-                "FedRecText", "FedRecCore", "FedRecCLI",
+                "FedRecText", "FedRecCLI",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
-            ]),
+            ] + library),
         // What every test target shares: running the built commands, scratch directories,
         // synthetic datasets, the shared data beside the repository.
-        .target(name: "FedRecTestSupport", dependencies: ["FedRecCore"]),
+        .target(name: "FedRecTestSupport", dependencies: library),
         // One test target per layer, each testing its own module (`@testable`); FedRecCoreTests
         // holds what spans the layers: the commands run as a pipeline does, cold start.
-    ] + layers.map { .testTarget(name: $0 + "Tests", dependencies: [.target(name: $0), "FedRecCore", "FedRecTestSupport"]) } + [
-        .testTarget(name: "FedRecCoreTests", dependencies: ["FedRecCore", "FedRecCLI", "FedRecTestSupport"]),
-        .testTarget(name: "FedRecTextTests", dependencies: ["FedRecText", "FedRecCore", "FedRecTestSupport"]),
+    ] + layers.map { .testTarget(name: $0 + "Tests", dependencies: library + ["FedRecTestSupport"]) } + [
+        .testTarget(name: "FedRecCoreTests", dependencies: library + ["FedRecCLI", "FedRecTestSupport"]),
+        .testTarget(name: "FedRecTextTests", dependencies: library + ["FedRecText", "FedRecTestSupport"]),
         // Benchmark driver for bench/quality-search (personalized search on MovieLens tags).
-        .executableTarget(name: "search-bench", dependencies: ["FedRecText", "FedRecCore"], path: "bench/search-bench"),
+        .executableTarget(name: "search-bench", dependencies: library + ["FedRecText"], path: "bench/search-bench"),
         // Benchmark driver for bench/encode-throughput.sh, not a command.
-        .executableTarget(name: "encode-bench", dependencies: ["FedRecText", "FedRecCore"], path: "bench/encode-bench"),
+        .executableTarget(name: "encode-bench", dependencies: library + ["FedRecText"], path: "bench/encode-bench"),
         // Benchmark driver for bench/dp-noise-throughput (privacy-noise sampling), not a command.
-        .executableTarget(name: "dp-noise-bench", dependencies: ["FedRecCore"], path: "bench/dp-noise-bench"),
+        .executableTarget(name: "dp-noise-bench", dependencies: library, path: "bench/dp-noise-bench"),
     ] + commands.map { .executableTarget(name: $0, dependencies: ["FedRecCLI"]) }
         + textCommands.map { .executableTarget(name: $0, dependencies: ["FedRecTextCLI"]) }
 )

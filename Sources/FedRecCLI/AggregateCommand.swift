@@ -1,5 +1,10 @@
 import ArgumentParser
 import FedRecCore
+import FedRecSupport
+import FedRecFormats
+import FedRecModel
+import FedRecWire
+import FedRecAggregation
 
 /// `fl-aggregate`: sums updates; with `--model`, applies the round's server step.
 public struct AggregateCommand: ParsableCommand {

@@ -5,6 +5,11 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import FedRecSupport
+import FedRecData
+import FedRecModel
+import FedRecTraining
+import FedRecAggregation
 
 /// The fedrec release every command reports with `--version` (defined once here, so the
 /// commands cannot disagree), with the file format version it writes.

@@ -1,5 +1,7 @@
 import ArgumentParser
 import FedRecCore
+import FedRecSupport
+import FedRecModel
 
 /// `fl-compact`: a standalone copy of a model checkpoint.
 public struct CompactCommand: ParsableCommand {

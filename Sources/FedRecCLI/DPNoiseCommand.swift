@@ -1,5 +1,8 @@
 import ArgumentParser
 import FedRecCore
+import FedRecSupport
+import FedRecMechanisms
+import FedRecPrivacy
 
 /// `fl-dp-noise`: client-level differential privacy for a round's sum, its accountant and
 /// its calibration.

@@ -1,5 +1,8 @@
 import ArgumentParser
 import FedRecCore
+import FedRecSupport
+import FedRecData
+import FedRecEvaluation
 
 /// `fl-eval`: model + shards (+ private state) → metrics.
 public struct EvalCommand: ParsableCommand {

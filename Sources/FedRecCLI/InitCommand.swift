@@ -1,5 +1,9 @@
 import ArgumentParser
 import FedRecCore
+import FedRecSupport
+import FedRecFormats
+import FedRecData
+import FedRecModel
 
 /// `fl-init`: a fresh model checkpoint for a dataset.
 public struct InitCommand: ParsableCommand {

@@ -1,5 +1,6 @@
 import ArgumentParser
 import FedRecCore
+import FedRecSupport
 
 /// `fl-inspect`: what a checkpoint, update, shard or dataset holds.
 public struct InspectCommand: ParsableCommand {

@@ -1,5 +1,8 @@
 import ArgumentParser
 import FedRecCore
+import FedRecSupport
+import FedRecFormats
+import FedRecData
 
 /// `fl-partition`: ratings file → dataset directory of tar shards.
 public struct PartitionCommand: ParsableCommand {

@@ -1,5 +1,8 @@
 import ArgumentParser
 import FedRecCore
+import FedRecSupport
+import FedRecMechanisms
+import FedRecTraining
 
 /// `fl-train-local`'s privacy options: Poisson client sampling and local DP.
 struct SamplingArguments: ParsableArguments {

@@ -1,5 +1,8 @@
 import ArgumentParser
 import FedRecCore
+import FedRecSupport
+import FedRecModel
+import FedRecTraining
 
 /// `fl-train-local`: every client of one shard trains; the shard's update is written.
 public struct TrainLocalCommand: ParsableCommand {

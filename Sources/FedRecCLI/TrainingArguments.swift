@@ -1,5 +1,6 @@
 import ArgumentParser
 import FedRecCore
+import FedRecTraining
 
 /// Local training settings; `fl-eval` and `fl-recommend` take the same ones to rebuild
 /// user parameters exactly as training does.

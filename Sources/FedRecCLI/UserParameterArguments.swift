@@ -1,5 +1,11 @@
 import ArgumentParser
 import FedRecCore
+import FedRecSupport
+import FedRecFormats
+import FedRecModel
+import FedRecWire
+import FedRecTraining
+import FedRecEvaluation
 
 /// Where `fl-eval` and `fl-recommend` find users' private parameters.
 public struct UserParameterArguments: ParsableArguments {

@@ -87,6 +87,8 @@ public enum FileInspector {
         object["metadata"] = .object(file.metadata.mapValues { .string($0) })
         object["identity"] = .string(file.identity)
         object["file"] = .string(file.path)
+        // A header that carries a checksum must match it, even if it no longer says fedrec.
+        if file.metadata["format"] != FedRecFormat.name { try HeaderSeal.verify(file) }
         if file.metadata["format"] == FedRecFormat.name {
             // Full verification: version, kind and checksum.
             let checked = try FedRecFile(file: file, kinds: Set(FileKind.allCases))
@@ -125,7 +127,8 @@ public enum FileInspector {
             test += record.test.count
             clients.insert(record.client)
         }
-        return ["kind": "shard", "file": .string(path), "header": reader.header, "users": .number(Double(users)),
+        return ["kind": "shard", "file": .string(path), "header": reader.header, "checksum": reader.checksummed ? "ok" : "none",
+                "identity": .string(reader.identity), "users": .number(Double(users)),
                 "clients": .number(Double(clients.count)), "train": .number(Double(train)), "test": .number(Double(test))]
     }
 }

@@ -35,7 +35,7 @@ public struct DatasetManifest: Sendable, Equatable {
     /// Dense indices of the items `fl-partition --cold-items` held out of training,
     /// ascending (empty when none).
     public var coldItems: [Int32] {
-        details["cold_items"]?.arrayValue?.compactMap { $0.intValue.map { Int32($0) } } ?? []
+        details["cold_items"]?.arrayValue?.compactMap { $0.intValue.flatMap { Int32(exactly: $0) } } ?? []
     }
 
     public var json: JSONValue {
@@ -80,12 +80,33 @@ public struct DatasetManifest: Sendable, Equatable {
             let feedback = json["feedback"]?.stringValue, let scale = json["rating_scale"]?.arrayValue, scale.count == 2,
             let low = scale[0].doubleValue, let high = scale[1].doubleValue, let shardList = json["shards"]?.arrayValue
         else { throw bad("missing or malformed fields (dataset_id, users, items, clients, interactions, feedback, rating_scale, shards)") }
+        // Counts index Int32 tables: refuse (84) what a reader could not hold rather than trap.
+        func count(_ value: Int, _ name: String) throws -> Int {
+            guard value >= 0, value <= FedRecFile.maximumCount else {
+                throw FedRecError(.corrupt, file: file, "\(name) is \(value), outside 0...\(FedRecFile.maximumCount)")
+            }
+            return value
+        }
+        _ = try count(users, "users")
+        guard items > 0 else { throw FedRecError(.corrupt, file: file, "items is \(items), expected at least 1") }
+        _ = try count(items, "items")
+        _ = try count(clients, "clients")
+        guard train >= 0, test >= 0 else { throw FedRecError(.corrupt, file: file, "interactions are negative") }
+        guard low.isFinite, high.isFinite, low <= high else {
+            throw FedRecError(.corrupt, file: file, "rating_scale [\(low), \(high)] is not a finite range")
+        }
         var shards: [Shard] = []
         for entry in shardList {
             guard let f = entry["file"]?.stringValue, let c = entry["clients"]?.intValue, let u = entry["users"]?.intValue,
                 let tr = entry["train"]?.intValue, let te = entry["test"]?.intValue
             else { throw bad("malformed shard entry") }
-            shards.append(Shard(file: f, clients: c, users: u, train: tr, test: te))
+            shards.append(Shard(file: f, clients: try count(c, "a shard's clients"), users: try count(u, "a shard's users"),
+                                train: try count(tr, "a shard's train"), test: try count(te, "a shard's test")))
+        }
+        if let cold = json["cold_items"] {
+            guard let list = cold.arrayValue, list.allSatisfy({ $0.intValue.map { $0 >= 0 && $0 < items } == true }) else {
+                throw FedRecError(.corrupt, file: file, "cold_items must be item indices below \(items)")
+            }
         }
         var details = json.objectValue ?? [:]
         for key in ["format", "format_version", "kind", "dataset_id", "users", "items", "clients", "interactions", "feedback", "rating_scale", "shards"] {

@@ -21,6 +21,11 @@ public struct DatasetTables: Sendable {
             guard let index = Int32(fields[0]), let client = Int32(fields[2]), let shard = Int(fields[3]) else {
                 throw FedRecError(.badData, file: directory + "/users.tsv", "line \(line): bad numbers")
             }
+            // Indices into the dataset's tables: out of range is corrupt (84), not a crash later.
+            guard index >= 0, Int(index) < max(manifest.users, 1), client >= 0, (0..<manifest.shards.count).contains(shard) else {
+                throw FedRecError(.corrupt, file: directory + "/users.tsv",
+                                  "line \(line): user \(index), client \(client) or shard \(shard) is outside the dataset's \(manifest.users) users and \(manifest.shards.count) shards")
+            }
             users[fields[1]] = User(index: index, client: client, shard: shard)
         }
         self.users = users

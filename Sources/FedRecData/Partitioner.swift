@@ -267,21 +267,17 @@ public enum Partitioner {
                 cursor += 1
             }
             let clients = Array(Set(members.map { clientOf[$0] })).sorted()
-            let header: JSONValue = [
-                "format": .string(FedRecFormat.name), "format_version": .number(Double(FedRecFormat.version)),
-                "kind": "shard", "shard": .number(Double(shard)), "dataset_id": .string(datasetId),
-                "users": .number(Double(members.count)), "clients": .number(Double(clients.count)),
-            ]
+            let header = ShardLayout.header(shard: shard, datasetId: datasetId, users: members.count, clients: clients.count)
             try writer.add(name: ShardLayout.headerName, bytes: Array(header.canonicalText.utf8))
             var shardTrain = 0, shardTest = 0
             for u in members {
                 let key = ShardLayout.key(user: u)
-                let meta: JSONValue = ["user": .number(Double(u)), "id": .string(userName(u)), "client": .number(Double(clientOf[u]))]
+                var files: [(String, [UInt8])] = [("train.npy", Npy.encode(train[u])), ("test.npy", Npy.encode(test[u]))]
+                if !cold[u].isEmpty { files.append(("cold.npy", Npy.encode(cold[u]))) }
+                if !negatives[u].isEmpty { files.append(("neg.npy", Npy.encode(int32s: negatives[u]))) }
+                let meta = ShardLayout.userMeta(user: u, id: userName(u), client: Int(clientOf[u]), files: files)
                 try writer.add(name: key + ".json", bytes: Array(meta.canonicalText.utf8))
-                try writer.add(name: key + ".train.npy", bytes: Npy.encode(train[u]))
-                try writer.add(name: key + ".test.npy", bytes: Npy.encode(test[u]))
-                if !cold[u].isEmpty { try writer.add(name: key + ".cold.npy", bytes: Npy.encode(cold[u])) }
-                if !negatives[u].isEmpty { try writer.add(name: key + ".neg.npy", bytes: Npy.encode(int32s: negatives[u])) }
+                for (suffix, bytes) in files { try writer.add(name: key + "." + suffix, bytes: bytes) }
                 shardTrain += train[u].count
                 shardTest += test[u].count
             }
@@ -425,6 +421,35 @@ public enum ShardLayout {
 
     /// The WebDataset key of a user's group of files.
     public static func key(user: Int) -> String { "u" + zeroPadded(user, 7) }
+
+    /// The key of `KEY.json` listing the XXH64 of the user's other members (format version 3).
+    public static let filesKey = "files"
+    /// The key of a sealed JSON member's own checksum (`JSONSeal`).
+    public static let sealKey = "checksum"
+
+    /// `__shard__.json`, sealed: a flipped byte in it is refused on reading.
+    public static func header(shard: Int, datasetId: String, users: Int, clients: Int) -> JSONValue {
+        JSONSeal.sealed([
+            "format": .string(FedRecFormat.name), "format_version": .number(Double(FedRecFormat.version)),
+            "kind": "shard", "shard": .number(Double(shard)), "dataset_id": .string(datasetId),
+            "users": .number(Double(users)), "clients": .number(Double(clients)),
+        ], key: sealKey)
+    }
+
+    /// A user's `KEY.json`, sealed, with the XXH64 of each of the user's other members
+    /// (`files`: name after the key, e.g. `train.npy`, to `xxh64:` + 16 hex digits).
+    public static func userMeta(user: Int, id: String, client: Int, files: [(String, [UInt8])]) -> JSONValue {
+        var sums: [String: JSONValue] = [:]
+        for (suffix, bytes) in files { sums[suffix] = .string(memberChecksum(bytes)) }
+        return JSONSeal.sealed([
+            "user": .number(Double(user)), "id": .string(id), "client": .number(Double(client)), filesKey: .object(sums),
+        ], key: sealKey)
+    }
+
+    /// The checksum of one shard member's bytes: `xxh64:` + XXH64 (seed 0) in hex.
+    public static func memberChecksum(_ bytes: [UInt8]) -> String {
+        JSONSeal.prefix + bytes.withUnsafeBytes { XXHash64.hex($0) }
+    }
 }
 
 /// Dirichlet sampling through normalised Gamma draws (Marsaglia & Tsang 2000).

@@ -37,12 +37,33 @@ public final class ShardUserReader {
                 throw FedRecError(.corrupt, file: path, "\(ShardLayout.headerName): \(error.message)")
             }
         }
+        let sealed = header.objectValue.flatMap { JSONSeal.verify($0, key: ShardLayout.sealKey) }
         guard header["kind"]?.stringValue == "shard", header["format"]?.stringValue == FedRecFormat.name else {
             throw FedRecError(.wrongKind, file: path, "not a fedrec shard")
         }
-        if let version = header["format_version"]?.intValue, version > FedRecFormat.version {
+        let version = header["format_version"]?.intValue ?? 1
+        if version > FedRecFormat.version {
             throw FedRecError(.newerVersion, file: path, "written by format version \(version); this fedrec reads up to \(FedRecFormat.version)")
         }
+        // Before any other value of the header is used (a newer version may seal otherwise).
+        if sealed == false {
+            throw FedRecError(.checksum, file: path, "\(ShardLayout.headerName) does not match its checksum: the shard is corrupt")
+        }
+        guard version < 3 || sealed == true else {
+            throw FedRecError(.corrupt, file: path, "\(ShardLayout.headerName) of format version \(version) has no checksum: the shard is corrupt")
+        }
+        checksummed = version >= 3
+        if let users = header["users"] {
+            guard let n = users.intValue, n >= 0, n <= Int(Int32.max) else {
+                throw FedRecError(.corrupt, file: path, "\(ShardLayout.headerName): users is not a count")
+            }
+        }
+        if let shard = header["shard"] {
+            guard let n = shard.intValue, n >= 0, n <= Int(Int32.max) else {
+                throw FedRecError(.corrupt, file: path, "\(ShardLayout.headerName): shard is not a shard index")
+            }
+        }
+        identity = sha256Hex(first.bytes)
         if let datasetId, header["dataset_id"]?.stringValue != datasetId {
             throw FedRecError(.mismatch, file: path, "belongs to dataset \(header["dataset_id"]?.stringValue?.prefix(12) ?? "?"), expected \(datasetId.prefix(12))")
         }
@@ -52,6 +73,15 @@ public final class ShardUserReader {
 
     private let items: Int?
     private var usersRead = 0
+    /// Whether every member is covered by a checksum (format version 3 and later).
+    public let checksummed: Bool
+    /// The shard's identity: SHA-256 (hex) of its `__shard__.json` bytes, which name the
+    /// dataset and the shard's index. State files and updates record it (`shard_identity`).
+    public let identity: String
+    /// The shard's index in its dataset (`shard` of the header), if it says.
+    public var index: Int? { header["shard"]?.intValue }
+    /// The shard as state files and updates record it.
+    public var origin: ShardOrigin { ShardOrigin(identity: identity, index: index) }
 
     /// The next user, or nil at the end of the shard.
     /// - Throws: `.corrupt` when the archive ends before the header's count of users (a
@@ -83,8 +113,37 @@ public final class ShardUserReader {
                 throw FedRecError(.corrupt, file: path, "\(key).json: \(error.message)")
             }
         }
+        if checksummed {
+            guard let object = meta.objectValue,
+                let good = metaBytes.withUnsafeBytes({ JSONSeal.verify(object, raw: $0, key: ShardLayout.sealKey) })
+            else {
+                throw FedRecError(.corrupt, file: path, "\(key).json has no checksum: the shard is corrupt")
+            }
+            guard good else { throw FedRecError(.checksum, file: path, "\(key).json does not match its checksum: the shard is corrupt") }
+            guard let sums = meta[ShardLayout.filesKey]?.objectValue else {
+                throw FedRecError(.corrupt, file: path, "\(key).json lists no checksums of the user's files")
+            }
+            let present = Set(files.keys.filter { $0 != ".json" })
+            let listed = Set(sums.keys.map { "." + $0 })
+            guard present == listed else {
+                let odd = present.symmetricDifference(listed).sorted().map { key + $0 }.joined(separator: ", ")
+                throw FedRecError(.corrupt, file: path, "user \(key)'s files do not match those its \(key).json lists (\(odd))")
+            }
+            for (suffix, expected) in sums {
+                guard expected.stringValue == ShardLayout.memberChecksum(files["." + suffix] ?? []) else {
+                    throw FedRecError(.checksum, file: path, "\(key).\(suffix) does not match its checksum in \(key).json: the shard is corrupt")
+                }
+            }
+        }
         guard let user = meta["user"]?.intValue, let client = meta["client"]?.intValue, let id = meta["id"]?.stringValue else {
             throw FedRecError(.corrupt, file: path, "\(key).json lacks user, client or id")
+        }
+        // Dense indices are Int32 everywhere: refuse what does not fit rather than trap.
+        guard let user32 = Int32(exactly: user), user32 >= 0 else {
+            throw FedRecError(.corrupt, file: path, "\(key).json: user \(user) is not a user index (0...\(Int32.max))")
+        }
+        guard let client32 = Int32(exactly: client), client32 >= 0 else {
+            throw FedRecError(.corrupt, file: path, "\(key).json: client \(client) is not a client index (0...\(Int32.max))")
         }
         guard let trainBytes = files[".train.npy"] else { throw missing(".train.npy") }
         let name = "\(path)[\(key)]"
@@ -98,12 +157,14 @@ public final class ShardUserReader {
         let negatives = try files[".neg.npy"].map { bytes in
             try bytes.withUnsafeBytes { try Npy.int32s(Npy.decode($0, file: name), file: name) }
         } ?? []
-        if let items {
-            for item in train.items + test.items + cold.items + negatives where item < 0 || Int(item) >= items {
-                throw FedRecError(.corrupt, file: path, "user \(key) refers to item \(item), outside the dataset's \(items) items")
-            }
+        for item in train.items + test.items + cold.items + negatives where item < 0 || items.map({ Int(item) >= $0 }) == true {
+            let range = items.map { "the dataset's \($0) items" } ?? "the item indices"
+            throw FedRecError(.corrupt, file: path, "user \(key) refers to item \(item), outside \(range)")
         }
-        return UserRecord(user: Int32(user), id: id, client: Int32(client), train: train, test: test, cold: cold, negatives: negatives)
+        for rating in train.ratings + test.ratings + cold.ratings where !rating.isFinite {
+            throw FedRecError(.corrupt, file: path, "user \(key) has a rating \(rating), not a finite number")
+        }
+        return UserRecord(user: user32, id: id, client: client32, train: train, test: test, cold: cold, negatives: negatives)
     }
 
     /// The WebDataset key of an entry: its name up to the first dot.

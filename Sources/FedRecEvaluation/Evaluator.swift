@@ -1,5 +1,6 @@
 import Dispatch
 import FedRecData
+import FedRecFormats
 import FedRecModel
 import FedRecSupport
 import FedRecTraining
@@ -35,14 +36,16 @@ final class UserParameterProvider {
         return options
     }
 
-    init(model: ModelView, mode: TrainingOptions.UserParameters, statePath: String?, training: TrainingOptions) throws {
+    /// - Parameter shard: the shard read (and its path), whose state `statePath` must be.
+    init(model: ModelView, mode: TrainingOptions.UserParameters, statePath: String?, training: TrainingOptions,
+         shard: (origin: ShardOrigin, path: String)? = nil) throws {
         self.model = model
         self.mode = mode
         self.training = training
         solver = try UserSolver(model: model, l2: training.l2, l2Bias: training.l2Bias, alpha: training.alpha)
         if mode == .state {
             guard let statePath else { throw FedRecError(.usage, "user parameters come from state files: give --state for every shard, or --reconstruct") }
-            state = try UserState.load(statePath, config: model.config).state
+            state = try UserState.load(statePath, config: model.config, shard: shard?.origin, shardPath: shard?.path ?? "the shard").state
         } else {
             state = nil
         }
@@ -214,10 +217,11 @@ public enum Evaluator {
         var excluded = cold ? isCold.map { !$0 } : isCold
         let coldCount = isCold.reduce(0) { $0 + ($1 ? 1 : 0) }
         // Baselines rank without user parameters, so they need no provider (nor its Gram).
-        let provider = baseline == .model
-            ? try UserParameterProvider(model: model, mode: source.mode, statePath: statePath, training: source.training) : nil
-        let dense = provider != nil && rankingWanted ? try model.items.dense() : nil
         let reader = try ShardUserReader(path: shard, datasetId: config.datasetId, items: config.items)
+        let provider = baseline == .model
+            ? try UserParameterProvider(model: model, mode: source.mode, statePath: statePath, training: source.training,
+                                        shard: (reader.origin, shard)) : nil
+        let dense = provider != nil && rankingWanted ? try model.items.dense() : nil
         while let record = try reader.next() {
             let relevant = cold ? record.cold.items : record.test.items
             guard !relevant.isEmpty else { continue }

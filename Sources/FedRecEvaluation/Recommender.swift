@@ -1,4 +1,5 @@
 import FedRecData
+import FedRecFormats
 import FedRecModel
 import FedRecSupport
 
@@ -90,8 +91,9 @@ public enum Recommender {
             }
             let path = datasetDirectory + "/" + manifest.shards[shard].file
             let statePath = shard < source.states.count ? source.states[shard] : nil
-            let provider = try UserParameterProvider(model: model, mode: source.mode, statePath: statePath, training: source.training)
             let reader = try ShardUserReader(path: path, datasetId: manifest.datasetId, items: manifest.items)
+            let provider = try UserParameterProvider(model: model, mode: source.mode, statePath: statePath, training: source.training,
+                                                     shard: (reader.origin, path))
             while let record = try reader.next() {
                 guard members.contains(record.user) else { continue }
                 guard let (p, _) = try provider.parameters(for: record) else {

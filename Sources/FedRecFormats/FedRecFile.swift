@@ -19,7 +19,11 @@ public enum FedRecFormat {
     public static let name = "fedrec"
     /// Raised when a file layout changes incompatibly; readers refuse newer versions.
     /// Version 2: model checkpoints carry chunked checksums and may be overlays on a base.
-    public static let version = 2
+    /// Version 3: every header carries `header_checksum` (`HeaderSeal`), every shard member
+    /// is covered by a checksum (shard header and users' `KEY.json` sealed, `KEY.json`
+    /// listing its npy members' XXH64), state files and updates name their shard.
+    /// Files of versions 1 and 2 are still read, with the checks they allow.
+    public static let version = 3
 }
 
 /// A safetensors file checked as a fedrec file: right format, a version this build reads,
@@ -55,6 +59,11 @@ public struct FedRecFile: Sendable {
         }
         guard version <= FedRecFormat.version else {
             throw FedRecError(.newerVersion, file: path, "written by format version \(version); this fedrec reads up to version \(FedRecFormat.version), upgrade it")
+        }
+        // Before any other value of the header is used (a newer version may seal otherwise).
+        let sealed = try HeaderSeal.verify(file)
+        guard sealed || version < 3 else {
+            throw FedRecError(.corrupt, file: path, "format version \(version) file without a \(HeaderSeal.key): the header is corrupt")
         }
         guard let kindName = file.metadata["kind"], let kind = FileKind(rawValue: kindName) else {
             throw FedRecError(.corrupt, file: path, "metadata has no valid kind")
@@ -100,6 +109,34 @@ public struct FedRecFile: Sendable {
         }
         return value
     }
+
+    /// A required integer metadata value within `range` (so later conversions, to Int32
+    /// indices or UInt64 seeds, cannot trap).
+    /// - Throws: `.corrupt` (84) naming the file, the key and the range.
+    public func int(_ key: String, in range: ClosedRange<Int>) throws -> Int {
+        let value = try int(key)
+        guard range.contains(value) else {
+            throw FedRecError(.corrupt, file: path, "metadata \(key) is \(value), outside \(range.lowerBound)...\(range.upperBound)")
+        }
+        return value
+    }
+
+    /// A required finite floating-point metadata value within `range`.
+    /// - Throws: `.corrupt` (84) naming the file, the key and the range.
+    public func double(_ key: String, in range: ClosedRange<Double>) throws -> Double {
+        let value = try double(key)
+        guard value.isFinite, range.contains(value) else {
+            throw FedRecError(.corrupt, file: path, "metadata \(key) is \(value), outside \(range.lowerBound)...\(range.upperBound)")
+        }
+        return value
+    }
+
+    /// The largest round a file may record (rounds, counts and indices are Int32 on the wire).
+    public static let maximumRound = Int(Int32.max) - 1
+    /// The largest count (items, clients, users) a file may record: item and user indices are Int32.
+    public static let maximumCount = Int(Int32.max)
+    /// The largest embedding dimension a file may record.
+    public static let maximumDim = 1 << 16
 
     /// A required floating-point metadata value.
     public func double(_ key: String) throws -> Double {

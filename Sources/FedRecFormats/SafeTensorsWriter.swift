@@ -55,7 +55,8 @@ public struct SafeTensorsWriter {
         let payload: Payload
     }
 
-    /// `__metadata__`; `checksum` is filled in by `write` when `checksummed` is set.
+    /// `__metadata__`; `checksum` and `header_checksum` are filled in by `write` when
+    /// `checksummed` is set.
     public var metadata: [String: String]
     private var entries: [String: Entry] = [:]
     /// Whether to add fedrec's `checksum` of the tensor bytes to the metadata.
@@ -121,6 +122,12 @@ public struct SafeTensorsWriter {
             ])
             offset += size
         }
+        if checksummed {
+            // Seal the header last, over everything else in it (shapes, offsets, metadata).
+            metadata[HeaderSeal.key] = nil
+            header["__metadata__"] = .object(metadata.mapValues { .string($0) })
+            metadata[HeaderSeal.key] = HeaderSeal.seal(of: header)
+        }
         if !metadata.isEmpty {
             header["__metadata__"] = .object(metadata.mapValues { .string($0) })
         }
@@ -171,5 +178,38 @@ public enum TensorChecksum {
             ($0.byteRange.lowerBound, $0.byteRange.upperBound) < ($1.byteRange.lowerBound, $1.byteRange.upperBound)
         }
         return combine(ordered.map { XXHash64.hash(file.bytes(of: $0)) })
+    }
+}
+
+/// fedrec's checksum of a safetensors header (`__metadata__` key `header_checksum`, format
+/// version 3): the `JSONSeal` of the whole header object (every tensor's dtype, shape and
+/// offsets, and the metadata) with `header_checksum` itself left out. The data checksum
+/// covers the tensor bytes; this covers what says how to read them (`round`, `objective`,
+/// `rating_min`, the data checksum itself), so a flipped byte anywhere in a file is refused.
+public enum HeaderSeal {
+    /// The metadata key.
+    public static let key = "header_checksum"
+
+    /// The seal of a parsed header object (its `__metadata__` may hold `header_checksum`).
+    public static func seal(of header: [String: JSONValue]) -> String {
+        var header = header
+        if case .object(var metadata) = header["__metadata__"] {
+            metadata[key] = nil
+            header["__metadata__"] = .object(metadata)
+        }
+        return JSONSeal.digest(.object(header))
+    }
+
+    /// Checks `file`'s `header_checksum`, when it has one.
+    /// - Returns: whether the header carries one (files before format version 3 do not).
+    /// - Throws: `.checksum` (82) naming the file when the header does not match it.
+    @discardableResult
+    public static func verify(_ file: SafeTensorsFile) throws -> Bool {
+        guard let recorded = file.metadata[key] else { return false }
+        // The header parsed when the file was opened, so it parses again.
+        guard let header = (try? JSONValue.parse(file.headerBytes))?.objectValue, seal(of: header) == recorded else {
+            throw FedRecError(.checksum, file: file.path, "header checksum does not match the header (metadata, shapes or offsets changed): the file is corrupt")
+        }
+        return true
     }
 }

@@ -69,10 +69,9 @@ public struct TextEmbeddingTable: Sendable, Equatable {
     /// - Throws: `.corrupt` (84) without positive `items` and `dim`.
     public static func load(_ path: String) throws -> TextEmbeddingTable {
         let file = try FedRecFile(path: path, kinds: [.textEmbedding])
-        let items = try file.int("items"), dim = try file.int("dim")
-        guard items > 0, dim > 0 else { throw FedRecError(.corrupt, file: path, "metadata lacks a positive items or dim") }
+        let items = try file.int("items", in: 1...FedRecFile.maximumCount), dim = try file.int("dim", in: 1...FedRecFile.maximumDim)
         try file.tensors.require(tensorName, .f32, [items, dim])
-        let reserved: Set<String> = ["format", "format_version", "kind", "checksum", "encoder", "dim", "items", "dataset_id"]
+        let reserved: Set<String> = ["format", "format_version", "kind", "checksum", "header_checksum", "encoder", "dim", "items", "dataset_id"]
         return TextEmbeddingTable(
             vectors: try file.tensors.floats(tensorName), items: items, dim: dim, encoder: try file.string("encoder"),
             datasetId: file.metadata["dataset_id"], notes: file.metadata.filter { !reserved.contains($0.key) },

@@ -98,7 +98,7 @@ struct CheckpointParts {
     /// Metadata keys fedrec sets itself on every write (never carried forward as notes).
     static let reserved: Set<String> = [
         "format", "format_version", "kind", "round", "checksum", "checksum_chunk", "model_type", "objective", "dim", "items",
-        "dataset_id", "text_dim", "base", "base_identity",
+        "dataset_id", "text_dim", "base", "base_identity", "header_checksum",
     ]
 
     init(round: Int, globalBias: Float, serverState: ServerOptimizerState?, notes: [String: String], textProjection: [Float]?, textDim: Int,
@@ -209,14 +209,13 @@ public struct ModelView: @unchecked Sendable {
     public init(path: String) throws {
         file = try FedRecFile(path: path, kinds: [.model], lazyTensors: Self.lazyTensors)
         config = try ModelConfig(file: file)
-        round = try file.int("round")
+        round = try file.int("round", in: 0...FedRecFile.maximumRound)
         identity = file.tensors.identity
         let tensors = file.tensors
         let g = try tensors.require(TensorName.globalBias, .f32, [1])
         globalBias = tensors.bytes(of: g).loadUnaligned(as: Float.self)
         if file.metadata["text_dim"] != nil {
-            let textDim = try file.int("text_dim")
-            guard textDim > 0 else { throw FedRecError(.shape, file: path, "text_dim must be positive") }
+            let textDim = try file.int("text_dim", in: 1...FedRecFile.maximumDim)
             try tensors.require(TensorName.textProjection, .f32, [config.dim, textDim])
             self.textDim = textDim
         } else {

@@ -49,10 +49,9 @@ public struct ModelConfig: Sendable, Equatable {
             throw FedRecError(.badData, file: file.path, "unknown objective \(name)")
         }
         self.objective = objective
-        dim = try file.int("dim")
-        items = try file.int("items")
+        dim = try file.int("dim", in: 1...FedRecFile.maximumDim)
+        items = try file.int("items", in: 1...FedRecFile.maximumCount)
         datasetId = try file.string("dataset_id")
-        guard dim > 0, items > 0 else { throw FedRecError(.shape, file: file.path, "dim and items must be positive") }
     }
 
     /// Throws `.mismatch` naming `path` if `other` does not describe the same model shape.

@@ -40,7 +40,9 @@ public struct UserState: Sendable {
     }
 
     /// Writes the state file (rows sorted by user so equal states give equal bytes).
-    public func write(to path: String, config: ModelConfig, round: Int) throws {
+    /// - Parameter shard: the shard the state belongs to, recorded so that `load` refuses
+    ///   the state for any other shard.
+    public func write(to path: String, config: ModelConfig, round: Int, shard: ShardOrigin? = nil) throws {
         let order = users.indices.sorted { users[$0] < users[$1] }
         var sortedEmbedding = [Float](repeating: 0, count: embedding.count)
         for (to, from) in order.enumerated() {
@@ -51,6 +53,7 @@ public struct UserState: Sendable {
         metadata["format_version"] = String(FedRecFormat.version)
         metadata["kind"] = FileKind.state.rawValue
         metadata["round"] = String(round)
+        if let shard { metadata.merge(shard.metadata) { _, new in new } }
         var writer = SafeTensorsWriter(metadata: metadata)
         writer.add(TensorName.users, shape: [users.count], int32s: order.map { users[$0] })
         writer.add(TensorName.userEmbedding, shape: [users.count, dim], floats: sortedEmbedding)
@@ -58,10 +61,19 @@ public struct UserState: Sendable {
         try writer.write(to: path, durable: true)
     }
 
-    /// Reads a state file and checks it belongs to `config`'s model.
-    public static func load(_ path: String, config: ModelConfig) throws -> (state: UserState, round: Int) {
+    /// Reads a state file and checks it belongs to `config`'s model and, when given, to
+    /// the shard `shard` read from `shardPath`.
+    /// - Throws: `.mismatch` (86) naming both files when the state records another shard
+    ///   (or another dataset); a state that records no shard (written before format
+    ///   version 3) is accepted.
+    public static func load(_ path: String, config: ModelConfig, shard: ShardOrigin? = nil, shardPath: String = "the shard")
+        throws -> (state: UserState, round: Int)
+    {
         let file = try FedRecFile(path: path, kinds: [.state])
         try config.requireSame(try ModelConfig(file: file), file: path)
+        if let shard, let recorded = ShardOrigin(metadata: file.metadata), recorded.identity != shard.identity {
+            throw FedRecError(.mismatch, file: path, "is the state of \(recorded.description), not of \(shardPath), which is \(shard.description)")
+        }
         let users = try file.tensors.int32s(TensorName.users)
         try file.tensors.require(TensorName.userEmbedding, .f32, [users.count, config.dim])
         try file.tensors.require(TensorName.userBias, .f32, [users.count])
@@ -69,7 +81,7 @@ public struct UserState: Sendable {
         guard state.users == users else { throw FedRecError(.corrupt, file: path, "users are not sorted and unique") }
         state.embedding = try file.tensors.floats(TensorName.userEmbedding)
         state.bias = try file.tensors.floats(TensorName.userBias)
-        return (state, try file.int("round"))
+        return (state, try file.int("round", in: 0...FedRecFile.maximumRound))
     }
 }
 

@@ -1,5 +1,11 @@
 import Foundation
 import FedRecCore
+import FedRecSupport
+import FedRecData
+import FedRecModel
+import FedRecWire
+import FedRecTraining
+import FedRecAggregation
 
 /// A small synthetic ratings set from a rank-`rank` model plus noise, with timestamps,
 /// partitioned into a dataset directory for tests.

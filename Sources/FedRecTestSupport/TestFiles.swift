@@ -1,5 +1,7 @@
 import Foundation
 import FedRecCore
+import FedRecSupport
+import FedRecData
 
 /// A directory under the system's temporary folder, removed when the value is dropped.
 public final class TemporaryDirectory {

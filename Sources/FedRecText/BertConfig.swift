@@ -1,4 +1,5 @@
 import FedRecCore
+import FedRecSupport
 
 /// The shape of a BERT-family encoder, from Hugging Face's `config.json`.
 public struct BertConfig: Sendable, Equatable {

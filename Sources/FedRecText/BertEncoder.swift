@@ -1,6 +1,8 @@
 internal import COpenBLAS
 import Dispatch
 import FedRecCore
+import FedRecSupport
+import FedRecFormats
 
 #if canImport(Glibc)
 import Glibc

@@ -1,4 +1,6 @@
 import FedRecCore
+import FedRecSupport
+import FedRecFormats
 
 /// A dense layer's parameters: `weight` is outputs × inputs, row-major (PyTorch's layout).
 struct Linear: Sendable {

@@ -1,4 +1,5 @@
 import FedRecCore
+import FedRecSupport
 
 /// The files of a sentence-transformers / Hugging Face model directory: `config.json`,
 /// `model.safetensors`, `vocab.txt` or `tokenizer.json`, and optionally

@@ -1,4 +1,5 @@
 import FedRecCore
+import FedRecSupport
 
 /// How token states become one sentence vector, as sentence-transformers'
 /// `1_Pooling/config.json` and `modules.json` say. Several modes concatenate, in

@@ -1,5 +1,6 @@
 internal import COpenBLAS
 import FedRecCore
+import FedRecSupport
 
 /// A sentence-transformers model: tokenizer, BERT encoder and pooling, loaded from a
 /// model directory (`make model` fetches the default, all-MiniLM-L6-v2).

@@ -1,4 +1,5 @@
 import FedRecCore
+import FedRecSupport
 
 extension WordPieceTokenizer {
     /// The tokenizer of a model directory, configured as Hugging Face's fast tokenizer

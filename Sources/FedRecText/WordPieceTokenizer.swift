@@ -1,5 +1,6 @@
 import FedRecCore
 import Foundation
+import FedRecSupport
 
 /// BERT's text normalisation and pre-tokenisation, as Hugging Face's `BertNormalizer` and
 /// `BertPreTokenizer` (the fast tokenizer that sentence-transformers uses) do them:

@@ -2,6 +2,9 @@ import ArgumentParser
 import FedRecCLI
 import FedRecCore
 import FedRecText
+import FedRecSupport
+import FedRecFormats
+import FedRecData
 
 /// `fl-encode`: sentence embeddings of item texts (a table aligned with a dataset's item
 /// indices) or of queries (one output line per text).

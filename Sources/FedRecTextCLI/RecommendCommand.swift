@@ -2,6 +2,11 @@ import ArgumentParser
 import FedRecCLI
 import FedRecCore
 import FedRecText
+import FedRecSupport
+import FedRecFormats
+import FedRecData
+import FedRecTraining
+import FedRecEvaluation
 
 /// `fl-recommend`: top-K items for users, or for a search query (personalized when users
 /// are given). It lives beside `fl-encode` because `--query` runs the text encoder.

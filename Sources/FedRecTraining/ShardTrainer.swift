@@ -1,4 +1,5 @@
 import FedRecData
+import FedRecFormats
 import FedRecMechanisms
 import FedRecModel
 import FedRecSupport
@@ -65,7 +66,7 @@ public enum ShardTrainer {
         let reader = try ShardUserReader(path: shardPath, datasetId: config.datasetId, items: config.items)
         var state = UserState(dim: d)
         if let stateIn, options.userParameters == .state, fileExists(stateIn) {
-            state = try UserState.load(stateIn, config: config).state
+            state = try UserState.load(stateIn, config: config, shard: reader.origin, shardPath: shardPath).state
         }
         let solver = try UserSolver(model: model, l2: options.l2, l2Bias: options.l2Bias, alpha: options.alpha)
         let layout: [(name: String, width: Int)] = options.algorithm == .als ? ALSStatistics.rowLayout(config) : [(TensorName.itemEmbedding, d), (TensorName.itemBias, 1)]
@@ -156,6 +157,7 @@ public enum ShardTrainer {
                                   weighting: options.weighting, clients: summary.clients, weight: totalWeight)
         header.clip = options.clip
         header.clipped = summary.clipped
+        header.shards = [reader.identity]
         if let sampling {
             header.sampleRate = sampling.rate
             header.population = summary.population
@@ -172,7 +174,7 @@ public enum ShardTrainer {
         let update = ModelUpdate(header: header, rows: sorted.rows, rowClients: sorted.clients, rowWeight: sorted.weights,
                                  rowTensors: sorted.tensors, dense: [denseName: dense])
         try model.checkIntegrity()
-        if let stateOut { try state.write(to: stateOut, config: config, round: model.round + 1) }
+        if let stateOut { try state.write(to: stateOut, config: config, round: model.round + 1, shard: reader.origin) }
         try update.write(to: output, kind: .update)
         return summary
     }

@@ -53,6 +53,10 @@ public struct UpdateHeader: Sendable, Equatable {
     public var sampleRate: Double?
     /// Clients that could have been sampled (every client of the shards summed), with sampling.
     public var population: Int = 0
+    /// Identities of the shards whose clients are summed (`ShardOrigin.identity`),
+    /// ascending; empty for files written before format version 3. Sums refuse to count
+    /// a shard twice.
+    public var shards: [String] = []
     /// Other metadata carried along unchanged (noise, sampling), only if all inputs agree.
     public var extra: [String: String] = [:]
 
@@ -127,6 +131,7 @@ public struct ModelUpdate: Sendable {
             metadata["sample_rate"] = "\(q)"
             metadata["population"] = String(header.population)
         }
+        if !header.shards.isEmpty { metadata[UpdateHeader.shardsKey] = header.shards.joined(separator: ",") }
         var writer = SafeTensorsWriter(metadata: metadata)
         writer.add(Self.rowsName, shape: [rows.count], int32s: rows)
         writer.add(Self.rowClientsName, shape: [rows.count], int32s: rowClients)
@@ -148,25 +153,41 @@ public struct ModelUpdate: Sendable {
         try read(FedRecFile(path: path, kinds: [.update, .sum]))
     }
 
+    /// Reads and checks the header of an update or sum: every count and rate in range.
+    public static func header(of file: FedRecFile) throws -> UpdateHeader {
+        let config = try ModelConfig(file: file)
+        let maximum = FedRecFile.maximumCount
+        var header = UpdateHeader(
+            config: config, baseModel: try file.string("base_model"), round: try file.int("round", in: 0...FedRecFile.maximumRound),
+            algorithm: try file.enumValue("algorithm"), weighting: try file.enumValue("weighting"),
+            clients: try file.int("clients", in: 0...maximum), weight: try file.double("weight", in: 0...Double.greatestFiniteMagnitude))
+        header.clip = file.metadata["clip"] == nil ? 0 : try file.double("clip", in: 0...Double.greatestFiniteMagnitude)
+        header.clipped = file.metadata["clipped"] == nil ? 0 : try file.int("clipped", in: 0...header.clients)
+        if file.metadata["sample_rate"] != nil {
+            header.sampleRate = try file.double("sample_rate", in: Double.leastNonzeroMagnitude...1)
+            header.population = try file.int("population", in: 0...maximum)
+        }
+        if let list = file.metadata[UpdateHeader.shardsKey] {
+            let shards = list.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
+            guard shards.allSatisfy({ $0.utf8.count == 64 && $0.utf8.allSatisfy { (0x30...0x39).contains($0) || (0x61...0x66).contains($0) } }),
+                zip(shards, shards.dropFirst()).allSatisfy({ $0 < $1 })
+            else { throw FedRecError(.corrupt, file: file.path, "metadata \(UpdateHeader.shardsKey) is not an ascending list of shard identities") }
+            header.shards = shards
+        }
+        let reserved: Set<String> = [
+            "format", "format_version", "kind", "checksum", "header_checksum", "model_type", "objective", "dim", "items", "dataset_id",
+            "base_model", "round", "algorithm", "weighting", "clients", "weight", "clip", "clipped", "sample_rate", "population",
+            UpdateHeader.shardsKey,
+        ]
+        header.extra = file.metadata.filter { !reserved.contains($0.key) }
+        return header
+    }
+
     /// Reads and checks an update or sum from a verified fedrec file.
     public static func read(_ file: FedRecFile) throws -> (update: ModelUpdate, identity: String) {
         let path = file.path
-        let config = try ModelConfig(file: file)
-        var header = UpdateHeader(
-            config: config, baseModel: try file.string("base_model"), round: try file.int("round"),
-            algorithm: try file.enumValue("algorithm"), weighting: try file.enumValue("weighting"),
-            clients: try file.int("clients"), weight: try file.double("weight"))
-        header.clip = Double(file.metadata["clip"] ?? "0") ?? 0
-        header.clipped = Int(file.metadata["clipped"] ?? "0") ?? 0
-        if file.metadata["sample_rate"] != nil {
-            header.sampleRate = try file.double("sample_rate")
-            header.population = try file.int("population")
-        }
-        let reserved: Set<String> = [
-            "format", "format_version", "kind", "checksum", "model_type", "objective", "dim", "items", "dataset_id",
-            "base_model", "round", "algorithm", "weighting", "clients", "weight", "clip", "clipped", "sample_rate", "population",
-        ]
-        header.extra = file.metadata.filter { !reserved.contains($0.key) }
+        let header = try header(of: file)
+        let config = header.config
         let tensors = file.tensors
         let rows = try tensors.int32s(rowsName)
         let n = rows.count
@@ -179,8 +200,12 @@ public struct ModelUpdate: Sendable {
             }
             guard i == 0 || rows[i - 1] < rows[i] else { throw FedRecError(.corrupt, file: path, "rows are not strictly ascending") }
         }
-        var update = ModelUpdate(header: header, rows: rows, rowClients: try tensors.int32s(rowClientsName),
-                                 rowWeight: try tensors.floats(rowWeightName))
+        let rowClients = try tensors.int32s(rowClientsName)
+        // Each row was touched by at most every client summed: sums of counts cannot overflow.
+        if let bad = rowClients.first(where: { $0 < 0 || Int($0) > header.clients }) {
+            throw FedRecError(.corrupt, file: path, "row_clients holds \(bad), outside 0...\(header.clients) (the clients summed)")
+        }
+        var update = ModelUpdate(header: header, rows: rows, rowClients: rowClients, rowWeight: try tensors.floats(rowWeightName))
         for (name, info) in tensors.tensors {
             if name.hasPrefix(rowPrefix) {
                 guard info.shape.count == 2, info.shape[0] == n else {
@@ -213,6 +238,12 @@ public struct ModelUpdate: Sendable {
         }
         guard a.extra[DPMetadata.mechanism] == nil, b.extra[DPMetadata.mechanism] == nil else {
             throw FedRecError(.mismatch, file: file, "a noised sum is final: apply it with fl-aggregate --model, do not add it to other updates")
+        }
+        if let twice = Set(a.shards).intersection(b.shards).min() {
+            throw FedRecError(.mismatch, file: file, "holds the clients of shard \(twice.prefix(12))… a second time: it is already in the sum")
+        }
+        guard a.clients <= FedRecFile.maximumCount - b.clients else {
+            throw FedRecError(.corrupt, file: file, "sums more than \(FedRecFile.maximumCount) clients")
         }
         guard Set(rowTensors.keys) == Set(other.rowTensors.keys), Set(dense.keys) == Set(other.dense.keys) else {
             throw FedRecError(.shape, file: file, "holds tensors \((other.rowTensors.keys.map { "rows." + $0 } + other.dense.keys.map { "dense." + $0 }).sorted()), which do not match")
@@ -265,23 +296,70 @@ public struct ModelUpdate: Sendable {
         header.weight += b.weight
         header.clipped += b.clipped
         header.population += b.population
+        header.shards = (a.shards + b.shards).sorted()
         header.extra = header.extra.filter { b.extra[$0.key] == $0.value }
     }
 
     /// The sum of updates read from `paths`, added in the order of their identities so
     /// the result does not depend on the order the files were named in.
+    ///
+    /// Streams: a first pass reads only each file's header (its identity, and the shards
+    /// it holds) to order them and refuse duplicates; the second reads and adds one update
+    /// at a time, so memory follows the sum, not the number of inputs.
+    /// - Throws: `.usage` (64) when two paths name one file (a hard link too), or two
+    ///   files are one update (the same identity); `.mismatch` (86) when two inputs hold
+    ///   the same shard's clients; what reading and adding them throws.
     public static func sum(paths: [String]) throws -> ModelUpdate {
         guard !paths.isEmpty else { throw FedRecError(.emptyInput, "no updates to aggregate") }
-        var loaded: [(identity: String, path: String, update: ModelUpdate)] = []
-        for path in paths {
-            let (update, identity) = try open(path)
-            loaded.append((identity, path, update))
+        let order = try plan(paths: paths)
+        func load(_ entry: (path: String, opened: SafeTensorsFile?)) throws -> ModelUpdate {
+            // stdin cannot be read twice: its file stays open from the first pass.
+            let file = try entry.opened ?? SafeTensorsFile(path: entry.path)
+            return try read(FedRecFile(file: file, kinds: [.update, .sum])).update
         }
-        loaded.sort { ($0.identity, $0.path) < ($1.identity, $1.path) }
-        var total = loaded[0].update
-        for entry in loaded.dropFirst() { try total.add(entry.update, file: entry.path) }
+        var total = try load(order[0])
+        for entry in order.dropFirst() { try total.add(try load(entry), file: entry.path) }
         return total
     }
+
+    /// The order in which `sum(paths:)` adds `paths` (by identity, then path), after
+    /// refusing duplicates; reads headers only.
+    static func plan(paths: [String]) throws -> [(path: String, opened: SafeTensorsFile?)] {
+        var files: [FileNode: String] = [:]
+        var identities: [String: String] = [:]
+        var shards: [String: String] = [:]
+        var entries: [(identity: String, path: String, opened: SafeTensorsFile?)] = []
+        for path in paths {
+            if let id = FileNode(path: path) {
+                if let earlier = files[id] {
+                    throw FedRecError(.usage, file: path, "names the same file as \(earlier): each update is summed once")
+                }
+                files[id] = path
+            }
+            let file = try SafeTensorsFile(path: path)
+            let identity = file.identity
+            if let earlier = identities[identity] {
+                throw FedRecError(.usage, file: path, "is the same update as \(earlier) (identity \(identity.prefix(12))…): each update is summed once")
+            }
+            identities[identity] = path
+            // The header only: the tensor checksums are verified when the update is added.
+            let header = try header(of: FedRecFile(file: file, kinds: [.update, .sum], verifyChecksum: false))
+            for shard in header.shards {
+                if let earlier = shards[shard] {
+                    throw FedRecError(.mismatch, file: path, "holds the clients of shard \(shard.prefix(12))…, which \(earlier) holds too: each shard is summed once")
+                }
+                shards[shard] = path
+            }
+            entries.append((identity, path, path == "-" ? file : nil))
+        }
+        entries.sort { ($0.identity, $0.path) < ($1.identity, $1.path) }
+        return entries.map { ($0.path, $0.opened) }
+    }
+}
+
+extension UpdateHeader {
+    /// Metadata key of the shards an update or sum holds (comma-separated identities).
+    public static let shardsKey = "shards"
 }
 
 extension ModelUpdate {

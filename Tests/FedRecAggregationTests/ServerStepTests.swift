@@ -3,6 +3,9 @@ import Testing
 import FedRecCore
 import FedRecTestSupport
 @testable import FedRecAggregation
+import FedRecSupport
+import FedRecModel
+import FedRecWire
 
 @Suite("server step: row averaging and server optimisers")
 struct ServerStepTests {

@@ -3,6 +3,8 @@ import Testing
 import FedRecCore
 import FedRecTestSupport
 @testable import FedRecData
+import FedRecSupport
+import FedRecFormats
 
 @Suite("fl-partition: cleaning, splits, clients and shards")
 struct PartitionerTests {

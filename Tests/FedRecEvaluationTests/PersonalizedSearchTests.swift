@@ -2,6 +2,8 @@ import Testing
 import FedRecCore
 import FedRecTestSupport
 @testable import FedRecEvaluation
+import FedRecSupport
+import FedRecFormats
 
 @Suite("personalized search: cosine to the item text plus β times the standardised preference")
 struct PersonalizedSearchTests {

@@ -3,6 +3,10 @@ import Testing
 import FedRecCore
 import FedRecTestSupport
 @testable import FedRecEvaluation
+import FedRecSupport
+import FedRecData
+import FedRecModel
+import FedRecTraining
 
 @Suite("top-N from an explicit model: item biases count by their support")
 struct RecommenderShrinkageTests {

@@ -2,6 +2,7 @@ import Testing
 import FedRecCore
 import FedRecTestSupport
 @testable import FedRecFormats
+import FedRecSupport
 
 @Suite("chunked checksums: verified as read")
 struct ChunkedChecksumTests {

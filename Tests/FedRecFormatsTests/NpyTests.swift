@@ -3,6 +3,8 @@ import Testing
 import FedRecCore
 import FedRecTestSupport
 @testable import FedRecFormats
+import FedRecSupport
+import FedRecData
 
 /// Runs `python3 -c script` with `arguments`; returns stdout, or nil when it fails.
 func runPython(_ script: String, _ arguments: [String] = []) -> String? {

@@ -2,6 +2,7 @@ import Testing
 import FedRecCore
 import FedRecTestSupport
 @testable import FedRecFormats
+import FedRecSupport
 
 @Suite("ratings files in MovieLens and named-column formats")
 struct RatingsReaderTests {

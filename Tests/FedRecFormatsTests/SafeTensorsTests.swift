@@ -2,6 +2,7 @@ import Testing
 import FedRecCore
 import FedRecTestSupport
 @testable import FedRecFormats
+import FedRecSupport
 
 @Suite("safetensors layout and fedrec checks")
 struct SafeTensorsTests {

@@ -3,6 +3,7 @@ import Testing
 import FedRecCore
 import FedRecTestSupport
 @testable import FedRecFormats
+import FedRecSupport
 
 /// Runs a program; returns its exit status and stdout.
 @discardableResult

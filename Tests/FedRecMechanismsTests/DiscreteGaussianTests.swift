@@ -3,6 +3,7 @@ import Testing
 import FedRecCore
 import FedRecTestSupport
 @testable import FedRecMechanisms
+import FedRecSupport
 
 /// Exact moments of N_Z(0, σ²) by summation over |k| ≤ 40σ + 20 (the tail beyond is below
 /// e^-800 of the mass).

@@ -3,6 +3,9 @@ import Testing
 import FedRecCore
 import FedRecTestSupport
 @testable import FedRecMechanisms
+import FedRecSupport
+import FedRecWire
+import FedRecTraining
 
 @Suite("Poisson client sampling")
 struct PoissonSamplingTests {

@@ -3,6 +3,7 @@ import Testing
 import FedRecCore
 import FedRecTestSupport
 @testable import FedRecMechanisms
+import FedRecSupport
 
 /// One row of `../shared/dp-reference/epsilon.tsv`.
 struct ReferenceRow: CustomStringConvertible {

@@ -3,6 +3,11 @@ import Testing
 import FedRecCore
 import FedRecTestSupport
 @testable import FedRecModel
+import FedRecSupport
+import FedRecData
+import FedRecWire
+import FedRecTraining
+import FedRecAggregation
 
 @Suite("implicit ALS checkpoints keep the item Gram matrix and the support of their rows")
 struct ItemGramTests {

@@ -3,6 +3,11 @@ import Testing
 import FedRecCore
 import FedRecTestSupport
 @testable import FedRecModel
+import FedRecSupport
+import FedRecFormats
+import FedRecWire
+import FedRecTraining
+import FedRecAggregation
 
 @Suite("overlay checkpoints: changed rows on a standalone base")
 struct OverlayCheckpointTests {

@@ -3,6 +3,12 @@ import Testing
 import FedRecCore
 import FedRecTestSupport
 @testable import FedRecPrivacy
+import FedRecSupport
+import FedRecFormats
+import FedRecMechanisms
+import FedRecModel
+import FedRecWire
+import FedRecAggregation
 
 @Suite("Central DP release (fl-dp-noise)")
 struct CentralReleaseTests {

@@ -3,6 +3,8 @@ import Testing
 import FedRecCore
 import FedRecTestSupport
 @testable import FedRecPrivacy
+import FedRecSupport
+import FedRecMechanisms
 
 @Suite("Privacy ledger")
 struct PrivacyLedgerTests {

@@ -1,6 +1,8 @@
 import FedRecCore
 import Foundation
 import Testing
+import FedRecSupport
+import FedRecFormats
 
 @testable import FedRecText
 

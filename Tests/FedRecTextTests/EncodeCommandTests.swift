@@ -2,6 +2,8 @@ import FedRecCore
 import Foundation
 import Testing
 import FedRecTestSupport
+import FedRecSupport
+import FedRecFormats
 
 @testable import FedRecText
 

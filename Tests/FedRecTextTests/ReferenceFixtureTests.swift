@@ -1,5 +1,6 @@
 import FedRecCore
 import Testing
+import FedRecSupport
 
 @testable import FedRecText
 

@@ -3,6 +3,11 @@ import Testing
 import FedRecCore
 import FedRecTestSupport
 @testable import FedRecTraining
+import FedRecFormats
+import FedRecModel
+import FedRecWire
+import FedRecAggregation
+import FedRecEvaluation
 
 @Suite("local training, private state and federated ALS")
 struct FederatedTrainingTests {

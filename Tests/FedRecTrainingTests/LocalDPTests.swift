@@ -3,6 +3,7 @@ import Testing
 import FedRecCore
 import FedRecTestSupport
 @testable import FedRecTraining
+import FedRecWire
 
 @Suite("local DP: each client's clipped delta plus Gaussian noise of the mechanism's size")
 struct LocalDPTests {

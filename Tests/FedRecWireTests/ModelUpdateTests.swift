@@ -3,6 +3,8 @@ import Testing
 import FedRecCore
 import FedRecTestSupport
 @testable import FedRecWire
+import FedRecSupport
+import FedRecModel
 
 @Suite("updates and sums on the wire: headers as enums, sums independent of order")
 struct ModelUpdateTests {

@@ -7,6 +7,7 @@
 // Prints one line per measurement: what, draws per second, draws, seconds.
 import FedRecCore
 import Foundation
+import FedRecMechanisms
 
 func seconds(_ body: () throws -> Void) rethrows -> Double {
     let start = DispatchTime.now().uptimeNanoseconds

@@ -8,6 +8,7 @@
 import FedRecCore
 import FedRecText
 import Foundation
+import FedRecSupport
 
 func seconds(_ body: () throws -> Void) rethrows -> Double {
     let start = DispatchTime.now().uptimeNanoseconds

@@ -17,6 +17,11 @@
 import FedRecCore
 import FedRecText
 import Foundation
+import FedRecSupport
+import FedRecFormats
+import FedRecData
+import FedRecTraining
+import FedRecEvaluation
 
 func option(_ name: String, _ args: inout [String]) -> String? {
     guard let i = args.firstIndex(of: name), i + 1 < args.count else { return nil }

@@ -3,6 +3,9 @@ import Testing
 import FedRecTestSupport
 import FedRecCore
 import FedRecTestSupport
+import FedRecSupport
+import FedRecData
+import FedRecModel
 
 @Suite("cold start through the commands", .serialized)
 struct ColdStartCommandTests {

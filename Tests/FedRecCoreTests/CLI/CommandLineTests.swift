@@ -3,6 +3,10 @@ import Testing
 import FedRecTestSupport
 import FedRecCore
 import FedRecTestSupport
+import FedRecSupport
+import FedRecData
+import FedRecModel
+import FedRecWire
 
 /// The built commands, run as a pipeline runs them.
 typealias Tool = CommandRunner

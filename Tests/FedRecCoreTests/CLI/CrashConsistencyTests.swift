@@ -1,7 +1,9 @@
 import Foundation
 import Testing
 import FedRecTestSupport
-@testable import FedRecCore
+import FedRecCore
+import FedRecSupport
+import FedRecPrivacy
 
 /// fl-rounds SIGKILLed (with its whole process group, as a crash would) at seeded random
 /// steps and resumed each time. `FL_ROUNDS_TEST_KILL_AT=K` makes the run kill itself at its

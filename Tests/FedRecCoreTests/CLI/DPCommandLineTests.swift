@@ -3,6 +3,10 @@ import Testing
 import FedRecTestSupport
 import FedRecCore
 import FedRecTestSupport
+import FedRecSupport
+import FedRecMechanisms
+import FedRecWire
+import FedRecPrivacy
 
 @Suite("fl-dp-noise and private training from the command line", .serialized)
 struct DPCommandLineTests {
@@ -15,7 +19,10 @@ struct DPCommandLineTests {
             dir = try TemporaryDirectory()
             let p = try Tool.run("fl-partition", [sampleRatings, "-o", "ds", "--shards", "2", "--split", "leave-last-out", "--seed", "1"], in: path)
             guard p.status == 0 else { throw FedRecError(.io, "fl-partition failed: \(p.stderr)") }
-            let train = ["--reconstruct", "--weighting", "uniform", "--clip", "0.5", "--sample-rate", "0.5", "--test-sample-seed", "3"] + extraTraining
+            // A secret sampling key shared by both shards, as fl-rounds keeps one in RUN/sample-seed
+            // (a --test-sample-seed would make every release private=false).
+            try "3\n".write(toFile: path + "/sample-key", atomically: true, encoding: .utf8)
+            let train = ["--reconstruct", "--weighting", "uniform", "--clip", "0.5", "--sample-rate", "0.5", "--sample-key-file", "sample-key"] + extraTraining
             for (tool, args) in [
                 ("fl-init", ["--dataset", "ds", "--objective", "bpr", "--dim", "8", "-o", "m0.safetensors"]),
                 ("fl-train-local", ["--model", "m0.safetensors", "--shard", "ds/shards/shard-00000.tar", "-o", "u0.safetensors"] + train),

@@ -3,6 +3,7 @@ import Testing
 import FedRecTestSupport
 import FedRecCore
 import FedRecTestSupport
+import FedRecSupport
 
 @Suite("fl-partition --feedback: what fl-partition and fl-inspect say a dataset holds")
 struct FeedbackCommandTests {

@@ -2,6 +2,11 @@ import Foundation
 import Testing
 import FedRecTestSupport
 import FedRecCore
+import FedRecSupport
+import FedRecFormats
+import FedRecData
+import FedRecModel
+import FedRecTraining
 
 /// Inputs that used to be destroyed or to mislead silently (issue 10, section 1).
 @Suite("inputs are never destroyed, and never silently misread", .serialized)

@@ -1,7 +1,8 @@
 import Foundation
 import Testing
 import FedRecTestSupport
-@testable import FedRecCore
+import FedRecCore
+import FedRecSupport
 
 /// Commands stopped by a signal just before their output appears (the test hook
 /// `FEDREC_TEST_SIGNAL_BEFORE_COMMIT` stops them there, temporary file written).

@@ -2,6 +2,8 @@ import Foundation
 import Testing
 import FedRecCore
 import FedRecTestSupport
+import FedRecSupport
+import FedRecWire
 
 @Suite("overlay checkpoints through the commands", .serialized)
 struct OverlayCommandTests {

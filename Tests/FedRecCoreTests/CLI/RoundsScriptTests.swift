@@ -1,8 +1,8 @@
 import Foundation
 import Testing
 import FedRecTestSupport
-@testable import FedRecCore
-@testable import FedRecCLI
+import FedRecCore
+import FedRecSupport
 
 /// The repository's root, `pipelines/fl-rounds` and its Makefile.
 let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()

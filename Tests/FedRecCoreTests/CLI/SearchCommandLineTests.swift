@@ -2,6 +2,9 @@ import Foundation
 import Testing
 import FedRecCore
 import FedRecTestSupport
+import FedRecSupport
+import FedRecFormats
+import FedRecData
 
 @Suite("fl-recommend --query-vector: text-only and personalized search", .serialized)
 struct SearchCommandLineTests {

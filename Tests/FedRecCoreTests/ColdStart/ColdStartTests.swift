@@ -2,6 +2,14 @@ import Foundation
 import Testing
 import FedRecCore
 import FedRecTestSupport
+import FedRecSupport
+import FedRecFormats
+import FedRecData
+import FedRecModel
+import FedRecWire
+import FedRecTraining
+import FedRecAggregation
+import FedRecEvaluation
 
 /// A text table for a dataset, written as fl-encode writes one.
 func writeTextTable(_ vectors: [Float], items: Int, dim: Int, datasetId: String?, to path: String) throws {
