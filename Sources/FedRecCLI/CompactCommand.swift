@@ -33,8 +33,7 @@ public struct CompactCommand: ParsableCommand {
             try FileRoles(inputs: [model, view.base?.path], outputs: [output]).check()
             let written = try ModelRevision(start: view).write(to: output, layout: .standalone)
             if format.json && output != "-" {
-                try emit(JSONValue.object(["model": .string(output), "round": .number(Double(view.round)), "identity": .string(written.identity),
-                                       "from_overlay": .bool(view.isOverlay)]).canonicalText)
+                try emit(view.compactionSummary(output: output, identity: written.identity).canonicalText)
             }
         }
     }

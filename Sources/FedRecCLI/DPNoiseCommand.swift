@@ -121,28 +121,10 @@ public struct DPNoiseRelease: ParsableCommand {
             let report = try CentralRelease.release(sumPath: sum, output: output, options: options, source: source)
             var stderr = StandardError()
             if !report.isPrivate { print("fl-dp-noise: warning: seeded noise, the output is NOT private", to: &stderr) }
-            var object: [String: JSONValue] = [
-                "output": .string(output), "round": .number(Double(report.round)), "sample_rate": .number(report.sampleRate),
-                "expected_clients": .number(report.expectedClients), "coordinates": .number(Double(report.coordinates)),
-                "noise_multiplier": .number(noiseMultiplier), "private": .bool(report.isPrivate),
-            ]
-            if let eps = report.epsilon { object["epsilon"] = .number(eps) }
-            if let left = report.remainingRounds { object["rounds_left"] = .number(Double(left)) }
-            if let (plan, step) = report.adaptiveClip {
-                object["noise_multiplier"] = .number(plan.updateNoiseMultiplier)
-                object["total_noise_multiplier"] = .number(plan.totalNoiseMultiplier)
-                object["count_noise_stddev"] = .number(plan.countNoiseStddev)
-                object["clip"] = .number(step.clip)
-                object["clip_fraction"] = .number(step.noisedFraction)
-                object["next_clip"] = .number(step.nextClip)
-            }
             if format.json {
-                try emit(JSONValue.object(object).canonicalText)
+                try emit(report.json(output: output, noiseMultiplier: noiseMultiplier).canonicalText)
             } else if !format.quiet {
-                let eps = report.epsilon.map { ", epsilon \(sixDecimals($0))" } ?? ""
-                let left = report.remainingRounds.map { ", \($0) rounds left in the budget" } ?? ""
-                let clip = report.adaptiveClip.map { ", clip \(sixDecimals($0.step.clip)) -> \(sixDecimals($0.step.nextClip))" } ?? ""
-                print("fl-dp-noise: round \(report.round) released (\(report.coordinates) coordinates, q·N = \(sixDecimals(report.expectedClients))\(eps)\(left)\(clip))", to: &stderr)
+                print("fl-dp-noise: \(report.summaryLine)", to: &stderr)
             }
         }
     }

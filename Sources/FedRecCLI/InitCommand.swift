@@ -49,24 +49,10 @@ public struct InitCommand: ParsableCommand {
         try reportingErrors("fl-init") {
             try FileRoles(inputs: [dataset, itemText], outputs: [output]).check()
             let manifest = try DatasetManifest.load(dataset)
-            let config = ModelConfig(objective: objective, dim: dim, items: manifest.items, datasetId: manifest.datasetId)
-            let middle = objective == .mse ? Float((manifest.ratingMin + manifest.ratingMax) / 2) : 0
-            var model = MFModel.initial(config: config, scale: initScale, seed: seed, globalBias: middle)
-            model.notes["rating_min"] = "\(manifest.ratingMin)"
-            model.notes["rating_max"] = "\(manifest.ratingMax)"
-            if let itemText {
-                guard objective == .wals else { throw FedRecError(.usage, file: itemText, "--item-text needs --objective wals") }
-                let text = try TextEmbeddingTable.load(itemText)
-                try text.requireAligned(with: manifest)
-                model.textProjection = [Float](repeating: 0, count: dim * text.dim)
-                model.textDim = text.dim
-                model.notes["item_text"] = text.identity
-            }
+            let model = try MFModel.initial(for: manifest, objective: objective, dim: dim, scale: initScale, seed: seed, itemText: itemText)
             let identity = try model.write(to: output)
             if format.json && output != "-" {
-                let summary: JSONValue = ["model": .string(output), "identity": .string(identity), "round": 0,
-                                          "items": .number(Double(manifest.items)), "dim": .number(Double(dim)), "objective": .string(objective.rawValue)]
-                try emit(summary.canonicalText)
+                try emit(model.summary(path: output, identity: identity).canonicalText)
             }
         }
     }

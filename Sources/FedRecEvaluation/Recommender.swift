@@ -11,6 +11,30 @@ public struct Recommendation: Sendable, Equatable {
     public var score: Float
 }
 
+extension Recommendation {
+    /// `fl-recommend`'s TSV: a header, then user, rank, item id, score (six decimals) and
+    /// title, one recommendation a line.
+    public static func table(_ recommendations: [Recommendation], items: [DatasetTables.Item]) -> String {
+        var out = "user\trank\titem\tscore\ttitle\n"
+        for r in recommendations {
+            let item = items[Int(r.item)]
+            out += "\(tsvField(r.user))\t\(r.rank)\t\(tsvField(item.id))\t\(sixDecimals(Double(r.score)))\t\(tsvField(item.title))\n"
+        }
+        return out
+    }
+
+    /// `fl-recommend --json`: one object a recommendation (user, rank, item, score, title).
+    public static func jsonLines(_ recommendations: [Recommendation], items: [DatasetTables.Item]) -> String {
+        var out = ""
+        for r in recommendations {
+            let item = items[Int(r.item)]
+            out += JSONValue.object(["user": .string(r.user), "rank": .number(Double(r.rank)), "item": .string(item.id),
+                                     "score": .number(Double(r.score)), "title": .string(item.title)]).canonicalText + "\n"
+        }
+        return out
+    }
+}
+
 /// Top-K recommendations for users of a dataset, excluding items they already have.
 public enum Recommender {
     /// - Parameters:

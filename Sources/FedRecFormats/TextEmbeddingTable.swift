@@ -89,4 +89,15 @@ public struct TextEmbeddingTable: Sendable, Equatable {
             throw FedRecError(.mismatch, file: path, "was encoded for dataset \(datasetId.prefix(12))…, not this dataset (\(expectedId.prefix(12))…)")
         }
     }
+
+    /// What `fl-encode --json` reports of the table written at `path`.
+    public func summary(output path: String) -> JSONValue {
+        var object: [String: JSONValue] = [
+            "output": .string(path), "items": .number(Double(items)), "dim": .number(Double(dim)),
+            "encoder": .string(encoder), "kind": .string(Self.kind),
+        ]
+        if let datasetId { object["dataset_id"] = .string(datasetId) }
+        if let matched = notes["extra_text_items"].flatMap(Int.init) { object["extra_text_items"] = .number(Double(matched)) }
+        return .object(object)
+    }
 }

@@ -215,3 +215,11 @@ func relativePath(from directory: String, to file: String) throws -> String {
     let up = Array(repeating: "..", count: from.count - common)
     return (up + to[common...].map(String.init)).joined(separator: "/")
 }
+
+extension ModelView {
+    /// What `fl-compact --json` reports of this model rewritten standalone at `path`.
+    public func compactionSummary(output path: String, identity: String) -> JSONValue {
+        .object(["model": .string(path), "round": .number(Double(round)), "identity": .string(identity),
+                 "from_overlay": .bool(isOverlay)])
+    }
+}

@@ -275,3 +275,34 @@ extension UpdateHeader {
     /// marked `private=false` like one noised from a test seed.
     var hasPublicSample: Bool { extra[DPMetadata.samplingKey] == SamplingKeySource.test.rawValue }
 }
+
+extension DPReleaseReport {
+    /// What `fl-dp-noise --json` reports of a release written at `path` with noise
+    /// multiplier z (with adaptive clipping, `noise_multiplier` is the sum's own z_Δ).
+    public func json(output path: String, noiseMultiplier z: Double) -> JSONValue {
+        var object: [String: JSONValue] = [
+            "output": .string(path), "round": .number(Double(round)), "sample_rate": .number(sampleRate),
+            "expected_clients": .number(expectedClients), "coordinates": .number(Double(coordinates)),
+            "noise_multiplier": .number(z), "private": .bool(isPrivate),
+        ]
+        if let epsilon { object["epsilon"] = .number(epsilon) }
+        if let remainingRounds { object["rounds_left"] = .number(Double(remainingRounds)) }
+        if let (plan, step) = adaptiveClip {
+            object["noise_multiplier"] = .number(plan.updateNoiseMultiplier)
+            object["total_noise_multiplier"] = .number(plan.totalNoiseMultiplier)
+            object["count_noise_stddev"] = .number(plan.countNoiseStddev)
+            object["clip"] = .number(step.clip)
+            object["clip_fraction"] = .number(step.noisedFraction)
+            object["next_clip"] = .number(step.nextClip)
+        }
+        return .object(object)
+    }
+
+    /// The one line a person reads on stderr: the round, what was noised, ε and what is left.
+    public var summaryLine: String {
+        let eps = epsilon.map { ", epsilon \(sixDecimals($0))" } ?? ""
+        let left = remainingRounds.map { ", \($0) rounds left in the budget" } ?? ""
+        let clip = adaptiveClip.map { ", clip \(sixDecimals($0.step.clip)) -> \(sixDecimals($0.step.nextClip))" } ?? ""
+        return "round \(round) released (\(coordinates) coordinates, q·N = \(sixDecimals(expectedClients))\(eps)\(left)\(clip))"
+    }
+}

@@ -134,13 +134,7 @@ public struct EncodeCommand: ParsableCommand {
             vectors: vectors, items: items.count, dim: encoder.dimension, encoder: encoderName, datasetId: datasetId, notes: notes)
         try table.write(to: output)
         if format.json && output != "-" {
-            var summary: [String: JSONValue] = [
-                "output": .string(output), "items": .number(Double(items.count)), "dim": .number(Double(encoder.dimension)),
-                "encoder": .string(encoderName), "kind": .string(FileKind.textEmbedding.rawValue),
-            ]
-            if let datasetId { summary["dataset_id"] = .string(datasetId) }
-            if extraText != nil { summary["extra_text_items"] = .number(Double(matched)) }
-            try emit(JSONValue.object(summary).canonicalText)
+            try emit(table.summary(output: output).canonicalText)
         }
     }
 

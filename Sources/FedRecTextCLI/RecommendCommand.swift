@@ -113,16 +113,8 @@ public struct RecommendCommand: ParsableCommand {
                                                       source: try parameters.source(for: directory.shardPaths, settings: settings),
                                                       biasShrinkage: biasShrinkage)
             }
-            var out = format.json ? "" : "user\trank\titem\tscore\ttitle\n"
-            for r in recommendations {
-                let item = tables.items[Int(r.item)]
-                if format.json {
-                    out += JSONValue.object(["user": .string(r.user), "rank": .number(Double(r.rank)), "item": .string(item.id),
-                                             "score": .number(Double(r.score)), "title": .string(item.title)]).canonicalText + "\n"
-                } else {
-                    out += "\(r.user)\t\(r.rank)\t\(item.id)\t\(sixDecimals(Double(r.score)))\t\(item.title)\n"
-                }
-            }
+            let out = format.json ? Recommendation.jsonLines(recommendations, items: tables.items)
+                : Recommendation.table(recommendations, items: tables.items)
             try emit(out)
         }
     }
