@@ -22,9 +22,19 @@ public final class ShardUserReader {
     private let reader: ShardReader
     private var pending: ShardEntry?
 
-    public init(path: String, datasetId: String? = nil, items: Int? = nil) throws {
+    /// Opens the shard at `path` (`-` for stdin).
+    /// - Parameters:
+    ///   - datasetId: the dataset the shard must belong to (`.mismatch` otherwise).
+    ///   - items: the dataset's item count; an item index outside it is `.corrupt`.
+    public convenience init(path: String, datasetId: String? = nil, items: Int? = nil) throws {
+        try self.init(reader: ShardReader(path: path), datasetId: datasetId, items: items)
+    }
+
+    /// Reads the users of an opened shard (one given in memory, say), as `init(path:)`.
+    public init(reader: ShardReader, datasetId: String? = nil, items: Int? = nil) throws {
+        let path = reader.path
         self.path = path
-        reader = try ShardReader(path: path)
+        self.reader = reader
         guard let first = try reader.next() else { throw FedRecError(.emptyInput, file: path, "shard archive holds no files") }
         guard first.name == ShardLayout.headerName else {
             throw FedRecError(.wrongKind, file: path, "not a fedrec shard: first entry is \(first.name), expected \(ShardLayout.headerName)")
@@ -80,8 +90,12 @@ public final class ShardUserReader {
                 throw FedRecError(.corrupt, file: path, "\(key).json: \(error.message)")
             }
         }
-        guard let user = meta["user"]?.intValue, let client = meta["client"]?.intValue, let id = meta["id"]?.stringValue else {
+        guard let userValue = meta["user"]?.intValue, let clientValue = meta["client"]?.intValue, let id = meta["id"]?.stringValue else {
             throw FedRecError(.corrupt, file: path, "\(key).json lacks user, client or id")
+        }
+        // Indices, not counts: 0 up to Int32.max, which every table of users and clients uses.
+        guard let user = Int32(exactly: userValue), user >= 0, let client = Int32(exactly: clientValue), client >= 0 else {
+            throw FedRecError(.corrupt, file: path, "\(key).json: user \(userValue) or client \(clientValue) is not an index in 0...\(Int32.max)")
         }
         guard let trainBytes = files[".train.npy"] else { throw missing(".train.npy") }
         let name = "\(path)[\(key)]"
@@ -100,7 +114,7 @@ public final class ShardUserReader {
                 throw FedRecError(.corrupt, file: path, "user \(key) refers to item \(item), outside the dataset's \(items) items")
             }
         }
-        return UserRecord(user: Int32(user), id: id, client: Int32(client), train: train, test: test, cold: cold, negatives: negatives)
+        return UserRecord(user: user, id: id, client: client, train: train, test: test, cold: cold, negatives: negatives)
     }
 
     /// The WebDataset key of an entry: its name up to the first dot.

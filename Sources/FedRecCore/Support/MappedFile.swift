@@ -13,8 +13,24 @@ public final class MappedFile: @unchecked Sendable {
     public let bytes: UnsafeRawBufferPointer
     private let mapped: Bool
 
-    public init(path: String) throws {
+    /// Bytes already in memory (stdin, a member of an archive, a test or fuzzing input),
+    /// copied into 16-byte aligned storage so readers see them as they would a mapped file.
+    /// - Parameter path: the name to put in errors.
+    public convenience init(path: String, contents: some Collection<UInt8>) {
+        let count = contents.count
+        let storage = UnsafeMutableRawBufferPointer.allocate(byteCount: max(count, 1), alignment: 16)
+        _ = storage.initializeMemory(as: UInt8.self, from: contents)
+        self.init(path: path, bytes: UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(storage)[0..<count]), mapped: false)
+    }
+
+    /// `bytes` are unmapped (`mapped`) or deallocated when this object goes.
+    private init(path: String, bytes: UnsafeRawBufferPointer, mapped: Bool) {
         self.path = path
+        self.bytes = bytes
+        self.mapped = mapped
+    }
+
+    public convenience init(path: String) throws {
         if path == "-" {
             var data = [UInt8]()
             var chunk = [UInt8](repeating: 0, count: 1 << 16)
@@ -27,10 +43,7 @@ public final class MappedFile: @unchecked Sendable {
                 if n == 0 { break }
                 data.append(contentsOf: chunk[0..<n])
             }
-            let storage = UnsafeMutableRawBufferPointer.allocate(byteCount: max(data.count, 1), alignment: 16)
-            data.withUnsafeBytes { storage.copyMemory(from: $0) }
-            bytes = UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(storage)[0..<data.count])
-            mapped = false
+            self.init(path: path, contents: data)
             return
         }
         let fd = open(path, O_RDONLY | O_CLOEXEC)
@@ -48,15 +61,13 @@ public final class MappedFile: @unchecked Sendable {
         }
         let size = Int(info.st_size)
         if size == 0 {
-            bytes = UnsafeRawBufferPointer(start: nil, count: 0)
-            mapped = false
+            self.init(path: path, bytes: UnsafeRawBufferPointer(start: nil, count: 0), mapped: false)
             return
         }
         guard let address = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), address != MAP_FAILED else {
             throw FedRecError(.io, file: path, "cannot map: \(systemError())")
         }
-        bytes = UnsafeRawBufferPointer(start: address, count: size)
-        mapped = true
+        self.init(path: path, bytes: UnsafeRawBufferPointer(start: address, count: size), mapped: true)
     }
 
     /// Runs `body` with the bytes, keeping the mapping alive until it returns. Use this
