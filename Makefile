@@ -1,4 +1,4 @@
-# fedrec: make demo · make test · make bench
+# fedrec: make demo · make test · make bench · make fuzz
 # Installs what the system lacks (Debian packages) before building, so a fresh machine
 # needs nothing by hand.
 
@@ -50,6 +50,7 @@ bench: release
 	bench/run-all
 
 include make/model.mk
+include make/fuzz.mk
 
 clean:
 	rm -rf .build $(DEMO_RUN)
