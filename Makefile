@@ -1,4 +1,4 @@
-# fedrec: make demo · make test · make bench
+# fedrec: make demo · make test · make bench · make fuzz
 # Installs what the system lacks (Debian packages) before building, so a fresh machine
 # needs nothing by hand.
 
@@ -76,6 +76,7 @@ completions: release
 	echo "completions in $(COMPLETIONS_DIR)/{bash,zsh,fish}" >&2
 
 include make/model.mk
+include make/fuzz.mk
 
 clean:
 	rm -rf .build $(DEMO_RUN) $(MAN_DIR) $(COMPLETIONS_DIR)

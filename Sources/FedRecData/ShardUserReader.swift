@@ -25,9 +25,19 @@ public final class ShardUserReader {
     private let reader: ShardReader
     private var pending: ShardEntry?
 
-    public init(path: String, datasetId: String? = nil, items: Int? = nil) throws {
+    /// Opens the shard at `path` (`-` for stdin).
+    /// - Parameters:
+    ///   - datasetId: the dataset the shard must belong to (`.mismatch` otherwise).
+    ///   - items: the dataset's item count; an item index outside it is `.corrupt`.
+    public convenience init(path: String, datasetId: String? = nil, items: Int? = nil) throws {
+        try self.init(reader: ShardReader(path: path), datasetId: datasetId, items: items)
+    }
+
+    /// Reads the users of an opened shard (one given in memory, say), as `init(path:)`.
+    public init(reader: ShardReader, datasetId: String? = nil, items: Int? = nil) throws {
+        let path = reader.path
         self.path = path
-        reader = try ShardReader(path: path)
+        self.reader = reader
         guard let first = try reader.next() else { throw FedRecError(.emptyInput, file: path, "shard archive holds no files") }
         guard first.name == ShardLayout.headerName else {
             throw FedRecError(.wrongKind, file: path, "not a fedrec shard: first entry is \(first.name), expected \(ShardLayout.headerName)")

@@ -34,6 +34,8 @@ public final class ShardReader {
     public let path: String
     private let archive: OpaquePointer
     private let descriptor: Int32?
+    /// The shard's bytes when it was given in memory; libarchive reads them in place.
+    private let memory: UnsafeMutableRawBufferPointer?
     private var entryCount = 0
     private var done = false
 
@@ -72,6 +74,7 @@ public final class ShardReader {
         }
         self.archive = archive
         descriptor = fd
+        memory = nil
         // From here every stored property is set, so a throw runs `deinit`, which frees the handles.
         archive_read_support_filter_all(archive)
         archive_read_support_format_tar(archive)
@@ -83,9 +86,33 @@ public final class ShardReader {
         if status < ARCHIVE_WARN { throw failure(opening: true) }
     }
 
+    /// Reads a shard already in memory (a shard received over a pipe, a test or fuzzing
+    /// input); the bytes are copied once.
+    /// - Parameters:
+    ///   - bytes: the whole shard file, compressed or not.
+    ///   - path: the name to put in errors.
+    /// - Throws: `.emptyInput` for no bytes, `.corrupt` when libarchive cannot open them.
+    public init(bytes: some Collection<UInt8>, path: String) throws {
+        self.path = path
+        guard !bytes.isEmpty else { throw FedRecError(.emptyInput, file: path, "empty input, expected a tar shard") }
+        guard let archive = archive_read_new() else {
+            throw FedRecError(.io, file: path, "cannot create a libarchive reader")
+        }
+        let storage = UnsafeMutableRawBufferPointer.allocate(byteCount: bytes.count, alignment: 16)
+        _ = storage.initializeMemory(as: UInt8.self, from: bytes)
+        self.archive = archive
+        descriptor = nil
+        memory = storage
+        archive_read_support_filter_all(archive)
+        archive_read_support_format_tar(archive)
+        let status = withArchiveUTF8Locale { archive_read_open_memory(archive, storage.baseAddress, storage.count) }
+        if status < ARCHIVE_WARN { throw failure(opening: true) }
+    }
+
     deinit {
         archive_read_free(archive)  // closes the archive first
         if let descriptor { close(descriptor) }
+        memory?.deallocate()
     }
 
     /// The next regular file, or `nil` at the end of the archive.
@@ -112,22 +139,29 @@ public final class ShardReader {
                 archive_entry_pathname_utf8(header).map { String(cString: $0) }
                     ?? archive_entry_pathname(header).map { String(cString: $0) } ?? ""
             }
-            // Tar headers always give the size, and the data never runs past it.
+            // Tar headers always give the size, and the data never runs past it. The size
+            // is only a claim of the file: memory grows with the bytes that do arrive (a
+            // header may declare terabytes over a few bytes of data).
             let declared = Int(archive_entry_size(header))
             guard declared >= 0 else {
                 done = true
                 throw FedRecError(.corrupt, file: path, "entry '\(name)' has a negative size")
             }
+            var bytes = [UInt8]()
+            bytes.reserveCapacity(min(declared, Self.readChunk))
             var failed = false
-            let bytes = [UInt8](unsafeUninitializedCapacity: declared) { buffer, count in
-                count = 0
-                while count < declared {
-                    let n = archive_read_data(archive, buffer.baseAddress! + count, declared - count)
-                    if n <= 0 {
-                        failed = n < 0
-                        break
-                    }
-                    count += n
+            while bytes.count < declared {
+                let want = min(declared - bytes.count, Self.readChunk)
+                let start = bytes.count
+                var got = 0
+                bytes.append(contentsOf: repeatElement(0, count: want))
+                bytes.withUnsafeMutableBytes { buffer in
+                    got = archive_read_data(archive, buffer.baseAddress! + start, want)
+                }
+                bytes.removeLast(want - max(got, 0))
+                if got <= 0 {
+                    failed = got < 0
+                    break
                 }
             }
             if failed { throw failure(opening: false, entry: name) }
@@ -139,10 +173,13 @@ public final class ShardReader {
         }
     }
 
+    /// Bytes asked of libarchive at a time, and reserved at first for an entry.
+    static let readChunk = 1 << 20
+
     private func failure(opening: Bool, entry: String? = nil) -> FedRecError {
         done = true
         let message = archive_error_string(archive).map { String(cString: $0) } ?? "unknown libarchive error"
-        if opening && descriptor == nil && archive_filter_bytes(archive, -1) == 0 {
+        if opening && descriptor == nil && memory == nil && archive_filter_bytes(archive, -1) == 0 {
             return FedRecError(.emptyInput, file: path, "empty input, expected a tar shard")
         }
         let place = entry.map { " in '\($0)'" } ?? ""

@@ -15,11 +15,26 @@ public final class MappedFile: @unchecked Sendable {
     public let bytes: UnsafeRawBufferPointer
     private let mapped: Bool
 
-    public init(path: String) throws {
+    /// Bytes already in memory (stdin, a member of an archive, a test or fuzzing input),
+    /// copied into 16-byte aligned storage so readers see them as they would a mapped file.
+    /// - Parameter path: the name to put in errors.
+    public convenience init(path: String, contents: some Collection<UInt8>) {
+        let count = contents.count
+        let storage = UnsafeMutableRawBufferPointer.allocate(byteCount: max(count, 1), alignment: 16)
+        _ = storage.initializeMemory(as: UInt8.self, from: contents)
+        self.init(path: path, bytes: UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(storage)[0..<count]), mapped: false)
+    }
+
+    /// `bytes` are unmapped (`mapped`) or deallocated when this object goes.
+    private init(path: String, bytes: UnsafeRawBufferPointer, mapped: Bool) {
         self.path = path
+        self.bytes = bytes
+        self.mapped = mapped
+    }
+
+    public convenience init(path: String) throws {
         if path == "-" {
-            bytes = try Self.readToEnd(STDIN_FILENO, path: path)
-            mapped = false
+            self.init(path: path, bytes: try Self.readToEnd(STDIN_FILENO, path: path), mapped: false)
             return
         }
         let fd = open(path, O_RDONLY | O_CLOEXEC)
@@ -37,21 +52,18 @@ public final class MappedFile: @unchecked Sendable {
         }
         guard (info.st_mode & S_IFMT) == S_IFREG else {
             // A pipe or device has no size to map: stream it.
-            bytes = try Self.readToEnd(fd, path: path)
-            mapped = false
+            self.init(path: path, bytes: try Self.readToEnd(fd, path: path), mapped: false)
             return
         }
         let size = Int(info.st_size)
         if size == 0 {
-            bytes = UnsafeRawBufferPointer(start: nil, count: 0)
-            mapped = false
+            self.init(path: path, bytes: UnsafeRawBufferPointer(start: nil, count: 0), mapped: false)
             return
         }
         guard let address = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), address != MAP_FAILED else {
             throw FedRecError(.io, file: path, "cannot map: \(systemError())")
         }
-        bytes = UnsafeRawBufferPointer(start: address, count: size)
-        mapped = true
+        self.init(path: path, bytes: UnsafeRawBufferPointer(start: address, count: size), mapped: true)
     }
 
     /// Reads `fd` to its end into an allocated buffer (freed in `deinit`).
