@@ -1,17 +1,18 @@
 /// Small dense kernels for the hot loops of ALS and scoring, written over raw pointers
 /// with 8-wide SIMD so they vectorise; sums run in a fixed order, so results are
-/// bit-identical run to run.
+/// bit-identical run to run. `@inlinable`: the training and aggregation layers call them in
+/// their innermost loops, from other modules.
 public enum VectorKernels {
     /// acc[a·n + b] += scale · x[a] · x[b] for all a, b < n (a rank-one update of an
     /// n × n row-major matrix).
     /// - Complexity: O(n²).
-    @inline(__always)
+    @inlinable @inline(__always)
     public static func addOuter(_ acc: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, n: Int, scale: Float) {
         for a in 0..<n { addScaled(acc + a * n, x, n: n, scale: scale * x[a]) }
     }
 
     /// acc[i] += scale · x[i] for i < n.
-    @inline(__always)
+    @inlinable @inline(__always)
     public static func addScaled(_ acc: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, n: Int, scale: Float) {
         let wide = n & ~7
         var i = 0
@@ -28,7 +29,7 @@ public enum VectorKernels {
     }
 
     /// Σ a[i] · b[i] for i < n.
-    @inline(__always)
+    @inlinable @inline(__always)
     public static func dot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, n: Int) -> Float {
         let wide = n & ~7
         var sum = SIMD8<Float>(repeating: 0)
