@@ -252,19 +252,7 @@ public enum PrivacyLedger {
     }
 
     private static func readAll(_ fd: Int32, path: String) throws -> [UInt8] {
-        var bytes: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 1 << 16)
-        var offset: off_t = 0
-        while true {
-            let n = chunk.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, offset) }
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw FedRecError(.io, file: path, "cannot read ledger: \(systemError())")
-            }
-            if n == 0 { return bytes }
-            bytes.append(contentsOf: chunk[0..<n])
-            offset += off_t(n)
-        }
+        try readAllBytes(fd, fromStart: true, path: path, what: "ledger")
     }
 
     private static func syncDirectory(of path: String) {

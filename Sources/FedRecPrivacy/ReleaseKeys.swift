@@ -142,19 +142,7 @@ public enum ReleaseKeys {
     }
 
     private static func readAll(_ fd: Int32, path: String) throws -> [UInt8] {
-        var bytes: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 1 << 14)
-        var offset: off_t = 0
-        while true {
-            let n = chunk.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, offset) }
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw FedRecError(.io, file: path, "cannot read release keys: \(systemError())")
-            }
-            if n == 0 { return bytes }
-            bytes.append(contentsOf: chunk[0..<n])
-            offset += off_t(n)
-        }
+        try readAllBytes(fd, fromStart: true, path: path, what: "release keys")
     }
 
     private static func writeAll(_ fd: Int32, _ bytes: [UInt8], path: String) throws {

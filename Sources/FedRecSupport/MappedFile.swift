@@ -68,17 +68,7 @@ public final class MappedFile: @unchecked Sendable {
 
     /// Reads `fd` to its end into an allocated buffer (freed in `deinit`).
     private static func readToEnd(_ fd: Int32, path: String) throws -> UnsafeRawBufferPointer {
-        var data = [UInt8]()
-        var chunk = [UInt8](repeating: 0, count: 1 << 16)
-        while true {
-            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw FedRecError(.io, file: path, "cannot read: \(systemError())")
-            }
-            if n == 0 { break }
-            data.append(contentsOf: chunk[0..<n])
-        }
+        let data = try readAllBytes(fd, fromStart: false, path: path)
         let storage = UnsafeMutableRawBufferPointer.allocate(byteCount: max(data.count, 1), alignment: 16)
         data.withUnsafeBytes { storage.copyMemory(from: $0) }
         return UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(storage)[0..<data.count])
