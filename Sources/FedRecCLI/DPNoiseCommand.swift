@@ -188,26 +188,15 @@ public struct DPAccount: ParsableCommand {
 
     public func run() throws {
         try reportingErrors("fl-dp-noise") {
-            let accountant = RDPAccountant()
-            var object: [String: JSONValue] = ["delta": .number(delta)]
-            let result: (epsilon: Double, order: Double)
+            let account: PrivacyAccount
             if let ledger {
-                let contents = try PrivacyLedger.read(path: ledger)
-                result = try accountant.epsilon(ledger: contents.entries, delta: delta)
-                object["releases"] = .number(Double(contents.entries.count))
-                object["private"] = .bool(contents.entries.allSatisfy(\.isPrivate))
-                object["head"] = .string(contents.head)
+                account = try PrivacyAccount(ledger: try PrivacyLedger.read(path: ledger), delta: delta)
             } else if let sampleRate, let noiseMultiplier, let rounds {
-                result = try accountant.epsilon(sampleRate: sampleRate, noiseMultiplier: noiseMultiplier, steps: rounds, delta: delta)
-                object["sample_rate"] = .number(sampleRate)
-                object["noise_multiplier"] = .number(noiseMultiplier)
-                object["rounds"] = .number(Double(rounds))
+                account = try PrivacyAccount(sampleRate: sampleRate, noiseMultiplier: noiseMultiplier, rounds: rounds, delta: delta)
             } else {
                 throw FedRecError(.usage, "nothing to account")
             }
-            object["epsilon"] = result.epsilon.isFinite ? .number(result.epsilon) : .string("inf")
-            object["order"] = .number(result.order)
-            try emit(json ? JSONValue.object(object).canonicalText : "\(result.epsilon)")
+            try emit(json ? account.json.canonicalText : "\(account.epsilon)")
         }
     }
 }
