@@ -160,13 +160,9 @@ public enum Evaluator {
             }
             if rankingWanted { isCold[Int(item)] = true }
         }
-        var counts = [Float](repeating: 0, count: baseline == .popularity ? config.items : 0)
-        if baseline == .popularity {
-            for shard in shards {
-                let reader = try ShardUserReader(path: shard, datasetId: config.datasetId, items: config.items)
-                while let record = try reader.next() { for item in record.train.items { counts[Int(item)] += 1 } }
-            }
-        }
+        let counts = baseline == .popularity
+            ? try trainingInteractionCounts(shards: shards, datasetId: config.datasetId, items: config.items).map { Float($0) }
+            : []
         // Shards are evaluated concurrently, each into its own partial report; partials are
         // merged in shard order, so the result does not depend on scheduling.
         let partials = ConcurrentResults<Result<EvaluationReport, FedRecError>>(count: shards.count)

@@ -209,19 +209,9 @@ public struct ItemBiasShrinkage: Sendable {
         try ModelConfig(objective: model.config.objective, dim: model.config.dim, items: manifest.items, datasetId: manifest.datasetId)
             .requireSame(model.config, file: modelPath)
         let items = try model.items.dense()
-        let counts = try Self.trainingCounts(shards: dataset.shardPaths, datasetId: manifest.datasetId, items: manifest.items)
+        let counts = try trainingInteractionCounts(shards: dataset.shardPaths, datasetId: manifest.datasetId, items: manifest.items)
         self.init(bias: Array(items.bias), counts: counts, k: k)
         try model.checkIntegrity()
-    }
-
-    /// Each item's number of training interactions over `shards`.
-    public static func trainingCounts(shards: [String], datasetId: String, items: Int) throws -> [Int] {
-        var counts = [Int](repeating: 0, count: items)
-        for shard in shards {
-            let reader = try ShardUserReader(path: shard, datasetId: datasetId, items: items)
-            while let record = try reader.next() { for item in record.train.items { counts[Int(item)] += 1 } }
-        }
-        return counts
     }
 
     /// Turns b_i + p_u·q_i into b_i·n_i/(n_i + k) + p_u·q_i, in place.

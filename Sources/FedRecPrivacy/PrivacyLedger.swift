@@ -134,7 +134,7 @@ public enum PrivacyLedger {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw FedRecError(.noInput, file: path, "cannot open ledger: \(systemError())") }
         defer { close(fd) }
-        let bytes = try readAll(fd, path: path)
+        let bytes = try readAllBytes(fd, fromStart: true, path: path, what: "ledger")
         let contents = try inFile(path) { try verify(bytes) }
         if let expectedHead, expectedHead != contents.head {
             throw FedRecError(.corrupt, file: path,
@@ -223,7 +223,7 @@ public enum PrivacyLedger {
         guard fd >= 0 else { throw FedRecError(.cannotCreate, file: path, "cannot open ledger: \(systemError())") }
         defer { close(fd) }
         guard flock(fd, LOCK_EX) == 0 else { throw FedRecError(.io, file: path, "cannot lock ledger: \(systemError())") }
-        let existing = try readAll(fd, path: path)
+        let existing = try readAllBytes(fd, fromStart: true, path: path, what: "ledger")
         let contents = try inFile(path) { try verify(existing) }
         if let expectedHead, expectedHead != contents.head {
             throw FedRecError(.corrupt, file: path,
@@ -249,10 +249,6 @@ public enum PrivacyLedger {
         }
         if existing.isEmpty { syncDirectory(of: path) }
         return sha256Hex(line.dropLast())
-    }
-
-    private static func readAll(_ fd: Int32, path: String) throws -> [UInt8] {
-        try readAllBytes(fd, fromStart: true, path: path, what: "ledger")
     }
 
     private static func syncDirectory(of path: String) {

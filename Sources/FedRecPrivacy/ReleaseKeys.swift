@@ -58,7 +58,7 @@ public enum ReleaseKeys {
             throw FedRecError(.noInput, file: path, "cannot open release keys: \(systemError())")
         }
         defer { close(fd) }
-        return try parse(readAll(fd, path: path), path: path)
+        return try parse(readAllBytes(fd, fromStart: true, path: path, what: "release keys"), path: path)
     }
 
     /// Appends a pending release durably, creating the file mode 600.
@@ -67,7 +67,7 @@ public enum ReleaseKeys {
         let fd = try openPrivate(path)
         defer { close(fd) }
         guard flock(fd, LOCK_EX) == 0 else { throw FedRecError(.io, file: path, "cannot lock release keys: \(systemError())") }
-        let existing = try readAll(fd, path: path)
+        let existing = try readAllBytes(fd, fromStart: true, path: path, what: "release keys")
         if let last = existing.last, last != 0x0A {
             let end = existing.lastIndex(of: 0x0A).map { $0 + 1 } ?? 0
             guard ftruncate(fd, off_t(end)) == 0 else { throw FedRecError(.io, file: path, "cannot cut a torn record: \(systemError())") }
@@ -85,7 +85,7 @@ public enum ReleaseKeys {
         let fd = try openPrivate(path)
         defer { close(fd) }
         guard flock(fd, LOCK_EX) == 0 else { throw FedRecError(.io, file: path, "cannot lock release keys: \(systemError())") }
-        let kept = try parse(readAll(fd, path: path), path: path).filter { !($0.round == round && $0.sum == sum) }
+        let kept = try parse(readAllBytes(fd, fromStart: true, path: path, what: "release keys"), path: path).filter { !($0.round == round && $0.sum == sum) }
         guard ftruncate(fd, 0) == 0 else { throw FedRecError(.io, file: path, "cannot rewrite release keys: \(systemError())") }
         try writeAll(fd, Array(kept.map { $0.text + "\n" }.joined().utf8), path: path)
         guard fsync(fd) == 0 else { throw FedRecError(.io, file: path, "cannot sync release keys: \(systemError())") }
@@ -139,10 +139,6 @@ public enum ReleaseKeys {
             throw FedRecError(.cannotCreate, file: path, "cannot make release keys private (mode 600): \(reason)")
         }
         return fd
-    }
-
-    private static func readAll(_ fd: Int32, path: String) throws -> [UInt8] {
-        try readAllBytes(fd, fromStart: true, path: path, what: "release keys")
     }
 
     private static func writeAll(_ fd: Int32, _ bytes: [UInt8], path: String) throws {

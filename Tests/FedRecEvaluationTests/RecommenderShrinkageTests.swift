@@ -89,7 +89,7 @@ struct RecommenderShrinkageTests {
     func countsAndObjectives() throws {
         let f = try Fixture()
         let manifest = f.dataset.manifest
-        let counts = try ItemBiasShrinkage.trainingCounts(shards: f.dataset.shardPaths, datasetId: manifest.datasetId, items: manifest.items)
+        let counts = try trainingInteractionCounts(shards: f.dataset.shardPaths, datasetId: manifest.datasetId, items: manifest.items)
         for (i, item) in f.dataset.tables.items.enumerated() {
             #expect(counts[i] == f.ratings[Int(item.id) ?? -1] ?? 0)
         }
