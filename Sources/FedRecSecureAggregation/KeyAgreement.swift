@@ -4,7 +4,7 @@ import Foundation
 
 /// What an agreed key is for: each pair of parties agrees one key to encrypt the shares they
 /// send each other and another as the seed of their pairwise mask (Bonawitz et al., CCS 2017,
-/// §4: the c- and s-keys), from two separate X25519 key pairs.
+/// §5, round ShareKeys: the keys c_u and s_u), from two separate X25519 key pairs.
 public enum KeyPurpose: String, Sendable, CaseIterable {
     case shareEncryption
     case pairwiseMask
@@ -52,7 +52,7 @@ public struct PartyKeyPair: @unchecked Sendable {
 
 /// X25519 key agreement (RFC 7748), then HKDF-SHA256 (RFC 5869) to a 32-byte secret bound to
 /// the session, the purpose and the pair of parties, as SecAgg's KA.agree (Bonawitz et al.,
-/// CCS 2017, §3.3 and §6: Diffie–Hellman composed with a hash).
+/// CCS 2017, §3.2 "Key Agreement": Diffie–Hellman composed with a hash function).
 ///
 /// salt = the session id (32 bytes);
 /// info = ASCII "fedrec-secagg/" ‖ ASCII purpose (`KeyPurpose.rawValue`) ‖ 0x00 ‖

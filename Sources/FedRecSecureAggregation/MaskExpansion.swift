@@ -3,7 +3,8 @@ import Foundation
 import _CryptoExtras
 
 /// What a mask is for: a party's own (self) mask b_u, or a pairwise mask s_{u,v} shared with a
-/// neighbour (Bonawitz et al., CCS 2017, §4: y_u = x_u + PRG(b_u) + Σ ±PRG(s_{u,v})).
+/// neighbour (Bonawitz et al., CCS 2017, §4 "Technical Intuition":
+/// y_u = x_u + PRG(b_u) + Σ_v ±PRG(s_{u,v})).
 public enum MaskPurpose: UInt8, Sendable, Equatable, CaseIterable {
     case selfMask = 1
     case pairwise = 2
@@ -41,11 +42,15 @@ public struct MaskDomain: Sendable, Equatable {
     }
 }
 
-/// The mask PRG: ChaCha20 (RFC 8439) keyed by a full 256-bit seed, nonce from `MaskDomain`,
-/// block counter from 0; the keystream is read as little-endian UInt32 words, word i masking
-/// coordinate i, reduced mod 2^b by keeping its low b bits (2^b divides 2^32, so the reduced
-/// words stay uniform). ChaCha20's 32-bit block counter bounds one (seed, domain) to 2^32
-/// blocks of 64 bytes: 256 GiB of keystream, 2^36 coordinates.
+/// The mask PRG (Bonawitz et al., CCS 2017, §3.4 "Pseudorandom Generator"): ChaCha20
+/// (RFC 8439) keyed by the full 256-bit seed, nonce from `MaskDomain`, block counter from 0;
+/// the keystream is read as little-endian UInt32 words, word i masking coordinate i, reduced
+/// mod 2^b by keeping its low b bits (2^b divides 2^32, so the reduced words stay uniform).
+///
+/// `Insecure.ChaCha20CTR` takes the RFC 8439 layout: a 4-byte block counter and a 12-byte
+/// nonce, separately; the keystream is made by encrypting a reused zero buffer, 64 KiB per call,
+/// each call starting at the block where the last one ended. ChaCha20's 32-bit block counter
+/// bounds one (seed, domain) to 2^32 blocks of 64 bytes: 256 GiB of keystream, 2^36 coordinates.
 public enum MaskExpansion {
     /// Bytes of a mask seed: a ChaCha20 key.
     public static let seedByteCount = 32

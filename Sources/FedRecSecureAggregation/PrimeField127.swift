@@ -1,6 +1,6 @@
 /// Arithmetic in GF(p) for the Mersenne prime p = 2^127 - 1: the field Shamir's secret sharing
 /// works in (Shamir, "How to Share a Secret", CACM 1979; used for the seeds and keys of
-/// Bonawitz et al., CCS 2017, §4).
+/// Bonawitz et al., CCS 2017, §3.1).
 ///
 /// Elements are `UInt128` values in 0..<p. A product of two elements (< 2^254) is reduced by
 /// the Mersenne identity 2^127 ≡ 1 (mod p): hi·2^127 + lo ≡ hi + lo, so no division is needed.

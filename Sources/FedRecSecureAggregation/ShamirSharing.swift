@@ -51,7 +51,8 @@ public struct ShamirShare: Sendable, Equatable {
 }
 
 /// Shamir's t-out-of-n secret sharing over GF(2^127 - 1) (Shamir, CACM 1979), as SecAgg uses
-/// it for each party's self-mask seed and key-agreement secret (Bonawitz et al., CCS 2017, §4).
+/// it for each party's self-mask seed and key-agreement secret (Bonawitz et al., CCS 2017,
+/// §3.1 "Secret Sharing").
 ///
 /// A secret of any length is cut into 15-byte chunks (the last may be shorter), each read as a
 /// big-endian integer below 2^120 < p, and each chunk is shared with its own random polynomial

@@ -4,8 +4,8 @@ import Foundation
 
 /// A bundle of Shamir shares from party `sender` to party `receiver`, encrypted with
 /// ChaCha20-Poly1305 (RFC 8439 §2.8) under their agreed `.shareEncryption` key, relayed by the
-/// server which cannot read it (Bonawitz et al., CCS 2017, §4, round 1: the authenticated
-/// encryption of the shares of b_u and s_u^SK).
+/// server which cannot read it (Bonawitz et al., CCS 2017, §3.3 "Authenticated Encryption"
+/// and §5, round ShareKeys: the encrypted shares of b_u and s_u^SK).
 ///
 /// The associated data binds the envelope to where it belongs, so a replayed (other round or
 /// session) or redirected (other sender or receiver) envelope fails to open:
