@@ -1,0 +1,9 @@
+import Testing
+
+@testable import FedRecSecureAggregation
+
+@Suite struct SecureAggregationTests {
+    @Test func protocolVersionIsOne() {
+        #expect(SecureAggregation.protocolVersion == 1)
+    }
+}
