@@ -231,32 +231,18 @@ public enum PrivacyLedger {
         }
         let head = contents.head
         let line = Array((entry.line(prev: head) + "\n").utf8)
-        var written = 0
-        while written < line.count {
-            let n = line[written...].withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
-            if n < 0 {
-                if errno == EINTR { continue }
-                let reason = systemError()
-                _ = ftruncate(fd, off_t(existing.count))
-                throw FedRecError(.io, file: path, "cannot append to ledger: \(reason)")
-            }
-            written += n
+        guard line.withUnsafeBytes({ writeAllBytes(fd, $0) }) else {
+            let reason = systemError()
+            _ = ftruncate(fd, off_t(existing.count))
+            throw FedRecError(.io, file: path, "cannot append to ledger: \(reason)")
         }
         guard fsync(fd) == 0 else {
             let reason = systemError()
             _ = ftruncate(fd, off_t(existing.count))
             throw FedRecError(.io, file: path, "cannot sync ledger: \(reason)")
         }
-        if existing.isEmpty { syncDirectory(of: path) }
+        if existing.isEmpty { syncDirectory(containing: path) }
         return sha256Hex(line.dropLast())
-    }
-
-    private static func syncDirectory(of path: String) {
-        let directory = path.lastIndex(of: "/").map { String(path[..<$0]) } ?? "."
-        let fd = open(directory.isEmpty ? "/" : directory, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return }
-        _ = fsync(fd)
-        close(fd)
     }
 }
 

@@ -75,7 +75,7 @@ public enum ReleaseKeys {
         let bytes = Array((release.text + "\n").utf8)
         try writeAll(fd, bytes, path: path)
         guard fsync(fd) == 0 else { throw FedRecError(.io, file: path, "cannot sync release keys: \(systemError())") }
-        if created { syncDirectory(of: path) }
+        if created { syncDirectory(containing: path) }
     }
 
     /// Forgets the keys of `round` on `sum` (the release is complete), rewriting the file in
@@ -142,22 +142,8 @@ public enum ReleaseKeys {
     }
 
     private static func writeAll(_ fd: Int32, _ bytes: [UInt8], path: String) throws {
-        var written = 0
-        while written < bytes.count {
-            let n = bytes[written...].withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw FedRecError(.io, file: path, "cannot write release keys: \(systemError())")
-            }
-            written += n
+        guard bytes.withUnsafeBytes({ writeAllBytes(fd, $0) }) else {
+            throw FedRecError(.io, file: path, "cannot write release keys: \(systemError())")
         }
-    }
-
-    private static func syncDirectory(of path: String) {
-        let directory = path.lastIndex(of: "/").map { String(path[..<$0]) } ?? "."
-        let fd = open(directory.isEmpty ? "/" : directory, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return }
-        _ = fsync(fd)
-        close(fd)
     }
 }

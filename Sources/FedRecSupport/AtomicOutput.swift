@@ -115,17 +115,7 @@ public final class AtomicOutput {
     }
 
     private func writeAll(_ bytes: UnsafeRawBufferPointer) throws {
-        guard var base = bytes.baseAddress else { return }
-        var remaining = bytes.count
-        while remaining > 0 {
-            let written = Glibc.write(descriptor, base, remaining)
-            if written < 0 {
-                if errno == EINTR { continue }
-                throw FedRecError(.io, file: path, "write failed: \(systemError())")
-            }
-            remaining -= written
-            base += written
-        }
+        guard writeAllBytes(descriptor, bytes) else { throw FedRecError(.io, file: path, "write failed: \(systemError())") }
     }
 }
 

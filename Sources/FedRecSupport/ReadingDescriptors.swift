@@ -26,3 +26,33 @@ public func readAllBytes(_ fd: Int32, fromStart: Bool, path: String, what: Strin
         offset += off_t(n)
     }
 }
+
+/// Writes every byte of `bytes` to `fd`, retrying writes that a signal interrupts or that
+/// write only part. The one loop behind atomic outputs, stdout, the ledger and the release
+/// keys.
+/// - Returns: false when a write fails, with `errno` still set for the caller's message
+///   (callers differ in what they undo first, e.g. the ledger cuts a torn line back off).
+public func writeAllBytes(_ fd: Int32, _ bytes: UnsafeRawBufferPointer) -> Bool {
+    guard var base = bytes.baseAddress else { return true }
+    var remaining = bytes.count
+    while remaining > 0 {
+        let written = write(fd, base, remaining)
+        if written < 0 {
+            if errno == EINTR { continue }
+            return false
+        }
+        remaining -= written
+        base += written
+    }
+    return true
+}
+
+/// `fsync`s the directory holding `path`, so a file just created there survives a crash
+/// (best effort: a directory that cannot be opened is left as it is).
+public func syncDirectory(containing path: String) {
+    let directory = path.lastIndex(of: "/").map { String(path[..<$0]) } ?? "."
+    let fd = open(directory.isEmpty ? "/" : directory, O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else { return }
+    _ = fsync(fd)
+    close(fd)
+}

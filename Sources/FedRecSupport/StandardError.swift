@@ -51,17 +51,7 @@ public struct Progress: Sendable {
 ///   a closed pipe with SIGPIPE ignored), so a command never exits 0 with its output lost.
 public func writeStandardOutput(_ text: String) throws {
     var text = text
-    try text.withUTF8 { buffer in
-        guard var base = buffer.baseAddress else { return }
-        var remaining = buffer.count
-        while remaining > 0 {
-            let n = Glibc.write(1, base, remaining)
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw FedRecError(.io, file: "-", "cannot write to stdout: \(String(cString: strerror(errno)))")
-            }
-            remaining -= n
-            base += n
-        }
+    guard text.withUTF8({ writeAllBytes(1, UnsafeRawBufferPointer($0)) }) else {
+        throw FedRecError(.io, file: "-", "cannot write to stdout: \(String(cString: strerror(errno)))")
     }
 }
