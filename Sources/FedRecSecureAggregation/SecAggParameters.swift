@@ -156,13 +156,28 @@ public struct SecAggParameters: Sendable, Equatable, Codable {
 /// the corrupt (or the surviving) parties among one party's k neighbours, the neighbours being
 /// a uniformly random k-set of the others (Bell et al., CCS 2020, §3.2).
 ///
-/// Probabilities are computed in log space with `lgamma`, and each tail is summed on its own
-/// (the CDF below the mean, the survival function above it), so that tiny tail probabilities
-/// such as 2^-60 keep their relative precision instead of drowning in 1 - (1 - p).
+/// `logPMF` is the closed form log C(K, x) + log C(N - K, n - x) - log C(N, n) by `lgamma`.
+/// Its rounding grows with N (lgamma(10^6) ≈ 1.3·10^7 carries an absolute error near 10^-9),
+/// so the distribution itself is tabulated over its support instead: from the mode, each
+/// probability is its neighbour's times the exact ratio
+/// P(x + 1)/P(x) = (K - x)(n - x) / ((x + 1)(N - K - n + x + 1)), and the table is divided by its
+/// sum, which leaves a relative error of a few ulps per step. Each tail is then summed on its
+/// own, smallest terms first (the CDF below the mean, the survival function above it), so that
+/// tail probabilities such as 2^-60 keep their relative precision instead of drowning in
+/// 1 - (1 - p). Probabilities below about 10^-308 of the mode's underflow to 0.
 struct Hypergeometric: Sendable, Equatable {
     let population: Int
     let successes: Int
     let draws: Int
+    /// The values of positive probability: max(0, draws - (population - successes)) ...
+    /// min(draws, successes).
+    let support: ClosedRange<Int>
+    /// probabilities[i] = P(X = support.lowerBound + i).
+    private let probabilities: [Double]
+    /// lowerTail[i] = P(X <= support.lowerBound + i), summed from the bottom.
+    private let lowerTail: [Double]
+    /// upperTail[i] = P(X >= support.lowerBound + i), summed from the top.
+    private let upperTail: [Double]
 
     /// Throws `.usage` unless 0 <= successes <= population and 0 <= draws <= population.
     init(population: Int, successes: Int, draws: Int) throws {
@@ -175,72 +190,82 @@ struct Hypergeometric: Sendable, Equatable {
         self.population = population
         self.successes = successes
         self.draws = draws
-    }
+        let low = max(0, draws - (population - successes))
+        let high = min(draws, successes)
+        support = low...high
 
-    /// The values of positive probability: max(0, draws - (population - successes)) ...
-    /// min(draws, successes).
-    var support: ClosedRange<Int> {
-        max(0, draws - (population - successes))...min(draws, successes)
+        // The mode, ⌊(n + 1)(K + 1)/(N + 2)⌋, kept within the support.
+        let mode = min(max((draws + 1) * (successes + 1) / (population + 2), low), high)
+        var weights = [Double](repeating: 0, count: high - low + 1)
+        weights[mode - low] = 1
+        let others = Double(population - successes - draws)
+        if mode < high {
+            for x in mode..<high {
+                weights[x + 1 - low] = weights[x - low] * (Double(successes - x) * Double(draws - x))
+                    / (Double(x + 1) * (others + Double(x + 1)))
+            }
+        }
+        if mode > low {
+            for x in stride(from: mode, to: low, by: -1) {
+                weights[x - 1 - low] = weights[x - low] * (Double(x) * (others + Double(x)))
+                    / (Double(successes - x + 1) * Double(draws - x + 1))
+            }
+        }
+        let total = weights.reduce(0, +)
+        probabilities = weights.map { $0 / total }
+        var running = 0.0
+        lowerTail = probabilities.map { running += $0; return min(running, 1) }
+        running = 0
+        upperTail = probabilities.reversed().map { running += $0; return min(running, 1) }.reversed()
     }
 
     var mean: Double { Double(draws) * Double(successes) / Double(population) }
 
-    /// log P(X = x): log C(K, x) + log C(N - K, n - x) - log C(N, n); -infinity off the support.
+    /// log P(X = x) by the closed form in `lgamma`; -infinity off the support.
     func logPMF(_ x: Int) -> Double {
         guard support.contains(x) else { return -.infinity }
         return Self.logChoose(successes, x) + Self.logChoose(population - successes, draws - x)
             - Self.logChoose(population, draws)
     }
 
-    /// P(X = x).
-    func pmf(_ x: Int) -> Double { exp(logPMF(x)) }
-
-    /// P(X <= x): the lower tail summed when x is below the mean, else 1 - P(X > x).
-    func cdf(_ x: Int) -> Double {
-        let range = support
-        if x < range.lowerBound { return 0 }
-        if x >= range.upperBound { return 1 }
-        if Double(x) <= mean { return sum(range.lowerBound...x) }
-        return 1 - sum((x + 1)...range.upperBound)
+    /// P(X = x), from the table.
+    func pmf(_ x: Int) -> Double {
+        support.contains(x) ? probabilities[x - support.lowerBound] : 0
     }
 
-    /// P(X > x): the upper tail summed when x is at or above the mean, else 1 - P(X <= x).
+    /// P(X <= x): the lower tail when x is below the mean, else 1 - P(X > x).
+    func cdf(_ x: Int) -> Double {
+        if x < support.lowerBound { return 0 }
+        if x >= support.upperBound { return 1 }
+        let i = x - support.lowerBound
+        return Double(x) <= mean ? lowerTail[i] : 1 - upperTail[i + 1]
+    }
+
+    /// P(X > x): the upper tail when x is at or above the mean, else 1 - P(X <= x).
     func survival(_ x: Int) -> Double {
-        let range = support
-        if x < range.lowerBound { return 1 }
-        if x >= range.upperBound { return 0 }
-        if Double(x) >= mean { return sum((x + 1)...range.upperBound) }
-        return 1 - sum(range.lowerBound...x)
+        if x < support.lowerBound { return 1 }
+        if x >= support.upperBound { return 0 }
+        let i = x - support.lowerBound
+        return Double(x) >= mean ? upperTail[i + 1] : 1 - lowerTail[i]
     }
 
     /// The smallest x with P(X <= x) >= p (p in (0, 1]): fewer than x marked items occur with
     /// probability below p. (scipy's `ppf`.)
     func lowerQuantile(_ p: Double) -> Int {
-        smallest(in: support) { cdf($0) >= p }
+        smallest { cdf($0) >= p }
     }
 
     /// The smallest x with P(X > x) <= p (p in [0, 1)): more than x marked items occur with
     /// probability at most p.
     func upperQuantile(_ p: Double) -> Int {
-        smallest(in: support) { survival($0) <= p }
+        smallest { survival($0) <= p }
     }
 
-    /// Σ P(X = x) over `values`, smallest terms first within each tail's order.
-    private func sum(_ values: ClosedRange<Int>) -> Double {
-        var total = 0.0
-        if Double(values.lowerBound) >= mean {
-            for x in values.reversed() { total += pmf(x) }
-        } else {
-            for x in values { total += pmf(x) }
-        }
-        return min(total, 1)
-    }
-
-    /// The smallest value of `range` satisfying a predicate that is monotone on it (false, then
-    /// true) and true at its upper end; bisection.
-    private func smallest(in range: ClosedRange<Int>, where holds: (Int) -> Bool) -> Int {
-        var low = range.lowerBound
-        var high = range.upperBound
+    /// The smallest value of the support satisfying a predicate that is monotone on it (false,
+    /// then true) and true at its upper end; bisection.
+    private func smallest(where holds: (Int) -> Bool) -> Int {
+        var low = support.lowerBound
+        var high = support.upperBound
         while low < high {
             let middle = low + (high - low) / 2
             if holds(middle) { high = middle } else { low = middle + 1 }
