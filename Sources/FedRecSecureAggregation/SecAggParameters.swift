@@ -35,7 +35,8 @@ import FedRecSupport
 /// classic SecAgg (Bonawitz et al., CCS 2017). The counts are then deterministic: at most ⌊γn⌋
 /// corrupt parties, and at least ⌈(1 - δ)n⌉ - 1 survivors among a party's n - 1 others, so
 /// t = max(⌊γn⌋ + 1, 2) works whenever it is at most the latter, with no probability of
-/// failure beyond the assumption on γ and δ itself.
+/// failure beyond the assumption on γ and δ itself; where only one other party survives and
+/// none is assumed corrupt (n = 2), t = 1.
 public struct SecAggParameters: Sendable, Equatable, Codable {
     /// n: the parties that start the round.
     public let partyCount: Int
@@ -111,11 +112,16 @@ public struct SecAggParameters: Sendable, Equatable, Codable {
             k += 2
         }
 
-        let threshold = max(corrupt + 1, 2)
+        // t = 1 only where t = 2 is impossible and no party is assumed corrupt (n = 2: one
+        // neighbour holds one share): that share is then the secret itself, but it travels
+        // only encrypted to that neighbour, and the server receives it only when the protocol
+        // calls for it.
+        var threshold = max(corrupt + 1, 2)
+        if threshold > survivors - 1, corrupt == 0 { threshold = 1 }
         guard threshold <= survivors - 1 else {
             throw FedRecError(
                 .usage,
-                "no Shamir threshold exists for \(n) parties with dropout rate \(dropoutRate) and corrupt fraction \(corruptFraction): it must exceed the \(corrupt) corrupt parties, be at least 2 and at most the \(survivors - 1) surviving others, even when every party neighbours every other"
+                "no Shamir threshold exists for \(n) parties with dropout rate \(dropoutRate) and corrupt fraction \(corruptFraction): it must exceed the \(corrupt) corrupt parties, and be at most the \(survivors - 1) surviving others, even when every party neighbours every other"
             )
         }
         return SecAggParameters(

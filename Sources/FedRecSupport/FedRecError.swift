@@ -29,6 +29,12 @@ public enum FailureClass: Int32, Sendable, CaseIterable, CustomStringConvertible
     case mismatch = 86
     /// A privacy budget that a release would exceed.
     case budgetExhausted = 87
+    /// Too few parties left in a secure-aggregation round to finish it (fewer than its
+    /// threshold), so nothing is released.
+    case tooFewParties = 88
+    /// A secure-aggregation step a party refuses because answering it could reveal a single
+    /// party's update (both kinds of share for one party, or a second unmasking request).
+    case refused = 89
 
     public var description: String {
         switch self {
@@ -45,6 +51,8 @@ public enum FailureClass: Int32, Sendable, CaseIterable, CustomStringConvertible
         case .emptyInput: "empty input"
         case .mismatch: "mismatched inputs"
         case .budgetExhausted: "privacy budget exhausted"
+        case .tooFewParties: "too few parties"
+        case .refused: "refused"
         }
     }
 }

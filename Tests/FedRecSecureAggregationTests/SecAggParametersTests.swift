@@ -69,11 +69,11 @@ import Testing
             let chosen = try SecAggParameters.choose(partyCount: n, dropoutRate: delta, corruptFraction: gamma)
             let k = chosen.degree
             let t = chosen.threshold
-            #expect(2 <= t && t <= k)
             #expect(chosen.isCompleteGraph == (k == n - 1))
             #expect(chosen.isCompleteGraph || (k % 2 == 0 && k < n - 1))
             let corrupt = Int((Double(n) * (gamma + 1e-14)).rounded(.down))
             let survivors = Int((Double(n) * (1 - delta - 1e-14)).rounded(.up))
+            #expect((2 <= t || (t == 1 && chosen.isCompleteGraph && corrupt == 0)) && t <= k)
             if chosen.isCompleteGraph {
                 #expect(corrupt < t && t <= survivors - 1)
             } else {
@@ -145,7 +145,9 @@ import Testing
                 Issue.record("unexpected \(error)")
             }
         }
-        // n = 2: one other party cannot hold t >= 2 shares.
-        #expect(throws: FedRecError.self) { try SecAggParameters.choose(partyCount: 2, dropoutRate: 0, corruptFraction: 0) }
+        // n = 2: the one other party holds the one share (t = 1) unless a party may be corrupt.
+        let pair = try? SecAggParameters.choose(partyCount: 2, dropoutRate: 0.1, corruptFraction: 0.05)
+        #expect(pair?.degree == 1 && pair?.threshold == 1)
+        #expect(throws: FedRecError.self) { try SecAggParameters.choose(partyCount: 2, dropoutRate: 0, corruptFraction: 0.5) }
     }
 }

@@ -31,13 +31,16 @@ MASK64 = (1 << 64) - 1
 
 
 def fixed_bytes(label, count):
-    """`count` bytes from SHA-256 in counter mode over `label`: deterministic test inputs."""
+    """`count` bytes from SHA-256 in counter mode over `label`, as make_vectors.py derives its
+    inputs (each script runs on its own)."""
     out = b""
     block = 0
     while len(out) < count:
         out += hashlib.sha256(label.encode() + struct.pack(">I", block)).digest()
         block += 1
     return out[:count]
+
+
 
 
 # --- The stream: ChaCha20 keystream, nonce from SHA-256, 8-byte little-endian words. ---------
@@ -147,6 +150,8 @@ def choose(n, delta, gamma):
         if threshold <= t2:
             return (k, threshold)
     threshold = max(corrupt + 1, 2)
+    if threshold > survivors - 1 and corrupt == 0:
+        threshold = 1  # n = 2: the one other party holds the one share
     if threshold <= survivors - 1:
         return (n - 1, threshold)
     return None
