@@ -7,7 +7,7 @@ import PackageDescription
 /// `fl-encode` and `fl-recommend` (whose `--query` embeds text) are apart: their commands
 /// live in `FedRecTextCLI`, over `FedRecText`, so only they link OpenBLAS.
 let commands = [
-    "fl-partition", "fl-init", "fl-train-local", "fl-aggregate", "fl-eval", "fl-inspect", "fl-dp-noise", "fl-compact",
+    "fl-partition", "fl-init", "fl-train-local", "fl-aggregate", "fl-eval", "fl-inspect", "fl-dp-noise", "fl-compact", "fl-secagg",
 ]
 let textCommands = ["fl-encode", "fl-recommend"]
 /// The library's layers, bottom up (see the targets below).
@@ -60,13 +60,21 @@ let package = Package(
             ]),
         .target(name: "FedRecData", dependencies: ["FedRecFormats", "FedRecSupport"]),
         .target(name: "FedRecModel", dependencies: ["FedRecFormats", "FedRecSupport"]),
-        // Updates, sums and their headers, the ALS statistics layout, DP metadata keys:
-        // what crosses the wire between clients and the server.
-        .target(name: "FedRecWire", dependencies: ["FedRecModel", "FedRecFormats", "FedRecSupport"]),
+        // Updates, sums and their headers, the ALS statistics layout, DP metadata keys, the
+        // secure-aggregation files and masked updates: what crosses the wire between clients
+        // and the server.
+        .target(
+            name: "FedRecWire",
+            dependencies: ["FedRecModel", "FedRecFormats", "FedRecSecureAggregation", "FedRecSupport"]),
         .target(
             name: "FedRecTraining",
-            dependencies: ["FedRecWire", "FedRecModel", "FedRecData", "FedRecMechanisms", "FedRecFormats", "FedRecSupport"]),
-        .target(name: "FedRecAggregation", dependencies: ["FedRecWire", "FedRecModel", "FedRecFormats", "FedRecSupport"]),
+            dependencies: [
+                "FedRecWire", "FedRecModel", "FedRecData", "FedRecMechanisms", "FedRecSecureAggregation", "FedRecFormats",
+                "FedRecSupport",
+            ]),
+        .target(
+            name: "FedRecAggregation",
+            dependencies: ["FedRecWire", "FedRecModel", "FedRecSecureAggregation", "FedRecFormats", "FedRecSupport"]),
         .target(
             name: "FedRecPrivacy",
             dependencies: ["FedRecWire", "FedRecModel", "FedRecMechanisms", "FedRecFormats", "FedRecSupport"]),
@@ -112,6 +120,8 @@ let package = Package(
         .executableTarget(name: "search-bench", dependencies: library + ["FedRecText"], path: "bench/search-bench"),
         // Benchmark driver for bench/encode-throughput.sh, not a command.
         .executableTarget(name: "encode-bench", dependencies: library + ["FedRecText"], path: "bench/encode-bench"),
+        // Benchmark driver for bench/secagg-vs-flower (one simulated secure round), not a command.
+        .executableTarget(name: "secagg-bench", dependencies: library, path: "bench/secagg-bench"),
         // Benchmark driver for bench/dp-noise-throughput (privacy-noise sampling), not a command.
         .executableTarget(name: "dp-noise-bench", dependencies: library, path: "bench/dp-noise-bench"),
     ] + commands.map { .executableTarget(name: $0, dependencies: ["FedRecCLI"]) }

@@ -13,6 +13,7 @@ public struct AggregateCommand: ParsableCommand {
         abstract: "Sum updates, and with --model apply the server step to get the next model.",
         discussion: """
             Sums are associative: sum shards into racks and racks into a total, in any tree. \
+            Masked updates (secure aggregation, fl-secagg) are summed mod 2^b into a masked sum. \
             Updates computed from another model, of another shape or from another round are \
             refused. Update paths come as arguments, or one per line on stdin when none are given.
 
@@ -83,6 +84,15 @@ public struct AggregateCommand: ParsableCommand {
             guard !paths.isEmpty else { throw FedRecError(.emptyInput, file: "-", "no update files given (as arguments or on stdin)") }
             let base = try model.flatMap { try ModelView.basePath(of: $0) }
             try FileRoles(inputs: paths + [model, base, itemText], outputs: [output]).check()
+            if try MaskedUpdateFile.isMasked(paths[0]) {
+                // Secure aggregation: a masked sum mod 2^b, to be unmasked by fl-secagg unmask.
+                guard model == nil else {
+                    throw FedRecError(.usage, file: paths[0], "is masked: sum the masked updates, unmask the sum (fl-secagg unmask), then apply it with --model")
+                }
+                let masked = try MaskedUpdateFile.sum(paths: paths)
+                try masked.write(to: output, kind: .maskedSum)
+                return
+            }
             let sum = try ModelUpdate.sum(paths: paths)
             if let model {
                 var options = ServerOptions()

@@ -31,6 +31,16 @@ public struct TrainLocalCommand: ParsableCommand {
               fl-train-local --model m.safetensors --shard s.tar --reconstruct \\
                   --weighting uniform --clip 0.5 --sample-rate 0.1 \\
                   --sample-key-file run/sample-key -o u.safetensors
+              fl-train-local --model m.safetensors --shard s.tar --reconstruct \\
+                  --secagg-session session --secagg-state s.state \\
+                  --secagg-roster roster --secagg-deliveries deliveries \\
+                  -o s.masked
+
+            With --secagg-session (secure aggregation across clients, see fl-secagg): every \
+            client is a party of its own (party id = its client index, the group made by \
+            fl-secagg keys --shard); each client's update is quantised and masked apart, and \
+            the output is the sum of the shard's masked updates, still masked: no one, the \
+            shard's process included once it has exited, holds a client's update in the clear.
             """,
         version: fedrecVersion)
 
@@ -41,6 +51,7 @@ public struct TrainLocalCommand: ParsableCommand {
     @Option(help: "Write the new private state here instead of over --state.") var stateOut: String?
     @OptionGroup(title: "Local training") var training: TrainingArguments
     @OptionGroup(title: "Privacy") var privacy: SamplingArguments
+    @OptionGroup(title: "Secure aggregation") var secure: SecureTrainingArguments
     @OptionGroup(title: "Output") var format: OutputFormatOptions
 
     public init() {}
@@ -65,6 +76,36 @@ public struct TrainLocalCommand: ParsableCommand {
             }
             var options = training.options
             try privacy.apply(to: &options, quiet: format.quiet)
+            if let session = secure.secaggSession {
+                let parts = try secure.required()
+                try FileRoles(
+                    inputs: [model, base, shard, statePath, session, parts.roster, parts.deliveries], outputs: [output],
+                    updatedInPlace: [stateOutPath, parts.state]
+                ).check()
+                secure.random.warn("fl-train-local")
+                let masked = try SecureParty.maskClients(
+                    modelPath: model, shardPath: shard, userStateIn: statePath, userStateOut: stateOutPath, options: options,
+                    session: try SecAggSession(path: session), state: parts.state, roster: parts.roster,
+                    deliveries: parts.deliveries, clip: secure.secaggClip, tensorClips: try tensorClips(secure.secaggClipTensor),
+                    output: output, randomness: secure.random.randomness,
+                    dropout: try secure.dropout.simulated())
+                var stderr = StandardError()
+                if let masked {
+                    if masked.clipped > 0 {
+                        print("fl-train-local: warning: \(masked.clipped) values were clipped to ±\(secure.secaggClip) before masking", to: &stderr)
+                    }
+                    if format.json && output != "-" {
+                        try emit(
+                            JSONValue.object([
+                                "masked": .string(output), "parties": .number(Double(masked.masked.parties.count)),
+                                "clipped": .number(Double(masked.clipped)),
+                            ]).canonicalText)
+                    }
+                } else if !format.quiet {
+                    print("fl-train-local: no party of \(shard) is left in the round: nothing written", to: &stderr)
+                }
+                return
+            }
             let summary = try ShardTrainer.run(
                 modelPath: model, shardPath: shard, stateIn: statePath,
                 stateOut: stateOutPath, output: output, options: options,
@@ -73,5 +114,27 @@ public struct TrainLocalCommand: ParsableCommand {
                 try emit(summary.json(update: output, sampled: options.sampleRate != nil).canonicalText)
             }
         }
+    }
+}
+
+
+/// fl-train-local's secure-aggregation options (cross-device: each client a party).
+public struct SecureTrainingArguments: ParsableArguments {
+    @Option(help: "Mask each client's update in this secure-aggregation session (fl-secagg session).") var secaggSession: String?
+    @Option(help: "The group's private secure-aggregation state (fl-secagg keys --shard), updated in place.") var secaggState: String?
+    @Option(help: "The round's roster.") var secaggRoster: String?
+    @Option(help: "The server's deliveries of the shares.") var secaggDeliveries: String?
+    @Option(help: "c: model values are clipped to [-c, c] before quantisation.") var secaggClip: Float = 1
+    @Option(help: "NAME=C: tensor NAME (rows.X or dense.X) clipped to [-C, C] instead (repeatable).") var secaggClipTensor: [String] = []
+    @OptionGroup var random: PartyRandomnessArgument
+    @OptionGroup var dropout: DropoutArguments
+    public init() {}
+
+    func required() throws -> (state: String, roster: String, deliveries: String) {
+        guard let secaggState, let secaggRoster, let secaggDeliveries else {
+            throw FedRecError(.usage, "--secagg-session needs --secagg-state, --secagg-roster and --secagg-deliveries")
+        }
+        guard secaggClip.isFinite, secaggClip > 0 else { throw FedRecError(.usage, "--secagg-clip must be positive") }
+        return (secaggState, secaggRoster, secaggDeliveries)
     }
 }

@@ -12,6 +12,20 @@ public enum FileKind: String, Sendable, CaseIterable {
     case state
     /// Frozen text embeddings of a dataset's items (`fl-encode`), one row per item index.
     case textEmbedding = "text_embedding"
+    /// Secure aggregation (docs/FORMATS.md): the round's session, a group's key
+    /// advertisements, the roster, a group's encrypted shares, the server's relay of them,
+    /// the unmasking request, a group's revealed shares, and a group's private state.
+    case secaggSession = "secagg_session"
+    case secaggKeys = "secagg_keys"
+    case secaggRoster = "secagg_roster"
+    case secaggShares = "secagg_shares"
+    case secaggDeliveries = "secagg_deliveries"
+    case secaggRequest = "secagg_request"
+    case secaggReveal = "secagg_reveal"
+    case secaggState = "secagg_state"
+    /// A shard's update quantised and masked mod 2^b, and a sum of such (still masked).
+    case maskedUpdate = "masked_update"
+    case maskedSum = "masked_sum"
 }
 
 /// The format name and version fedrec writes into every file's `__metadata__`.

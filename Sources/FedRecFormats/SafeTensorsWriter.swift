@@ -139,8 +139,8 @@ public struct SafeTensorsWriter {
     /// Writes the file atomically to `path` (`-` for stdout).
     /// - Returns: the header bytes written, whose SHA-256 is the file's identity.
     @discardableResult
-    public func write(to path: String, durable: Bool = true) throws -> [UInt8] {
-        let output = try AtomicOutput(path: path, durable: durable)
+    public func write(to path: String, durable: Bool = true, privateFile: Bool = false) throws -> [UInt8] {
+        let output = try AtomicOutput(path: path, durable: durable, privateFile: privateFile)
         let header = try write(into: output)
         try output.commit()
         return header

@@ -50,6 +50,11 @@ public struct Quantizer: Sendable, Equatable, Codable {
         self.levels = levels
     }
 
+    /// The same modulus and parties with another clip bound (one tensor's own).
+    public func clipped(to bound: Float) throws -> Quantizer {
+        try Quantizer(clipBound: bound, modulusBits: modulusBits, maximumParties: maximumParties)
+    }
+
     /// The fewest modulus bits for which n parties with `levels` levels each cannot wrap:
     /// the least b with n · levels ≤ 2^(b-1) - 1.
     public static func bitsNeeded(parties: Int, levels: Int64) -> Int {

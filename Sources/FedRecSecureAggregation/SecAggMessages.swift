@@ -53,8 +53,9 @@ public struct KeyAdvertisement: SecAggMessage, Equatable {
 }
 
 /// Step 2: the round's parties (those whose keys reached the server, in party order), the
-/// parameters chosen for their number, the modulus and length of the vectors to sum, and the
-/// neighbour graph over them.
+/// parameters chosen for their number, the modulus of the vectors to sum, and the neighbour
+/// graph over them. The vectors' length is not fixed here: every masked vector of a sum must
+/// have the same (`MaskedInput.adding` refuses others), which the update's layout gives.
 ///
 /// A party's index is its place in `parties`; its Shamir x coordinate is index + 1. The graph
 /// is the Harary graph on a permutation keyed by SHA-256("fedrec-secagg-graph" ‖ session id ‖
@@ -67,8 +68,6 @@ public struct SecAggRoster: SecAggMessage, Equatable {
     public let parameters: SecAggParameters
     /// b: vectors are summed mod 2^b.
     public let modulusBits: Int
-    /// The number of coordinates of every masked vector.
-    public let vectorLength: Int
     public let parties: [KeyAdvertisement]
     public let graph: NeighbourGraph
     private let indexByParty: [UInt32: Int]
@@ -77,15 +76,11 @@ public struct SecAggRoster: SecAggMessage, Equatable {
     /// of 32 bytes, of this session and round, and `parameters` chosen for their number.
     /// Throws `.badData` / `.mismatch` / `.usage` naming the first problem.
     public init(
-        sessionID: [UInt8], round: UInt64, parameters: SecAggParameters, modulusBits: Int, vectorLength: Int,
-        parties: [KeyAdvertisement]
+        sessionID: [UInt8], round: UInt64, parameters: SecAggParameters, modulusBits: Int, parties: [KeyAdvertisement]
     ) throws {
         try KeyAgreement.checkSessionID(sessionID)
         guard (2...32).contains(modulusBits) else {
             throw FedRecError(.badData, "a secure-aggregation modulus of \(modulusBits) bits (2...32 allowed)")
-        }
-        guard vectorLength >= 1, vectorLength <= MaskExpansion.maximumCount else {
-            throw FedRecError(.badData, "a secure-aggregation vector of \(vectorLength) coordinates (1...\(MaskExpansion.maximumCount) allowed)")
         }
         guard parameters.partyCount == parties.count else {
             throw FedRecError(.mismatch, "a roster of \(parties.count) parties with parameters chosen for \(parameters.partyCount)")
@@ -108,7 +103,6 @@ public struct SecAggRoster: SecAggMessage, Equatable {
         self.round = round
         self.parameters = parameters
         self.modulusBits = modulusBits
-        self.vectorLength = vectorLength
         self.parties = parties
         self.indexByParty = indexByParty
         self.graph = try NeighbourGraph(
@@ -147,7 +141,7 @@ public struct SecAggRoster: SecAggMessage, Equatable {
 
     public static func == (a: SecAggRoster, b: SecAggRoster) -> Bool {
         a.sessionID == b.sessionID && a.round == b.round && a.parameters == b.parameters
-            && a.modulusBits == b.modulusBits && a.vectorLength == b.vectorLength && a.parties == b.parties
+            && a.modulusBits == b.modulusBits && a.parties == b.parties
     }
 }
 
@@ -197,6 +191,9 @@ public struct MaskedInput: SecAggMessage, Equatable {
     public init(sessionID: [UInt8], round: UInt64, modulusBits: Int, parties: [UInt32], values: [UInt32]) throws {
         guard (2...32).contains(modulusBits) else {
             throw FedRecError(.badData, "a masked vector mod 2^\(modulusBits) (2...32 allowed)")
+        }
+        guard values.count <= MaskExpansion.maximumCount else {
+            throw FedRecError(.badData, "a masked vector of \(values.count) values (at most \(MaskExpansion.maximumCount))")
         }
         guard !parties.isEmpty, zip(parties, parties.dropFirst()).allSatisfy({ $0 < $1 }) else {
             throw FedRecError(.badData, "a masked vector whose party list is empty or not strictly ascending")

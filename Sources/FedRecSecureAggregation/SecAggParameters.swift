@@ -64,6 +64,16 @@ public struct SecAggParameters: Sendable, Equatable, Codable {
     /// The nudge applied to γ and δ before rounding their counts (see above).
     static let roundingSlack = 1e-14
 
+    /// Parameters as a roster file states them, not checked: each party rechecks them against
+    /// `choose` before it shares anything (`SecAggParty.shareKeys`).
+    public init(partyCount: Int, degree: Int, threshold: Int, dropoutRate: Double, corruptFraction: Double) {
+        self.partyCount = partyCount
+        self.degree = degree
+        self.threshold = threshold
+        self.dropoutRate = dropoutRate
+        self.corruptFraction = corruptFraction
+    }
+
     /// Whether every other party is a neighbour (classic SecAgg).
     public var isCompleteGraph: Bool { degree == partyCount - 1 }
 

@@ -30,6 +30,72 @@ public struct SecAggParty: Sendable, Equatable {
         public let owner: UInt32
         public let selfMask: ShamirShare
         public let maskKey: ShamirShare
+
+        public init(owner: UInt32, selfMask: ShamirShare, maskKey: ShamirShare) {
+            self.owner = owner
+            self.selfMask = selfMask
+            self.maskKey = maskKey
+        }
+    }
+
+    /// Everything the party must keep between steps, as its private state file stores it.
+    /// Never sent anywhere: it holds the private keys and the self-mask seed.
+    public struct Record: Sendable, Equatable {
+        public var sessionID: [UInt8]
+        public var round: UInt64
+        public var party: UInt32
+        public var encryptionPrivateKey: [UInt8]
+        public var maskPrivateKey: [UInt8]
+        /// Empty before the party shares its keys.
+        public var selfMaskSeed: [UInt8]
+        /// Empty before the party shares its keys.
+        public var rosterDigest: [UInt8]
+        public var heldShares: [HeldShares]
+        public var step: Step
+
+        public init(
+            sessionID: [UInt8], round: UInt64, party: UInt32, encryptionPrivateKey: [UInt8], maskPrivateKey: [UInt8],
+            selfMaskSeed: [UInt8], rosterDigest: [UInt8], heldShares: [HeldShares], step: Step
+        ) {
+            self.sessionID = sessionID
+            self.round = round
+            self.party = party
+            self.encryptionPrivateKey = encryptionPrivateKey
+            self.maskPrivateKey = maskPrivateKey
+            self.selfMaskSeed = selfMaskSeed
+            self.rosterDigest = rosterDigest
+            self.heldShares = heldShares
+            self.step = step
+        }
+    }
+
+    /// The state to persist.
+    public var record: Record {
+        Record(
+            sessionID: sessionID, round: round, party: party, encryptionPrivateKey: encryptionPrivateKey,
+            maskPrivateKey: maskPrivateKey, selfMaskSeed: selfMaskSeed, rosterDigest: rosterDigest,
+            heldShares: heldShares, step: step)
+    }
+
+    /// A party restored from its record; throws `.corrupt` if a key, seed or digest has the
+    /// wrong length for its step.
+    public init(record: Record) throws {
+        guard record.sessionID.count == KeyAgreement.sessionIDByteCount, record.encryptionPrivateKey.count == 32,
+            record.maskPrivateKey.count == 32
+        else { throw FedRecError(.corrupt, "a secure-aggregation state with a session id or private key of the wrong length") }
+        let shared = record.step != .advertised
+        guard record.selfMaskSeed.count == (shared ? MaskExpansion.seedByteCount : 0),
+            record.rosterDigest.count == (shared ? 32 : 0)
+        else { throw FedRecError(.corrupt, "a secure-aggregation state whose seed or roster digest does not fit its step") }
+        sessionID = record.sessionID
+        round = record.round
+        party = record.party
+        encryptionPrivateKey = record.encryptionPrivateKey
+        maskPrivateKey = record.maskPrivateKey
+        selfMaskSeed = record.selfMaskSeed
+        rosterDigest = record.rosterDigest
+        heldShares = record.heldShares
+        step = record.step
     }
 
     public let sessionID: [UInt8]
@@ -48,7 +114,7 @@ public struct SecAggParty: Sendable, Equatable {
     public private(set) var step: Step
 
     /// Bytes of a Shamir share of a 32-byte secret in wire form.
-    static let shareByteCount = 4 + ShamirShare.valueByteCount * ShamirSharing.chunkCount(secretLength: 32)
+    public static let shareByteCount = 4 + ShamirShare.valueByteCount * ShamirSharing.chunkCount(secretLength: 32)
 
     /// Step 1: a party with fresh key pairs and its advertisement. Keys (and, later, the seed
     /// and the sharing polynomials) come from `generator`: the system CSPRNG, or a named test seed.
@@ -58,31 +124,16 @@ public struct SecAggParty: Sendable, Equatable {
         try KeyAgreement.checkSessionID(sessionID)
         let encryption = PartyKeyPair(using: &generator)
         let mask = PartyKeyPair(using: &generator)
-        let state = SecAggParty(
-            sessionID: sessionID, round: round, party: party,
-            encryptionPrivateKey: Array(encryption.privateKey.rawRepresentation),
-            maskPrivateKey: Array(mask.privateKey.rawRepresentation),
-            selfMaskSeed: [], rosterDigest: [], heldShares: [], step: .advertised)
+        let state = try SecAggParty(
+            record: Record(
+                sessionID: sessionID, round: round, party: party,
+                encryptionPrivateKey: Array(encryption.privateKey.rawRepresentation),
+                maskPrivateKey: Array(mask.privateKey.rawRepresentation),
+                selfMaskSeed: [], rosterDigest: [], heldShares: [], step: .advertised))
         let advertisement = KeyAdvertisement(
             sessionID: sessionID, round: round, party: party,
             encryptionKey: encryption.publicKeyBytes, maskKey: mask.publicKeyBytes)
         return (state, advertisement)
-    }
-
-    /// A party's state as restored from its private state file (`SecAggEncoding`).
-    init(
-        sessionID: [UInt8], round: UInt64, party: UInt32, encryptionPrivateKey: [UInt8], maskPrivateKey: [UInt8],
-        selfMaskSeed: [UInt8], rosterDigest: [UInt8], heldShares: [HeldShares], step: Step
-    ) {
-        self.sessionID = sessionID
-        self.round = round
-        self.party = party
-        self.encryptionPrivateKey = encryptionPrivateKey
-        self.maskPrivateKey = maskPrivateKey
-        self.selfMaskSeed = selfMaskSeed
-        self.rosterDigest = rosterDigest
-        self.heldShares = heldShares
-        self.step = step
     }
 
     /// Step 3: checks the roster (this session and round, this party in it with the keys it
@@ -132,8 +183,8 @@ public struct SecAggParty: Sendable, Equatable {
     }
 
     /// Step 5: opens the envelopes delivered to it (each must be from a distinct neighbour and
-    /// authenticate), keeps the shares, and masks `input` (quantised, `roster.vectorLength`
-    /// words mod 2^b): y = x + PRG(b) + Σ_v ±PRG(s_{u,v}) over the neighbours v whose envelopes
+    /// authenticate), keeps the shares, and masks `input` (quantised: words mod 2^b, as many
+    /// as every party of the round masks): y = x + PRG(b) + Σ_v ±PRG(s_{u,v}) over the neighbours v whose envelopes
     /// arrived, + where this party's index is the smaller (Bonawitz et al. §4). Refuses
     /// (`.tooFewParties`) if fewer than t neighbours are left: its mask could not be removed.
     public mutating func maskInput(
@@ -150,8 +201,8 @@ public struct SecAggParty: Sendable, Equatable {
         guard delivery.receiver == party else {
             throw FedRecError(.mismatch, "a share delivery for party \(delivery.receiver) given to party \(party)")
         }
-        guard input.count == roster.vectorLength else {
-            throw FedRecError(.shape, "an input of \(input.count) values where the round sums \(roster.vectorLength)")
+        guard !input.isEmpty, input.count <= MaskExpansion.maximumCount else {
+            throw FedRecError(.shape, "an input of \(input.count) values (1...\(MaskExpansion.maximumCount) allowed)")
         }
         let index = try ownIndex(in: roster)
         let neighbours = Set(roster.graph.neighbours(of: index))
@@ -286,7 +337,6 @@ public struct SecAggParty: Sendable, Equatable {
         var bytes = SecAggRoster.graphSeed(sessionID: roster.sessionID, round: roster.round, parties: roster.parties)
         for value in [
             roster.parameters.partyCount, roster.parameters.degree, roster.parameters.threshold, roster.modulusBits,
-            roster.vectorLength,
         ] {
             appendBigEndian(UInt64(truncatingIfNeeded: value), to: &bytes)
         }

@@ -12,7 +12,7 @@ public enum SecAggServer {
     /// fewer than two parties.
     public static func roster(
         sessionID: [UInt8], round: UInt64, advertisements: [KeyAdvertisement], dropoutRate: Double,
-        corruptFraction: Double, modulusBits: Int, vectorLength: Int
+        corruptFraction: Double, modulusBits: Int
     ) throws -> SecAggRoster {
         let sorted = advertisements.sorted { $0.party < $1.party }
         for (a, b) in zip(sorted, sorted.dropFirst()) where a.party == b.party {
@@ -24,8 +24,7 @@ public enum SecAggServer {
         let parameters = try SecAggParameters.choose(
             partyCount: sorted.count, dropoutRate: dropoutRate, corruptFraction: corruptFraction)
         return try SecAggRoster(
-            sessionID: sessionID, round: round, parameters: parameters, modulusBits: modulusBits,
-            vectorLength: vectorLength, parties: sorted)
+            sessionID: sessionID, round: round, parameters: parameters, modulusBits: modulusBits, parties: sorted)
     }
 
     /// Step 4: each sharing party's envelopes regrouped by receiver. Only parties that sent a
@@ -100,8 +99,8 @@ public enum SecAggServer {
         guard sum.parties == request.survivors else {
             throw FedRecError(.mismatch, "the masked sum's parties are not the unmasking request's")
         }
-        guard sum.modulusBits == roster.modulusBits, sum.values.count == roster.vectorLength else {
-            throw FedRecError(.mismatch, "a masked sum of \(sum.values.count) values mod 2^\(sum.modulusBits) for a round of \(roster.vectorLength) mod 2^\(roster.modulusBits)")
+        guard sum.modulusBits == roster.modulusBits else {
+            throw FedRecError(.mismatch, "a masked sum mod 2^\(sum.modulusBits) for a round mod 2^\(roster.modulusBits)")
         }
         let survivors = Set(request.survivors)
         let dropped = Set(request.dropped)

@@ -27,9 +27,12 @@ public final class AtomicOutput {
     private static let bufferLimit = 1 << 16
 
     /// Opens a temporary file beside `path` (or stdout for `-`).
-    /// - Parameter durable: `fsync` before the rename, so the content survives a crash of
-    ///   the machine, not only of the process (the privacy ledger needs this).
-    public init(path: String, durable: Bool = true) throws {
+    /// - Parameters:
+    ///   - durable: `fsync` before the rename, so the content survives a crash of the
+    ///     machine, not only of the process (the privacy ledger needs this).
+    ///   - privateFile: create the file readable by its owner only (mode 600): for files
+    ///     that hold private keys.
+    public init(path: String, durable: Bool = true, privateFile: Bool = false) throws {
         self.path = path
         self.durable = durable
         buffer.reserveCapacity(Self.bufferLimit)
@@ -40,7 +43,7 @@ public final class AtomicOutput {
         }
         TemporaryFiles.removeStale(beside: path)
         let temporary = TemporaryFiles.path(beside: path)
-        let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
+        let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, privateFile ? 0o600 : 0o644)
         guard fd >= 0 else {
             throw FedRecError(.cannotCreate, file: path, "cannot create output: \(systemError())")
         }

@@ -37,6 +37,16 @@ final class RowAccumulator {
         return s
     }
 
+    /// Empties the accumulator for the next client (secure aggregation trains each client
+    /// apart): O(rows touched), the catalogue's index is cleared only where it was set.
+    func reset() {
+        for row in rows { slotOf[Int(row)] = 0 }
+        rows.removeAll(keepingCapacity: true)
+        values.removeAll(keepingCapacity: true)
+        clients.removeAll(keepingCapacity: true)
+        weights.removeAll(keepingCapacity: true)
+    }
+
     /// Counts one client (with `weight`) as having touched the row at `slot`.
     @inline(__always)
     func countClient(slot: Int, weight: Float) {

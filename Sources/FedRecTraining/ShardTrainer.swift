@@ -41,8 +41,12 @@ public enum ShardTrainer {
     ///   - stateIn: the shard's private state from an earlier round, if any.
     ///   - stateOut: where to write the shard's new private state, if anywhere.
     ///   - output: the update file (`-` for stdout).
+    ///   - clientSink: with secure aggregation across clients (each client a party), each
+    ///     client's own update, as it is computed; the shard's update is then not written
+    ///     (`output` is ignored) and the client's update never leaves the sink.
     public static func run(modelPath: String, shardPath: String, stateIn: String?, stateOut: String?, output: String,
-                           options: TrainingOptions, progress: Progress = Progress(quiet: true)) throws -> ShardTrainingSummary {
+                           options: TrainingOptions, progress: Progress = Progress(quiet: true),
+                           clientSink: ((_ client: Int32, _ update: ModelUpdate) throws -> Void)? = nil) throws -> ShardTrainingSummary {
         let model = try ModelView(path: modelPath)
         let config = model.config
         let d = config.dim
@@ -71,7 +75,9 @@ public enum ShardTrainer {
         let solver = try UserSolver(model: model, l2: options.l2, l2Bias: options.l2Bias, alpha: options.alpha)
         let layout: [(name: String, width: Int)] = options.algorithm == .als ? ALSStatistics.rowLayout(config) : [(TensorName.itemEmbedding, d), (TensorName.itemBias, 1)]
         let rows = RowAccumulator(items: config.items, width: layout.reduce(0) { $0 + $1.width })
-        var dense = [Float](repeating: 0, count: options.algorithm == .als ? ALSStatistics.denseCount(config) : 1)
+        let denseCount = options.algorithm == .als ? ALSStatistics.denseCount(config) : 1
+        var dense = [Float](repeating: 0, count: denseCount)
+        let denseName = options.algorithm == .als ? ALSStatistics.denseName(config) : TensorName.globalBias
         let trainer = options.algorithm == .sgd ? SGDClientTrainer(model: model, options: options) : nil
         var summary = ShardTrainingSummary()
         var totalWeight = 0.0
@@ -87,7 +93,33 @@ public enum ShardTrainer {
             return (options.initialEmbedding(user: record.user, dim: d), 0)
         }
 
+        /// The header every update of this shard carries (`clients` and `weight` its own).
+        func header(clients: Int, weight: Double) -> UpdateHeader {
+            var header = UpdateHeader(config: config, baseModel: model.identity, round: model.round, algorithm: options.algorithm,
+                                      weighting: options.weighting, clients: clients, weight: weight)
+            header.clip = options.clip
+            header.shards = [reader.identity]
+            header.extra[UserSettingsMetadata.key] = UserSideSettings(options).metadataValue
+            if let localDP { header.extra.merge(localDP.metadata) { _, new in new } }
+            return header
+        }
+
         func trainClient(_ users: [UserRecord]) throws {
+            let before = (clients: summary.clients, clipped: summary.clipped, weight: totalWeight)
+            try trainOneClient(users)
+            guard let clientSink, summary.clients > before.clients else { return }
+            // Secure aggregation across clients: this client's update alone, then a fresh start.
+            var own = header(clients: 1, weight: totalWeight - before.weight)
+            own.clipped = summary.clipped - before.clipped
+            let sorted = rows.sortedTensors(split: layout)
+            try clientSink(users[0].client, ModelUpdate(
+                header: own, rows: sorted.rows, rowClients: sorted.clients, rowWeight: sorted.weights,
+                rowTensors: sorted.tensors, dense: [denseName: dense]))
+            rows.reset()
+            dense = [Float](repeating: 0, count: denseCount)
+        }
+
+        func trainOneClient(_ users: [UserRecord]) throws {
             summary.population += 1
             if let sampling, !sampling.includes(round: model.round, client: Int(users[0].client)) { return }
             let examples = users.reduce(0) { $0 + $1.train.count }
@@ -153,29 +185,21 @@ public enum ShardTrainer {
         // With sampling, a shard none of whose clients was drawn still reports its population.
         guard summary.clients > 0 || (sampling != nil && summary.population > 0) else { throw FedRecError(.emptyInput, file: shardPath, "no client in the shard has training data") }
 
-        var header = UpdateHeader(config: config, baseModel: model.identity, round: model.round, algorithm: options.algorithm,
-                                  weighting: options.weighting, clients: summary.clients, weight: totalWeight)
-        header.clip = options.clip
+        var header = header(clients: summary.clients, weight: totalWeight)
         header.clipped = summary.clipped
-        header.shards = [reader.identity]
         if let sampling {
             header.sampleRate = sampling.rate
             header.population = summary.population
         }
         if sampling != nil { header.extra[DPMetadata.samplingKey] = keySource.rawValue }
-        header.extra[UserSettingsMetadata.key] = UserSideSettings(options).metadataValue
-        if let localDP {
-            header.extra.merge(localDP.metadata) { _, new in new }
-            summary.localEpsilon = localDP.epsilon
-        }
+        if let localDP { summary.localEpsilon = localDP.epsilon }
         let sorted = rows.sortedTensors(split: layout)
         summary.rows = sorted.rows.count
-        let denseName = options.algorithm == .als ? ALSStatistics.denseName(config) : TensorName.globalBias
         let update = ModelUpdate(header: header, rows: sorted.rows, rowClients: sorted.clients, rowWeight: sorted.weights,
                                  rowTensors: sorted.tensors, dense: [denseName: dense])
         try model.checkIntegrity()
         if let stateOut { try state.write(to: stateOut, config: config, round: model.round + 1, shard: reader.origin) }
-        try update.write(to: output, kind: .update)
+        if clientSink == nil { try update.write(to: output, kind: .update) }
         return summary
     }
 }

@@ -51,7 +51,7 @@ struct SimulatedRound {
         }
         let roster = try SecAggServer.roster(
             sessionID: Self.session, round: round, advertisements: advertisements.reversed(), dropoutRate: dropoutRate,
-            corruptFraction: corruptFraction, modulusBits: bits, vectorLength: length)
+            corruptFraction: corruptFraction, modulusBits: bits)
         self.roster = roster
         var bundles = [ShareBundle]()
         for party in parties where drops[party] != .beforeSharing {
@@ -179,7 +179,7 @@ struct SimulatedRound {
         var (states, advertisements) = try Self.advertised(6, round: round.round, using: &generator)
         let fresh = try SecAggServer.roster(
             sessionID: SimulatedRound.session, round: round.round, advertisements: advertisements, dropoutRate: 0.2,
-            corruptFraction: 0, modulusBits: 16, vectorLength: 2)
+            corruptFraction: 0, modulusBits: 16)
         let bundles = try states.indices.map { try states[$0].shareKeys(roster: fresh, using: &generator) }
         #expect(Self.failure { _ = try states[0].shareKeys(roster: fresh, using: &generator) } == .refused)
         let deliveries = try SecAggServer.deliveries(roster: fresh, bundles: bundles)
@@ -208,8 +208,7 @@ struct SimulatedRound {
         let weak = SecAggParameters(
             partyCount: 20, degree: honest.degree, threshold: 1, dropoutRate: 0.1, corruptFraction: 0.05)
         let roster = try SecAggRoster(
-            sessionID: SimulatedRound.session, round: 1, parameters: weak, modulusBits: 16, vectorLength: 1,
-            parties: advertisements)
+            sessionID: SimulatedRound.session, round: 1, parameters: weak, modulusBits: 16, parties: advertisements)
         #expect(Self.failure { _ = try states[0].shareKeys(roster: roster, using: &generator) } == .mismatch)
         #expect(states[0].step == .advertised)
     }
@@ -258,7 +257,7 @@ struct SimulatedRound {
         let length = 256 * 200
         let roster = try SecAggServer.roster(
             sessionID: SimulatedRound.session, round: 2, advertisements: advertisements, dropoutRate: 0, corruptFraction: 0,
-            modulusBits: 8, vectorLength: length)
+            modulusBits: 8)
         let bundles = try states.indices.map { try states[$0].shareKeys(roster: roster, using: &generator) }
         let deliveries = try SecAggServer.deliveries(roster: roster, bundles: bundles)
         let masked = try states[0].maskInput([UInt32](repeating: fill, count: length), roster: roster, delivery: deliveries[0])

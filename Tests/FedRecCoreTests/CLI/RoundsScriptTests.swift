@@ -141,4 +141,32 @@ struct RoundsScriptTests {
         #expect(object.table(aligned: false) == "round\tmae\tobjective\trmse\n12\t0.7\tmse\t0.912346")
         #expect(object.table(aligned: true) == "round  mae  objective  rmse\n12     0.7  mse        0.912346")
     }
+
+    /// The last metrics line of a run, as fl-inspect reads it.
+    static func lastRMSE(_ run: String) throws -> Double? {
+        let r = try Tool.run("fl-inspect", [run + "/metrics.jsonl", "--field", "lines[].rmse"])
+        return r.stdoutLines.last.flatMap(Double.init)
+    }
+
+    @Test("--secagg-silo gives the plain run's RMSE within quantisation; --secagg with simulated dropouts completes; nothing of the protocol is left")
+    func secureRounds() throws {
+        let dir = try TemporaryDirectory()
+        let ratings = try tinyRatings(in: dir.path)
+        let als = ["--dim", "4", "--partition", "--split ratio --test-ratio 0.2 --shards 3",
+                   "--train", "--algorithm als --l2 0.1 --reconstruct", "--server", "--l2 0.1"]
+        let common = ["--bin", CommandRunner.directory.path, "--data", ratings, "--rounds", "2"] + als
+        let plain = try Tool.run(roundsScript, common + ["--run", dir.path + "/plain"])
+        #expect(plain.status == 0, "\(plain.stderr)")
+        let silo = try Tool.run(roundsScript, common + ["--run", dir.path + "/silo", "--secagg-silo", "--secagg-clip-tensors", "dense.als_global=65536"])
+        #expect(silo.status == 0, "\(silo.stderr)")
+        let a = try #require(try Self.lastRMSE(dir.path + "/plain")), b = try #require(try Self.lastRMSE(dir.path + "/silo"))
+        #expect(abs(a - b) < 1e-4, "plain \(a), secure \(b)")
+        let device = try Tool.run(roundsScript, common + ["--run", dir.path + "/device", "--secagg", "--secagg-dropout", "0.3",
+                                                          "--drop-rate", "0.05", "--drop-seed", "4", "--secagg-clip-tensors", "dense.als_global=4096"])
+        #expect(device.status == 0, "\(device.stderr)")
+        let c = try #require(try Self.lastRMSE(dir.path + "/device"))
+        #expect(abs(a - c) < 0.1, "plain \(a), cross-device with dropouts \(c)")
+        let left = try FileManager.default.contentsOfDirectory(atPath: dir.path + "/device").filter { $0.hasPrefix("secagg-") || $0.hasPrefix("updates-") }
+        #expect(left.isEmpty, "\(left)")
+    }
 }

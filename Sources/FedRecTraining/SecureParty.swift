@@ -1,0 +1,211 @@
+import FedRecFormats
+import FedRecSecureAggregation
+import FedRecSupport
+import FedRecWire
+
+/// A party group's side of a secure-aggregation round over files: each step reads the
+/// group's private state and the server's last message, answers for every party of the
+/// group, and writes the new state (durably, mode 600) before the answer, so no crash can
+/// make a party answer one step twice (docs/FORMATS.md, "Secure aggregation").
+///
+/// A group is the parties one process speaks for: a shard in cross-silo use (one party),
+/// or each client of a shard in cross-device use.
+public enum SecureParty {
+    /// Where the group's randomness comes from: the system CSPRNG, or a named test seed
+    /// (reproducible, and therefore NOT private: tests only).
+    public enum Randomness: Sendable {
+        case system
+        case testSeed(UInt64)
+
+        /// A generator for `party` at `step`: ChaCha20 keyed by 32 bytes of the system
+        /// CSPRNG (fast and cryptographically strong), or the test seed's stream.
+        func generator(party: UInt32, step: UInt64) -> ChaCha20Generator {
+            var key = [UInt8]()
+            switch self {
+            case .system:
+                var system = SystemRandomNumberGenerator()
+                for _ in 0..<4 { appendLittleEndian(system.next(), to: &key) }
+            case .testSeed(let seed):
+                var seeded = SeededGenerator(seed: seed, stream: UInt64(party) << 8 | step)
+                for _ in 0..<4 { appendLittleEndian(seeded.next(), to: &key) }
+            }
+            return ChaCha20Generator(seed: key, label: "party-step-\(step)")
+        }
+    }
+
+    /// Simulated dropouts (tests and benchmarks): each party of a group skips a step with
+    /// probability `rate`, decided by the seeded stream of (seed, party, step), so a run
+    /// is reproducible. A party that skipped a step takes no later part in the round.
+    public struct SimulatedDropout: Sendable {
+        public var rate: Double
+        public var seed: UInt64
+        public init(rate: Double, seed: UInt64) {
+            self.rate = rate
+            self.seed = seed
+        }
+        public static let none = SimulatedDropout(rate: 0, seed: 0)
+
+        /// Whether `party` drops out of `step` (1 keys, 3 share, 5 mask, 7 reveal).
+        public func drops(_ party: UInt32, step: UInt64) -> Bool {
+            guard rate > 0 else { return false }
+            var generator = SeededGenerator(seed: seed, stream: UInt64(party) << 8 | step)
+            return generator.nextUnitDouble() < rate
+        }
+    }
+
+    /// Whether a party at `current` should answer step `expected` (reached by answering the
+    /// step before it): parties behind it dropped earlier and stay out; parties past it are
+    /// asked anyway, so that the protocol refuses the replay.
+    static func answers(_ current: SecAggParty.Step, expected: SecAggParty.Step) -> Bool {
+        current.rawValue >= expected.rawValue
+    }
+
+    /// Step 1: fresh keys for `parties`; writes the state, then the advertisements.
+    public static func advertise(
+        parties: [UInt32], session: SecAggSession, state: String, output: String, randomness: Randomness,
+        dropout: SimulatedDropout = .none
+    ) throws {
+        guard !parties.isEmpty, Set(parties).count == parties.count else {
+            throw FedRecError(.usage, "a party group needs at least one party and no party twice")
+        }
+        var states = [SecAggParty]()
+        var advertisements = [KeyAdvertisement]()
+        for party in parties where !dropout.drops(party, step: 1) {
+            var generator = randomness.generator(party: party, step: 1)
+            let (state, advertisement) = try SecAggParty.advertise(
+                sessionID: session.sessionID, round: session.round, party: party, using: &generator)
+            states.append(state)
+            advertisements.append(advertisement)
+        }
+        try SecAggStateFile.write(states, session: session, to: state)
+        try KeyAdvertisementFile.write(advertisements, session: session, to: output)
+    }
+
+    /// Step 3: each party of the group in the roster shares its seed and mask key. Parties of
+    /// the group left out of the roster (their keys did not reach the server) stay as they are.
+    public static func shareKeys(
+        session: SecAggSession, state: String, roster rosterPath: String, output: String, randomness: Randomness,
+        dropout: SimulatedDropout = .none
+    ) throws {
+        let roster = try SecAggRosterFile.read(rosterPath, session: session)
+        var states = try SecAggStateFile.read(state, session: session)
+        var bundles = [ShareBundle]()
+        for k in states.indices where roster.index(of: states[k].party) != nil && !dropout.drops(states[k].party, step: 3) {
+            var generator = randomness.generator(party: states[k].party, step: 3)
+            do {
+                bundles.append(try states[k].shareKeys(roster: roster, using: &generator))
+            } catch let error as FedRecError {
+                throw FedRecError(error.failure, file: rosterPath, error.message)
+            }
+        }
+        guard !bundles.isEmpty || dropout.rate > 0 else {
+            throw FedRecError(.mismatch, file: rosterPath, "lists none of the group's parties (\(states.map(\.party).prefix(5)))")
+        }
+        try SecAggStateFile.write(states, session: session, to: state)
+        try ShareEnvelopeFile.writeBundles(bundles, session: session, to: output)
+    }
+
+    /// Step 5 for a group of one party: quantises `update` (clip `clip`, the roster's modulus,
+    /// at most the roster's parties) and masks it.
+    public static func mask(
+        update: ModelUpdate, session: SecAggSession, state: String, roster rosterPath: String, deliveries: String,
+        clip: Float, tensorClips: [String: Float] = [:], output: String, randomness: Randomness
+    ) throws -> MaskedUpdateFile {
+        let roster = try SecAggRosterFile.read(rosterPath, session: session)
+        let relay = try ShareEnvelopeFile.readDeliveries(deliveries, session: session)
+        var states = try SecAggStateFile.read(state, session: session)
+        guard states.count == 1 else {
+            throw FedRecError(
+                .usage, file: state,
+                "holds \(states.count) parties; a group of several parties masks each client's own update (fl-train-local --secagg)")
+        }
+        guard let delivery = relay.deliveries[states[0].party] else {
+            throw FedRecError(.tooFewParties, file: deliveries, "has no delivery for party \(states[0].party): the server counts it as dropped")
+        }
+        let quantizer = try Quantizer(clipBound: clip, modulusBits: roster.modulusBits, maximumParties: roster.parties.count)
+        let layout = try SecureUpdateLayout(update: update, clip: clip, tensorClips: tensorClips)
+        var generator = randomness.generator(party: states[0].party, step: 5)
+        let (words, clipped) = try layout.encode(update, quantizer: quantizer, using: &generator)
+        let masked: MaskedInput
+        do {
+            masked = try states[0].maskInput(words, roster: roster, delivery: delivery)
+        } catch let error as FedRecError {
+            throw FedRecError(error.failure, file: deliveries, error.message)
+        }
+        try SecAggStateFile.write(states, session: session, to: state)
+        let file = MaskedUpdateFile(header: update.header, layout: layout, quantizer: quantizer, masked: masked, clipped: clipped)
+        try file.write(to: output, kind: .maskedUpdate)
+        return file
+    }
+
+    /// Step 5 across clients (cross-device): trains every client of `shardPath` apart (as
+    /// fl-train-local does, `options`), and masks each client's own update as its party
+    /// (party id = the client's index); the output is the sum of the group's masked updates,
+    /// still masked. Clients without a delivery (dropped before) or simulated as dropping
+    /// send nothing. Returns nil, writing nothing, when no client of the group is left.
+    public static func maskClients(
+        modelPath: String, shardPath: String, userStateIn: String?, userStateOut: String?, options: TrainingOptions,
+        session: SecAggSession, state: String, roster rosterPath: String, deliveries: String, clip: Float,
+        tensorClips: [String: Float] = [:], output: String, randomness: Randomness, dropout: SimulatedDropout = .none
+    ) throws -> MaskedUpdateFile? {
+        let roster = try SecAggRosterFile.read(rosterPath, session: session)
+        let relay = try ShareEnvelopeFile.readDeliveries(deliveries, session: session)
+        var states = try SecAggStateFile.read(state, session: session)
+        var slot = [UInt32: Int]()
+        for (k, party) in states.enumerated() { slot[party.party] = k }
+        let quantizer = try Quantizer(clipBound: clip, modulusBits: roster.modulusBits, maximumParties: roster.parties.count)
+        var total: MaskedUpdateFile?
+        _ = try ShardTrainer.run(
+            modelPath: modelPath, shardPath: shardPath, stateIn: userStateIn, stateOut: userStateOut, output: "-",
+            options: options
+        ) { client, update in
+            let party = UInt32(bitPattern: client)
+            guard let k = slot[party], let delivery = relay.deliveries[party],
+                answers(states[k].step, expected: .sharedKeys), !dropout.drops(party, step: 5)
+            else { return }
+            let layout = try SecureUpdateLayout(update: update, clip: clip, tensorClips: tensorClips)
+            var generator = randomness.generator(party: party, step: 5)
+            let (words, clipped) = try layout.encode(update, quantizer: quantizer, using: &generator)
+            let masked: MaskedInput
+            do {
+                masked = try states[k].maskInput(words, roster: roster, delivery: delivery)
+            } catch let error as FedRecError {
+                throw FedRecError(error.failure, file: deliveries, "party \(party): \(error.message)")
+            }
+            let file = MaskedUpdateFile(header: update.header, layout: layout, quantizer: quantizer, masked: masked, clipped: clipped)
+            if total == nil { total = file } else { try total?.addClient(file, file: shardPath) }
+        }
+        try SecAggStateFile.write(states, session: session, to: state)
+        try total?.write(to: output, kind: .maskedUpdate)
+        return total
+    }
+
+    /// Step 7: each party of the group that sent a masked input reveals what the request asks.
+    public static func reveal(
+        session: SecAggSession, state: String, roster rosterPath: String, request requestPath: String, output: String,
+        dropout: SimulatedDropout = .none
+    ) throws {
+        let roster = try SecAggRosterFile.read(rosterPath, session: session)
+        let request = try UnmaskRequestFile.read(requestPath, session: session)
+        var states = try SecAggStateFile.read(state, session: session)
+        let survivors = Set(request.survivors)
+        var responses = [UnmaskResponse]()
+        for k in states.indices
+        where survivors.contains(states[k].party) && answers(states[k].step, expected: .maskedInput) && !dropout.drops(states[k].party, step: 7) {
+            do {
+                responses.append(try states[k].unmask(request, roster: roster))
+            } catch let error as FedRecError {
+                throw FedRecError(error.failure, file: requestPath, error.message)
+            }
+        }
+        guard !responses.isEmpty || dropout.rate > 0 else {
+            throw FedRecError(.mismatch, file: requestPath, "names none of the group's parties as in the sum")
+        }
+        try SecAggStateFile.write(states, session: session, to: state)
+        try UnmaskResponseFile.write(responses, session: session, to: output)
+    }
+}
+
+func appendLittleEndian(_ value: UInt64, to bytes: inout [UInt8]) {
+    for shift in stride(from: 0, to: 64, by: 8) { bytes.append(UInt8(truncatingIfNeeded: value >> UInt64(shift))) }
+}

@@ -1,0 +1,156 @@
+// Benchmark driver for bench/secagg-vs-flower and bench/RESULTS.md (not a command): one
+// secure-aggregation round of n parties' vectors of m coordinates, simulated in one process
+// on one thread with the library's protocol (the same code the fl-secagg steps run, without
+// the files), every party's work and the server's timed apart.
+//
+//   secagg-bench --parties 1000 --length 100000 [--dropout-rate 0.1]
+//       [--dropout-stage unmask|masked] [--bits 24] [--seed 1]
+//
+// Prints one JSON line: parties, length, dropout rate and stage, the chosen k (num_shares)
+// and t (threshold), round_seconds (wall, all parties and the server), party_cpu_ms (the
+// mean CPU of one party's four steps), server_seconds and unmask_seconds, the bytes one
+// party uploads (keys, shares, masked vector, revealed shares) against a float32 vector,
+// and max_abs_error of the unmasked sum against the plain float sum of the survivors.
+// Randomness is the system CSPRNG (ChaCha20 keyed from it), as in a real round; the
+// inputs come from --seed.
+import FedRecSecureAggregation
+import FedRecSupport
+import Foundation
+
+func now() -> Double {
+    var t = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &t)
+    return Double(t.tv_sec) + Double(t.tv_nsec) * 1e-9
+}
+func threadCPU() -> Double {
+    var t = timespec()
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t)
+    return Double(t.tv_sec) + Double(t.tv_nsec) * 1e-9
+}
+
+var n = 100, m = 100_000, dropoutRate = 0.1, stage = "unmask", bits = 24, seed: UInt64 = 1
+var arguments = CommandLine.arguments.dropFirst()
+while let flag = arguments.popFirst() {
+    guard let value = arguments.popFirst() else { fatalError("\(flag) needs a value") }
+    switch flag {
+    case "--parties": n = Int(value)!
+    case "--length": m = Int(value)!
+    case "--dropout-rate": dropoutRate = Double(value)!
+    case "--dropout-stage": stage = value
+    case "--bits": bits = Int(value)!
+    case "--seed": seed = UInt64(value)!
+    default: fatalError("unknown argument \(flag)")
+    }
+}
+
+func freshGenerator() -> ChaCha20Generator {
+    var system = SystemRandomNumberGenerator()
+    var key = [UInt8]()
+    for _ in 0..<4 {
+        let word = system.next()
+        for shift in stride(from: 0, to: 64, by: 8) { key.append(UInt8(truncatingIfNeeded: word >> UInt64(shift))) }
+    }
+    return ChaCha20Generator(seed: key, label: "secagg-bench")
+}
+
+var system = SystemRandomNumberGenerator()
+let session = (0..<32).map { _ in UInt8.random(in: 0...255, using: &system) }
+let round: UInt64 = 0
+var inputs = SeededGenerator(seed: seed)
+let dropped = Set((0..<n).shuffled(using: &inputs).prefix(Int((Double(n) * dropoutRate).rounded())).map { UInt32($0) })
+
+let started = now()
+var partyCPU = [Double](repeating: 0, count: n)
+var serverTime = 0.0
+var upload = [Int](repeating: 0, count: n)
+
+// 1. Keys.
+var states = [SecAggParty]()
+var advertisements = [KeyAdvertisement]()
+for party in 0..<n {
+    let c0 = threadCPU()
+    var generator = freshGenerator()
+    let (state, ad) = try SecAggParty.advertise(sessionID: session, round: round, party: UInt32(party), using: &generator)
+    states.append(state)
+    advertisements.append(ad)
+    partyCPU[party] += threadCPU() - c0
+    upload[party] += 4 + 64
+}
+// 2. Roster.
+var s0 = now()
+let roster = try SecAggServer.roster(
+    sessionID: session, round: round, advertisements: advertisements, dropoutRate: dropoutRate, corruptFraction: 0.05,
+    modulusBits: bits)
+serverTime += now() - s0
+// 3. Shares.
+var bundles = [ShareBundle]()
+for party in 0..<n {
+    let c0 = threadCPU()
+    var generator = freshGenerator()
+    bundles.append(try states[party].shareKeys(roster: roster, using: &generator))
+    partyCPU[party] += threadCPU() - c0
+    upload[party] += bundles[party].envelopes.reduce(0) { $0 + 8 + $1.ciphertext.count }
+}
+s0 = now()
+let deliveries = try SecAggServer.deliveries(roster: roster, bundles: bundles)
+serverTime += now() - s0
+// 4. Masked inputs (those dropping at the masked stage send none).
+let quantizer = try Quantizer(clipBound: 1, modulusBits: bits, maximumParties: n)
+var plain = [Double](repeating: 0, count: m)
+var sum: MaskedInput?
+var sumSeconds = 0.0
+for party in 0..<n {
+    let id = UInt32(party)
+    if stage == "masked" && dropped.contains(id) { continue }
+    var values = [Float](repeating: 0, count: m)
+    var local = SeededGenerator(seed: seed, stream: UInt64(party))
+    for i in 0..<m { values[i] = Float(local.nextUnitDouble() * 2 - 1) }
+    for i in 0..<m { plain[i] += Double(values[i]) }
+    let c0 = threadCPU()
+    var generator = freshGenerator()
+    let words = try quantizer.quantize(values, using: &generator)
+    let masked = try states[party].maskInput(words, roster: roster, delivery: deliveries[party])
+    let packed = BitPacking.pack(masked.values, bits: bits)
+    partyCPU[party] += threadCPU() - c0
+    upload[party] += packed.count + 8
+    let a0 = now()
+    sum = try sum.map { try $0.adding(masked) } ?? masked
+    sumSeconds += now() - a0
+}
+serverTime += sumSeconds
+// 5. Request and reveals (those dropping at the unmask stage do not answer).
+s0 = now()
+let request = try SecAggServer.unmaskRequest(roster: roster, sharers: bundles.map(\.sender), sum: sum!)
+serverTime += now() - s0
+var responses = [UnmaskResponse]()
+for party in request.survivors where !dropped.contains(party) {
+    let c0 = threadCPU()
+    let response = try states[Int(party)].unmask(request, roster: roster)
+    responses.append(response)
+    partyCPU[Int(party)] += threadCPU() - c0
+    upload[Int(party)] += (response.selfMaskShares.count + response.maskKeyShares.count) * (4 + 1 + SecAggParty.shareByteCount)
+}
+let u0 = now()
+let words = try SecAggServer.unmask(roster: roster, request: request, sum: sum!, responses: responses)
+let unmaskSeconds = now() - u0
+serverTime += unmaskSeconds
+let roundSeconds = now() - started
+let decoded = try quantizer.dequantizeSum(words, parties: request.survivors.count)
+var worst = 0.0
+if stage == "masked" {
+    // plain holds only the senders' vectors already.
+}
+for i in 0..<m { worst = max(worst, abs(decoded[i] - plain[i])) }
+// Only parties that did every step count for the per-party cost.
+let full = (0..<n).filter { !dropped.contains(UInt32($0)) }
+let meanCPU = full.reduce(0.0) { $0 + partyCPU[$1] } / Double(max(full.count, 1))
+let meanUpload = Double(full.reduce(0) { $0 + upload[$1] }) / Double(max(full.count, 1))
+let json: [String: Any] = [
+    "framework": "fedrec", "parties": n, "length": m, "dropout_rate": dropoutRate, "dropout_stage": stage,
+    "num_shares": roster.parameters.degree, "threshold": roster.parameters.threshold, "modulus_bits": bits,
+    "round_seconds": roundSeconds, "party_cpu_ms": meanCPU * 1000, "party_cpu_ms_max": (partyCPU.max() ?? 0) * 1000,
+    "server_seconds": serverTime, "unmask_seconds": unmaskSeconds, "upload_bytes_per_client": meanUpload,
+    "upload_vs_float32": meanUpload / Double(4 * m), "max_abs_error": worst, "threads": 1,
+]
+let data = try JSONSerialization.data(withJSONObject: json, options: [.sortedKeys])
+print(String(decoding: data, as: UTF8.self))
