@@ -169,6 +169,10 @@ public enum SecureParty {
             let masked: MaskedInput
             do {
                 masked = try states[k].maskInput(words, roster: roster, delivery: delivery)
+            } catch let error as FedRecError where error.failure == .tooFewParties {
+                // Too few of its neighbours shared: this client cannot be unmasked, so it
+                // drops out of the round (the others go on).
+                return
             } catch let error as FedRecError {
                 throw FedRecError(error.failure, file: deliveries, "party \(party): \(error.message)")
             }
