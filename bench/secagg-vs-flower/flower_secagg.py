@@ -249,7 +249,7 @@ def make_server_app(args, results):
             for nid in nodes
         ]
         replies = list(grid.send_and_receive(warm))
-        print(f"warm-up: {len(nodes)} nodes, {sum(not r.has_error() for r in replies)} ok", file=sys.stderr)
+        print(f"warm-up: {len(nodes)} nodes, {sum(not r.has_error() for r in replies)} replied", file=sys.stderr)
         results["warmup_seconds"] = time.perf_counter() - begin
         strategy = KeepAggregate(
             results,
