@@ -262,6 +262,14 @@ struct JSONParser {
             if at("+") || at("-") { offset += 1 }
             guard digits() > 0 else { throw failure("bad number (no digit in the exponent)") }
         }
+        // Integers of up to 15 digits (counts, indices, rounds) are exact in a double: no text.
+        let negative = bytes[start] == UInt8(ascii: "-")
+        let first = negative ? start + 1 : start
+        if offset - first <= 15, (first..<offset).allSatisfy({ bytes[$0] >= 0x30 && bytes[$0] <= 0x39 }) {
+            var integer: Int64 = 0
+            for i in first..<offset { integer = integer * 10 + Int64(bytes[i] - 0x30) }
+            return negative ? -Double(integer) : Double(integer)
+        }
         let text = String(decoding: UnsafeRawBufferPointer(rebasing: bytes[start..<offset]), as: UTF8.self)
         guard let value = Double(text) else { throw failure("bad number") }
         guard value.isFinite else { throw failure("number \(text) is beyond the range of a double") }
@@ -288,7 +296,23 @@ struct JSONParser {
 
     mutating func string() throws -> String {
         offset += 1  // opening quote
-        var utf8: [UInt8] = []
+        // Fast path: a run of plain bytes up to the closing quote becomes the string at once
+        // (what fedrec writes: keys, ids, checksums), with no byte-by-byte copy.
+        let start = offset
+        while offset < bytes.count {
+            let c = bytes[offset]
+            if c == UInt8(ascii: "\"") {
+                let run = UnsafeRawBufferPointer(rebasing: bytes[start..<offset])
+                offset += 1
+                guard let s = String(validating: run.bindMemory(to: UInt8.self), as: UTF8.self) else {
+                    throw failure("invalid UTF-8")
+                }
+                return s
+            }
+            if c == UInt8(ascii: "\\") || c < 0x20 { break }
+            offset += 1
+        }
+        var utf8 = Array(UnsafeRawBufferPointer(rebasing: bytes[start..<offset]))
         while true {
             guard offset < bytes.count else { throw failure("unterminated string") }
             let c = bytes[offset]
