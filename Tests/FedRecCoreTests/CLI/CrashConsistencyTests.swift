@@ -153,4 +153,32 @@ struct CrashConsistencyTests {
         #expect(Self.leftovers(run).isEmpty, "\(Self.leftovers(run))")
         #expect(try ReleaseKeys.read(path: run + "/ledger.jsonl.keys").isEmpty)
     }
+
+    /// A secure round draws fresh keys and rounding, so two runs differ: this checks that a
+    /// run killed as its secure round starts (in:secagg) and again once the unmasked sum is
+    /// in place (after:secagg) resumes, finishes every round once, and leaves no session,
+    /// party state or temporary file behind.
+    @Test("a secure run killed inside and after each round's secure aggregation resumes and leaves nothing behind")
+    func secureRounds() throws {
+        let dir = try TemporaryDirectory()
+        let ratings = try tinyRatings(in: dir.path)
+        let run = dir.path + "/run"
+        let rounds = 2
+        let arguments = ["--bin", CommandRunner.directory.path, "--data", ratings, "--run", run, "--rounds", "\(rounds)",
+                         "--dim", "4", "--partition", "--split ratio --test-ratio 0.2 --shards 2",
+                         "--train", "--reconstruct --epochs 1 --weighting uniform", "--secagg", "--secagg-dropout", "0.3"]
+        for round in 0..<rounds {
+            let inside = try Tool.run(roundsScript, arguments, environment: ["FL_ROUNDS_TEST_KILL_AT": "in:secagg"])
+            #expect(inside.signaled && inside.stderr.contains("(secagg)"), "\(inside.stderr)")
+            let after = try Tool.run(roundsScript, arguments, environment: ["FL_ROUNDS_TEST_KILL_AT": "after:secagg"])
+            #expect(after.signaled && after.stderr.contains("(secagg)"), "\(after.stderr)")
+            #expect(FileManager.default.fileExists(atPath: run + "/updates-000\(round)/sum.sum"))
+            let finish = try Tool.run(roundsScript, arguments + ["--rounds", "\(round + 1)"])
+            #expect(finish.status == 0, "\(finish.stderr)")
+        }
+        let rows = try Tool.run("fl-inspect", [run + "/metrics.jsonl", "--field", "lines[].round"])
+        #expect(rows.stdout == "1\n2\n", "\(rows.stdout)")
+        let names = (FileManager.default.enumerator(atPath: run)?.compactMap { $0 as? String } ?? [])
+        #expect(Self.leftovers(run).isEmpty && !names.contains { $0.hasPrefix("secagg-") }, "\(names)")
+    }
 }
