@@ -78,6 +78,9 @@ public struct TrainLocalCommand: ParsableCommand {
             try privacy.apply(to: &options, quiet: format.quiet)
             if let session = secure.secaggSession {
                 let parts = try secure.required()
+                guard options.sampleRate == nil else {
+                    throw FedRecError(.usage, "--secagg-session with --sample-rate is not supported yet: each client's masked update would not carry the sampling a DP release needs")
+                }
                 try FileRoles(
                     inputs: [model, base, shard, statePath, session, parts.roster, parts.deliveries], outputs: [output],
                     updatedInPlace: [stateOutPath, parts.state]

@@ -110,7 +110,7 @@ public enum SecAggFiles {
         return (0..<count).map { Array(raw[($0 * width)..<(($0 + 1) * width)]) }
     }
 
-    /// A U8 vector of `count` bytes (`nil`: any count).
+    /// A U8 vector (any length).
     static func byteVector(_ file: FedRecFile, _ name: String) throws -> [UInt8] {
         let info = try file.tensors.info(name)
         guard info.dtype == .u8, info.shape.count == 1 else {
