@@ -75,7 +75,8 @@ public struct TrainLocalCommand: ParsableCommand {
                 try FileRoles(inputs: [model, base, shard], outputs: [output], updatedInPlace: [stateOutPath]).check()
             }
             var options = training.options
-            try privacy.apply(to: &options, quiet: format.quiet)
+            // With secure aggregation sampling is refused below: no line about it first.
+            try privacy.apply(to: &options, quiet: format.quiet || secure.secaggSession != nil)
             if let session = secure.secaggSession {
                 let parts = try secure.required()
                 guard options.sampleRate == nil else {
