@@ -52,11 +52,16 @@ public struct SecAggParty: Sendable, Equatable {
         public var rosterDigest: [UInt8]
         public var heldShares: [HeldShares]
         public var step: Step
+        /// The share-encryption keys agreed with each neighbour when sharing, kept so the mask
+        /// step opens their envelopes without agreeing them again (empty: agree them anew).
+        public var shareKeys: [UInt32: [UInt8]]
 
         public init(
             sessionID: [UInt8], round: UInt64, party: UInt32, encryptionPrivateKey: [UInt8], maskPrivateKey: [UInt8],
-            selfMaskSeed: [UInt8], rosterDigest: [UInt8], heldShares: [HeldShares], step: Step
+            selfMaskSeed: [UInt8], rosterDigest: [UInt8], heldShares: [HeldShares], step: Step,
+            shareKeys: [UInt32: [UInt8]] = [:]
         ) {
+            self.shareKeys = shareKeys
             self.sessionID = sessionID
             self.round = round
             self.party = party
@@ -74,7 +79,7 @@ public struct SecAggParty: Sendable, Equatable {
         Record(
             sessionID: sessionID, round: round, party: party, encryptionPrivateKey: encryptionPrivateKey,
             maskPrivateKey: maskPrivateKey, selfMaskSeed: selfMaskSeed, rosterDigest: rosterDigest,
-            heldShares: heldShares, step: step)
+            heldShares: heldShares, step: step, shareKeys: shareKeys)
     }
 
     /// A party restored from its record; throws `.corrupt` if a key, seed or digest has the
@@ -96,6 +101,10 @@ public struct SecAggParty: Sendable, Equatable {
         rosterDigest = record.rosterDigest
         heldShares = record.heldShares
         step = record.step
+        guard record.shareKeys.values.allSatisfy({ $0.count == 32 }) else {
+            throw FedRecError(.corrupt, "a secure-aggregation state with a share key that is not 32 bytes")
+        }
+        shareKeys = record.shareKeys
     }
 
     public let sessionID: [UInt8]
@@ -111,6 +120,8 @@ public struct SecAggParty: Sendable, Equatable {
     private(set) var rosterDigest: [UInt8]
     /// The shares held for the neighbours whose envelopes reached this party, by owner.
     public private(set) var heldShares: [HeldShares]
+    /// The share-encryption key agreed with each neighbour while sharing (`Record.shareKeys`).
+    private(set) var shareKeys: [UInt32: [UInt8]]
     public private(set) var step: Step
 
     /// Bytes of a Shamir share of a 32-byte secret in wire form.
@@ -166,11 +177,13 @@ public struct SecAggParty: Sendable, Equatable {
         let encryption = try PartyKeyPair(rawPrivateKey: encryptionPrivateKey)
         var envelopes = [ShareEnvelope]()
         envelopes.reserveCapacity(neighbours.count)
+        var agreed = [UInt32: [UInt8]](minimumCapacity: neighbours.count)
         for (k, neighbour) in neighbours.enumerated() {
             let peer = roster.parties[neighbour]
             let key = try KeyAgreement.agreedSecret(
                 privateKey: encryption.privateKey, publicKey: peer.encryptionKey, sessionID: sessionID,
                 purpose: .shareEncryption, parties: (Int(party), Int(peer.party)))
+            agreed[peer.party] = key
             envelopes.append(
                 try ShareEnvelope.seal(
                     seedShares[k].bytes + keyShares[k].bytes, key: key, sessionID: sessionID, round: round,
@@ -178,6 +191,7 @@ public struct SecAggParty: Sendable, Equatable {
         }
         selfMaskSeed = seed
         rosterDigest = Self.digest(of: roster)
+        shareKeys = agreed
         step = .sharedKeys
         return ShareBundle(sessionID: sessionID, round: round, sender: party, envelopes: envelopes)
     }
@@ -218,7 +232,9 @@ public struct SecAggParty: Sendable, Equatable {
             guard senders.insert(senderIndex).inserted else {
                 throw FedRecError(.badData, "two share envelopes from party \(envelope.sender)")
             }
-            let key = try KeyAgreement.agreedSecret(
+            // The roster is the one shared under (checked above), so the key agreed then is
+            // the one the neighbour sealed with.
+            let key = try shareKeys[envelope.sender] ?? KeyAgreement.agreedSecret(
                 privateKey: encryption.privateKey, publicKey: roster.parties[senderIndex].encryptionKey,
                 sessionID: sessionID, purpose: .shareEncryption, parties: (Int(party), Int(envelope.sender)))
             let plaintext = try envelope.open(
@@ -261,6 +277,7 @@ public struct SecAggParty: Sendable, Equatable {
             }
         }
         heldShares = held
+        shareKeys = [:]
         step = .maskedInput
         return try MaskedInput(sessionID: sessionID, round: round, modulusBits: bits, parties: [party], values: masked)
     }

@@ -404,6 +404,17 @@ public enum SecAggStateFile {
         SecAggFiles.addParties(owners, named: "held_owners", to: &writer)
         SecAggFiles.addRows(selfShares, width: SecAggParty.shareByteCount, named: "held_self_mask_shares", to: &writer)
         SecAggFiles.addRows(keyShares, width: SecAggParty.shareByteCount, named: "held_mask_key_shares", to: &writer)
+        var keyHolders = [UInt32](), keyPeers = [UInt32](), keys = [[UInt8]]()
+        for record in records {
+            for (peer, key) in record.shareKeys.sorted(by: { $0.key < $1.key }) {
+                keyHolders.append(record.party)
+                keyPeers.append(peer)
+                keys.append(key)
+            }
+        }
+        SecAggFiles.addParties(keyHolders, named: "share_keys_of", to: &writer)
+        SecAggFiles.addParties(keyPeers, named: "share_keys_with", to: &writer)
+        SecAggFiles.addRows(keys, width: secretWidth, named: "share_keys", to: &writer)
         try writer.write(to: path, durable: true, privateFile: true)
     }
 
@@ -423,6 +434,14 @@ public enum SecAggStateFile {
         guard owners.count == holders.count else { throw FedRecError(.shape, file: path, "\(holders.count) holders and \(owners.count) owners") }
         let selfShares = try SecAggFiles.rows(file, "held_self_mask_shares", count: holders.count, width: SecAggParty.shareByteCount)
         let keyShares = try SecAggFiles.rows(file, "held_mask_key_shares", count: holders.count, width: SecAggParty.shareByteCount)
+        var shareKeys = [UInt32: [UInt32: [UInt8]]]()
+        if file.tensors.tensors["share_keys_of"] != nil {
+            let of = try SecAggFiles.parties(file, "share_keys_of")
+            let with = try SecAggFiles.parties(file, "share_keys_with")
+            guard with.count == of.count else { throw FedRecError(.shape, file: path, "\(of.count) share-key holders and \(with.count) peers") }
+            let keys = try SecAggFiles.rows(file, "share_keys", count: of.count, width: secretWidth)
+            for i in of.indices { shareKeys[of[i], default: [:]][with[i]] = keys[i] }
+        }
         var held = [UInt32: [SecAggParty.HeldShares]]()
         do {
             for i in holders.indices {
@@ -439,7 +458,7 @@ public enum SecAggStateFile {
                     record: .init(
                         sessionID: id, round: round, party: parties[k], encryptionPrivateKey: encryption[k],
                         maskPrivateKey: mask[k], selfMaskSeed: shared ? seeds[k] : [], rosterDigest: shared ? digests[k] : [],
-                        heldShares: held[parties[k]] ?? [], step: step))
+                        heldShares: held[parties[k]] ?? [], step: step, shareKeys: shareKeys[parties[k]] ?? [:]))
             }
         } catch let error as FedRecError {
             throw FedRecError(error.failure, file: path, error.message)
