@@ -50,7 +50,7 @@ public enum SecureServer {
         do {
             deliveries = try SecAggServer.deliveries(roster: roster, bundles: bundles)
         } catch let error as FedRecError {
-            throw FedRecError(error.failure, file: shares.count == 1 ? shares[0] : "the shares", error.message)
+            throw error.inFile(shares.count == 1 ? shares[0] : "the shares")
         }
         try ShareEnvelopeFile.writeDeliveries(deliveries, sharers: bundles.map(\.sender).sorted(), session: session, to: output)
     }
@@ -67,7 +67,7 @@ public enum SecureServer {
         do {
             request = try SecAggServer.unmaskRequest(roster: roster, sharers: sharers, sum: sum.masked)
         } catch let error as FedRecError {
-            throw FedRecError(error.failure, file: sumPath, error.message)
+            throw error.inFile(sumPath)
         }
         try UnmaskRequestFile.write(request, session: session, to: output)
         return request
@@ -89,7 +89,7 @@ public enum SecureServer {
         do {
             words = try SecAggServer.unmask(roster: roster, request: request, sum: sum.masked, responses: responses)
         } catch let error as FedRecError {
-            throw FedRecError(error.failure, file: sumPath, error.message)
+            throw error.inFile(sumPath)
         }
         let update = try sum.layout.decode(words, parties: sum.masked.parties.count, quantizer: sum.quantizer, header: sum.header)
         try update.write(to: output, kind: .sum)
@@ -97,8 +97,10 @@ public enum SecureServer {
     }
 
     static func checkSum(_ sum: MaskedUpdateFile, roster: SecAggRoster, path: String) throws {
-        guard sum.masked.sessionID == roster.sessionID, sum.masked.round == roster.round else {
-            throw FedRecError(.mismatch, file: path, "belongs to another secure-aggregation session or round than the roster")
+        do {
+            try sum.masked.checkRound(sessionID: roster.sessionID, round: roster.round, what: "the masked sum")
+        } catch let error as FedRecError {
+            throw error.inFile(path)
         }
         guard sum.quantizer.modulusBits == roster.modulusBits, sum.quantizer.maximumParties == roster.parties.count else {
             throw FedRecError(.mismatch, file: path, "was quantised for \(sum.quantizer.maximumParties) parties mod 2^\(sum.quantizer.modulusBits), the roster has \(roster.parties.count) mod 2^\(roster.modulusBits)")

@@ -280,18 +280,17 @@ public struct SecAggMaskStep: ParsableCommand {
         try reportingErrors("fl-secagg mask") {
             try FileRoles(inputs: [session.session, roster, deliveries, update], outputs: [output], updatedInPlace: [state]).check()
             random.warn("fl-secagg mask")
-            let parties = try SecAggStateFile.read(state, session: try session.load()).map(\.party)
-            if let party = parties.first, parties.count == 1, try dropout.simulated().drops(party, step: 5) {
-                var stderr = StandardError()
-                print("fl-secagg mask: party \(party) drops out (simulated): nothing written", to: &stderr)
+            var stderr = StandardError()
+            guard
+                let masked = try SecureParty.mask(
+                    update: try ModelUpdate.load(update), session: try session.load(), state: state, roster: roster,
+                    deliveries: deliveries, clip: clip, tensorClips: try tensorClips(clipTensor), output: output,
+                    randomness: random.randomness, dropout: try dropout.simulated())
+            else {
+                print("fl-secagg mask: \(state): the party drops out (simulated): nothing written", to: &stderr)
                 return
             }
-            let masked = try SecureParty.mask(
-                update: try ModelUpdate.load(update), session: try session.load(), state: state, roster: roster,
-                deliveries: deliveries, clip: clip, tensorClips: try tensorClips(clipTensor), output: output,
-                randomness: random.randomness)
             if masked.clipped > 0 {
-                var stderr = StandardError()
                 print("fl-secagg mask: warning: \(masked.clipped) values of \(update) were clipped to ±\(clip)", to: &stderr)
             }
         }

@@ -116,8 +116,9 @@ public enum KeyAgreement {
     }
 }
 
-/// `count` bytes from `generator`, 8 per draw (little-endian), the last draw's surplus dropped.
-func randomBytes<G: RandomNumberGenerator>(_ count: Int, using generator: inout G) -> [UInt8] {
+/// `count` bytes from `generator`, 8 per draw (little-endian), the last draw's surplus dropped:
+/// keys, seeds and session ids (from the system CSPRNG, or a named test seed).
+public func randomBytes<G: RandomNumberGenerator>(_ count: Int, using generator: inout G) -> [UInt8] {
     var bytes = [UInt8]()
     bytes.reserveCapacity(count + 7)
     while bytes.count < count {

@@ -109,10 +109,10 @@ public enum MaskExpansion {
         }
     }
 
-    /// ChaCha20 applied to `zeros`: its keystream from block `counter`. The only failures of
-    /// `Insecure.ChaCha20CTR` are a key that is not 256 bits or a nonce that is not 12 bytes,
-    /// which the callers rule out.
-    private static func chaCha20Keystream(
+    /// ChaCha20 applied to `zeros`: its keystream from block `counter` (the masks here, and
+    /// `ChaCha20Generator`'s stream). The only failures of `Insecure.ChaCha20CTR` are a key
+    /// that is not 256 bits or a nonce that is not 12 bytes, which the callers rule out.
+    static func chaCha20Keystream(
         _ zeros: ArraySlice<UInt8>, key: SymmetricKey, counter: UInt32, nonce: [UInt8]
     ) -> Data {
         do {

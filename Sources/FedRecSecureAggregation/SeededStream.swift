@@ -1,6 +1,5 @@
 import Crypto
 import Foundation
-import _CryptoExtras
 
 /// A deterministic, cryptographically strong stream of random words: the ChaCha20 keystream
 /// (RFC 8439) under a 32-byte seed, for choices every party must make identically from a shared
@@ -72,14 +71,9 @@ public struct ChaCha20Generator: RandomNumberGenerator, Sendable {
         let blocks = UInt64(Self.bufferByteCount / 64)
         precondition(nextBlock + blocks <= 1 << 32, "ChaCha20's 32-bit counter bounds a stream to 256 GiB")
         let zeros = [UInt8](repeating: 0, count: Self.bufferByteCount)
-        do {
-            let keystream = try Insecure.ChaCha20CTR.encrypt(
-                zeros, using: SymmetricKey(data: key), counter: Insecure.ChaCha20CTR.Counter(offset: UInt32(truncatingIfNeeded: nextBlock)),
-                nonce: Insecure.ChaCha20CTR.Nonce(data: nonce))
-            buffer = Array(keystream)
-        } catch {
-            preconditionFailure("ChaCha20 refused a 256-bit key and 12-byte nonce: \(error)")
-        }
+        buffer = Array(
+            MaskExpansion.chaCha20Keystream(
+                zeros[...], key: SymmetricKey(data: key), counter: UInt32(truncatingIfNeeded: nextBlock), nonce: nonce))
         nextBlock += blocks
         position = 0
     }

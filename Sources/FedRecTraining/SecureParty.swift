@@ -19,15 +19,15 @@ public enum SecureParty {
 
         /// A generator for `party` at `step`: ChaCha20 keyed by 32 bytes of the system
         /// CSPRNG (fast and cryptographically strong), or the test seed's stream.
-        func generator(party: UInt32, step: UInt64) -> ChaCha20Generator {
-            var key = [UInt8]()
+        public func generator(party: UInt32, step: UInt64) -> ChaCha20Generator {
+            let key: [UInt8]
             switch self {
             case .system:
                 var system = SystemRandomNumberGenerator()
-                for _ in 0..<4 { appendLittleEndian(system.next(), to: &key) }
+                key = randomBytes(ChaCha20Generator.seedByteCount, using: &system)
             case .testSeed(let seed):
                 var seeded = SeededGenerator(seed: seed, stream: UInt64(party) << 8 | step)
-                for _ in 0..<4 { appendLittleEndian(seeded.next(), to: &key) }
+                key = randomBytes(ChaCha20Generator.seedByteCount, using: &seeded)
             }
             return ChaCha20Generator(seed: key, label: "party-step-\(step)")
         }
@@ -95,7 +95,7 @@ public enum SecureParty {
             do {
                 bundles.append(try states[k].shareKeys(roster: roster, using: &generator))
             } catch let error as FedRecError {
-                throw FedRecError(error.failure, file: rosterPath, error.message)
+                throw error.inFile(rosterPath)
             }
         }
         guard !bundles.isEmpty || dropout.rate > 0 else {
@@ -106,11 +106,13 @@ public enum SecureParty {
     }
 
     /// Step 5 for a group of one party: quantises `update` (clip `clip`, the roster's modulus,
-    /// at most the roster's parties) and masks it.
+    /// at most the roster's parties) and masks it. Returns nil, writing nothing, when the
+    /// party is simulated as dropping out of this step.
     public static func mask(
         update: ModelUpdate, session: SecAggSession, state: String, roster rosterPath: String, deliveries: String,
-        clip: Float, tensorClips: [String: Float] = [:], output: String, randomness: Randomness
-    ) throws -> MaskedUpdateFile {
+        clip: Float, tensorClips: [String: Float] = [:], output: String, randomness: Randomness,
+        dropout: SimulatedDropout = .none
+    ) throws -> MaskedUpdateFile? {
         let roster = try SecAggRosterFile.read(rosterPath, session: session)
         let relay = try ShareEnvelopeFile.readDeliveries(deliveries, session: session)
         var states = try SecAggStateFile.read(state, session: session)
@@ -119,23 +121,36 @@ public enum SecureParty {
                 .usage, file: state,
                 "holds \(states.count) parties; a group of several parties masks each client's own update (fl-train-local --secagg)")
         }
+        if dropout.drops(states[0].party, step: 5) { return nil }
         guard let delivery = relay.deliveries[states[0].party] else {
             throw FedRecError(.tooFewParties, file: deliveries, "has no delivery for party \(states[0].party): the server counts it as dropped")
         }
         let quantizer = try Quantizer(clipBound: clip, modulusBits: roster.modulusBits, maximumParties: roster.parties.count)
+        let file = try maskedUpdate(
+            update, party: &states[0], roster: roster, delivery: delivery, deliveries: deliveries, quantizer: quantizer,
+            clip: clip, tensorClips: tensorClips, randomness: randomness)
+        try SecAggStateFile.write(states, session: session, to: state)
+        try file.write(to: output, kind: .maskedUpdate)
+        return file
+    }
+
+    /// `update` quantised (`quantizer`, the layout's clip bounds) and masked by `party` with the
+    /// shares `delivery` brought it: what both mask steps send. The masking's errors name
+    /// the deliveries file and the party.
+    static func maskedUpdate(
+        _ update: ModelUpdate, party: inout SecAggParty, roster: SecAggRoster, delivery: ShareDelivery, deliveries: String,
+        quantizer: Quantizer, clip: Float, tensorClips: [String: Float], randomness: Randomness
+    ) throws -> MaskedUpdateFile {
         let layout = try SecureUpdateLayout(update: update, clip: clip, tensorClips: tensorClips)
-        var generator = randomness.generator(party: states[0].party, step: 5)
+        var generator = randomness.generator(party: party.party, step: 5)
         let (words, clipped) = try layout.encode(update, quantizer: quantizer, using: &generator)
         let masked: MaskedInput
         do {
-            masked = try states[0].maskInput(words, roster: roster, delivery: delivery)
+            masked = try party.maskInput(words, roster: roster, delivery: delivery)
         } catch let error as FedRecError {
-            throw FedRecError(error.failure, file: deliveries, error.message)
+            throw FedRecError(error.failure, file: deliveries, "party \(party.party): \(error.message)")
         }
-        try SecAggStateFile.write(states, session: session, to: state)
-        let file = MaskedUpdateFile(header: update.header, layout: layout, quantizer: quantizer, masked: masked, clipped: clipped)
-        try file.write(to: output, kind: .maskedUpdate)
-        return file
+        return MaskedUpdateFile(header: update.header, layout: layout, quantizer: quantizer, masked: masked, clipped: clipped)
     }
 
     /// Step 5 across clients (cross-device): trains every client of `shardPath` apart (as
@@ -163,20 +178,16 @@ public enum SecureParty {
             guard let k = slot[party], let delivery = relay.deliveries[party],
                 answers(states[k].step, expected: .sharedKeys), !dropout.drops(party, step: 5)
             else { return }
-            let layout = try SecureUpdateLayout(update: update, clip: clip, tensorClips: tensorClips)
-            var generator = randomness.generator(party: party, step: 5)
-            let (words, clipped) = try layout.encode(update, quantizer: quantizer, using: &generator)
-            let masked: MaskedInput
+            let file: MaskedUpdateFile
             do {
-                masked = try states[k].maskInput(words, roster: roster, delivery: delivery)
+                file = try maskedUpdate(
+                    update, party: &states[k], roster: roster, delivery: delivery, deliveries: deliveries,
+                    quantizer: quantizer, clip: clip, tensorClips: tensorClips, randomness: randomness)
             } catch let error as FedRecError where error.failure == .tooFewParties {
                 // Too few of its neighbours shared: this client cannot be unmasked, so it
                 // drops out of the round (the others go on).
                 return
-            } catch let error as FedRecError {
-                throw FedRecError(error.failure, file: deliveries, "party \(party): \(error.message)")
             }
-            let file = MaskedUpdateFile(header: update.header, layout: layout, quantizer: quantizer, masked: masked, clipped: clipped)
             if total == nil { total = file } else { try total?.addClient(file, file: shardPath) }
         }
         try SecAggStateFile.write(states, session: session, to: state)
@@ -199,7 +210,7 @@ public enum SecureParty {
             do {
                 responses.append(try states[k].unmask(request, roster: roster))
             } catch let error as FedRecError {
-                throw FedRecError(error.failure, file: requestPath, error.message)
+                throw error.inFile(requestPath)
             }
         }
         guard !responses.isEmpty || dropout.rate > 0 else {
@@ -208,8 +219,4 @@ public enum SecureParty {
         try SecAggStateFile.write(states, session: session, to: state)
         try UnmaskResponseFile.write(responses, session: session, to: output)
     }
-}
-
-func appendLittleEndian(_ value: UInt64, to bytes: inout [UInt8]) {
-    for shift in stride(from: 0, to: 64, by: 8) { bytes.append(UInt8(truncatingIfNeeded: value >> UInt64(shift))) }
 }

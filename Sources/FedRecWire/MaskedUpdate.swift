@@ -319,7 +319,7 @@ public struct MaskedUpdateFile: Sendable {
             let clipped = try file.int(clippedKey, in: 0...Int.max)
             return (MaskedUpdateFile(header: header, layout: layout, quantizer: quantizer, masked: masked, clipped: clipped), file.kind)
         } catch let error as FedRecError {
-            throw FedRecError(error.failure, file: path, error.message)
+            throw error.inFile(path)
         }
     }
 
@@ -332,7 +332,7 @@ public struct MaskedUpdateFile: Sendable {
         do {
             masked = try masked.adding(other.masked)
         } catch let error as FedRecError {
-            throw FedRecError(error.failure, file: file, error.message)
+            throw error.inFile(file)
         }
         header.clients += other.header.clients
         header.clipped += other.header.clipped
@@ -353,7 +353,7 @@ public struct MaskedUpdateFile: Sendable {
         do {
             masked = try masked.adding(other.masked)
         } catch let error as FedRecError {
-            throw FedRecError(error.failure, file: file, error.message)
+            throw error.inFile(file)
         }
         header = probe.header
         header.weight = 0

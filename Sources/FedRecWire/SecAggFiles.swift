@@ -136,12 +136,7 @@ public struct SecAggSession: Sendable, Equatable {
 
     /// A session whose id comes from `generator` (a named test seed in tests).
     public init<G: RandomNumberGenerator>(round: UInt64, using generator: inout G) {
-        var id = [UInt8]()
-        while id.count < KeyAgreement.sessionIDByteCount {
-            let word = generator.next()
-            for shift in stride(from: 0, to: 64, by: 8) { id.append(UInt8(truncatingIfNeeded: word >> UInt64(shift))) }
-        }
-        self.sessionID = Array(id.prefix(KeyAgreement.sessionIDByteCount))
+        self.sessionID = randomBytes(KeyAgreement.sessionIDByteCount, using: &generator)
         self.round = round
         self.path = "-"
     }
@@ -222,7 +217,7 @@ public enum SecAggRosterFile {
                 sessionID: id, round: round, parameters: parameters,
                 modulusBits: try file.int("secagg_modulus_bits", in: 2...32), parties: parties)
         } catch let error as FedRecError {
-            throw FedRecError(error.failure, file: path, error.message)
+            throw error.inFile(path)
         }
     }
 }
@@ -353,7 +348,7 @@ public enum UnmaskResponseFile {
         for i in senders.indices {
             let share: ShamirShare
             do { share = try ShamirShare(bytes: rows[i]) } catch let error as FedRecError {
-                throw FedRecError(error.failure, file: path, error.message)
+                throw error.inFile(path)
             }
             let revealed = UnmaskResponse.RevealedShare(owner: owners[i], share: share)
             switch kinds[i] {
@@ -461,7 +456,7 @@ public enum SecAggStateFile {
                         heldShares: held[parties[k]] ?? [], step: step, shareKeys: shareKeys[parties[k]] ?? [:]))
             }
         } catch let error as FedRecError {
-            throw FedRecError(error.failure, file: path, error.message)
+            throw error.inFile(path)
         }
     }
 }

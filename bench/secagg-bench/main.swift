@@ -15,6 +15,7 @@
 // inputs come from --seed.
 import FedRecSecureAggregation
 import FedRecSupport
+import FedRecTraining
 import Foundation
 
 func now() -> Double {
@@ -43,18 +44,12 @@ while let flag = arguments.popFirst() {
     }
 }
 
-func freshGenerator() -> ChaCha20Generator {
-    var system = SystemRandomNumberGenerator()
-    var key = [UInt8]()
-    for _ in 0..<4 {
-        let word = system.next()
-        for shift in stride(from: 0, to: 64, by: 8) { key.append(UInt8(truncatingIfNeeded: word >> UInt64(shift))) }
-    }
-    return ChaCha20Generator(seed: key, label: "secagg-bench")
-}
+/// What a party's step draws from in a real round (`fl-secagg`): ChaCha20 keyed by the
+/// system CSPRNG.
+func freshGenerator() -> ChaCha20Generator { SecureParty.Randomness.system.generator(party: 0, step: 0) }
 
 var system = SystemRandomNumberGenerator()
-let session = (0..<32).map { _ in UInt8.random(in: 0...255, using: &system) }
+let session = randomBytes(KeyAgreement.sessionIDByteCount, using: &system)
 let round: UInt64 = 0
 var inputs = SeededGenerator(seed: seed)
 let dropped = Set((0..<n).shuffled(using: &inputs).prefix(Int((Double(n) * dropoutRate).rounded())).map { UInt32($0) })
