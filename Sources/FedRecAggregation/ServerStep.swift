@@ -50,6 +50,11 @@ public struct ServerOptions: Sendable, Equatable {
     public var itemText: TextEmbeddingTable?
     /// λ_W of the ridge fit of the text projection W.
     public var textL2: Double = 1
+    /// Private ALS: an item whose noised count is below this is not solved (implicit:
+    /// set to 0, as centralised implicit ALS leaves an item nobody chose; explicit: kept
+    /// as it was). nil: 3σ of the release's noise, so an item nobody touched passes with
+    /// probability 0.13 %.
+    public var dpMinCount: Double?
 
     public init() {}
 }
@@ -195,20 +200,53 @@ public enum ServerStep {
         var a = [Double](repeating: 0, count: n * n)
         var b = [Double](repeating: 0, count: n)
         var trained = [Bool](repeating: false, count: config.items)
+        // Private ALS: the statistics carry Gaussian noise of standard deviation σ. A
+        // symmetric n × n matrix of such noise has spectral norm about 2σ√n (Wigner's
+        // semicircle); the item's Gram and the dense part each carry one, so a ridge of
+        // 2√2·σ√n keeps the noised system positive definite (doubled until Cholesky
+        // succeeds: post-processing, no privacy cost). Items whose noised count is below
+        // the threshold are noise rather than signal and are not solved.
+        let noise = sum.header.extra[DPMetadata.mechanism] == DPMetadata.alsGaussianMechanism
+            ? Double(sum.header.extra[DPMetadata.noiseStddev] ?? "") : nil
+        if sum.header.extra[DPMetadata.mechanism] == DPMetadata.alsGaussianMechanism && noise == nil {
+            throw FedRecError(.badData, file: file, "a private ALS sum without its noise standard deviation (dp_noise_stddev)")
+        }
+        // Mean-field item Gram (`ItemGramMode.mean`): α Σ_{u∈Ω_i} p pᵀ ≈ α n_i · D / N from
+        // the item's noised count and the dense Gram D of all N users; only D is noised.
+        let bounds: ALSContributionBounds?
+        do {
+            bounds = noise == nil ? nil : try ALSContributionBounds(metadata: sum.header.extra)
+        } catch let error as FedRecError { throw error.inFile(file) }
+        let meanField = bounds.map { !$0.sharesItemGram(config) } ?? false
+        let population = Double(max(sum.header.clients, 1))
+        let ridge = noise.map { (meanField ? 2 : 2 * 2.0.squareRoot()) * $0 * Double(n).squareRoot() } ?? 0
+        let minCount = noise.map { options.dpMinCount ?? 3 * $0 }
+        var skipped: [Int] = []
         for (r, row) in sum.rows.enumerated() {
             let item = Int(row)
-            for x in 0..<(n * n) { a[x] = Double(gram.values[r * n * n + x]) }
-            for x in 0..<n { b[x] = Double(rhs.values[r * n + x]) }
-            if wals {
-                for x in 0..<(n * n) { a[x] += Double(dense[x]) }
-                for x in 0..<n { a[x * n + x] += Double(options.l2) }
-            } else {
-                // Weighted λ: λ (λ_b for the bias) times the item's number of ratings, which
-                // is the bias-bias entry of Σ x xᵀ.
-                let count = a[n * n - 1]
-                for x in 0..<n { a[x * n + x] += Double(x == d ? options.l2Bias ?? options.l2 : options.l2) * max(count, 1) }
+            if let minCount, Double(sum.rowWeight[r]) < minCount {
+                skipped.append(item)
+                continue
             }
-            let solved = a.withUnsafeMutableBufferPointer { a in b.withUnsafeMutableBufferPointer { b in Cholesky.solve(a, b, n: n) } }
+            let factor = meanField ? 1 + (bounds?.alpha ?? 0) * max(Double(sum.rowWeight[r]), 0) / population : 1
+            var extra = ridge * factor
+            var solved = false
+            for _ in 0..<12 {
+                for x in 0..<(n * n) { a[x] = Double(gram.values[r * n * n + x]) }
+                for x in 0..<n { b[x] = Double(rhs.values[r * n + x]) }
+                if wals {
+                    for x in 0..<(n * n) { a[x] += Double(dense[x]) * factor }
+                    for x in 0..<n { a[x * n + x] += Double(options.l2) + extra }
+                } else {
+                    // Weighted λ: λ (λ_b for the bias) times the item's number of ratings, which
+                    // is the bias-bias entry of Σ x xᵀ.
+                    let count = a[n * n - 1]
+                    for x in 0..<n { a[x * n + x] += Double(x == d ? options.l2Bias ?? options.l2 : options.l2) * max(count, 1) + extra }
+                }
+                solved = a.withUnsafeMutableBufferPointer { a in b.withUnsafeMutableBufferPointer { b in Cholesky.solve(a, b, n: n) } }
+                if solved || noise == nil { break }
+                extra *= 2
+            }
             // No unique solution (λ = 0 and too few ratings, or non-finite statistics): an
             // error, not a row silently left as it was.
             guard solved else {
@@ -235,6 +273,12 @@ public enum ServerStep {
             model.notes["text_l2"] = "\(options.textL2)"
             model.itemSupport = nil
             return
+        }
+        if wals && !skipped.isEmpty {
+            for item in skipped {
+                let target = model.slot(item)
+                for k in 0..<d { model.embedding[target * d + k] = 0 }
+            }
         }
         if wals {
             // Centralised implicit ALS gives an item with no observed pair the solution 0;

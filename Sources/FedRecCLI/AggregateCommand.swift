@@ -57,6 +57,7 @@ public struct AggregateCommand: ParsableCommand {
     @Option(help: "λ of item biases in the explicit ALS item step (default: --l2).") var l2Bias: Float?
     @Option(help: "Item text embeddings of a content-aware wals model (the table given to fl-init --item-text).") var itemText: String?
     @Option(help: "λ_W of the ridge fit of the text projection W.") var textL2: Double = 1
+    @Option(help: "Private ALS: items whose noised count is below N are not solved (default: 3σ of the release's noise).") var dpMinCount: Double?
     @Option(help: "The next model as an overlay of changed rows on its base (overlay), with every row (standalone), or overlay when few rows of a large model changed (auto).")
     var checkpoint: CheckpointLayout = .auto
     @OptionGroup(title: "Output") var format: OutputFormatOptions
@@ -105,6 +106,7 @@ public struct AggregateCommand: ParsableCommand {
                 options.fixedDenominator = fixedDenominator
                 options.l2 = l2
                 options.l2Bias = l2Bias
+                options.dpMinCount = dpMinCount
                 options.itemText = try itemText.map { try TextEmbeddingTable.load($0) }
                 options.textL2 = textL2
                 if sum.header.extra[UserSettingsMetadata.key] == nil {

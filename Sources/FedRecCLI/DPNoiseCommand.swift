@@ -33,9 +33,20 @@ public struct DPNoiseCommand: ParsableCommand {
             noised sums are what is private. The accounting assumes Poisson sampling with a \
             secret seed (fixed-size sampling needs another analysis), uniform weighting \
             (--weighting uniform) and clipping (--clip C); the population N is treated as \
-            public. ALS statistics are not clipped: DP needs --algorithm sgd. --seed is for \
-            tests only and marks the output private=false. Clients who trust no server use \
-            fl-train-local --local-dp instead.
+            public. --seed is for tests only and marks the output private=false. Clients \
+            who trust no server use fl-train-local --local-dp instead.
+
+            Private ALS (Chien, Jain, Krichene, Rendle, Song, Thakurta, Zhang 2021): a sum \
+            of ALS statistics trained with fl-train-local --dp-max-items K --dp-user-clip G \
+            (each user shares at most K items' statistics, with their vector clipped to \
+            norm G; explicit residuals clipped to ±R) gets noise of std z·Δ on every \
+            value of every item (Gram triangle, right-hand side, count) and on the dense \
+            part, Δ = the L2 sensitivity of one user's share from K, G, R and α \
+            (docs/FORMATS.md). A user's own vector is solved on all of their data and \
+            never leaves them (joint DP: only what is shared is private). Every client \
+            takes part (q = 1) unless the round was sampled. fl-aggregate solves the \
+            noised items with a noise-aware ridge and skips those whose noised count is \
+            under --dp-min-count (default 3σ).
 
             Adaptive clipping (--adaptive-clip; Andrew, Thakkar, McMahan, Ramaswamy 2021): \
             instead of a fixed C, the clip follows the γ quantile of the clients' update \

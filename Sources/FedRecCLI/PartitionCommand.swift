@@ -4,14 +4,19 @@ import FedRecSupport
 import FedRecFormats
 import FedRecData
 
+extension InteractionLayout: ExpressibleByArgument {}
+
 /// `fl-partition`: ratings file → dataset directory of tar shards.
 public struct PartitionCommand: ParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "fl-partition",
         abstract: "Split a ratings file into per-client tar shards for federated training.",
         discussion: """
-            Reads MovieLens u.data / ratings.dat / ratings.csv or any CSV/TSV with named columns \
-            (from a file or -), maps raw ids to dense indices, removes duplicate events (keeping \
+            Reads MovieLens u.data / ratings.dat / ratings.csv or any CSV/TSV with named columns, \
+            one-user-per-line lists `user item item …` (--format lists: LightGCN, NGCF, S3-Rec) \
+            or Jester's matrix (--format jester), from files or -, plain or compressed (gzip, \
+            zstd, xz, bzip2: told by their first bytes). Several ratings files are read as one \
+            training set. It maps raw ids to dense indices, removes duplicate events (keeping \
             the latest), splits each user's data into train and test, groups users into clients \
             and writes OUTPUT/dataset.json, items.tsv, users.tsv and shards/shard-NNNNN.tar.
 
@@ -22,12 +27,20 @@ public struct PartitionCommand: ParsableCommand {
               fl-partition ratings.csv --dirichlet 0.3 --clients 20 -o noniid \\
                   --items movies.csv
               zstd -dc ratings.csv.zst | fl-partition - -o mls --pseudonymize-key key.bin
+              fl-partition --format lists train.txt.zst valid.txt.zst \\
+                  --test test.txt.zst -o gowalla        # a published split
+              fl-partition --format lists Beauty.txt.zst -o beauty   # last item: test
+              fl-partition --format jester jester-data-1.csv.zst -o jester \\
+                  --split ratio --test-ratio 0.1
               fl-partition u.data -o ml100k-cold --cold-items 0.2 --seed 1  # 20 % cold
             """,
         version: fedrecVersion)
 
-    @Argument(help: "Ratings file, or - for stdin.")
-    var ratings: String
+    @Argument(help: "Ratings files (read as one training set), or - for stdin.")
+    var ratings: [String]
+
+    @Option(name: .customLong("format"), help: "Layout of the ratings: events (one per line), lists (user item item …) or jester.")
+    var layout: InteractionLayout = .events
 
     @Option(name: [.short, .long], help: "Output dataset directory (created; replaced only with --force).")
     var output: String
@@ -100,6 +113,14 @@ public struct PartitionCommand: ParsableCommand {
     public init() {}
 
     public func validate() throws {
+        guard !ratings.isEmpty else { throw ValidationError("name a ratings file (or - for stdin)") }
+        guard ratings.filter({ $0 == "-" }).count + (test == "-" ? 1 : 0) <= 1 else { throw ValidationError("stdin (-) can be read once") }
+        if layout == .jester, userCol != nil || itemCol != nil || ratingCol != nil || timeCol != nil {
+            throw ValidationError("--format jester has no named columns")
+        }
+        if layout == .lists, ratingCol != nil || timeCol != nil || userCol != nil || itemCol != nil {
+            throw ValidationError("--format lists has no named columns")
+        }
         guard ["leave-last-out", "ratio"].contains(split) else { throw ValidationError("--split is leave-last-out or ratio") }
         guard ["none", "gzip", "zstd"].contains(compression) else { throw ValidationError("--compression is none, gzip or zstd") }
         if let clients, clients < 1 { throw ValidationError("--clients must be at least 1") }
@@ -113,7 +134,10 @@ public struct PartitionCommand: ParsableCommand {
 
     public func run() throws {
         try reportingErrors("fl-partition") {
-            var options = PartitionOptions(ratings: ratings)
+            guard let first = ratings.first else { throw FedRecError(.usage, "name a ratings file (or - for stdin)") }
+            var options = PartitionOptions(ratings: first)
+            options.moreRatings = Array(ratings.dropFirst())
+            options.layout = layout
             options.columns = RatingsColumns(user: userCol, item: itemCol, rating: ratingCol, time: timeCol)
             options.ratingScale = RatingScale(min: ratingMin, max: ratingMax)
             options.itemsFile = noItems ? "" : items

@@ -7,6 +7,11 @@ import FedRecSupport
 public struct PartitionOptions: Sendable {
     /// The ratings file (`-` for stdin).
     public var ratings: String
+    /// Further ratings files read as training data after `ratings`, in the same layout
+    /// (e.g. LightGCN's `train.txt` and `valid.txt` trained on together).
+    public var moreRatings: [String] = []
+    /// How the events are laid out in the ratings (and test) files.
+    public var layout: InteractionLayout = .events
     public var columns = RatingsColumns()
     /// The declared rating scale: ratings outside it are refused (with their line), and
     /// the dataset records it as its scale. Undeclared bounds come from the training data.
@@ -58,19 +63,29 @@ public enum Partitioner {
         // The output directory is replaced whole: it must hold none of the inputs.
         var testPath: String?
         if case .testFile(let path) = options.split { testPath = path }
-        try FileRoles(inputs: [options.ratings, testPath, options.itemsFile ?? ItemCatalogReader.movieLensSibling(of: options.ratings),
+        try FileRoles(inputs: [options.ratings] + options.moreRatings + [testPath, options.itemsFile ?? ItemCatalogReader.movieLensSibling(of: options.ratings),
                                options.pseudonymKeyFile], outputs: [], directoryOutputs: [output]).check()
         // Read.
+        // Compressed inputs are read decompressed, and identified by their decompressed
+        // bytes (the same data gives the same dataset id however it was shipped).
         var log = RatingsLog()
-        let ratingsFile = try MappedFile(path: options.ratings)
-        let format = try ratingsFile.withBytes { try RatingsReader.read(bytes: $0, path: options.ratings, columns: options.columns, scale: options.ratingScale, into: &log) }
-        var inputDigests: [JSONValue] = [.string(ratingsFile.withBytes { XXHash64.hex($0) })]
+        var inputDigests: [JSONValue] = []
+        var compressions: [String] = []
+        func read(_ path: String) throws -> RatingsFormat {
+            let (file, compression) = try CompressedInput.open(path: path)
+            if let compression { compressions.append(compression.rawValue) }
+            return try file.withBytes { bytes in
+                inputDigests.append(.string(XXHash64.hex(bytes)))
+                return try RatingsReader.read(bytes: bytes, path: path, columns: options.columns, scale: options.ratingScale,
+                                              layout: options.layout, into: &log)
+            }
+        }
+        let format = try read(options.ratings)
+        for path in options.moreRatings { _ = try read(path) }
         var isTest = [Bool](repeating: false, count: log.count)
         if case .testFile(let testPath) = options.split {
-            let testFile = try MappedFile(path: testPath)
-            try testFile.withBytes { _ = try RatingsReader.read(bytes: $0, path: testPath, columns: options.columns, scale: options.ratingScale, into: &log) }
+            _ = try read(testPath)
             isTest += [Bool](repeating: true, count: log.count - isTest.count)
-            inputDigests.append(.string(testFile.withBytes { XXHash64.hex($0) }))
         }
         switch options.feedback {
         case .implicit?: log.rating = [Float](repeating: 1, count: log.count)
@@ -79,7 +94,7 @@ public enum Partitioner {
         default: break
         }
         if case .leaveLastOut = options.split, !log.hasTimes {
-            throw FedRecError(.usage, file: options.ratings, "has no timestamp column, so leave-last-out cannot order it; use --split ratio or --test")
+            throw FedRecError(.usage, file: options.ratings, "has no \(options.layout == .events ? "timestamp column" : "times"), so leave-last-out cannot order it; use --split ratio or --test")
         }
         if case .ratio(let r) = options.split, !(r > 0 && r < 1) {
             throw FedRecError(.usage, "--test-ratio must be between 0 and 1, got \(r)")
@@ -88,7 +103,7 @@ public enum Partitioner {
         var catalogue: [String: ItemInfo] = [:]
         if let itemsPath, !itemsPath.isEmpty {
             catalogue = try ItemCatalogReader.read(path: itemsPath)
-            inputDigests.append(.string(try MappedFile(path: itemsPath).withBytes { XXHash64.hex($0) }))
+            inputDigests.append(.string(try CompressedInput.open(path: itemsPath).file.withBytes { XXHash64.hex($0) }))
         }
         var pseudonymKey: SymmetricKey?
         if let keyFile = options.pseudonymKeyFile {
@@ -214,6 +229,7 @@ public enum Partitioner {
             "negatives": .number(Double(options.negatives)), "pseudonymised": .bool(pseudonymKey != nil),
             "catalogue_items": .bool(options.includeCatalogue),
         ]
+        if options.layout != .events { optionsJSON["layout"] = .string(options.layout.rawValue) }
         if options.coldItems > 0 { optionsJSON["cold_fraction"] = .number(options.coldItems) }
         if let feedback = options.feedback { optionsJSON["feedback"] = .string(feedback.rawValue) }
         if options.ratingScale != RatingScale() {
@@ -303,12 +319,17 @@ public enum Partitioner {
         }
         if let declared = options.ratingScale.min { low = declared }
         if let declared = options.ratingScale.max { high = declared }
-        optionsJSON["source"] = [
+        var source: [String: JSONValue] = [
             "ratings": .string(options.ratings == "-" ? "-" : baseName(options.ratings)),
-            "delimiter": .string(format.delimiter.description), "header": .bool(format.header),
+            "layout": .string(format.layout.rawValue), "delimiter": .string(format.delimiter.description), "header": .bool(format.header),
             "columns": .array(format.columns.map { .string($0) }), "items": itemsPath.map { .string(baseName($0)) } ?? .null,
-            "events_read": .number(Double(log.count)), "has_timestamps": .bool(log.hasTimes),
+            "events_read": .number(Double(log.count)), "has_timestamps": .bool(log.hasTimes && options.layout == .events),
         ]
+        if !options.moreRatings.isEmpty {
+            source["more_ratings"] = .array(options.moreRatings.map { .string($0 == "-" ? "-" : baseName($0)) })
+        }
+        if !compressions.isEmpty { source["compression"] = .array(compressions.map { .string($0) }) }
+        optionsJSON["source"] = .object(source)
         optionsJSON["duplicates_removed"] = .number(Double(duplicates))
         optionsJSON["k_core_removed"] = .number(Double(kCoreRemoved))
         optionsJSON["files"] = ["items": "items.tsv", "users": "users.tsv"]

@@ -32,17 +32,28 @@ public struct RankingMetrics: Sendable, Equatable {
     /// Full ranking: `scores` over all items; `excluded` items (the user's training
     /// items) are not ranked; `relevant` are the test items. Ties are broken toward the
     /// smaller item index, so results are deterministic.
-    /// - Complexity: O(items · |relevant|).
+    /// - Complexity: O(items · min(|relevant|, k)) branch-free comparisons: with the
+    ///   relevant items sorted by (score descending, index ascending), the j-th has rank
+    ///   at least j, so only the first k can be in the top k (and the first gives the
+    ///   reciprocal rank).
     public mutating func addFullRanking(scores: UnsafeBufferPointer<Float>, excluded: UnsafeBufferPointer<Bool>, relevant: [Int32]) {
         guard !relevant.isEmpty else { return }
-        // Rank (0-based) of each relevant item among all non-excluded items.
+        // "a outranks b": a higher score, or the same score and a smaller index.
+        let order: [(score: Float, index: Int)] = relevant.map { (score: scores[Int($0)], index: Int($0)) }.sorted { a, b in
+            a.score > b.score || (a.score == b.score && a.index < b.index)
+        }
+        let count = min(scores.count, excluded.count)
         var ranks: [Int] = []
-        for t in relevant {
-            let st = scores[Int(t)]
+        ranks.reserveCapacity(min(order.count, k))
+        for t in order.prefix(max(k, 1)) {
             var rank = 0
-            for i in 0..<scores.count where !excluded[i] {
-                let s = scores[i]
-                if s > st || (s == st && i < Int(t)) { rank += 1 }
+            for i in 0..<count {
+                let above = scores[i] > t.score ? 1 : 0
+                rank &+= above & (excluded[i] ? 0 : 1)
+            }
+            for i in 0..<min(t.index, count) {
+                let tied = scores[i] == t.score ? 1 : 0
+                rank &+= tied & (excluded[i] ? 0 : 1)
             }
             ranks.append(rank)
         }

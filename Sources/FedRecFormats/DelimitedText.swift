@@ -4,6 +4,9 @@ import FedRecSupport
 /// `::`-separated `.dat`, CSV with RFC 4180 quotes, `|`-separated `u.item`).
 public enum Delimiter: Sendable, Equatable, CustomStringConvertible {
     case tab, comma, doubleColon, pipe, semicolon
+    /// Single spaces: the one-user-per-line lists (`user item item …`), never detected,
+    /// only asked for.
+    case space
 
     public var description: String {
         switch self {
@@ -12,6 +15,7 @@ public enum Delimiter: Sendable, Equatable, CustomStringConvertible {
         case .doubleColon: "::"
         case .pipe: "|"
         case .semicolon: ";"
+        case .space: "space"
         }
     }
 
@@ -112,6 +116,7 @@ public func splitFields(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>, _ 
     case .doubleColon: separator = UInt8(ascii: ":")
     case .pipe: separator = UInt8(ascii: "|")
     case .semicolon: separator = UInt8(ascii: ";")
+    case .space: separator = 0x20
     }
     let quotes = delimiter.allowsQuotes
     var inQuotes = false

@@ -23,7 +23,7 @@ public enum ItemCatalogReader {
 
     /// Reads the catalogue at `path`, keyed by raw item id.
     public static func read(path: String) throws -> [String: ItemInfo] {
-        let file = try MappedFile(path: path)
+        let file = try CompressedInput.open(path: path).file
         defer { withExtendedLifetime(file) {} }
         let bytes = file.bytes
         func bad(_ line: Int, _ what: String) -> FedRecError { FedRecError(.badData, file: path, "line \(line): \(what)") }

@@ -16,7 +16,7 @@ public enum ItemTextReader {
     ///   `.emptyInput` when the file holds no text; `.noInput` when it is missing.
     /// - Complexity: O(file size).
     public static func read(path: String) throws -> [String: [String]] {
-        let file = try MappedFile(path: path)
+        let file = try CompressedInput.open(path: path).file
         defer { withExtendedLifetime(file) {} }
         let bytes = file.bytes
         func bad(_ line: Int, _ what: String) -> FedRecError { FedRecError(.badData, file: path, "line \(line): \(what)") }
@@ -68,6 +68,7 @@ extension Delimiter {
         case .doubleColon: "::"
         case .pipe: "|"
         case .semicolon: ";"
+        case .space: " "
         }
     }
 }

@@ -33,6 +33,8 @@ public struct RatingsLog: Sendable {
     /// Whether every file read so far had a rating column / a time column.
     public var hasRatings = true
     public var hasTimes = true
+    /// Events read so far per interned user, for the positions of list layouts.
+    var eventsPerUser: [Int64] = []
 
     public init() {}
 
@@ -81,8 +83,26 @@ public struct RatingScale: Sendable, Equatable {
     var text: String { "[\(min.map { "\($0)" } ?? "-inf"), \(max.map { "\($0)" } ?? "inf")]" }
 }
 
+/// How the events are laid out in a ratings file.
+public enum InteractionLayout: String, Sendable, CaseIterable {
+    /// One event per line, delimited: MovieLens `u.data`, `ratings.dat`, `ratings.csv`, or
+    /// any CSV/TSV whose header names its columns.
+    case events
+    /// One user per line, `user item item …` separated by spaces, items in the user's
+    /// order (the files LightGCN, NGCF and S3-Rec publish). Implicit feedback; an event's
+    /// position on its user's lines stands in for its time, so leave-last-out holds out
+    /// the last item of the line.
+    case lists
+    /// Jester's user × joke matrix (Goldberg et al. 2001, "Eigentaste"): per line, the
+    /// number of jokes the user rated, then one rating in −10…10 per joke, 99 for not
+    /// rated; comma-separated, no header, the line number is the user and the column the
+    /// joke (from 1).
+    case jester
+}
+
 /// How a ratings file was read, for `dataset.json`.
 public struct RatingsFormat: Sendable, Equatable {
+    public var layout: InteractionLayout = .events
     public var delimiter: Delimiter
     public var header: Bool
     public var columns: [String]
@@ -96,15 +116,26 @@ public enum RatingsReader {
     /// - Throws: `.noInput` for a missing file, `.emptyInput` when it holds no events,
     ///   `.badData` with the line number for a line that does not parse.
     @discardableResult
-    public static func read(path: String, columns: RatingsColumns = .init(), scale: RatingScale = .init(), into log: inout RatingsLog) throws -> RatingsFormat {
-        let file = try MappedFile(path: path)
-        defer { withExtendedLifetime(file) {} }
-        return try read(bytes: file.bytes, path: path, columns: columns, scale: scale, into: &log)
+    public static func read(path: String, columns: RatingsColumns = .init(), scale: RatingScale = .init(),
+                            layout: InteractionLayout = .events, into log: inout RatingsLog) throws -> RatingsFormat {
+        let file = try CompressedInput.open(path: path).file
+        return try file.withBytes { try read(bytes: $0, path: path, columns: columns, scale: scale, layout: layout, into: &log) }
     }
 
-    /// - Parameter scale: the declared scale; a rating outside it is `.badData` with its line.
+    /// - Parameters:
+    ///   - scale: the declared scale; a rating outside it is `.badData` with its line.
+    ///   - layout: how the events are laid out; `columns` apply to `.events` only.
     public static func read(bytes: UnsafeRawBufferPointer, path: String, columns: RatingsColumns, scale: RatingScale = .init(),
-                            into log: inout RatingsLog) throws -> RatingsFormat {
+                            layout: InteractionLayout = .events, into log: inout RatingsLog) throws -> RatingsFormat {
+        switch layout {
+        case .events: return try readEvents(bytes: bytes, path: path, columns: columns, scale: scale, into: &log)
+        case .lists: return try readLists(bytes: bytes, path: path, into: &log)
+        case .jester: return try readJester(bytes: bytes, path: path, scale: scale, into: &log)
+        }
+    }
+
+    static func readEvents(bytes: UnsafeRawBufferPointer, path: String, columns: RatingsColumns, scale: RatingScale,
+                           into log: inout RatingsLog) throws -> RatingsFormat {
         func bad(_ line: Int, _ what: String) -> FedRecError { FedRecError(.badData, file: path, "line \(line): \(what)") }
         // The delimiter comes from the first non-blank line; then the records are read
         // again, quote-aware for CSV (a quoted field may hold a line break, RFC 4180).
@@ -115,7 +146,7 @@ public enum RatingsReader {
         }
         guard let firstPhysical else { throw FedRecError(.emptyInput, file: path, "holds no ratings") }
         guard let delimiter = Delimiter.detect(bytes[firstPhysical]) else {
-            throw bad(probe.lineNumber, "cannot tell the field delimiter (expected tab, comma, '::' or '|')")
+            throw bad(probe.lineNumber, "cannot tell the field delimiter (expected tab, comma, '::' or '|'; for one user per line, `user item item …`, use --format lists)")
         }
         var scanner = LineScanner(bytes, quotes: delimiter.allowsQuotes)
         var firstLine = firstPhysical

@@ -5,6 +5,7 @@ import Glibc
 import Darwin
 #endif
 import FedRecSupport
+import FedRecWire
 
 /// One noised release, as recorded in the privacy ledger.
 public struct LedgerEntry: Sendable, Equatable {
@@ -17,6 +18,11 @@ public struct LedgerEntry: Sendable, Equatable {
     /// z = (z_Δ⁻² + (2σ_b)⁻²)^(-1/2), which is what `noiseMultiplier` records and the
     /// accountant charges; `updateNoiseMultiplier` and `countNoiseStddev` record the split.
     public static let adaptiveClipGaussian = "subsampled_gaussian_adaptive_clip"
+    /// Private ALS (`PrivateALSRelease`, Chien et al. 2021): the round's summed ALS
+    /// statistics of users with bounded contributions, plus Gaussian noise of standard
+    /// deviation `noiseMultiplier · clip`, where `clip` records the sensitivity Δ.
+    /// Accounted as a sampled Gaussian at `sampleRate` (1 without client sampling).
+    public static let alsGaussian = DPMetadata.alsGaussianMechanism
 
     public var round: Int
     public var mechanism: String
@@ -69,7 +75,7 @@ public struct LedgerEntry: Sendable, Equatable {
     /// Checks that the values make sense for the accountant.
     func validate() throws {
         switch mechanism {
-        case LedgerEntry.subsampledGaussian:
+        case LedgerEntry.subsampledGaussian, LedgerEntry.alsGaussian:
             guard updateNoiseMultiplier == nil, countNoiseStddev == nil else {
                 throw FedRecError(.badData, "update_noise_multiplier and count_noise_stddev belong to \(LedgerEntry.adaptiveClipGaussian) lines")
             }

@@ -51,7 +51,13 @@ public enum ShardTrainer {
         let config = model.config
         let d = config.dim
         if options.algorithm == .als && options.clip > 0 {
-            throw FedRecError(.usage, "--clip applies to SGD deltas; ALS statistics are not clipped (use --algorithm sgd for DP)")
+            throw FedRecError(.usage, "--clip applies to SGD deltas; ALS statistics are bounded with --dp-max-items and --dp-user-clip (private ALS)")
+        }
+        if options.alsBounds != nil {
+            guard options.algorithm == .als else { throw FedRecError(.usage, "ALS contribution bounds apply to --algorithm als") }
+            guard options.weighting == .uniform else {
+                throw FedRecError(.usage, "private ALS needs --weighting uniform (a user adds at most 1 to an item's count)")
+            }
         }
         let localDP = try LocalDP(options: options, config: config)
         // Without a given key, a secret one from the system CSPRNG: the sample must be
@@ -101,6 +107,7 @@ public enum ShardTrainer {
             header.shards = [reader.identity]
             header.extra[UserSettingsMetadata.key] = UserSideSettings(options).metadataValue
             if let localDP { header.extra.merge(localDP.metadata) { _, new in new } }
+            if let bounds = options.alsBounds { header.extra.merge(bounds.metadata) { _, new in new } }
             return header
         }
 
@@ -162,8 +169,19 @@ public enum ShardTrainer {
             } else {
                 for (u, record) in users.enumerated() {
                     let p = Array(start.embedding[(u * d)..<((u + 1) * d)])
-                    ALSStatistics.accumulate(user: record.train, embedding: p, bias: start.bias[u], model: model, alpha: options.alpha,
-                                             rows: rows, dense: &dense, weight: weight)
+                    if let bounds = options.alsBounds {
+                        // Private ALS: the user's own vector stays as solved; what is shared
+                        // uses it clipped to Γ, over at most K of the user's items.
+                        var generator = SeededGenerator(seed: roundSeed ^ 0xA15_D9, stream: UInt64(UInt32(bitPattern: record.user)))
+                        let shared = ALSStatistics.bounded(record.train, maxItems: bounds.maxItems, using: &generator)
+                        ALSStatistics.accumulate(user: shared, embedding: ALSStatistics.clipped(p, to: Float(bounds.userClip)),
+                                                 bias: start.bias[u], model: model, alpha: options.alpha, rows: rows, dense: &dense,
+                                                 weight: weight, residualClip: Float(bounds.residualClip),
+                                                 itemGram: bounds.sharesItemGram(config))
+                    } else {
+                        ALSStatistics.accumulate(user: record.train, embedding: p, bias: start.bias[u], model: model, alpha: options.alpha,
+                                                 rows: rows, dense: &dense, weight: weight)
+                    }
                     p.withUnsafeBufferPointer { state.set(user: record.user, embedding: $0, bias: start.bias[u]) }
                 }
             }
@@ -189,6 +207,9 @@ public enum ShardTrainer {
         header.clipped = summary.clipped
         if let sampling {
             header.sampleRate = sampling.rate
+            header.population = summary.population
+        } else if options.alsBounds != nil {
+            // Private ALS without sampling: the clients the shard holds (a public count).
             header.population = summary.population
         }
         if sampling != nil { header.extra[DPMetadata.samplingKey] = keySource.rawValue }

@@ -57,6 +57,9 @@ public struct TrainingOptions: Sendable, Equatable {
     public var localDelta: Double = 1e-5
     /// Tests only: seed the local-DP noise (the update is then marked `private=false`).
     public var localNoiseSeed: UInt64?
+    /// Private ALS: per-user bounds on the statistics (Chien et al. 2021), so that
+    /// `fl-dp-noise` can release their sum; nil: unbounded (not releasable).
+    public var alsBounds: ALSContributionBounds?
 
     public init() {}
 }

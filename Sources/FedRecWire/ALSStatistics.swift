@@ -1,4 +1,5 @@
 import FedRecModel
+import FedRecSupport
 
 /// The sufficient statistics of federated alternating least squares. A client solves its
 /// users' vectors in closed form (`UserSolver`) and contributes, for every item it rated,
@@ -25,4 +26,96 @@ public enum ALSStatistics {
     public static func denseCount(_ config: ModelConfig) -> Int {
         config.objective == .wals ? config.dim * config.dim : 2
     }
+}
+
+/// Per-user bounds on what one user adds to the ALS statistics, so that their sum has a
+/// known L2 sensitivity and can be released with Gaussian noise: private ALS after Chien
+/// et al., "Private Alternating Least Squares" (ICML 2021). Each user solves their own
+/// vector on all their data (joint DP: a user's own vector is theirs), clips it to norm
+/// Γ, and contributes statistics for at most K of their items, drawn uniformly; explicit
+/// residuals are clipped to ±Γ_r. Recorded in the update's metadata, so the release can
+/// compute the sensitivity from what the clients promised.
+public struct ALSContributionBounds: Sendable, Equatable {
+    /// K: items per user whose statistics are contributed in a round.
+    public var maxItems: Int
+    /// Γ: the largest L2 norm of a user vector in the statistics.
+    public var userClip: Double
+    /// Γ_r: the largest |residual| in explicit statistics (unused by implicit ALS).
+    public var residualClip: Double
+    /// α of implicit ALS, which scales its statistics (unused by explicit ALS).
+    public var alpha: Double
+    /// What implicit ALS shares of each item's Gram.
+    public var itemGram: ItemGramMode = .noised
+
+    /// Implicit ALS's item Gram α Σ_{u∈Ω_i} p_u p_uᵀ under privacy.
+    public enum ItemGramMode: String, Sendable, CaseIterable {
+        /// Shared and noised like everything else (Chien et al. 2021).
+        case noised
+        /// Not shared: the server uses its mean-field estimate n_i · Σ_u p_u p_uᵀ / N
+        /// from the item's noised count and the (noised, far less noisy) dense Gram of
+        /// all users, so the d² values per item add neither sensitivity nor noise.
+        case mean
+    }
+
+    public init(maxItems: Int, userClip: Double, residualClip: Double, alpha: Double, itemGram: ItemGramMode = .noised) {
+        self.maxItems = maxItems
+        self.userClip = userClip
+        self.residualClip = residualClip
+        self.alpha = alpha
+        self.itemGram = itemGram
+    }
+
+    /// Metadata keys of an update or sum trained with these bounds (docs/FORMATS.md).
+    public static let maxItemsKey = "als_dp_max_items"
+    public static let userClipKey = "als_dp_user_clip"
+    public static let residualClipKey = "als_dp_residual_clip"
+    public static let alphaKey = "als_dp_alpha"
+    public static let itemGramKey = "als_dp_item_gram"
+
+    public var metadata: [String: String] {
+        [Self.maxItemsKey: "\(maxItems)", Self.userClipKey: "\(userClip)", Self.residualClipKey: "\(residualClip)",
+         Self.alphaKey: "\(alpha)", Self.itemGramKey: itemGram.rawValue]
+    }
+
+    /// The bounds an update's metadata records, nil when it records none.
+    /// - Throws: `.badData` for bounds that are present but not positive finite numbers.
+    public init?(metadata: [String: String]) throws {
+        guard let k = metadata[Self.maxItemsKey] else { return nil }
+        guard let maxItems = Int(k), maxItems >= 1,
+            let clip = metadata[Self.userClipKey].flatMap(Double.init), clip > 0, clip.isFinite,
+            let residual = metadata[Self.residualClipKey].flatMap(Double.init), residual > 0, residual.isFinite,
+            let alpha = metadata[Self.alphaKey].flatMap(Double.init), alpha >= 0, alpha.isFinite
+        else { throw FedRecError(.badData, "ALS contribution bounds in the metadata are not positive numbers") }
+        guard let mode = ItemGramMode(rawValue: metadata[Self.itemGramKey] ?? ItemGramMode.noised.rawValue) else {
+            throw FedRecError(.badData, "als_dp_item_gram is \(metadata[Self.itemGramKey] ?? ""), expected noised or mean")
+        }
+        self.init(maxItems: maxItems, userClip: clip, residualClip: residual, alpha: alpha, itemGram: mode)
+    }
+
+    /// Δ: the L2 sensitivity, under adding or removing one user, of every value a release
+    /// of the summed statistics noises (the upper triangles of the Grams, the right-hand
+    /// sides, each item's count and the dense part).
+    ///
+    /// Implicit (WALS): each of ≤ K items gets α·p pᵀ (Frobenius ≤ αΓ²), (1 + α)·p
+    /// (≤ (1 + α)Γ) and a count of 1, and the dense Σ p pᵀ gets p pᵀ (≤ Γ²):
+    /// Δ² = K·(α²Γ⁴ + (1 + α)²Γ² + 1) + Γ⁴.
+    /// Explicit (x = [p, 1], ‖x‖² ≤ X = Γ² + 1): each of ≤ K items gets x xᵀ (≤ X),
+    /// y·x with |y| ≤ Γ_r (≤ Γ_r√X) and a count of 1; the dense [Σ residual, count] gets
+    /// at most [KΓ_r, K]: Δ² = K·(X² + Γ_r²X + 1) + K²(Γ_r² + 1).
+    /// With the mean-field item Gram (`ItemGramMode.mean`) the α²G⁴ term goes.
+    /// The triangle of a symmetric matrix has at most its Frobenius norm, so the bounds hold.
+    public func sensitivity(_ config: ModelConfig) -> Double {
+        let k = Double(maxItems), g = userClip
+        if config.objective == .wals {
+            let gram = sharesItemGram(config) ? alpha * alpha * g * g * g * g : 0
+            let perItem = gram + (1 + alpha) * (1 + alpha) * g * g + 1
+            return (k * perItem + g * g * g * g).squareRoot()
+        }
+        let x = g * g + 1, r = residualClip
+        return (k * (x * x + r * r * x + 1) + k * k * (r * r + 1)).squareRoot()
+    }
+
+    /// Whether the item Grams are shared (and released): always for explicit ALS, whose
+    /// Gram carries the item's count and bias terms.
+    public func sharesItemGram(_ config: ModelConfig) -> Bool { config.objective != .wals || itemGram == .noised }
 }

@@ -39,6 +39,10 @@ public enum DPMetadata {
     /// run's shards) or `test` (a known seed: the sample is public, so sampling amplifies
     /// nothing).
     public static let samplingKey = "sampling_key"
+    /// `dp_mechanism` of a private ALS release (`PrivateALSRelease`).
+    public static let alsGaussianMechanism = "als_gaussian"
+    /// σ: the noise standard deviation every value of a private ALS release got.
+    public static let noiseStddev = "dp_noise_stddev"
 }
 
 /// Where the key of a round's Poisson sampling came from; recorded in updates as

@@ -130,6 +130,8 @@ public struct ModelUpdate: Sendable {
         if let q = header.sampleRate {
             metadata["sample_rate"] = "\(q)"
             metadata["population"] = String(header.population)
+        } else if header.population > 0 {
+            metadata["population"] = String(header.population)  // private ALS: every client takes part
         }
         if !header.shards.isEmpty { metadata[UpdateHeader.shardsKey] = header.shards.joined(separator: ",") }
         var writer = SafeTensorsWriter(metadata: metadata)
@@ -165,6 +167,8 @@ public struct ModelUpdate: Sendable {
         header.clipped = file.metadata["clipped"] == nil ? 0 : try file.int("clipped", in: 0...header.clients)
         if file.metadata["sample_rate"] != nil {
             header.sampleRate = try file.double("sample_rate", in: Double.leastNonzeroMagnitude...1)
+            header.population = try file.int("population", in: 0...maximum)
+        } else if file.metadata["population"] != nil {
             header.population = try file.int("population", in: 0...maximum)
         }
         if let list = file.metadata[UpdateHeader.shardsKey] {

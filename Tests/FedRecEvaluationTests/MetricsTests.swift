@@ -43,6 +43,40 @@ struct MetricsTests {
         #expect(full([1, 1, 1], relevant: [2], k: 2).hitRate == 0)
     }
 
+    @Test("full ranking agrees with ranks counted item by item, ties and several test items included", arguments: [1, 2, 3])
+    func fullRankingAgreesWithCounting(seed: UInt64) {
+        var generator = SplitMix(seed)
+        for _ in 0..<50 {
+            let items = 1 + Int(generator.next() % 300)
+            // Scores on a coarse grid so that ties are frequent.
+            let scores = (0..<items).map { _ in Float(generator.next() % 17) / 4 }
+            let excluded = (0..<items).map { _ in generator.next() % 5 == 0 }
+            let candidates = (0..<items).filter { !excluded[$0] }
+            let relevant = candidates.filter { _ in generator.next() % 9 == 0 }.map { Int32($0) }
+            let fast = full(scores, excluded: (0..<items).filter { excluded[$0] }, relevant: relevant, k: 10)
+            // By hand: the rank of t counts the candidates with a higher score, or the same
+            // score and a smaller index.
+            var hits = 0.0, recall = 0.0, dcg = 0.0, rr = 0.0
+            if !relevant.isEmpty {
+                let ranks = relevant.map { t in
+                    candidates.filter { scores[$0] > scores[Int(t)] || (scores[$0] == scores[Int(t)] && $0 < Int(t)) }.count
+                }
+                let top = ranks.filter { $0 < 10 }
+                hits = top.isEmpty ? 0 : 1
+                recall = Double(top.count) / Double(relevant.count)
+                let ideal = (0..<min(10, relevant.count)).reduce(0.0) { $0 + 1 / log2(Double($1) + 2) }
+                dcg = top.reduce(0.0) { $0 + 1 / log2(Double($1) + 2) } / ideal
+                rr = 1 / Double((ranks.min() ?? 0) + 1)
+            }
+            if relevant.isEmpty {
+                #expect(fast.hitRate.isNaN)
+            } else {
+                #expect(fast.hitRate == hits && abs(fast.meanRecall - recall) < 1e-12)
+                #expect(abs(fast.meanNDCG - dcg) < 1e-12 && abs(fast.mrr - rr) < 1e-12)
+            }
+        }
+    }
+
     @Test("sampled protocol ranks the test item against the negatives only")
     func sampled() {
         var m = RankingMetrics(k: 1)
@@ -65,5 +99,19 @@ struct MetricsTests {
     func topK() {
         #expect(Recommender.topK([0.1, 0.7, -.infinity, 0.7, 0.3], k: 3) == [1, 3, 4])
         #expect(Recommender.topK([0.5], k: 3) == [0])
+    }
+}
+
+
+/// SplitMix64 (Steele, Lea & Flood 2014): a test's own small generator.
+struct SplitMix {
+    var state: UInt64
+    init(_ seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
     }
 }

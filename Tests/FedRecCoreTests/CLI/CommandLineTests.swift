@@ -11,6 +11,12 @@ import FedRecWire
 /// The built commands, run as a pipeline runs them.
 typealias Tool = CommandRunner
 
+/// `printf 'u1 a b c\nu2 b\n' | zstd -19 | xxd -i`.
+let zstdLists: [UInt8] = [
+    0x28, 0xb5, 0x2f, 0xfd, 0x24, 0x0e, 0x71, 0x00, 0x00, 0x75, 0x31, 0x20, 0x61, 0x20, 0x62, 0x20, 0x63, 0x0a, 0x75, 0x32,
+    0x20, 0x62, 0x0a, 0x54, 0x06, 0x44, 0xe6,
+]
+
 /// The repository's sample data.
 let sampleRatings = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
     .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("sample-data/ratings.csv").path
@@ -111,6 +117,23 @@ struct CommandLineTests {
         #expect(users.stdoutLines.count == 1 + 2 * 4 && users.stdout == named.stdout)
     }
 
+    @Test("fl-partition --format lists reads a zstd file and a plain one as one training set")
+    func compressedLists() throws {
+        let dir = try TemporaryDirectory()
+        try writeAtomically(zstdLists, to: dir.path + "/train.txt.zst")
+        try writeAtomically("u1 d\nu3 a\n", to: dir.path + "/valid.txt")
+        try writeAtomically("u1 e\nu2 c\n", to: dir.path + "/test.txt")
+        let r = try Tool.run("fl-partition", ["--format", "lists", "train.txt.zst", "valid.txt", "--test", "test.txt", "-o", "ds", "--json", "--negatives", "0"],
+                             in: dir.path)
+        #expect(r.status == 0, "\(r.stderr)")
+        let summary = try JSONValue.parse(r.stdout.trimmingCharacters(in: .whitespacesAndNewlines))
+        #expect(summary["users"]?.intValue == 3 && summary["items"]?.intValue == 5)
+        #expect(summary["train"]?.intValue == 6 && summary["test"]?.intValue == 2)
+        let manifest = try DatasetManifest.load(dir.path + "/ds")
+        #expect(manifest.details["source"]?["layout"] == "lists")
+        #expect(manifest.details["source"]?["more_ratings"] == .array(["valid.txt"]))
+    }
+
     @Test("sums are associative: ((u0) + (u1)) gives the same next model as u0 + u1")
     func treeReduction() throws {
         let round = try Round()
@@ -143,6 +166,9 @@ struct CommandLineTests {
         }
         try writeAtomically("user,item,rating\n1,2,3\n1,2\n", to: p + "/bad.csv")
         try writeAtomically("", to: p + "/empty.csv")
+        try writeAtomically("1 2 3\n4\t5\n", to: p + "/tabbed.txt")
+        try writeAtomically("2,1,99\n", to: p + "/jester.csv")
+        try writeAtomically(Array(zstdLists.dropLast(4)), to: p + "/cut.txt.zst")
         try writeAtomically(Array(repeating: UInt8(0x5A), count: 3000), to: p + "/noise.tar")
         #expect(try Tool.run("fl-init", ["--dataset", "ds", "--objective", "mse", "--dim", "4", "-o", "d4.safetensors"], in: p).status == 0)
         #expect(try Tool.run("fl-init", ["--dataset", "ds", "--objective", "mse", "--dim", "8", "--seed", "5", "-o", "other.safetensors"], in: p).status == 0)
@@ -152,6 +178,10 @@ struct CommandLineTests {
             ("fl-partition", ["missing.csv", "-o", "out"], 66, "missing.csv", "cannot open"),
             ("fl-partition", ["bad.csv", "-o", "out"], 65, "bad.csv", "line 3"),
             ("fl-partition", ["empty.csv", "-o", "out"], 85, "empty.csv", "no ratings"),
+            ("fl-partition", ["--format", "lists", "tabbed.txt", "-o", "out"], 65, "tabbed.txt", "line 2: holds a tab"),
+            ("fl-partition", ["--format", "jester", "jester.csv", "-o", "out", "--split", "ratio"], 65, "jester.csv", "says 2 jokes rated but rates 1"),
+            ("fl-partition", ["--format", "lists", "cut.txt.zst", "-o", "out"], 84, "cut.txt.zst", "zstd stream"),
+            ("fl-partition", ["tabbed.txt", "-o", "out"], 65, "tabbed.txt", "--format lists"),
             ("fl-train-local", ["--model", "truncated.safetensors", "--shard", "ds/shards/shard-00000.tar", "--reconstruct", "-o", "out"], 84, "truncated.safetensors", "truncated"),
             ("fl-train-local", ["--model", "flipped.safetensors", "--shard", "ds/shards/shard-00000.tar", "--reconstruct", "-o", "out"], 82, "flipped.safetensors", "checksum"),
             ("fl-train-local", ["--model", "newer.safetensors", "--shard", "ds/shards/shard-00000.tar", "--reconstruct", "-o", "out"], 80, "newer.safetensors", "version 9"),

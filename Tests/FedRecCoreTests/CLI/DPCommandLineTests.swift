@@ -209,19 +209,10 @@ struct DPCommandLineTests {
         let script = URL(fileURLWithPath: sampleRatings).deletingLastPathComponent().deletingLastPathComponent()
             .appendingPathComponent("pipelines/fl-rounds").path
         func rounds(_ n: Int) throws -> (status: Int32, stderr: String) {
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: script)
-            process.arguments = ["--bin", CommandRunner.directory.path, "--data", sampleRatings, "--run", dir.path + "/run", "--rounds", "\(n)",
+            try runScript(script, ["--bin", CommandRunner.directory.path, "--data", sampleRatings, "--run", dir.path + "/run", "--rounds", "\(n)",
                                  "--objective", "bpr", "--dim", "8", "--partition", "--split leave-last-out --shards 2",
                                  "--train", "--reconstruct --epochs 1 --lr 0.05", "--dp", "--clip", "0.01", "--sample-rate", "0.5",
-                                 "--noise-multiplier", "1.5", "--adaptive-clip"]
-            let err = Pipe()
-            process.standardError = err
-            process.standardOutput = FileHandle.nullDevice
-            try process.run()
-            let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            process.waitUntilExit()
-            return (process.terminationStatus, stderr)
+                                 "--noise-multiplier", "1.5", "--adaptive-clip"])
         }
         let first = try rounds(2)
         #expect(first.status == 0, "\(first.stderr)")
@@ -246,5 +237,53 @@ struct DPCommandLineTests {
         let message = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         process.waitUntilExit()
         #expect(process.terminationStatus == 64 && message.contains("--adaptive-clip needs --dp"), "\(message)")
+    }
+
+    @Test("fl-rounds --dp with ALS: private ALS, one als_gaussian line a round at q = 1 and the calibrated ε; a resume charges nothing more",
+          arguments: ["noised", "mean"])
+    func privateALSPipeline(itemGram: String) throws {
+        let dir = try TemporaryDirectory()
+        let script = URL(fileURLWithPath: sampleRatings).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("pipelines/fl-rounds").path
+        func rounds(_ n: Int, extra: [String] = []) throws -> (status: Int32, stderr: String) {
+            try runScript(script, ["--bin", CommandRunner.directory.path, "--data", sampleRatings, "--run", dir.path + "/run", "--rounds", "\(n)",
+                                 "--objective", "wals", "--dim", "4", "--partition", "--split leave-last-out --feedback implicit --shards 2",
+                                 "--train", "--algorithm als --alpha 5 --l2 5 --reconstruct", "--server", "--l2 5",
+                                 "--dp", "--epsilon", "4", "--delta", "1e-5", "--dp-max-items", "10", "--dp-user-clip", "1",
+                                 "--dp-item-gram", itemGram] + extra)
+        }
+        let first = try rounds(2)
+        #expect(first.status == 0, "\(first.stderr)")
+        let ledger = try PrivacyLedger.read(path: dir.path + "/run/ledger.jsonl").entries
+        #expect(ledger.map(\.mechanism) == [LedgerEntry.alsGaussian, LedgerEntry.alsGaussian])
+        #expect(ledger.allSatisfy { $0.sampleRate == 1 && $0.isPrivate })
+        // clip records Δ from K = 10, G = 1, α = 5, with or without the item Grams.
+        let perItem: Double = itemGram == "noised" ? 25 + 36 + 1 : 36 + 1
+        let delta = (10 * perItem + 1).squareRoot()
+        #expect(ledger.allSatisfy { abs($0.clip - delta) < 1e-9 * delta }, "\(ledger.map(\.clip))")
+        // z was calibrated for 2 full-participation rounds at (4, 1e-5): the ledger spends at most that.
+        let z = try #require(ledger.first?.noiseMultiplier)
+        let spent = try RDPAccountant().epsilon(sampleRate: 1, noiseMultiplier: z, steps: 2, delta: 1e-5).epsilon
+        #expect(spent <= 4 && spent > 3.9)
+        let resumed = try rounds(2)
+        #expect(resumed.status == 0, "\(resumed.stderr)")
+        #expect(try PrivacyLedger.read(path: dir.path + "/run/ledger.jsonl").entries.count == 2)
+        // Private ALS is bounded by K and G, not by --clip.
+        let wrong = try rounds(2, extra: ["--clip", "0.5", "--force-config"])
+        #expect(wrong.status == 64 && wrong.stderr.contains("private ALS"), "\(wrong.stderr)")
+    }
+
+    /// Runs a script with stdout discarded: its exit status and stderr.
+    func runScript(_ script: String, _ arguments: [String]) throws -> (status: Int32, stderr: String) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: script)
+        process.arguments = arguments
+        let err = Pipe()
+        process.standardError = err
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+        let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        return (process.terminationStatus, stderr)
     }
 }

@@ -1,0 +1,131 @@
+import FedRecMechanisms
+import FedRecModel
+import FedRecSupport
+import FedRecWire
+
+/// Private ALS at the server (Chien et al., "Private Alternating Least Squares", ICML
+/// 2021): the round's summed ALS statistics, from users whose contributions are bounded
+/// (`ALSContributionBounds`), get Gaussian noise of standard deviation z·Δ on every value
+/// a release shows, for every item of the catalogue (a row left out would tell that
+/// nobody touched it). Symmetric Grams are noised on their upper triangle and mirrored;
+/// each item's count (`row_weight`) is noised with the same σ and is what the server step
+/// reads to skip items drowned by the noise. One release is one Gaussian mechanism of
+/// sensitivity Δ, charged like a sampled Gaussian at the round's sampling rate (1 when
+/// every client takes part).
+public enum PrivateALSRelease {
+    /// Values one release noises for a model: per item the Gram's upper triangle, the
+    /// right-hand side and the count; then the dense part (its triangle for WALS).
+    public static func coordinates(_ config: ModelConfig, sharesItemGram: Bool = true) -> Int {
+        let n = config.objective == .wals ? config.dim : config.dim + 1
+        let dense = config.objective == .wals ? config.dim * (config.dim + 1) / 2 : 2
+        return config.items * ((sharesItemGram ? n * (n + 1) / 2 : 0) + n + 1) + dense
+    }
+
+    /// The noised statistics of every item and the noised dense part.
+    /// - Returns: the noised sum, the grid spacing and σ.
+    /// - Throws: `.usage` for a sum that is not bounded ALS statistics or already noised;
+    ///   `.shape` for tensors that do not fit the model.
+    public static func noisedSum(
+        _ sum: ModelUpdate, noiseMultiplier z: Double, source: any NoiseSource
+    ) throws -> (update: ModelUpdate, granularity: Double, sigma: Double) {
+        let h = sum.header
+        guard h.extra[DPMetadata.mechanism] == nil else { throw FedRecError(.usage, "the sum is already noised") }
+        guard h.algorithm == .als else { throw FedRecError(.usage, "private ALS releases ALS statistics, not \(h.algorithm) deltas") }
+        guard let bounds = try ALSContributionBounds(metadata: h.extra) else {
+            throw FedRecError(.usage, "the ALS statistics are not bounded per user; train with fl-train-local --dp-max-items K --dp-user-clip G")
+        }
+        guard h.weighting == .uniform else { throw FedRecError(.usage, "private ALS needs --weighting uniform, got \(h.weighting)") }
+        guard z > 0, z.isFinite else { throw FedRecError(.usage, "need a positive noise multiplier, got \(z)") }
+        let config = h.config
+        let wals = config.objective == .wals
+        let d = config.dim, n = wals ? d : d + 1, items = config.items
+        let layout = ALSStatistics.rowLayout(config)
+        let denseName = ALSStatistics.denseName(config)
+        guard let gram = sum.rowTensors[layout[0].name], gram.width == n * n,
+            let rhs = sum.rowTensors[layout[1].name], rhs.width == n,
+            let dense = sum.dense[denseName], dense.count == ALSStatistics.denseCount(config),
+            sum.rowWeight.count == sum.rows.count
+        else { throw FedRecError(.shape, "ALS statistics do not fit a \(config.objective.rawValue) model of d=\(d)") }
+        // With the mean-field item Gram nothing of the item Grams is released (they are
+        // zero in the clients' statistics and stay zero).
+        let sharesGram = bounds.sharesItemGram(config)
+        let triangle = sharesGram ? n * (n + 1) / 2 : 0
+        let perItem = triangle + n + 1
+        let denseValues = wals ? d * (d + 1) / 2 : 2
+        // One vector of every released value, untouched items' zeros included.
+        var values = [Float](repeating: 0, count: items * perItem + denseValues)
+        for (r, row) in sum.rows.enumerated() {
+            let item = Int(row)
+            guard item >= 0, item < items else { throw FedRecError(.shape, "row \(item) is outside the catalogue of \(items) items") }
+            var at = item * perItem
+            for i in 0..<n where sharesGram {
+                for j in i..<n {
+                    values[at] = gram.values[r * n * n + i * n + j]
+                    at += 1
+                }
+            }
+            for i in 0..<n { values[at + i] = rhs.values[r * n + i] }
+            values[at + n] = sum.rowWeight[r]
+        }
+        var at = items * perItem
+        if wals {
+            for i in 0..<d {
+                for j in i..<d {
+                    values[at] = dense[i * d + j]
+                    at += 1
+                }
+            }
+        } else {
+            values[at] = dense[0]
+            values[at + 1] = dense[1]
+        }
+        let delta = bounds.sensitivity(config)
+        let g = try DPNoise.addNoise(to: &values, clip: delta, noiseMultiplier: z, source: source)
+        let sigma = DPNoise.sigma(clip: delta, noiseMultiplier: z, granularity: g, coordinates: values.count)
+
+        // Back to the update's layout: full symmetric Grams, every item a row.
+        var gramOut = [Float](repeating: 0, count: items * n * n)
+        var rhsOut = [Float](repeating: 0, count: items * n)
+        var counts = [Float](repeating: 0, count: items)
+        for item in 0..<items {
+            var at = item * perItem
+            for i in 0..<n where sharesGram {
+                for j in i..<n {
+                    gramOut[item * n * n + i * n + j] = values[at]
+                    gramOut[item * n * n + j * n + i] = values[at]
+                    at += 1
+                }
+            }
+            for i in 0..<n { rhsOut[item * n + i] = values[at + i] }
+            counts[item] = values[at + n]
+        }
+        var denseOut = [Float](repeating: 0, count: dense.count)
+        at = items * perItem
+        if wals {
+            for i in 0..<d {
+                for j in i..<d {
+                    denseOut[i * d + j] = values[at]
+                    denseOut[j * d + i] = values[at]
+                    at += 1
+                }
+            }
+        } else {
+            denseOut[0] = values[at]
+            denseOut[1] = values[at + 1]
+        }
+        var header = h
+        header.clients = max(h.population, h.clients)
+        header.extra[DPMetadata.mechanism] = LedgerEntry.alsGaussian
+        header.extra[DPMetadata.noiseMultiplier] = "\(z)"
+        header.extra[DPMetadata.sampleRate] = "\(h.sampleRate ?? 1)"
+        header.extra[DPMetadata.granularity] = "\(g)"
+        header.extra[DPMetadata.noiseStddev] = "\(sigma)"
+        header.extra[DPMetadata.isPrivate] = source.isCryptographicallySecure && !h.hasPublicSample ? "true" : "false"
+        let update = ModelUpdate(
+            header: header, rows: (0..<Int32(items)).map { $0 },
+            rowClients: counts.map { Int32(max(0, min($0.rounded(), Float(Int32.max / 2)))) }, rowWeight: counts,
+            rowTensors: [layout[0].name: RowTensor(width: n * n, values: gramOut), layout[1].name: RowTensor(width: n, values: rhsOut)],
+            dense: [denseName: denseOut])
+        return (update, g, sigma)
+    }
+}
