@@ -219,7 +219,11 @@ public enum ServerStep {
         } catch let error as FedRecError { throw error.inFile(file) }
         let meanField = bounds.map { !$0.sharesItemGram(config) } ?? false
         let population = Double(max(sum.header.clients, 1))
-        let ridge = noise.map { (meanField ? 2 : 2 * 2.0.squareRoot()) * $0 * Double(n).squareRoot() } ?? 0
+        // D's noise is σ/w (`denseWeight`); a shared item Gram's is σ.
+        let denseNoise = noise.map { $0 / (bounds?.denseWeight(config) ?? 1) } ?? 0
+        let ridge = noise.map { sigma in
+            2 * Double(n).squareRoot() * (meanField ? denseNoise : (sigma * sigma + (wals ? denseNoise * denseNoise : 0)).squareRoot())
+        } ?? 0
         let minCount = noise.map { options.dpMinCount ?? 3 * $0 }
         var skipped: [Int] = []
         for (r, row) in sum.rows.enumerated() {
@@ -257,6 +261,7 @@ public enum ServerStep {
             if !wals { model.bias[target] = Float(b[d]) }
             trained[item] = true
         }
+        // (A private sum's noised count is far above its noise: a sum over every rating.)
         if !wals && dense[1] > 0 { model.globalBias = dense[0] / dense[1] }
         if wals, let text = options.itemText {
             // Content-aware: fit W on the warm rows v_i* just solved, keep them as they are

@@ -46,7 +46,9 @@ public struct DPNoiseCommand: ParsableCommand {
             never leaves them (joint DP: only what is shared is private). Every client \
             takes part (q = 1) unless the round was sampled. fl-aggregate solves the \
             noised items with a noise-aware ridge and skips those whose noised count is \
-            under --dp-min-count (default 3σ).
+            under --dp-min-count (default 3σ). With --dp-item-gram mean (implicit ALS) \
+            the items' Grams are not shared: the server estimates each from the item's \
+            noised count and the users' mean Gram, which removes their α²G⁴ from Δ.
 
             Adaptive clipping (--adaptive-clip; Andrew, Thakkar, McMahan, Ramaswamy 2021): \
             instead of a fixed C, the clip follows the γ quantile of the clients' update \

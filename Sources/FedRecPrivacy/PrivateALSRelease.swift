@@ -67,17 +67,19 @@ public enum PrivateALSRelease {
             for i in 0..<n { values[at + i] = rhs.values[r * n + i] }
             values[at + n] = sum.rowWeight[r]
         }
+        // The dense part goes out scaled by w (`denseWeight`): its noise is σ/w.
+        let w = Float(bounds.denseWeight(config))
         var at = items * perItem
         if wals {
             for i in 0..<d {
                 for j in i..<d {
-                    values[at] = dense[i * d + j]
+                    values[at] = dense[i * d + j] * w
                     at += 1
                 }
             }
         } else {
-            values[at] = dense[0]
-            values[at + 1] = dense[1]
+            values[at] = dense[0] * w
+            values[at + 1] = dense[1] * w
         }
         let delta = bounds.sensitivity(config)
         let g = try DPNoise.addNoise(to: &values, clip: delta, noiseMultiplier: z, source: source)
@@ -104,17 +106,20 @@ public enum PrivateALSRelease {
         if wals {
             for i in 0..<d {
                 for j in i..<d {
-                    denseOut[i * d + j] = values[at]
-                    denseOut[j * d + i] = values[at]
+                    denseOut[i * d + j] = values[at] / w
+                    denseOut[j * d + i] = values[at] / w
                     at += 1
                 }
             }
         } else {
-            denseOut[0] = values[at]
-            denseOut[1] = values[at + 1]
+            denseOut[0] = values[at] / w
+            denseOut[1] = values[at + 1] / w
         }
         var header = h
         header.clients = max(h.population, h.clients)
+        // A noised count can exceed the population or fall below 0; the file's row_clients
+        // must lie in 0…clients (the count itself stays noised in row_weight).
+        let most = Float(header.clients)
         header.extra[DPMetadata.mechanism] = LedgerEntry.alsGaussian
         header.extra[DPMetadata.noiseMultiplier] = "\(z)"
         header.extra[DPMetadata.sampleRate] = "\(h.sampleRate ?? 1)"
@@ -123,7 +128,7 @@ public enum PrivateALSRelease {
         header.extra[DPMetadata.isPrivate] = source.isCryptographicallySecure && !h.hasPublicSample ? "true" : "false"
         let update = ModelUpdate(
             header: header, rows: (0..<Int32(items)).map { $0 },
-            rowClients: counts.map { Int32(max(0, min($0.rounded(), Float(Int32.max / 2)))) }, rowWeight: counts,
+            rowClients: counts.map { Int32(max(0, min($0.rounded(), most))) }, rowWeight: counts,
             rowTensors: [layout[0].name: RowTensor(width: n * n, values: gramOut), layout[1].name: RowTensor(width: n, values: rhsOut)],
             dense: [denseName: denseOut])
         return (update, g, sigma)

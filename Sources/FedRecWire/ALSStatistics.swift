@@ -101,18 +101,45 @@ public struct ALSContributionBounds: Sendable, Equatable {
     /// Δ² = K·(α²Γ⁴ + (1 + α)²Γ² + 1) + Γ⁴.
     /// Explicit (x = [p, 1], ‖x‖² ≤ X = Γ² + 1): each of ≤ K items gets x xᵀ (≤ X),
     /// y·x with |y| ≤ Γ_r (≤ Γ_r√X) and a count of 1; the dense [Σ residual, count] gets
-    /// at most [KΓ_r, K]: Δ² = K·(X² + Γ_r²X + 1) + K²(Γ_r² + 1).
-    /// With the mean-field item Gram (`ItemGramMode.mean`) the α²G⁴ term goes.
+    /// at most [KΓ_r, K], released times w: Δ² = K·(X² + Γ_r²X + 1) + w²K²(Γ_r² + 1).
+    /// With the mean-field item Gram (`ItemGramMode.mean`) the α²G⁴ term goes. WALS's
+    /// dense Gram is released scaled by w = `denseWeight` (its noise is then σ/w), so its
+    /// term is w²G⁴.
     /// The triangle of a symmetric matrix has at most its Frobenius norm, so the bounds hold.
     public func sensitivity(_ config: ModelConfig) -> Double {
         let k = Double(maxItems), g = userClip
         if config.objective == .wals {
-            let gram = sharesItemGram(config) ? alpha * alpha * g * g * g * g : 0
-            let perItem = gram + (1 + alpha) * (1 + alpha) * g * g + 1
-            return (k * perItem + g * g * g * g).squareRoot()
+            let w = denseWeight(config)
+            return (k * perItemSquares(config) + w * w * g * g * g * g).squareRoot()
         }
-        let x = g * g + 1, r = residualClip
-        return (k * (x * x + r * r * x + 1) + k * k * (r * r + 1)).squareRoot()
+        let w = denseWeight(config), r = residualClip
+        return (k * perItemSquares(config) + w * w * k * k * (r * r + 1)).squareRoot()
+    }
+
+    /// One item's squared sensitivity terms: in WALS α²G⁴ (the Gram, when shared),
+    /// (1 + α)²G² (the right-hand side) and 1 (the count); explicit X² + R²X + 1 with
+    /// X = G² + 1.
+    func perItemSquares(_ config: ModelConfig) -> Double {
+        let g = userClip
+        guard config.objective == .wals else {
+            let x = g * g + 1, r = residualClip
+            return x * x + r * r * x + 1
+        }
+        let gram = sharesItemGram(config) ? alpha * alpha * g * g * g * g : 0
+        return gram + (1 + alpha) * (1 + alpha) * g * g + 1
+    }
+
+    /// The weight the dense part is released with, so that its share of Δ² is 0.09 of
+    /// the items' (Δ grows by 4.4 %); its noise is then σ/w. WALS's dense Gram
+    /// D = Σ_u p pᵀ enters every item's solve and has a tiny sensitivity (G²): w > 1
+    /// makes its noise small. The explicit [Σ residual, count] of the global mean has a
+    /// large one (K·R, K) but is a sum over every rating, far above its noise: w < 1.
+    public func denseWeight(_ config: ModelConfig) -> Double {
+        let items = (Double(maxItems) * perItemSquares(config)).squareRoot()
+        guard config.objective == .wals else {
+            return 0.3 * items / (Double(maxItems) * (residualClip * residualClip + 1).squareRoot())
+        }
+        return 0.3 * items / (userClip * userClip)
     }
 
     /// Whether the item Grams are shared (and released): always for explicit ALS, whose

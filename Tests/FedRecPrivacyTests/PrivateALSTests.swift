@@ -42,10 +42,12 @@ struct PrivateALSTests {
             squares += pow(Double(sorted.weights[r]), 2)
         }
         if config.objective == .wals {
-            let d = config.dim
-            for i in 0..<d { for j in i..<d { squares += pow(Double(dense[i * d + j]), 2) } }
+            // The release scales the dense Gram by its weight.
+            let d = config.dim, w = bounds.denseWeight(config)
+            for i in 0..<d { for j in i..<d { squares += pow(w * Double(dense[i * d + j]), 2) } }
         } else {
-            squares += dense.reduce(0.0) { $0 + pow(Double($1), 2) }
+            let w = bounds.denseWeight(config)
+            squares += dense.reduce(0.0) { $0 + pow(w * Double($1), 2) }
         }
         return squares.squareRoot()
     }
@@ -91,12 +93,12 @@ struct PrivateALSTests {
         }
     }
 
-    @Test("Δ by hand: implicit K=10, Γ=1, α=3 gives √(10·(9 + 16 + 1) + 1); explicit K=2, Γ=1, Γ_r=2 gives √(2·(4 + 8 + 1) + 4·5)")
+    @Test("Δ by hand: implicit K=10, Γ=1, α=3 gives √(1.09 · 10·(9 + 16 + 1)) (the dense Gram weighted to 9 % of the items' share); explicit K=2, Γ=1, Γ_r=2 gives √(1.09 · 2·(4 + 8 + 1))")
     func sensitivityByHand() {
         let wals = ModelConfig(objective: .wals, dim: 8, items: 3, datasetId: "x")
         let mse = ModelConfig(objective: .mse, dim: 8, items: 3, datasetId: "x")
-        #expect(abs(ALSContributionBounds(maxItems: 10, userClip: 1, residualClip: 2, alpha: 3).sensitivity(wals) - 261.0.squareRoot()) < 1e-12)
-        #expect(abs(ALSContributionBounds(maxItems: 2, userClip: 1, residualClip: 2, alpha: 0).sensitivity(mse) - 46.0.squareRoot()) < 1e-12)
+        #expect(abs(ALSContributionBounds(maxItems: 10, userClip: 1, residualClip: 2, alpha: 3).sensitivity(wals) - (1.09 * 260).squareRoot()) < 1e-12)
+        #expect(abs(ALSContributionBounds(maxItems: 2, userClip: 1, residualClip: 2, alpha: 0).sensitivity(mse) - (1.09 * 26).squareRoot()) < 1e-12)
     }
 
     @Test("a bounded round releases every item, noised with σ = zΔ; the ledger charges a Gaussian at q = 1")
@@ -121,6 +123,7 @@ struct PrivateALSTests {
         #expect(abs(sigma - z * delta) < 1e-3 * z * delta)  // σ = z(Δ + g√D), g tiny
         #expect(noised.rows == (0..<Int32(config.items)).map { $0 })
         #expect(noised.header.extra[DPMetadata.mechanism] == LedgerEntry.alsGaussian)
+        #expect(noised.rowClients.allSatisfy { $0 >= 0 && Int($0) <= noised.header.clients })
         // The noise: released minus true values over every count, standardised.
         var trueCount = [Double](repeating: 0, count: config.items)
         for (r, row) in sum.rows.enumerated() { trueCount[Int(row)] = Double(sum.rowWeight[r]) }
@@ -153,8 +156,8 @@ struct PrivateALSTests {
         let sum = try ModelUpdate.sum(paths: [update])
         #expect(sum.rowTensors["als_gram"]!.values.allSatisfy { $0 == 0 })
         let config = sum.header.config
-        // Δ without the α²G⁴ term: √(6·(16 + 1) + 1).
-        #expect(abs(t.alsBounds!.sensitivity(config) - 103.0.squareRoot()) < 1e-12)
+        // Δ without the α²G⁴ term: √(1.09 · 6·(16 + 1)).
+        #expect(abs(t.alsBounds!.sensitivity(config) - (1.09 * 102).squareRoot()) < 1e-12)
         #expect(PrivateALSRelease.coordinates(config, sharesItemGram: false) == 30 * (4 + 1) + 10)
         let (noised, _, sigma) = try PrivateALSRelease.noisedSum(sum, noiseMultiplier: 0.01, source: SeededNoiseSource(seed: 1))
         #expect(noised.rowTensors["als_gram"]!.values.allSatisfy { $0 == 0 })
@@ -178,7 +181,9 @@ struct PrivateALSTests {
             }
             let factor = 1 + 3 * count / population
             var a = dense.map { $0 * factor }
-            for i in 0..<4 { a[i * 4 + i] += 2 + 2 * sigma * 2 * factor }
+            // D's noise is σ/w: the ridge is 2(σ/w)√d, scaled like D.
+            let w = t.alsBounds!.denseWeight(config)
+            for i in 0..<4 { a[i * 4 + i] += 2 + 2 * (sigma / w) * 2 * factor }
             let b = (0..<4).map { Double(noised.rowTensors["als_rhs"]!.values[r * 4 + $0]) }
             let y = solve4(a, b)
             for k in 0..<4 { #expect(abs(Double(next.embedding[slot * 4 + k]) - y[k]) < 1e-4 + 1e-4 * abs(y[k]), "item \(row)") }
