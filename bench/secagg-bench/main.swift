@@ -13,10 +13,18 @@
 // and max_abs_error of the unmasked sum against the plain float sum of the survivors.
 // Randomness is the system CSPRNG (ChaCha20 keyed from it), as in a real round; the
 // inputs come from --seed.
+//
+//   secagg-bench --prg-throughput [--bits 22] [--length 57190]
+//
+// Prints one JSON line instead: the keystream throughput (GB/s of one thread, 64 KiB calls)
+// of swift-crypto's ChaCha20 and AES-256-CTR, which chose the mask PRG, and the rate of
+// MaskExpansion.apply (coordinates a second) on a vector of --length words mod 2^--bits.
+import Crypto
 import FedRecSecureAggregation
 import FedRecSupport
 import FedRecTraining
 import Foundation
+import _CryptoExtras
 
 func now() -> Double {
     var t = timespec()
@@ -31,6 +39,12 @@ func threadCPU() -> Double {
 
 var n = 100, m = 100_000, dropoutRate = 0.1, stage = "unmask", bits = 24, seed: UInt64 = 1
 var arguments = CommandLine.arguments.dropFirst()
+if arguments.first == "--prg-throughput" {
+    arguments.removeFirst()
+    m = 57_190
+    bits = 22
+}
+let prgThroughput = CommandLine.arguments.dropFirst().first == "--prg-throughput"
 while let flag = arguments.popFirst() {
     guard let value = arguments.popFirst() else { fatalError("\(flag) needs a value") }
     switch flag {
@@ -42,6 +56,55 @@ while let flag = arguments.popFirst() {
     case "--seed": seed = UInt64(value)!
     default: fatalError("unknown argument \(flag)")
     }
+}
+
+if prgThroughput {
+    print(try prgThroughputReport(length: m, bits: bits))
+    exit(0)
+}
+
+/// The `--prg-throughput` report: keystream of 1 GiB from each PRG, 64 KiB a call, then
+/// 40 mask expansions of an m-word vector (one party's k + 1 at n ≈ 1,000; the fastest of 5),
+/// one thread.
+func prgThroughputReport(length m: Int, bits: Int) throws -> String {
+    var system = SystemRandomNumberGenerator()
+    let key = SymmetricKey(data: randomBytes(32, using: &system))
+    let nonce = randomBytes(12, using: &system)
+    let zeros = [UInt8](repeating: 0, count: 1 << 16)
+    let calls = (1 << 30) / zeros.count
+    var sink: UInt8 = 0
+    var c0 = threadCPU()
+    for call in 0..<calls {
+        let keystream = try Insecure.ChaCha20CTR.encrypt(
+            zeros, using: key, counter: .init(offset: UInt32(call * zeros.count / 64)), nonce: .init(data: nonce))
+        sink ^= keystream[keystream.startIndex]
+    }
+    let chacha = threadCPU() - c0
+    c0 = threadCPU()
+    for call in 0..<calls {
+        var block = nonce
+        let counter = UInt32(call * zeros.count / 16)
+        for shift in [24, 16, 8, 0] { block.append(UInt8(truncatingIfNeeded: counter >> UInt32(shift))) }
+        let keystream = try AES._CTR.encrypt(zeros, using: key, nonce: .init(nonceBytes: block))
+        sink ^= keystream[keystream.startIndex]
+    }
+    let aes = threadCPU() - c0
+    let domain = MaskDomain(sessionID: nonce, round: 0, purpose: .pairwise)
+    let masks = (0..<40).map { Mask(seed: randomBytes(32, using: &system), domain: domain, adding: $0 % 2 == 0) }
+    var vector = [UInt32](repeating: 0, count: m)
+    var expansion = Double.infinity
+    for _ in 0..<5 {
+        c0 = threadCPU()
+        vector.withUnsafeMutableBufferPointer { MaskExpansion.apply(masks, modulusBits: bits, to: $0) }
+        expansion = min(expansion, threadCPU() - c0)
+    }
+    let report: [String: Any] = [
+        "chacha20_gb_per_s": Double(calls * zeros.count) / chacha / 1e9,
+        "aes256ctr_gb_per_s": Double(calls * zeros.count) / aes / 1e9,
+        "mask_expansion_coordinates_per_s": Double(masks.count * m) / expansion, "modulus_bits": bits, "length": m,
+        "expansion_us_per_mask": expansion / Double(masks.count) * 1e6, "sink": Int(sink ^ UInt8(truncatingIfNeeded: vector[0])),
+    ]
+    return String(decoding: try JSONSerialization.data(withJSONObject: report, options: [.sortedKeys]), as: UTF8.self)
 }
 
 /// What a party's step draws from in a real round (`fl-secagg`): ChaCha20 keyed by the
