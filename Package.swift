@@ -121,7 +121,13 @@ let package = Package(
         // Benchmark driver for bench/encode-throughput.sh, not a command.
         .executableTarget(name: "encode-bench", dependencies: library + ["FedRecText"], path: "bench/encode-bench"),
         // Benchmark driver for bench/secagg-vs-flower (one simulated secure round), not a command.
-        .executableTarget(name: "secagg-bench", dependencies: library, path: "bench/secagg-bench"),
+        .executableTarget(
+            name: "secagg-bench",
+            dependencies: library + [
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "_CryptoExtras", package: "swift-crypto"),
+            ],
+            path: "bench/secagg-bench"),
         // Benchmark driver for bench/dp-noise-throughput (privacy-noise sampling), not a command.
         .executableTarget(name: "dp-noise-bench", dependencies: library, path: "bench/dp-noise-bench"),
     ] + commands.map { .executableTarget(name: $0, dependencies: ["FedRecCLI"]) }

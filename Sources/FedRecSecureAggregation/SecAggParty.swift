@@ -260,22 +260,18 @@ public struct SecAggParty: Sendable, Equatable {
         guard input.allSatisfy({ UInt64($0) < limit }) else {
             throw FedRecError(.badData, "an input value is not below 2^\(bits): quantise it first")
         }
-        var masked = input
-        masked.withUnsafeMutableBufferPointer { vector in
-            MaskExpansion.apply(
-                seed: selfMaskSeed, domain: MaskDomain(sessionID: sessionID, round: round, purpose: .selfMask),
-                modulusBits: bits, adding: true, to: vector)
-        }
+        var masks = [Mask(seed: selfMaskSeed, domain: MaskDomain(sessionID: sessionID, round: round, purpose: .selfMask), adding: true)]
+        masks.reserveCapacity(1 + held.count)
         let pairwise = MaskDomain(sessionID: sessionID, round: round, purpose: .pairwise)
         for shares in held {
             guard let peerIndex = roster.index(of: shares.owner) else { continue }
             let secret = try KeyAgreement.agreedSecret(
                 privateKey: maskKeys.privateKey, publicKey: roster.parties[peerIndex].maskKey, sessionID: sessionID,
                 purpose: .pairwiseMask, parties: (Int(party), Int(shares.owner)))
-            masked.withUnsafeMutableBufferPointer { vector in
-                MaskExpansion.apply(seed: secret, domain: pairwise, modulusBits: bits, adding: index < peerIndex, to: vector)
-            }
+            masks.append(Mask(seed: secret, domain: pairwise, adding: index < peerIndex))
         }
+        var masked = input
+        masked.withUnsafeMutableBufferPointer { MaskExpansion.apply(masks, modulusBits: bits, to: $0) }
         heldShares = held
         shareKeys = [:]
         step = .maskedInput

@@ -137,7 +137,9 @@ public enum SecAggServer {
         }
         let threshold = roster.parameters.threshold
         let bits = roster.modulusBits
-        var result = sum.values
+        // Every mask to take out, gathered first (nothing is released if a secret cannot be
+        // reconstructed), then expanded over the sum in one pass per mask.
+        var masks = [Mask]()
         let selfDomain = MaskDomain(sessionID: roster.sessionID, round: roster.round, purpose: .selfMask)
         for party in request.survivors {
             let shares = seedShares[party] ?? []
@@ -147,9 +149,7 @@ public enum SecAggServer {
                     "only \(shares.count) shares of party \(party)'s self-mask seed were revealed; \(threshold) are needed, so nothing is released")
             }
             let seed = try ShamirSharing.reconstruct(shares, threshold: threshold, secretLength: MaskExpansion.seedByteCount)
-            result.withUnsafeMutableBufferPointer {
-                MaskExpansion.apply(seed: seed, domain: selfDomain, modulusBits: bits, adding: false, to: $0)
-            }
+            masks.append(Mask(seed: seed, domain: selfDomain, adding: false))
         }
         let pairwise = MaskDomain(sessionID: roster.sessionID, round: roster.round, purpose: .pairwise)
         for party in request.dropped {
@@ -174,11 +174,11 @@ public enum SecAggServer {
                     privateKey: key.privateKey, publicKey: peer.maskKey, sessionID: roster.sessionID,
                     purpose: .pairwiseMask, parties: (Int(party), Int(peer.party)))
                 // The survivor added +PRG if its index is the smaller: take out what it added.
-                result.withUnsafeMutableBufferPointer {
-                    MaskExpansion.apply(seed: secret, domain: pairwise, modulusBits: bits, adding: !(neighbour < index), to: $0)
-                }
+                masks.append(Mask(seed: secret, domain: pairwise, adding: !(neighbour < index)))
             }
         }
+        var result = sum.values
+        result.withUnsafeMutableBufferPointer { MaskExpansion.apply(masks, modulusBits: bits, to: $0) }
         return result
     }
 }

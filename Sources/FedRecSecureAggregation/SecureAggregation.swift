@@ -9,6 +9,9 @@
 /// key agreement, Shamir sharing, the neighbour graph and its parameters, quantisation and
 /// the masks. It reads and writes no files.
 public enum SecureAggregation {
-    /// The protocol's version, recorded in every message.
-    public static let protocolVersion = 1
+    /// The protocol's version, recorded in every message and bound into every derived key and
+    /// envelope. Version 2 expands masks with AES-256-CTR, ⌈b/8⌉ keystream bytes a coordinate
+    /// (`MaskExpansion`); version 1 used ChaCha20 and 4 bytes a coordinate. Masks of two versions
+    /// do not cancel, so a file of another version is refused.
+    public static let protocolVersion = 2
 }

@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import _CryptoExtras
 
 /// A deterministic, cryptographically strong stream of random words: the ChaCha20 keystream
 /// (RFC 8439) under a 32-byte seed, for choices every party must make identically from a shared
@@ -72,9 +73,21 @@ public struct ChaCha20Generator: RandomNumberGenerator, Sendable {
         precondition(nextBlock + blocks <= 1 << 32, "ChaCha20's 32-bit counter bounds a stream to 256 GiB")
         let zeros = [UInt8](repeating: 0, count: Self.bufferByteCount)
         buffer = Array(
-            MaskExpansion.chaCha20Keystream(
-                zeros[...], key: SymmetricKey(data: key), counter: UInt32(truncatingIfNeeded: nextBlock), nonce: nonce))
+            Self.keystream(zeros[...], key: SymmetricKey(data: key), counter: UInt32(truncatingIfNeeded: nextBlock), nonce: nonce))
         nextBlock += blocks
         position = 0
+    }
+
+    /// ChaCha20 applied to `zeros`: its keystream from block `counter` under the 12-byte
+    /// `nonce` (RFC 8439 §2.4). The only failures of `Insecure.ChaCha20CTR` are a key that is
+    /// not 256 bits or a nonce that is not 12 bytes, which the callers rule out.
+    static func keystream(_ zeros: ArraySlice<UInt8>, key: SymmetricKey, counter: UInt32, nonce: [UInt8]) -> Data {
+        do {
+            return try Insecure.ChaCha20CTR.encrypt(
+                zeros, using: key, counter: Insecure.ChaCha20CTR.Counter(offset: counter),
+                nonce: Insecure.ChaCha20CTR.Nonce(data: nonce))
+        } catch {
+            preconditionFailure("ChaCha20 refused a 256-bit key and 12-byte nonce: \(error)")
+        }
     }
 }

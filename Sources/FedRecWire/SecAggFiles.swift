@@ -30,6 +30,11 @@ public enum SecAggFiles {
         guard version <= SecureAggregation.protocolVersion else {
             throw FedRecError(.newerVersion, file: path, "secure-aggregation protocol version \(version); this fedrec speaks up to \(SecureAggregation.protocolVersion)")
         }
+        guard version == SecureAggregation.protocolVersion else {
+            throw FedRecError(
+                .mismatch, file: path,
+                "secure-aggregation protocol version \(version), whose masks do not cancel with version \(SecureAggregation.protocolVersion)'s: every party and the server must run the same version")
+        }
         let hex = try file.string(sessionKey)
         guard let session = bytes(hex: hex), session.count == KeyAgreement.sessionIDByteCount else {
             throw FedRecError(.corrupt, file: path, "metadata \(sessionKey) is not 64 hex digits")
@@ -198,13 +203,22 @@ public enum SecAggRosterFile {
         writer.metadata["secagg_corrupt_fraction"] = "\(p.corruptFraction)"
         writer.metadata["secagg_modulus_bits"] = String(roster.modulusBits)
         writer.metadata["secagg_guarantee"] = p.guarantee
+        writer.metadata[maskPRGKey] = MaskExpansion.prgName
         try writer.write(to: path, durable: false)
     }
 
+    /// The metadata naming the PRG the round's masks are expanded with (`MaskExpansion.prgName`).
+    static let maskPRGKey = "secagg_mask_prg"
+
     /// Reads a roster and rebuilds its graph; parties recheck the parameters themselves.
+    /// Refuses (`.mismatch`) a roster whose masks are not expanded with this fedrec's PRG.
     public static func read(_ path: String, session: SecAggSession) throws -> SecAggRoster {
         let (file, id, round) = try SecAggFiles.open(path, kind: .secaggRoster)
         try SecAggFiles.check(id, round, against: session, path: path)
+        let prg = try file.string(maskPRGKey)
+        guard prg == MaskExpansion.prgName else {
+            throw FedRecError(.mismatch, file: path, "expands masks with \(prg.prefix(40)); this fedrec expands them with \(MaskExpansion.prgName)")
+        }
         let parties = try KeyAdvertisementFile.advertisements(file, sessionID: id, round: round)
         let parameters = SecAggParameters(
             partyCount: try file.int("secagg_parties", in: 0...SecAggParameters.maximumPartyCount),

@@ -1,3 +1,4 @@
+import Crypto
 import FedRecSupport
 import Testing
 
@@ -26,9 +27,11 @@ import Testing
         #expect(selfDomain.nonce == Vectors.bytes(Vectors.maskNonceSelf))
     }
 
-    /// Keystream words and masked vectors against OpenSSL's ChaCha20 (Python `cryptography`),
-    /// at the start, across the 16384-word boundary between calls into ChaCha20, and at the end.
-    @Test func masksMatchIndependentChaCha20() {
+    /// Mask coordinates and masked vectors against OpenSSL's AES-256-CTR (Python `cryptography`)
+    /// read as the layout prescribes for each width (1, 2, 3 and 4 bytes a coordinate), at the
+    /// start, across the 16,384-coordinate boundary between calls into AES-CTR, and at the end
+    /// (a partial group of 16 three-byte coordinates).
+    @Test func masksMatchIndependentAESCTR() {
         let seed = Vectors.bytes(Vectors.maskSeed)
         let zero = [UInt32](repeating: 0, count: Vectors.maskCount)
         let words = Self.masked(zero, seed: seed, domain: Self.domain, bits: 32, adding: true)
@@ -36,65 +39,86 @@ import Testing
         let negated = Self.masked(zero, seed: seed, domain: Self.domain, bits: 32, adding: false)
         #expect(Vectors.maskIndices.map { negated[$0] } == Vectors.maskWords.map { 0 &- $0 })
 
-        let bits = Vectors.maskBits
-        let base = (0..<Vectors.maskCount).map { UInt32(truncatingIfNeeded: UInt64($0) * 2_654_435_761) & ((1 << UInt32(bits)) - 1) }
-        let added = Self.masked(base, seed: seed, domain: Self.domain, bits: bits, adding: true)
-        #expect(Vectors.maskIndices.map { added[$0] } == Vectors.maskAdded)
-        let subtracted = Self.masked(base, seed: seed, domain: Self.domain, bits: bits, adding: false)
-        #expect(Vectors.maskIndices.map { subtracted[$0] } == Vectors.maskSubtracted)
+        #expect(Vectors.maskCases.map(\.bits) == [8, 16, 17, 20, 24, 32])
+        for (bits, added, subtracted) in Vectors.maskCases {
+            let base = (0..<Vectors.maskCount).map {
+                UInt32(truncatingIfNeeded: UInt64($0) * 2_654_435_761) & (bits == 32 ? .max : (1 << UInt32(bits)) - 1)
+            }
+            let plus = Self.masked(base, seed: seed, domain: Self.domain, bits: bits, adding: true)
+            #expect(Vectors.maskIndices.map { plus[$0] } == added, "b = \(bits)")
+            let minus = Self.masked(base, seed: seed, domain: Self.domain, bits: bits, adding: false)
+            #expect(Vectors.maskIndices.map { minus[$0] } == subtracted, "b = \(bits)")
+        }
     }
 
-    /// RFC 8439 §2.3.2: key 00..1f, nonce 00000009 0000004a 00000000, block 1 is these 64 bytes.
-    /// Our keystream starts at block 0, so block 1 is words 16..<32.
-    @Test func rfc8439BlockFunctionVector() {
-        let block: [UInt8] = [
-            0x10, 0xf1, 0xe7, 0xe4, 0xd1, 0x3b, 0x59, 0x15, 0x50, 0x0f, 0xdd, 0x1f, 0xa3, 0x20, 0x71, 0xc4,
-            0xc7, 0xd1, 0xf4, 0xc7, 0x33, 0xc0, 0x68, 0x03, 0x04, 0x22, 0xaa, 0x9a, 0xc3, 0xd4, 0x6c, 0x4e,
-            0xd2, 0x82, 0x64, 0x46, 0x07, 0x9f, 0xaa, 0x09, 0x14, 0xc2, 0xd7, 0x05, 0xd9, 0x8b, 0x02, 0xa2,
-            0xb5, 0x12, 0x9c, 0xd1, 0xde, 0x16, 0x4e, 0xb9, 0xcb, 0xd0, 0x83, 0xe8, 0xa2, 0x50, 0x3c, 0x4e,
+    /// NIST SP 800-38A F.5.5 (CTR-AES256.Encrypt): the counter block f0f1…feff is our 12-byte
+    /// nonce f0…fb followed by block counter 0xfcfdfeff; ciphertext XOR plaintext is the keystream.
+    @Test func nistAES256CTRVector() {
+        let key: [UInt8] = [
+            0x60, 0x3d, 0xeb, 0x10, 0x15, 0xca, 0x71, 0xbe, 0x2b, 0x73, 0xae, 0xf0, 0x85, 0x7d, 0x77, 0x81,
+            0x1f, 0x35, 0x2c, 0x07, 0x3b, 0x61, 0x08, 0xd7, 0x2d, 0x98, 0x10, 0xa3, 0x09, 0x14, 0xdf, 0xf4,
         ]
-        let words = Self.keystream(key: Array(0...31), nonce: [0, 0, 0, 0x09, 0, 0, 0, 0x4a, 0, 0, 0, 0], words: 32)
-        #expect(Array(words[16..<32]) == Self.littleEndianWords(block))
-    }
-
-    /// RFC 8439 §2.4.2: the "sunscreen" plaintext encrypted from block 1 under key 00..1f and
-    /// nonce 00000000 0000004a 00000000; ciphertext XOR plaintext is the keystream from block 1.
-    @Test func rfc8439EncryptionVector() {
-        let plaintext = Array(
-            "Ladies and Gentlemen of the class of '99: If I could offer you only one tip for the future, sunscreen would be it.".utf8)
+        let plaintext: [UInt8] = [
+            0x6b, 0xc1, 0xbe, 0xe2, 0x2e, 0x40, 0x9f, 0x96, 0xe9, 0x3d, 0x7e, 0x11, 0x73, 0x93, 0x17, 0x2a,
+            0xae, 0x2d, 0x8a, 0x57, 0x1e, 0x03, 0xac, 0x9c, 0x9e, 0xb7, 0x6f, 0xac, 0x45, 0xaf, 0x8e, 0x51,
+        ]
         let ciphertext: [UInt8] = [
-            0x6e, 0x2e, 0x35, 0x9a, 0x25, 0x68, 0xf9, 0x80, 0x41, 0xba, 0x07, 0x28, 0xdd, 0x0d, 0x69, 0x81,
-            0xe9, 0x7e, 0x7a, 0xec, 0x1d, 0x43, 0x60, 0xc2, 0x0a, 0x27, 0xaf, 0xcc, 0xfd, 0x9f, 0xae, 0x0b,
-            0xf9, 0x1b, 0x65, 0xc5, 0x52, 0x47, 0x33, 0xab, 0x8f, 0x59, 0x3d, 0xab, 0xcd, 0x62, 0xb3, 0x57,
-            0x16, 0x39, 0xd6, 0x24, 0xe6, 0x51, 0x52, 0xab, 0x8f, 0x53, 0x0c, 0x35, 0x9f, 0x08, 0x61, 0xd8,
-            0x07, 0xca, 0x0d, 0xbf, 0x50, 0x0d, 0x6a, 0x61, 0x56, 0xa3, 0x8e, 0x08, 0x8a, 0x22, 0xb6, 0x5e,
-            0x52, 0xbc, 0x51, 0x4d, 0x16, 0xcc, 0xf8, 0x06, 0x81, 0x8c, 0xe9, 0x1a, 0xb7, 0x79, 0x37, 0x36,
-            0x5a, 0xf9, 0x0b, 0xbf, 0x74, 0xa3, 0x5b, 0xe6, 0xb4, 0x0b, 0x8e, 0xed, 0xf2, 0x78, 0x5e, 0x42,
-            0x87, 0x4d,
+            0x60, 0x1e, 0xc3, 0x13, 0x77, 0x57, 0x89, 0xa5, 0xb7, 0xa7, 0xf5, 0x04, 0xbb, 0xf3, 0xd2, 0x28,
+            0xf4, 0x43, 0xe3, 0xca, 0x4d, 0x62, 0xb5, 0x9a, 0xca, 0x84, 0xe9, 0x90, 0xca, 0xca, 0xf5, 0xc5,
         ]
-        #expect(plaintext.count == 114 && ciphertext.count == 114)
-        let keystream = zip(plaintext, ciphertext).map { $0 ^ $1 }
-        let fullWords = keystream.count / 4
-        let words = Self.keystream(key: Array(0...31), nonce: [0, 0, 0, 0, 0, 0, 0, 0x4a, 0, 0, 0, 0], words: 16 + fullWords)
-        #expect(Array(words[16...]) == Self.littleEndianWords(Array(keystream.prefix(4 * fullWords))))
+        let nonce = Array(UInt8(0xf0)...UInt8(0xfb))
+        let keystream = MaskExpansion.aesKeystream(
+            [UInt8](repeating: 0, count: 32)[...], key: SymmetricKey(data: key), nonce: nonce, block: 0xfcfd_feff)
+        #expect(Array(keystream) == zip(plaintext, ciphertext).map { $0 ^ $1 })
     }
 
-    static func keystream(key: [UInt8], nonce: [UInt8], words: Int) -> [UInt32] {
-        var out = [UInt32](repeating: 0, count: words)
-        out.withUnsafeMutableBufferPointer {
-            MaskExpansion.applyKeystream(key: key, nonce: nonce, modulusBits: 32, adding: true, to: $0)
+    /// A uniform w-byte value reduced mod 2^b is uniform: for b = 8, 17, 24 and 32, one mask's
+    /// coordinates (65,536 of them, over 4 calls into AES-CTR) put their low byte and their top
+    /// byte (bits b−8 ..< b) in 256 cells each with chi-square below 400 (df = 255, about 6.4
+    /// standard deviations), in the 12 directly read and the 4 gathered lanes of a three-byte
+    /// group alike, and every coordinate is below 2^b.
+    @Test(arguments: [8, 17, 24, 32])
+    func maskCoordinatesAreUniform(_ bits: Int) {
+        let seed = (0..<32).map { UInt8(truncatingIfNeeded: $0 * 11 + bits) }
+        let count = 1 << 16
+        let coordinates = Self.masked([UInt32](repeating: 0, count: count), seed: seed, domain: Self.domain, bits: bits, adding: true)
+        let limit: UInt64 = 1 << UInt64(bits)
+        #expect(coordinates.allSatisfy { UInt64($0) < limit })
+        func chiSquare(_ values: [UInt32]) -> Double {
+            var counts = [Int](repeating: 0, count: 256)
+            for value in values { counts[Int(value)] += 1 }
+            let expected = Double(values.count) / 256
+            return counts.reduce(0.0) { $0 + (Double($1) - expected) * (Double($1) - expected) / expected }
         }
-        return out
+        let direct = coordinates.indices.filter { $0 % 16 < 12 }.map { coordinates[$0] }
+        let gathered = coordinates.indices.filter { $0 % 16 >= 12 }.map { coordinates[$0] }
+        for values in [direct, gathered] {
+            #expect(chiSquare(values.map { $0 & 0xFF }) < 400, "b = \(bits): low byte")
+            #expect(chiSquare(values.map { $0 >> UInt32(bits - 8) }) < 400, "b = \(bits): top byte")
+        }
     }
 
-    static func littleEndianWords(_ bytes: [UInt8]) -> [UInt32] {
-        stride(from: 0, to: bytes.count, by: 4).map { i in
-            (0..<4).reduce(UInt32(0)) { $0 | UInt32(bytes[i + $1]) << (8 * UInt32($1)) }
-        }
+    /// Coordinates take ⌈b/8⌉ keystream bytes.
+    @Test func bytesPerCoordinate() {
+        #expect([1, 8, 9, 16, 17, 22, 24, 25, 32].map { MaskExpansion.bytesPerCoordinate(modulusBits: $0) } == [1, 1, 2, 2, 3, 3, 3, 4, 4])
+    }
+
+    /// Several masks applied at once give what applying them one by one gives.
+    @Test(arguments: [8, 17, 24, 32])
+    func batchedMasksEqualOneByOne(_ bits: Int) {
+        let domain = MaskDomain(sessionID: [UInt8](repeating: 5, count: 32), round: 1, purpose: .pairwise)
+        let masks = (0..<5).map { k in Mask(seed: [UInt8](repeating: UInt8(k), count: 32), domain: domain, adding: k % 2 == 0) }
+        let limit: UInt32 = bits == 32 ? .max : (1 << UInt32(bits)) - 1
+        let vector = (0..<20_011).map { UInt32(truncatingIfNeeded: $0 &* 40_503) & limit }
+        var batched = vector
+        batched.withUnsafeMutableBufferPointer { MaskExpansion.apply(masks, modulusBits: bits, to: $0) }
+        var single = vector
+        for mask in masks { single = Self.masked(single, seed: mask.seed, domain: mask.domain, bits: bits, adding: mask.adding) }
+        #expect(batched == single)
     }
 
     /// Adding then subtracting the same mask gives the vector back, for every modulus width.
-    @Test(arguments: [1, 2, 7, 16, 20, 31, 32])
+    @Test(arguments: [1, 2, 7, 8, 9, 16, 17, 20, 22, 24, 25, 31, 32])
     func addingThenSubtractingCancels(_ bits: Int) {
         var generator = SeededGenerator(seed: UInt64(bits))
         let seed = (0..<32).map { _ in UInt8(truncatingIfNeeded: generator.next()) }
@@ -151,13 +175,15 @@ import Testing
         #expect(mask(seed, session, 1, .selfMask) != reference)
     }
 
-    /// Masks of different lengths from one seed and domain agree on their common prefix.
-    @Test func prefixesAgree() {
+    /// Masks of different lengths from one seed and domain agree on their common prefix, for
+    /// every width of coordinate (partial groups of three-byte coordinates included).
+    @Test(arguments: [8, 16, 22, 32])
+    func prefixesAgree(_ bits: Int) {
         let seed = [UInt8](repeating: 4, count: 32)
-        let long = Self.masked([UInt32](repeating: 0, count: 40_000), seed: seed, domain: Self.domain, bits: 32, adding: true)
-        for count in [0, 1, 15, 16, 17, 16_384, 16_385, 39_999] {
-            let short = Self.masked([UInt32](repeating: 0, count: count), seed: seed, domain: Self.domain, bits: 32, adding: true)
-            #expect(short[...] == long.prefix(count))
+        let long = Self.masked([UInt32](repeating: 0, count: 40_000), seed: seed, domain: Self.domain, bits: bits, adding: true)
+        for count in [0, 1, 11, 12, 13, 15, 16, 17, 16_384, 16_385, 16_397, 39_999] {
+            let short = Self.masked([UInt32](repeating: 0, count: count), seed: seed, domain: Self.domain, bits: bits, adding: true)
+            #expect(short[...] == long.prefix(count), "b = \(bits), \(count) coordinates")
         }
     }
 }

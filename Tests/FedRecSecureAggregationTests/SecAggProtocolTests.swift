@@ -113,6 +113,21 @@ struct SimulatedRound {
         #expect(round.request?.survivors.count == n && round.request?.dropped == [])
     }
 
+    /// For every width of mask coordinate (1, 3, 3 and 4 keystream bytes at b = 8, 17, 24, 32)
+    /// and vectors longer than one call into AES-CTR and not a whole number of groups, with
+    /// parties dropping before masking (the server takes their pairwise masks out) and before
+    /// unmasking: the unmasked sum is the survivors' plain sum mod 2^b, exactly.
+    @Test(arguments: [8, 17, 24, 32])
+    func unmaskedSumIsExactForEveryMaskWidth(_ bits: Int) throws {
+        let parties = (0..<12).map { UInt32($0) }
+        var round = SimulatedRound(
+            parties: parties, length: 16_384 + 37, bits: bits, drops: [3: .beforeMasking, 8: .beforeUnmasking],
+            seed: 40 + UInt64(bits))
+        let (unmasked, plain) = try round.run(dropoutRate: 0.2)
+        #expect(unmasked == plain)
+        #expect(round.request?.dropped == [3])
+    }
+
     /// Dropouts between every pair of steps, at once, for several n: the survivors' sum still
     /// comes out exactly, and only theirs.
     @Test(arguments: [10, 40, 120])
@@ -247,28 +262,35 @@ struct SimulatedRound {
         #expect(held > 0)
     }
 
-    /// One masked vector is uniform mod 2^b whatever the input (all zeros, all 2^b - 1): a
-    /// chi-square test over the 256 values of b = 8, 51,200 coordinates (df = 255; the bound
-    /// 400 is about 6.4 standard deviations above the mean 255).
-    @Test(arguments: [UInt32(0), 255])
-    func maskedVectorsAreUniform(_ fill: UInt32) throws {
-        var generator = SeededGenerator(seed: 13 + UInt64(fill))
+    /// One masked vector is uniform mod 2^b whatever the input (all zeros, all 2^b − 1), for
+    /// b = 8, 17, 24 and 32 (one, three, three and four keystream bytes a coordinate): chi-square
+    /// tests over 256 cells, 51,200 coordinates, of the low byte and of the top byte
+    /// (bits b − 8 ..< b; the whole value at b = 8) (df = 255; the bound 400 is about 6.4
+    /// standard deviations above the mean 255), and of lag-1 pairs of top bytes.
+    @Test(arguments: [(UInt32(0), 8), (255, 8), (0, 17), ((1 << 17) - 1, 17), (0, 24), ((1 << 24) - 1, 24), (0, 32), (.max, 32)])
+    func maskedVectorsAreUniform(_ fill: UInt32, _ bits: Int) throws {
+        var generator = SeededGenerator(seed: 13 + UInt64(fill & 0xFFFF) + UInt64(bits) << 20)
         var (states, advertisements) = try Self.advertised(5, round: 2, using: &generator)
         let length = 256 * 200
         let roster = try SecAggServer.roster(
             sessionID: SimulatedRound.session, round: 2, advertisements: advertisements, dropoutRate: 0, corruptFraction: 0,
-            modulusBits: 8)
+            modulusBits: bits)
         let bundles = try states.indices.map { try states[$0].shareKeys(roster: roster, using: &generator) }
         let deliveries = try SecAggServer.deliveries(roster: roster, bundles: bundles)
         let masked = try states[0].maskInput([UInt32](repeating: fill, count: length), roster: roster, delivery: deliveries[0])
-        var counts = [Int](repeating: 0, count: 256)
-        for value in masked.values { counts[Int(value)] += 1 }
-        let expected = Double(length) / 256
-        let chiSquare = counts.reduce(0.0) { $0 + (Double($1) - expected) * (Double($1) - expected) / expected }
-        #expect(chiSquare < 400)
+        #expect(bits == 32 || masked.values.allSatisfy { $0 < 1 << UInt32(bits) })
+        func chiSquare(_ cells: [Int]) -> Double {
+            var counts = [Int](repeating: 0, count: 256)
+            for cell in cells { counts[cell] += 1 }
+            let expected = Double(cells.count) / 256
+            return counts.reduce(0.0) { $0 + (Double($1) - expected) * (Double($1) - expected) / expected }
+        }
+        let top = masked.values.map { Int($0 >> UInt32(bits - 8)) }
+        #expect(chiSquare(top) < 400)
+        #expect(chiSquare(masked.values.map { Int($0 & 0xFF) }) < 400)
         // Neighbouring coordinates are not correlated either (lag-1 pairs over 256 × 256 cells).
         var pairs = [Int](repeating: 0, count: 256 * 256)
-        for i in stride(from: 0, to: length - 1, by: 2) { pairs[Int(masked.values[i]) * 256 + Int(masked.values[i + 1])] += 1 }
+        for i in stride(from: 0, to: length - 1, by: 2) { pairs[top[i] * 256 + top[i + 1]] += 1 }
         let pairExpected = Double(length / 2) / 65536
         let pairChi = pairs.reduce(0.0) { $0 + (Double($1) - pairExpected) * (Double($1) - pairExpected) / pairExpected }
         #expect(abs(pairChi - 65535) < 6 * (2 * 65535.0).squareRoot())

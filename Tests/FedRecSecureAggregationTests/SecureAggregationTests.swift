@@ -3,7 +3,9 @@ import Testing
 @testable import FedRecSecureAggregation
 
 @Suite struct SecureAggregationTests {
-    @Test func protocolVersionIsOne() {
-        #expect(SecureAggregation.protocolVersion == 1)
+    /// Version 2: AES-256-CTR masks, ⌈b/8⌉ keystream bytes a coordinate.
+    @Test func protocolVersionIsTwo() {
+        #expect(SecureAggregation.protocolVersion == 2)
+        #expect(MaskExpansion.prgName == "aes-256-ctr")
     }
 }

@@ -13,10 +13,31 @@
 // and max_abs_error of the unmasked sum against the plain float sum of the survivors.
 // Randomness is the system CSPRNG (ChaCha20 keyed from it), as in a real round; the
 // inputs come from --seed.
+//
+//   secagg-bench --parties 10000 --length 1000000 --sample 20
+//
+// With --sample S (dropouts after the masked upload only), every party advertises, shares,
+// opens its neighbours' envelopes and reveals for real, but only S parties (drawn with
+// --seed) mask their full vector with maskInput, timed as one party's CPU; the others mask a
+// one-coordinate vector (their envelopes opened and pairwise secrets agreed as in a real
+// round, the expansions not) and their full-length contribution to the masked sum is made
+// by a faster path: x_u + PRG(b_u) + the pairwise masks shared with sampled neighbours, the
+// pairwise masks between two unsampled parties left out since they cancel in the sum. The
+// masked sum is therefore the one the full protocol gives, and the server's request and
+// unmask (timed) are the real code; the unmasked words are checked exactly against the sum
+// of the quantised inputs. party_cpu_ms is then the sampled parties' mean.
+//
+//   secagg-bench --prg-throughput [--bits 22] [--length 57190]
+//
+// Prints one JSON line instead: the keystream throughput (GB/s of one thread, 64 KiB calls)
+// of swift-crypto's ChaCha20 and AES-256-CTR, which chose the mask PRG, and the rate of
+// MaskExpansion.apply (coordinates a second) on a vector of --length words mod 2^--bits.
+import Crypto
 import FedRecSecureAggregation
 import FedRecSupport
 import FedRecTraining
 import Foundation
+import _CryptoExtras
 
 func now() -> Double {
     var t = timespec()
@@ -29,8 +50,14 @@ func threadCPU() -> Double {
     return Double(t.tv_sec) + Double(t.tv_nsec) * 1e-9
 }
 
-var n = 100, m = 100_000, dropoutRate = 0.1, stage = "unmask", bits = 24, seed: UInt64 = 1
+var n = 100, m = 100_000, dropoutRate = 0.1, stage = "unmask", bits = 24, seed: UInt64 = 1, sample = 0
 var arguments = CommandLine.arguments.dropFirst()
+if arguments.first == "--prg-throughput" {
+    arguments.removeFirst()
+    m = 57_190
+    bits = 22
+}
+let prgThroughput = CommandLine.arguments.dropFirst().first == "--prg-throughput"
 while let flag = arguments.popFirst() {
     guard let value = arguments.popFirst() else { fatalError("\(flag) needs a value") }
     switch flag {
@@ -40,8 +67,174 @@ while let flag = arguments.popFirst() {
     case "--dropout-stage": stage = value
     case "--bits": bits = Int(value)!
     case "--seed": seed = UInt64(value)!
+    case "--sample": sample = Int(value)!
     default: fatalError("unknown argument \(flag)")
     }
+}
+
+if prgThroughput {
+    print(try prgThroughputReport(length: m, bits: bits))
+    exit(0)
+}
+
+/// The `--prg-throughput` report: keystream of 1 GiB from each PRG, 64 KiB a call, then
+/// 40 mask expansions of an m-word vector (one party's k + 1 at n ≈ 1,000; the fastest of 5),
+/// one thread.
+func prgThroughputReport(length m: Int, bits: Int) throws -> String {
+    var system = SystemRandomNumberGenerator()
+    let key = SymmetricKey(data: randomBytes(32, using: &system))
+    let nonce = randomBytes(12, using: &system)
+    let zeros = [UInt8](repeating: 0, count: 1 << 16)
+    let calls = (1 << 30) / zeros.count
+    var sink: UInt8 = 0
+    var c0 = threadCPU()
+    for call in 0..<calls {
+        let keystream = try Insecure.ChaCha20CTR.encrypt(
+            zeros, using: key, counter: .init(offset: UInt32(call * zeros.count / 64)), nonce: .init(data: nonce))
+        sink ^= keystream[keystream.startIndex]
+    }
+    let chacha = threadCPU() - c0
+    c0 = threadCPU()
+    for call in 0..<calls {
+        var block = nonce
+        let counter = UInt32(call * zeros.count / 16)
+        for shift in [24, 16, 8, 0] { block.append(UInt8(truncatingIfNeeded: counter >> UInt32(shift))) }
+        let keystream = try AES._CTR.encrypt(zeros, using: key, nonce: .init(nonceBytes: block))
+        sink ^= keystream[keystream.startIndex]
+    }
+    let aes = threadCPU() - c0
+    let domain = MaskDomain(sessionID: nonce, round: 0, purpose: .pairwise)
+    let masks = (0..<40).map { Mask(seed: randomBytes(32, using: &system), domain: domain, adding: $0 % 2 == 0) }
+    var vector = [UInt32](repeating: 0, count: m)
+    var expansion = Double.infinity
+    for _ in 0..<5 {
+        c0 = threadCPU()
+        vector.withUnsafeMutableBufferPointer { MaskExpansion.apply(masks, modulusBits: bits, to: $0) }
+        expansion = min(expansion, threadCPU() - c0)
+    }
+    let report: [String: Any] = [
+        "chacha20_gb_per_s": Double(calls * zeros.count) / chacha / 1e9,
+        "aes256ctr_gb_per_s": Double(calls * zeros.count) / aes / 1e9,
+        "mask_expansion_coordinates_per_s": Double(masks.count * m) / expansion, "modulus_bits": bits, "length": m,
+        "expansion_us_per_mask": expansion / Double(masks.count) * 1e6, "sink": Int(sink ^ UInt8(truncatingIfNeeded: vector[0])),
+    ]
+    return String(decoding: try JSONSerialization.data(withJSONObject: report, options: [.sortedKeys]), as: UTF8.self)
+}
+
+if sample > 0 {
+    print(try sampledRound(parties: n, length: m, sample: sample, dropoutRate: dropoutRate, bits: bits, seed: seed))
+    exit(0)
+}
+
+/// The `--sample` round (see the header).
+func sampledRound(parties n: Int, length m: Int, sample: Int, dropoutRate: Double, bits: Int, seed: UInt64) throws -> String {
+    var system = SystemRandomNumberGenerator()
+    let session = randomBytes(KeyAgreement.sessionIDByteCount, using: &system)
+    let round: UInt64 = 0
+    var picks = SeededGenerator(seed: seed)
+    let order = (0..<n).shuffled(using: &picks)
+    let sampled = Set(order.prefix(sample))
+    let dropped = Set(order.dropFirst(sample).prefix(Int((Double(n) * dropoutRate).rounded())).map { UInt32($0) })
+    func fresh() -> ChaCha20Generator { SecureParty.Randomness.system.generator(party: 0, step: 0) }
+    let started = now()
+    var partyCPU = [Double](repeating: 0, count: n)
+    var states = [SecAggParty]()
+    var advertisements = [KeyAdvertisement]()
+    for party in 0..<n {
+        let c0 = threadCPU()
+        var generator = fresh()
+        let (state, ad) = try SecAggParty.advertise(sessionID: session, round: round, party: UInt32(party), using: &generator)
+        states.append(state)
+        advertisements.append(ad)
+        partyCPU[party] += threadCPU() - c0
+    }
+    var serverTime = 0.0
+    var s0 = now()
+    let roster = try SecAggServer.roster(
+        sessionID: session, round: round, advertisements: advertisements, dropoutRate: dropoutRate, corruptFraction: 0.05,
+        modulusBits: bits)
+    serverTime += now() - s0
+    var bundles = [ShareBundle]()
+    for party in 0..<n {
+        let c0 = threadCPU()
+        var generator = fresh()
+        bundles.append(try states[party].shareKeys(roster: roster, using: &generator))
+        partyCPU[party] += threadCPU() - c0
+    }
+    s0 = now()
+    let deliveries = try SecAggServer.deliveries(roster: roster, bundles: bundles)
+    serverTime += now() - s0
+    let quantizer = try Quantizer(clipBound: 1, modulusBits: bits, maximumParties: n)
+    let reduction: UInt32 = bits == 32 ? .max : (1 << UInt32(bits)) - 1
+    var sum = [UInt32](repeating: 0, count: m)
+    var plain = [UInt32](repeating: 0, count: m)
+    let pairwise = MaskDomain(sessionID: session, round: round, purpose: .pairwise)
+    let selfDomain = MaskDomain(sessionID: session, round: round, purpose: .selfMask)
+    for party in 0..<n {
+        var local = SeededGenerator(seed: seed, stream: UInt64(party))
+        if sampled.contains(party) {
+            let values = (0..<m).map { _ in Float(local.nextUnitDouble() * 2 - 1) }
+            let c0 = threadCPU()
+            var generator = fresh()
+            let words = try quantizer.quantize(values, using: &generator)
+            let masked = try states[party].maskInput(words, roster: roster, delivery: deliveries[party])
+            _ = BitPacking.pack(masked.values, bits: bits)
+            partyCPU[party] += threadCPU() - c0
+            for i in 0..<m {
+                plain[i] = plain[i] &+ words[i]
+                sum[i] = sum[i] &+ masked.values[i]
+            }
+        } else {
+            let c0 = threadCPU()
+            _ = try states[party].maskInput([0], roster: roster, delivery: deliveries[party])
+            partyCPU[party] += threadCPU() - c0
+            // The faster path: quantised-range inputs drawn directly, the self mask, and the
+            // pairwise masks shared with sampled neighbours.
+            let levels = UInt64(quantizer.levels)
+            var input = [UInt32](repeating: 0, count: m)
+            for i in 0..<m {
+                input[i] = UInt32(truncatingIfNeeded: Int64(local.next() % (2 * levels + 1)) - Int64(levels)) & reduction
+                plain[i] = plain[i] &+ input[i]
+            }
+            var masks = [Mask(seed: states[party].record.selfMaskSeed, domain: selfDomain, adding: true)]
+            let key = try PartyKeyPair(rawPrivateKey: states[party].record.maskPrivateKey)
+            for neighbour in roster.graph.neighbours(of: party) where sampled.contains(neighbour) {
+                let secret = try KeyAgreement.agreedSecret(
+                    privateKey: key.privateKey, publicKey: roster.parties[neighbour].maskKey, sessionID: session,
+                    purpose: .pairwiseMask, parties: (party, neighbour))
+                masks.append(Mask(seed: secret, domain: pairwise, adding: party < neighbour))
+            }
+            input.withUnsafeMutableBufferPointer { MaskExpansion.apply(masks, modulusBits: bits, to: $0) }
+            for i in 0..<m { sum[i] = sum[i] &+ input[i] }
+        }
+    }
+    for i in 0..<m {
+        sum[i] &= reduction
+        plain[i] &= reduction
+    }
+    let masked = try MaskedInput(sessionID: session, round: round, modulusBits: bits, parties: (0..<n).map { UInt32($0) }, values: sum)
+    s0 = now()
+    let request = try SecAggServer.unmaskRequest(roster: roster, sharers: bundles.map(\.sender), sum: masked)
+    serverTime += now() - s0
+    var responses = [UnmaskResponse]()
+    for party in request.survivors where !dropped.contains(party) {
+        let c0 = threadCPU()
+        responses.append(try states[Int(party)].unmask(request, roster: roster))
+        partyCPU[Int(party)] += threadCPU() - c0
+    }
+    let u0 = now()
+    let words = try SecAggServer.unmask(roster: roster, request: request, sum: masked, responses: responses)
+    let unmaskSeconds = now() - u0
+    serverTime += unmaskSeconds
+    let meanCPU = sampled.reduce(0.0) { $0 + partyCPU[$1] } / Double(sampled.count)
+    let report: [String: Any] = [
+        "framework": "fedrec", "parties": n, "length": m, "dropout_rate": dropoutRate, "dropout_stage": "unmask",
+        "num_shares": roster.parameters.degree, "threshold": roster.parameters.threshold, "modulus_bits": bits,
+        "sampled_parties": sampled.count, "party_cpu_ms": meanCPU * 1000,
+        "party_cpu_ms_max": (sampled.map { partyCPU[$0] }.max() ?? 0) * 1000, "server_seconds": serverTime,
+        "unmask_seconds": unmaskSeconds, "exact": words == plain, "bench_seconds": now() - started, "threads": 1,
+    ]
+    return String(decoding: try JSONSerialization.data(withJSONObject: report, options: [.sortedKeys]), as: UTF8.self)
 }
 
 /// What a party's step draws from in a real round (`fl-secagg`): ChaCha20 keyed by the

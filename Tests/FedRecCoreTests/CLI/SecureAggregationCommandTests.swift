@@ -203,4 +203,48 @@ struct SecureAggregationCommandTests {
         #expect(try readBytes(setup.path + "/a0.state") == shared)
         #expect(!FileManager.default.fileExists(atPath: setup.path + "/y.shares"))
     }
+
+    /// `source` rewritten to `target` with some metadata replaced, sealed afresh (as a writer
+    /// of those values would seal it); its tensors (U8 and I64 in these files) copied.
+    static func rewrite(_ source: String, to target: String, metadata changes: [String: String]) throws {
+        let file = try SafeTensorsFile(path: source)
+        var writer = SafeTensorsWriter(metadata: file.metadata.merging(changes) { $1 })
+        for name in file.names {
+            let info = try file.info(name)
+            let raw = file.bytes(of: info)
+            switch info.dtype {
+            case .u8: writer.add(name, shape: info.shape, .u8(Array(raw)))
+            case .i64:
+                writer.add(
+                    name, shape: info.shape,
+                    .i64((0..<info.elementCount).map { Int64(littleEndian: raw.loadUnaligned(fromByteOffset: 8 * $0, as: Int64.self)) }))
+            default: throw FedRecError(.shape, file: source, "tensor \(name) of a dtype this test does not copy")
+            }
+        }
+        _ = try writer.write(to: target)
+    }
+
+    @Test("a roster of protocol version 1 (ChaCha20 masks) or of another mask PRG is refused (86), of a newer version (80)")
+    func otherVersionsAndPRGs() throws {
+        let setup = try Setup(users: 12, shards: 2)
+        try setup.run("fl-secagg", ["session", "--round", "1", "-o", "session"])
+        for k in 0..<2 {
+            try setup.run("fl-secagg", ["keys"] + setup.session(["--party", String(k), "--state", "p\(k).state", "-o", "p\(k).keys"]))
+        }
+        try setup.run("fl-secagg", ["roster"] + setup.session(["-q", "-o", "roster", "p0.keys", "p1.keys"]))
+        let roster = try SafeTensorsFile(path: setup.path + "/roster")
+        #expect(roster.metadata["secagg_version"] == "2" && roster.metadata["secagg_mask_prg"] == "aes-256-ctr")
+        let before = try readBytes(setup.path + "/p0.state")
+        for (name, changes, code) in [
+            ("v1.roster", ["secagg_version": "1"], FailureClass.mismatch.rawValue),
+            ("chacha.roster", ["secagg_mask_prg": "chacha20"], FailureClass.mismatch.rawValue),
+            ("v3.roster", ["secagg_version": "3"], FailureClass.newerVersion.rawValue),
+        ] {
+            try Self.rewrite(setup.path + "/roster", to: setup.path + "/" + name, metadata: changes)
+            let r = try Tool.run("fl-secagg", ["share"] + setup.session(["--state", "p0.state", "--roster", name, "-o", "x.shares"]), in: setup.path)
+            #expect(r.status == code && r.stderrLines.count == 1 && r.stderr.contains(name), "\(name): \(r.status) \(r.stderr)")
+        }
+        #expect(try readBytes(setup.path + "/p0.state") == before)
+        #expect(!FileManager.default.fileExists(atPath: setup.path + "/x.shares"))
+    }
 }

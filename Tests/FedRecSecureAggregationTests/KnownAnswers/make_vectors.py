@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Known-answer vectors for FedRecSecureAggregation's primitives, from an implementation
-independent of ours: Python's `cryptography` package (OpenSSL) for ChaCha20, X25519, HKDF and
+independent of ours: Python's `cryptography` package (OpenSSL) for AES-256-CTR, X25519, HKDF and
 ChaCha20-Poly1305, hashlib for the mask nonce, and plain Python integers for GF(2^127 - 1) and
 Shamir sharing (direct polynomial evaluation and Lagrange's formula, not our Horner/weights code).
 
@@ -18,12 +18,12 @@ import struct
 
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 P = 2**127 - 1
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 
 
 def fixed_bytes(label, count):
@@ -110,7 +110,7 @@ shamir_cases = [
     ("odd", 40, 4, [3, 4, 10, 11, 12, 1000, 7], [6, 0, 5, 2]),
 ]
 
-# ---- ChaCha20 mask expansion ----------------------------------------------------------------
+# ---- AES-256-CTR mask expansion -------------------------------------------------------------
 def mask_nonce(session_id, round_number, purpose):
     data = b"fedrec-secagg-mask-nonce" + struct.pack(">I", len(session_id)) + session_id
     data += struct.pack(">Q", round_number) + bytes([purpose])
@@ -124,20 +124,50 @@ def chacha20_keystream(key, nonce, byte_count, counter=0):
     return encryptor.update(b"\x00" * byte_count)
 
 
+def aes_ctr_keystream(key, nonce, byte_count):
+    # The counter block: the 12-byte nonce, then a 32-bit big-endian block counter from 0
+    # (cryptography's CTR increments the whole 128-bit block, the same below 2^32 blocks).
+    encryptor = Cipher(algorithms.AES(key), modes.CTR(nonce + b"\x00" * 4)).encryptor()
+    return encryptor.update(b"\x00" * byte_count)
+
+
+def mask_coordinates(key, nonce, count, bits):
+    """The mask's coordinates mod 2^bits as MaskExpansion documents them: w = ceil(bits / 8)
+    keystream bytes each, little-endian; for w = 3 in groups of 16 coordinates from 48 bytes,
+    coordinates 0-11 the low three bytes of the group's words W_0..W_11 and coordinate 12 + j
+    the top bytes of W_j, W_4+j, W_8+j (low to high). Written from the description, bytes
+    picked one by one, not from the Swift code's word arithmetic."""
+    width = (bits + 7) // 8
+    if width == 3:
+        groups = (count + 15) // 16
+        stream = aes_ctr_keystream(key, nonce, 48 * groups)
+        values = []
+        for g in range(groups):
+            group = stream[48 * g:48 * g + 48]
+            for lane in range(16):
+                if lane < 12:
+                    picked = group[4 * lane:4 * lane + 3]
+                else:
+                    j = lane - 12
+                    picked = bytes([group[4 * j + 3], group[16 + 4 * j + 3], group[32 + 4 * j + 3]])
+                values.append(int.from_bytes(picked, "little"))
+        values = values[:count]
+    else:
+        stream = aes_ctr_keystream(key, nonce, width * count)
+        values = [int.from_bytes(stream[width * i:width * i + width], "little") for i in range(count)]
+    return [v % (1 << bits) for v in values]
+
+
 SELF, PAIRWISE = 1, 2
 mask_seed = fixed_bytes("mask seed", 32)
 mask_session = fixed_bytes("mask session", 32)
 mask_round = 7
-mask_count = 16384 + 64          # crosses our 16384-word call boundary
+mask_count = 16384 + 61          # crosses our 16384-coordinate call boundary; a partial last group
 mask_nonce_pairwise = mask_nonce(mask_session, mask_round, PAIRWISE)
 mask_nonce_self = mask_nonce(mask_session, 0, SELF)
-stream = chacha20_keystream(mask_seed, mask_nonce_pairwise, 4 * mask_count)
-words = [struct.unpack_from("<I", stream, 4 * i)[0] for i in range(mask_count)]
 head_range = range(0, 40)
 boundary_range = range(16370, 16420)
-tail_range = range(mask_count - 10, mask_count)
-mask_bits = 20
-base = [(i * 2654435761) % (1 << mask_bits) for i in range(mask_count)]
+tail_range = range(mask_count - 20, mask_count)
 
 
 def pick(values, ranges):
@@ -146,8 +176,22 @@ def pick(values, ranges):
 
 ranges = (head_range, boundary_range, tail_range)
 indices = [i for r in ranges for i in r]
-masked_added = [(base[i] + words[i]) % (1 << mask_bits) for i in range(mask_count)]
-masked_subtracted = [(base[i] - words[i]) % (1 << mask_bits) for i in range(mask_count)]
+words = mask_coordinates(mask_seed, mask_nonce_pairwise, mask_count, 32)
+mask_cases = []
+for mask_bits in (8, 16, 17, 20, 24, 32):
+    coordinates = mask_coordinates(mask_seed, mask_nonce_pairwise, mask_count, mask_bits)
+    base = [(i * 2654435761) % (1 << mask_bits) for i in range(mask_count)]
+    added = [(base[i] + coordinates[i]) % (1 << mask_bits) for i in range(mask_count)]
+    subtracted = [(base[i] - coordinates[i]) % (1 << mask_bits) for i in range(mask_count)]
+    mask_cases.append((mask_bits, pick(added, ranges), pick(subtracted, ranges)))
+
+# NIST SP 800-38A F.5.5 (CTR-AES256.Encrypt) cross-check of the layout above: our literals in the
+# tests come from the standard; confirm them here.
+nist_key = bytes.fromhex("603deb1015ca71be2b73aef0857d77811f352c073b6108d72d9810a30914dff4")
+nist_counter = bytes.fromhex("f0f1f2f3f4f5f6f7f8f9fafbfcfdfeff")
+nist_plain = bytes.fromhex("6bc1bee22e409f96e93d7e117393172aae2d8a571e03ac9c9eb76fac45af8e51")
+nist_cipher = Cipher(algorithms.AES(nist_key), modes.CTR(nist_counter)).encryptor().update(nist_plain)
+assert nist_cipher.hex() == "601ec313775789a5b7a7f504bbf3d228f443e3ca4d62b59aca84e990cacaf5c5"
 
 # ---- X25519 + HKDF-SHA256 ----------------------------------------------------------------------
 def raw_public(private_key):
@@ -248,7 +292,7 @@ for name, length, threshold, holders, subset in shamir_cases:
     w("            shortInterpolation: [%s])," % ", ".join(u128(v) for v in below))
 w("    ]")
 w("")
-w("    // ChaCha20 mask: seed, session, round %d, pairwise; %d coordinates." % (mask_round, mask_count))
+w("    // AES-256-CTR mask: seed, session, round %d, pairwise; %d coordinates." % (mask_round, mask_count))
 w("    static let maskSeed = %s" % hexs(mask_seed))
 w("    static let maskSession = %s" % hexs(mask_session))
 w("    static let maskRound: UInt64 = %d" % mask_round)
@@ -258,12 +302,17 @@ w("    static let maskNoncePairwise = %s" % hexs(mask_nonce_pairwise))
 w("    static let maskNonceSelf = %s" % hexs(mask_nonce_self))
 w("    /// The coordinates the answers below are given at.")
 w("    static let maskIndices: [Int] = %s" % wrapped([str(i) for i in indices], 10))
-w("    /// Keystream words (little-endian UInt32) at maskIndices.")
+w("    /// Mask coordinates mod 2^32 (four keystream bytes each) at maskIndices.")
 w("    static let maskWords: [UInt32] = %s" % u32s(pick(words, ranges)))
-w("    /// With modulusBits %d, base[i] = i * 2654435761 mod 2^%d: (base + word) and (base - word) mod 2^%d." % (mask_bits, mask_bits, mask_bits))
-w("    static let maskBits = %d" % mask_bits)
-w("    static let maskAdded: [UInt32] = %s" % u32s(pick(masked_added, ranges)))
-w("    static let maskSubtracted: [UInt32] = %s" % u32s(pick(masked_subtracted, ranges)))
+w("    /// For each modulus width b, with base[i] = i * 2654435761 mod 2^b: (base + mask) and")
+w("    /// (base - mask) mod 2^b at maskIndices.")
+w("    static let maskCases: [(bits: Int, added: [UInt32], subtracted: [UInt32])] = [")
+for mask_bits, added, subtracted in mask_cases:
+    w("        (")
+    w("            %d," % mask_bits)
+    w("            " + u32s(added).replace("\n    ", "\n            ") + ",")
+    w("            " + u32s(subtracted).replace("\n    ", "\n            ") + "),")
+w("    ]")
 w("")
 w("    // X25519 (party %d = alice, party %d = bob) + HKDF-SHA256." % (alice_index, bob_index))
 w("    static let aliceIndex = %d" % alice_index)
