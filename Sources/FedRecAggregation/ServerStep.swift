@@ -206,9 +206,9 @@ public enum ServerStep {
         // 2√2·σ√n keeps the noised system positive definite (doubled until Cholesky
         // succeeds: post-processing, no privacy cost). Items whose noised count is below
         // the threshold are noise rather than signal and are not solved.
-        let noise = sum.header.extra[DPMetadata.mechanism] == DPMetadata.alsGaussianMechanism
-            ? Double(sum.header.extra[DPMetadata.noiseStddev] ?? "") : nil
-        if sum.header.extra[DPMetadata.mechanism] == DPMetadata.alsGaussianMechanism && noise == nil {
+        let isPrivateALS = sum.header.extra[DPMetadata.mechanism] == DPMetadata.alsGaussianMechanism
+        let noise = isPrivateALS ? Double(sum.header.extra[DPMetadata.noiseStddev] ?? "") : nil
+        if isPrivateALS && noise == nil {
             throw FedRecError(.badData, file: file, "a private ALS sum without its noise standard deviation (dp_noise_stddev)")
         }
         // Mean-field item Gram (`ItemGramMode.mean`): α Σ_{u∈Ω_i} p pᵀ ≈ α n_i · D / N from
@@ -279,7 +279,7 @@ public enum ServerStep {
             model.itemSupport = nil
             return
         }
-        if wals && !skipped.isEmpty {
+        if wals {
             for item in skipped {
                 let target = model.slot(item)
                 for k in 0..<d { model.embedding[target * d + k] = 0 }

@@ -152,7 +152,7 @@ public enum CentralRelease {
         if isALS && options.adaptiveClip != nil {
             throw FedRecError(.usage, file: sumPath, "adaptive clipping applies to SGD deltas, not to private ALS statistics")
         }
-        let alsSensitivity = try isALS ? inFile(sumPath) { try alsBounds(h).sensitivity(h.config) } : nil
+        let alsBounds = try isALS ? inFile(sumPath) { try PrivateALSRelease.bounds(of: h) } : nil
         let expected = options.expectedClients ?? (isALS && h.sampleRate == nil ? Double(max(h.population, h.clients)) : q * Double(h.population))
         guard expected > 0 else {
             throw FedRecError(.usage, file: sumPath, "the expected number of clients q·N is 0 (q=\(q), population \(h.population))")
@@ -169,14 +169,14 @@ public enum CentralRelease {
         let ledger = access(options.ledger, F_OK) == 0
             ? try PrivacyLedger.read(path: options.ledger) : LedgerContents(entries: [], head: PrivacyLedger.genesis)
         let entry = LedgerEntry(
-            round: h.round, noiseMultiplier: z, sampleRate: q, clip: alsSensitivity ?? h.clip, clients: h.clients,
+            round: h.round, noiseMultiplier: z, sampleRate: q, clip: alsBounds?.sensitivity(h.config) ?? h.clip, clients: h.clients,
             isPrivate: source.isCryptographicallySecure && !h.hasPublicSample,
             mechanism: isALS ? LedgerEntry.alsGaussian : plan == nil ? LedgerEntry.subsampledGaussian : LedgerEntry.adaptiveClipGaussian,
             updateNoiseMultiplier: plan?.updateNoiseMultiplier, countNoiseStddev: plan?.countNoiseStddev)
         var report = DPReleaseReport(
             round: h.round, clients: h.clients, sampleRate: q, expectedClients: expected,
-            coordinates: isALS ? PrivateALSRelease.coordinates(h.config, sharesItemGram: try alsBounds(h).sharesItemGram(h.config))
-                : h.config.items * (h.config.dim + 1) + 1,
+            coordinates: alsBounds.map { PrivateALSRelease.coordinates(h.config, sharesItemGram: $0.sharesItemGram(h.config)) }
+                ?? h.config.items * (h.config.dim + 1) + 1,
             granularity: 0, isPrivate: entry.isPrivate)
 
         // A release of this sum whose line is already charged, with these settings: replay it.
@@ -274,14 +274,6 @@ public enum CentralRelease {
             DPMetadata.clipFraction: "\(step.noisedFraction)",
             DPMetadata.nextClip: "\(step.nextClip)",
         ]
-    }
-
-    /// The per-user bounds a sum of ALS statistics records.
-    static func alsBounds(_ header: UpdateHeader) throws -> ALSContributionBounds {
-        guard let bounds = try ALSContributionBounds(metadata: header.extra) else {
-            throw FedRecError(.usage, "the ALS statistics are not bounded per user; train with fl-train-local --dp-max-items K --dp-user-clip G")
-        }
-        return bounds
     }
 
     private static func inFile<T>(_ path: String, _ body: () throws -> T) throws -> T {

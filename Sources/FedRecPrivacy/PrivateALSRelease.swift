@@ -16,9 +16,35 @@ public enum PrivateALSRelease {
     /// Values one release noises for a model: per item the Gram's upper triangle, the
     /// right-hand side and the count; then the dense part (its triangle for WALS).
     public static func coordinates(_ config: ModelConfig, sharesItemGram: Bool = true) -> Int {
-        let n = config.objective == .wals ? config.dim : config.dim + 1
-        let dense = config.objective == .wals ? config.dim * (config.dim + 1) / 2 : 2
-        return config.items * ((sharesItemGram ? n * (n + 1) / 2 : 0) + n + 1) + dense
+        let sizes = ReleasedValues(config, sharesItemGram: sharesItemGram)
+        return config.items * sizes.perItem + sizes.dense
+    }
+
+    /// How many values a release holds per item and for the dense part.
+    struct ReleasedValues {
+        /// n: the width of an item's system (d for WALS, d + 1 explicit).
+        let n: Int
+        /// The item Gram's upper triangle (0 when the Grams are not shared).
+        let triangle: Int
+        let perItem: Int
+        let dense: Int
+
+        init(_ config: ModelConfig, sharesItemGram: Bool) {
+            let wals = config.objective == .wals
+            n = wals ? config.dim : config.dim + 1
+            triangle = sharesItemGram ? n * (n + 1) / 2 : 0
+            perItem = triangle + n + 1
+            dense = wals ? config.dim * (config.dim + 1) / 2 : 2
+        }
+    }
+
+    /// The per-user bounds a sum of ALS statistics records.
+    /// - Throws: `.usage` for statistics that record none (trained without them).
+    public static func bounds(of header: UpdateHeader) throws -> ALSContributionBounds {
+        guard let bounds = try ALSContributionBounds(metadata: header.extra) else {
+            throw FedRecError(.usage, "the ALS statistics are not bounded per user; train with fl-train-local --dp-max-items K --dp-user-clip G")
+        }
+        return bounds
     }
 
     /// The noised statistics of every item and the noised dense part.
@@ -31,55 +57,42 @@ public enum PrivateALSRelease {
         let h = sum.header
         guard h.extra[DPMetadata.mechanism] == nil else { throw FedRecError(.usage, "the sum is already noised") }
         guard h.algorithm == .als else { throw FedRecError(.usage, "private ALS releases ALS statistics, not \(h.algorithm) deltas") }
-        guard let bounds = try ALSContributionBounds(metadata: h.extra) else {
-            throw FedRecError(.usage, "the ALS statistics are not bounded per user; train with fl-train-local --dp-max-items K --dp-user-clip G")
-        }
+        let bounds = try bounds(of: h)
         guard h.weighting == .uniform else { throw FedRecError(.usage, "private ALS needs --weighting uniform, got \(h.weighting)") }
         guard z > 0, z.isFinite else { throw FedRecError(.usage, "need a positive noise multiplier, got \(z)") }
         let config = h.config
         let wals = config.objective == .wals
-        let d = config.dim, n = wals ? d : d + 1, items = config.items
+        let d = config.dim, items = config.items
         let layout = ALSStatistics.rowLayout(config)
         let denseName = ALSStatistics.denseName(config)
+        // With the mean-field item Gram nothing of the item Grams is released (they are
+        // zero in the clients' statistics and stay zero).
+        let sharesGram = bounds.sharesItemGram(config)
+        let sizes = ReleasedValues(config, sharesItemGram: sharesGram)
+        let n = sizes.n, perItem = sizes.perItem
         guard let gram = sum.rowTensors[layout[0].name], gram.width == n * n,
             let rhs = sum.rowTensors[layout[1].name], rhs.width == n,
             let dense = sum.dense[denseName], dense.count == ALSStatistics.denseCount(config),
             sum.rowWeight.count == sum.rows.count
         else { throw FedRecError(.shape, "ALS statistics do not fit a \(config.objective.rawValue) model of d=\(d)") }
-        // With the mean-field item Gram nothing of the item Grams is released (they are
-        // zero in the clients' statistics and stay zero).
-        let sharesGram = bounds.sharesItemGram(config)
-        let triangle = sharesGram ? n * (n + 1) / 2 : 0
-        let perItem = triangle + n + 1
-        let denseValues = wals ? d * (d + 1) / 2 : 2
         // One vector of every released value, untouched items' zeros included.
-        var values = [Float](repeating: 0, count: items * perItem + denseValues)
+        var values = [Float](repeating: 0, count: items * perItem + sizes.dense)
         for (r, row) in sum.rows.enumerated() {
             let item = Int(row)
             guard item >= 0, item < items else { throw FedRecError(.shape, "row \(item) is outside the catalogue of \(items) items") }
-            var at = item * perItem
-            for i in 0..<n where sharesGram {
-                for j in i..<n {
-                    values[at] = gram.values[r * n * n + i * n + j]
-                    at += 1
-                }
-            }
-            for i in 0..<n { values[at + i] = rhs.values[r * n + i] }
-            values[at + n] = sum.rowWeight[r]
+            let at = item * perItem
+            if sharesGram { packUpper(gram.values, from: r * n * n, n: n, into: &values, at: at) }
+            for i in 0..<n { values[at + sizes.triangle + i] = rhs.values[r * n + i] }
+            values[at + sizes.triangle + n] = sum.rowWeight[r]
         }
         // The dense part goes out scaled by w (`denseWeight`): its noise is σ/w.
         let w = Float(bounds.denseWeight(config))
-        var at = items * perItem
+        let denseAt = items * perItem
         if wals {
-            for i in 0..<d {
-                for j in i..<d {
-                    values[at] = dense[i * d + j] * w
-                    at += 1
-                }
-            }
+            packUpper(dense, from: 0, n: d, into: &values, at: denseAt, scale: w)
         } else {
-            values[at] = dense[0] * w
-            values[at + 1] = dense[1] * w
+            values[denseAt] = dense[0] * w
+            values[denseAt + 1] = dense[1] * w
         }
         let delta = bounds.sensitivity(config)
         let g = try DPNoise.addNoise(to: &values, clip: delta, noiseMultiplier: z, source: source)
@@ -90,30 +103,17 @@ public enum PrivateALSRelease {
         var rhsOut = [Float](repeating: 0, count: items * n)
         var counts = [Float](repeating: 0, count: items)
         for item in 0..<items {
-            var at = item * perItem
-            for i in 0..<n where sharesGram {
-                for j in i..<n {
-                    gramOut[item * n * n + i * n + j] = values[at]
-                    gramOut[item * n * n + j * n + i] = values[at]
-                    at += 1
-                }
-            }
-            for i in 0..<n { rhsOut[item * n + i] = values[at + i] }
-            counts[item] = values[at + n]
+            let at = item * perItem
+            if sharesGram { unpackUpper(values, at: at, n: n, into: &gramOut, from: item * n * n) }
+            for i in 0..<n { rhsOut[item * n + i] = values[at + sizes.triangle + i] }
+            counts[item] = values[at + sizes.triangle + n]
         }
         var denseOut = [Float](repeating: 0, count: dense.count)
-        at = items * perItem
         if wals {
-            for i in 0..<d {
-                for j in i..<d {
-                    denseOut[i * d + j] = values[at] / w
-                    denseOut[j * d + i] = values[at] / w
-                    at += 1
-                }
-            }
+            unpackUpper(values, at: denseAt, n: d, into: &denseOut, from: 0, dividedBy: w)
         } else {
-            denseOut[0] = values[at] / w
-            denseOut[1] = values[at + 1] / w
+            denseOut[0] = values[denseAt] / w
+            denseOut[1] = values[denseAt + 1] / w
         }
         var header = h
         header.clients = max(h.population, h.clients)
@@ -132,5 +132,30 @@ public enum PrivateALSRelease {
             rowTensors: [layout[0].name: RowTensor(width: n * n, values: gramOut), layout[1].name: RowTensor(width: n, values: rhsOut)],
             dense: [denseName: denseOut])
         return (update, g, sigma)
+    }
+
+    /// Copies the upper triangle (diagonal included, row by row) of the n × n matrix at
+    /// `matrix[from...]`, times `scale`, to `values[at...]`.
+    static func packUpper(_ matrix: [Float], from: Int, n: Int, into values: inout [Float], at: Int, scale: Float = 1) {
+        var k = at
+        for i in 0..<n {
+            for j in i..<n {
+                values[k] = matrix[from + i * n + j] * scale
+                k += 1
+            }
+        }
+    }
+
+    /// The inverse of `packUpper`: the symmetric n × n matrix whose upper triangle is at
+    /// `values[at...]`, divided by `divisor`, written to `matrix[from...]`.
+    static func unpackUpper(_ values: [Float], at: Int, n: Int, into matrix: inout [Float], from: Int, dividedBy divisor: Float = 1) {
+        var k = at
+        for i in 0..<n {
+            for j in i..<n {
+                matrix[from + i * n + j] = values[k] / divisor
+                matrix[from + j * n + i] = values[k] / divisor
+                k += 1
+            }
+        }
     }
 }

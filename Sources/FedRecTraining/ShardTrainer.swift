@@ -169,19 +169,18 @@ public enum ShardTrainer {
             } else {
                 for (u, record) in users.enumerated() {
                     let p = Array(start.embedding[(u * d)..<((u + 1) * d)])
+                    var shared = (train: record.train, embedding: p)
                     if let bounds = options.alsBounds {
                         // Private ALS: the user's own vector stays as solved; what is shared
                         // uses it clipped to Γ, over at most K of the user's items.
                         var generator = SeededGenerator(seed: roundSeed ^ 0xA15_D9, stream: UInt64(UInt32(bitPattern: record.user)))
-                        let shared = ALSStatistics.bounded(record.train, maxItems: bounds.maxItems, using: &generator)
-                        ALSStatistics.accumulate(user: shared, embedding: ALSStatistics.clipped(p, to: Float(bounds.userClip)),
-                                                 bias: start.bias[u], model: model, alpha: options.alpha, rows: rows, dense: &dense,
-                                                 weight: weight, residualClip: Float(bounds.residualClip),
-                                                 itemGram: bounds.sharesItemGram(config))
-                    } else {
-                        ALSStatistics.accumulate(user: record.train, embedding: p, bias: start.bias[u], model: model, alpha: options.alpha,
-                                                 rows: rows, dense: &dense, weight: weight)
+                        shared = (ALSStatistics.bounded(record.train, maxItems: bounds.maxItems, using: &generator),
+                                  ALSStatistics.clipped(p, to: Float(bounds.userClip)))
                     }
+                    ALSStatistics.accumulate(user: shared.train, embedding: shared.embedding, bias: start.bias[u], model: model,
+                                             alpha: options.alpha, rows: rows, dense: &dense, weight: weight,
+                                             residualClip: options.alsBounds.map { Float($0.residualClip) },
+                                             itemGram: options.alsBounds?.sharesItemGram(config) ?? true)
                     p.withUnsafeBufferPointer { state.set(user: record.user, embedding: $0, bias: start.bias[u]) }
                 }
             }

@@ -96,24 +96,27 @@ public struct ALSContributionBounds: Sendable, Equatable {
     /// of the summed statistics noises (the upper triangles of the Grams, the right-hand
     /// sides, each item's count and the dense part).
     ///
+    /// Δ² = K·P + (w·Δ_D)², P the per-item terms (`perItemSquares`), Δ_D the dense
+    /// part's own sensitivity (`denseSensitivity`) and w the weight it is released with
+    /// (`denseWeight`), which makes Δ² = 1.09·K·P.
     /// Implicit (WALS): each of ≤ K items gets α·p pᵀ (Frobenius ≤ αΓ²), (1 + α)·p
-    /// (≤ (1 + α)Γ) and a count of 1, and the dense Σ p pᵀ gets p pᵀ (≤ Γ²):
-    /// Δ² = K·(α²Γ⁴ + (1 + α)²Γ² + 1) + Γ⁴.
+    /// (≤ (1 + α)Γ) and a count of 1, and the dense Σ p pᵀ gets p pᵀ (≤ Γ²); with the
+    /// mean-field item Gram (`ItemGramMode.mean`) the α²Γ⁴ term goes.
     /// Explicit (x = [p, 1], ‖x‖² ≤ X = Γ² + 1): each of ≤ K items gets x xᵀ (≤ X),
     /// y·x with |y| ≤ Γ_r (≤ Γ_r√X) and a count of 1; the dense [Σ residual, count] gets
-    /// at most [KΓ_r, K], released times w: Δ² = K·(X² + Γ_r²X + 1) + w²K²(Γ_r² + 1).
-    /// With the mean-field item Gram (`ItemGramMode.mean`) the α²G⁴ term goes. WALS's
-    /// dense Gram is released scaled by w = `denseWeight` (its noise is then σ/w), so its
-    /// term is w²G⁴.
+    /// at most [KΓ_r, K].
     /// The triangle of a symmetric matrix has at most its Frobenius norm, so the bounds hold.
     public func sensitivity(_ config: ModelConfig) -> Double {
-        let k = Double(maxItems), g = userClip
-        if config.objective == .wals {
-            let w = denseWeight(config)
-            return (k * perItemSquares(config) + w * w * g * g * g * g).squareRoot()
-        }
-        let w = denseWeight(config), r = residualClip
-        return (k * perItemSquares(config) + w * w * k * k * (r * r + 1)).squareRoot()
+        let dense = denseWeight(config) * denseSensitivity(config)
+        return (Double(maxItems) * perItemSquares(config) + dense * dense).squareRoot()
+    }
+
+    /// The dense part's own L2 sensitivity: Γ² for WALS's Σ p pᵀ, K·√(Γ_r² + 1) for the
+    /// explicit [Σ residual, count].
+    func denseSensitivity(_ config: ModelConfig) -> Double {
+        config.objective == .wals
+            ? userClip * userClip
+            : Double(maxItems) * (residualClip * residualClip + 1).squareRoot()
     }
 
     /// One item's squared sensitivity terms: in WALS α²G⁴ (the Gram, when shared),
@@ -135,11 +138,7 @@ public struct ALSContributionBounds: Sendable, Equatable {
     /// makes its noise small. The explicit [Σ residual, count] of the global mean has a
     /// large one (K·R, K) but is a sum over every rating, far above its noise: w < 1.
     public func denseWeight(_ config: ModelConfig) -> Double {
-        let items = (Double(maxItems) * perItemSquares(config)).squareRoot()
-        guard config.objective == .wals else {
-            return 0.3 * items / (Double(maxItems) * (residualClip * residualClip + 1).squareRoot())
-        }
-        return 0.3 * items / (userClip * userClip)
+        0.3 * (Double(maxItems) * perItemSquares(config)).squareRoot() / denseSensitivity(config)
     }
 
     /// Whether the item Grams are shared (and released): always for explicit ALS, whose
