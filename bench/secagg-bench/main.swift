@@ -135,35 +135,11 @@ func sampledRound(parties n: Int, length m: Int, sample: Int, dropoutRate: Doubl
     let order = (0..<n).shuffled(using: &picks)
     let sampled = Set(order.prefix(sample))
     let dropped = Set(order.dropFirst(sample).prefix(Int((Double(n) * dropoutRate).rounded())).map { UInt32($0) })
-    func fresh() -> ChaCha20Generator { SecureParty.Randomness.system.generator(party: 0, step: 0) }
     let started = now()
-    var partyCPU = [Double](repeating: 0, count: n)
-    var states = [SecAggParty]()
-    var advertisements = [KeyAdvertisement]()
-    for party in 0..<n {
-        let c0 = threadCPU()
-        var generator = fresh()
-        let (state, ad) = try SecAggParty.advertise(sessionID: session, round: round, party: UInt32(party), using: &generator)
-        states.append(state)
-        advertisements.append(ad)
-        partyCPU[party] += threadCPU() - c0
-    }
-    var serverTime = 0.0
+    let setUp = try keysAndShares(parties: n, session: session, round: round, dropoutRate: dropoutRate, bits: bits)
+    let (roster, bundles, deliveries) = (setUp.roster, setUp.bundles, setUp.deliveries)
+    var (states, partyCPU, serverTime) = (setUp.states, setUp.partyCPU, setUp.serverTime)
     var s0 = now()
-    let roster = try SecAggServer.roster(
-        sessionID: session, round: round, advertisements: advertisements, dropoutRate: dropoutRate, corruptFraction: 0.05,
-        modulusBits: bits)
-    serverTime += now() - s0
-    var bundles = [ShareBundle]()
-    for party in 0..<n {
-        let c0 = threadCPU()
-        var generator = fresh()
-        bundles.append(try states[party].shareKeys(roster: roster, using: &generator))
-        partyCPU[party] += threadCPU() - c0
-    }
-    s0 = now()
-    let deliveries = try SecAggServer.deliveries(roster: roster, bundles: bundles)
-    serverTime += now() - s0
     let quantizer = try Quantizer(clipBound: 1, modulusBits: bits, maximumParties: n)
     let reduction: UInt32 = bits == 32 ? .max : (1 << UInt32(bits)) - 1
     var sum = [UInt32](repeating: 0, count: m)
@@ -175,7 +151,7 @@ func sampledRound(parties n: Int, length m: Int, sample: Int, dropoutRate: Doubl
         if sampled.contains(party) {
             let values = (0..<m).map { _ in Float(local.nextUnitDouble() * 2 - 1) }
             let c0 = threadCPU()
-            var generator = fresh()
+            var generator = freshGenerator()
             let words = try quantizer.quantize(values, using: &generator)
             let masked = try states[party].maskInput(words, roster: roster, delivery: deliveries[party])
             _ = BitPacking.pack(masked.values, bits: bits)
@@ -241,6 +217,46 @@ func sampledRound(parties n: Int, length m: Int, sample: Int, dropoutRate: Doubl
 /// system CSPRNG.
 func freshGenerator() -> ChaCha20Generator { SecureParty.Randomness.system.generator(party: 0, step: 0) }
 
+/// Steps 1–3 of a round for n parties in one process: every party advertises its keys, the
+/// server makes the roster, every party shares, the server relays. Each party's CPU, the
+/// bytes it uploads and the server's wall time are counted as they go.
+func keysAndShares(parties n: Int, session: [UInt8], round: UInt64, dropoutRate: Double, bits: Int) throws -> (
+    states: [SecAggParty], roster: SecAggRoster, bundles: [ShareBundle], deliveries: [ShareDelivery],
+    partyCPU: [Double], upload: [Int], serverTime: Double
+) {
+    var partyCPU = [Double](repeating: 0, count: n)
+    var upload = [Int](repeating: 0, count: n)
+    var serverTime = 0.0
+    var states = [SecAggParty]()
+    var advertisements = [KeyAdvertisement]()
+    for party in 0..<n {
+        let c0 = threadCPU()
+        var generator = freshGenerator()
+        let (state, ad) = try SecAggParty.advertise(sessionID: session, round: round, party: UInt32(party), using: &generator)
+        states.append(state)
+        advertisements.append(ad)
+        partyCPU[party] += threadCPU() - c0
+        upload[party] += 4 + 64
+    }
+    var s0 = now()
+    let roster = try SecAggServer.roster(
+        sessionID: session, round: round, advertisements: advertisements, dropoutRate: dropoutRate, corruptFraction: 0.05,
+        modulusBits: bits)
+    serverTime += now() - s0
+    var bundles = [ShareBundle]()
+    for party in 0..<n {
+        let c0 = threadCPU()
+        var generator = freshGenerator()
+        bundles.append(try states[party].shareKeys(roster: roster, using: &generator))
+        partyCPU[party] += threadCPU() - c0
+        upload[party] += bundles[party].envelopes.reduce(0) { $0 + 8 + $1.ciphertext.count }
+    }
+    s0 = now()
+    let deliveries = try SecAggServer.deliveries(roster: roster, bundles: bundles)
+    serverTime += now() - s0
+    return (states, roster, bundles, deliveries, partyCPU, upload, serverTime)
+}
+
 var system = SystemRandomNumberGenerator()
 let session = randomBytes(KeyAgreement.sessionIDByteCount, using: &system)
 let round: UInt64 = 0
@@ -248,40 +264,11 @@ var inputs = SeededGenerator(seed: seed)
 let dropped = Set((0..<n).shuffled(using: &inputs).prefix(Int((Double(n) * dropoutRate).rounded())).map { UInt32($0) })
 
 let started = now()
-var partyCPU = [Double](repeating: 0, count: n)
-var serverTime = 0.0
-var upload = [Int](repeating: 0, count: n)
-
-// 1. Keys.
-var states = [SecAggParty]()
-var advertisements = [KeyAdvertisement]()
-for party in 0..<n {
-    let c0 = threadCPU()
-    var generator = freshGenerator()
-    let (state, ad) = try SecAggParty.advertise(sessionID: session, round: round, party: UInt32(party), using: &generator)
-    states.append(state)
-    advertisements.append(ad)
-    partyCPU[party] += threadCPU() - c0
-    upload[party] += 4 + 64
-}
-// 2. Roster.
+// 1.–3. Keys, roster, shares.
+let setUp = try keysAndShares(parties: n, session: session, round: round, dropoutRate: dropoutRate, bits: bits)
+let (roster, bundles, deliveries) = (setUp.roster, setUp.bundles, setUp.deliveries)
+var (states, partyCPU, upload, serverTime) = (setUp.states, setUp.partyCPU, setUp.upload, setUp.serverTime)
 var s0 = now()
-let roster = try SecAggServer.roster(
-    sessionID: session, round: round, advertisements: advertisements, dropoutRate: dropoutRate, corruptFraction: 0.05,
-    modulusBits: bits)
-serverTime += now() - s0
-// 3. Shares.
-var bundles = [ShareBundle]()
-for party in 0..<n {
-    let c0 = threadCPU()
-    var generator = freshGenerator()
-    bundles.append(try states[party].shareKeys(roster: roster, using: &generator))
-    partyCPU[party] += threadCPU() - c0
-    upload[party] += bundles[party].envelopes.reduce(0) { $0 + 8 + $1.ciphertext.count }
-}
-s0 = now()
-let deliveries = try SecAggServer.deliveries(roster: roster, bundles: bundles)
-serverTime += now() - s0
 // 4. Masked inputs (those dropping at the masked stage send none).
 let quantizer = try Quantizer(clipBound: 1, modulusBits: bits, maximumParties: n)
 var plain = [Double](repeating: 0, count: m)
