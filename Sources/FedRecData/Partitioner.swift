@@ -102,8 +102,9 @@ public enum Partitioner {
         let itemsPath = options.itemsFile ?? ItemCatalogReader.movieLensSibling(of: options.ratings)
         var catalogue: [String: ItemInfo] = [:]
         if let itemsPath, !itemsPath.isEmpty {
-            catalogue = try ItemCatalogReader.read(path: itemsPath)
-            inputDigests.append(.string(try CompressedInput.open(path: itemsPath).file.withBytes { XXHash64.hex($0) }))
+            let file = try CompressedInput.open(path: itemsPath).file
+            catalogue = try ItemCatalogReader.read(file: file, path: itemsPath)
+            inputDigests.append(.string(file.withBytes { XXHash64.hex($0) }))
         }
         var pseudonymKey: SymmetricKey?
         if let keyFile = options.pseudonymKeyFile {

@@ -23,7 +23,11 @@ public enum ItemCatalogReader {
 
     /// Reads the catalogue at `path`, keyed by raw item id.
     public static func read(path: String) throws -> [String: ItemInfo] {
-        let file = try CompressedInput.open(path: path).file
+        try read(file: try CompressedInput.open(path: path).file, path: path)
+    }
+
+    /// Reads a catalogue already opened (decompressed) from `path`, the name in errors.
+    public static func read(file: MappedFile, path: String) throws -> [String: ItemInfo] {
         defer { withExtendedLifetime(file) {} }
         let bytes = file.bytes
         func bad(_ line: Int, _ what: String) -> FedRecError { FedRecError(.badData, file: path, "line \(line): \(what)") }
