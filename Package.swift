@@ -65,7 +65,7 @@ let package = Package(
         // and the server.
         .target(
             name: "FedRecWire",
-            dependencies: ["FedRecModel", "FedRecFormats", "FedRecSecureAggregation", "FedRecSupport"]),
+            dependencies: ["FedRecModel", "FedRecFormats", "FedRecMechanisms", "FedRecSecureAggregation", "FedRecSupport"]),
         .target(
             name: "FedRecTraining",
             dependencies: [
@@ -77,7 +77,7 @@ let package = Package(
             dependencies: ["FedRecWire", "FedRecModel", "FedRecSecureAggregation", "FedRecFormats", "FedRecSupport"]),
         .target(
             name: "FedRecPrivacy",
-            dependencies: ["FedRecWire", "FedRecModel", "FedRecMechanisms", "FedRecFormats", "FedRecSupport"]),
+            dependencies: ["FedRecAggregation", "FedRecWire", "FedRecModel", "FedRecMechanisms", "FedRecSecureAggregation", "FedRecFormats", "FedRecSupport"]),
         .target(
             name: "FedRecEvaluation",
             dependencies: ["FedRecTraining", "FedRecModel", "FedRecData", "FedRecFormats", "FedRecSupport"]),
@@ -111,8 +111,8 @@ let package = Package(
     ] + layers.map {
         .testTarget(
             name: $0 + "Tests", dependencies: library + ["FedRecTestSupport"],
-            // The known-answer generator (Python) beside the vectors it writes.
-            exclude: $0 == "FedRecSecureAggregation" ? ["KnownAnswers"] : [])
+            // The known-answer generators (Python) beside the tests that use their values.
+            exclude: ["FedRecSecureAggregation", "FedRecMechanisms"].contains($0) ? ["KnownAnswers"] : [])
     } + [
         .testTarget(name: "FedRecCoreTests", dependencies: library + ["FedRecCLI", "FedRecTestSupport"]),
         .testTarget(name: "FedRecTextTests", dependencies: library + ["FedRecText", "FedRecTestSupport"]),

@@ -74,15 +74,38 @@ public enum SecureServer {
     }
 
     /// Step 8: removes the masks and writes the ordinary sum (`kind = sum`) that fl-dp-noise
-    /// and the server step take. Nothing is written when too few shares arrived.
+    /// and the server step take. Nothing is written when too few shares arrived. A
+    /// distributed-DP sum is released through `DistributedRelease` (FedRecPrivacy), which
+    /// charges the ledger first; here it is refused.
     public static func unmask(
         session: SecAggSession, roster rosterPath: String, request requestPath: String, sum sumPath: String,
         reveals: [String], output: String
     ) throws -> ModelUpdate {
+        let (update, distributed) = try unmaskedSum(
+            session: session, roster: rosterPath, request: requestPath, sum: sumPath, reveals: reveals)
+        if distributed != nil {
+            throw FedRecError(.usage, file: sumPath, "holds distributed-DP noise shares: unmask it with a privacy ledger (fl-secagg unmask --ledger)")
+        }
+        try update.write(to: output, kind: .sum)
+        return update
+    }
+
+    /// The unmasked, decoded sum of step 8, not written, and the distributed-DP encoding
+    /// with the parties' privacy flag when the sum is one. A distributed-DP sum of fewer
+    /// parties than the encoding's minimum is refused (`.tooFewParties`): its noise would
+    /// be below what the parties were promised.
+    public static func unmaskedSum(
+        session: SecAggSession, roster rosterPath: String, request requestPath: String, sum sumPath: String, reveals: [String]
+    ) throws -> (update: ModelUpdate, distributed: (encoding: DistributedDPEncoding, isPrivate: Bool, modulusBits: Int)?) {
         let roster = try SecAggRosterFile.read(rosterPath, session: session)
         let request = try UnmaskRequestFile.read(requestPath, session: session)
         let (sum, _) = try MaskedUpdateFile.read(sumPath)
         try checkSum(sum, roster: roster, path: sumPath)
+        if let encoding = sum.layout.distributed, sum.masked.parties.count < encoding.minimumParties {
+            throw FedRecError(
+                .tooFewParties, file: sumPath,
+                "holds the noise shares of \(sum.masked.parties.count) parties, fewer than the \(encoding.minimumParties) distributed DP was calibrated for: not unmasked")
+        }
         var responses = [UnmaskResponse]()
         for path in reveals { responses += try UnmaskResponseFile.read(path, session: session) }
         let words: [UInt32]
@@ -91,9 +114,13 @@ public enum SecureServer {
         } catch let error as FedRecError {
             throw error.inFile(sumPath)
         }
-        let update = try sum.layout.decode(words, parties: sum.masked.parties.count, quantizer: sum.quantizer, header: sum.header)
-        try update.write(to: output, kind: .sum)
-        return update
+        let update: ModelUpdate
+        do {
+            update = try sum.layout.decode(words, parties: sum.masked.parties.count, quantizer: sum.quantizer, header: sum.header)
+        } catch let error as FedRecError {
+            throw error.inFile(sumPath)
+        }
+        return (update, sum.layout.distributed.map { ($0, sum.noiseIsPrivate, sum.quantizer.modulusBits) })
     }
 
     static func checkSum(_ sum: MaskedUpdateFile, roster: SecAggRoster, path: String) throws {

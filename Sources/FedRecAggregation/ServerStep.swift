@@ -206,7 +206,7 @@ public enum ServerStep {
         // 2√2·σ√n keeps the noised system positive definite (doubled until Cholesky
         // succeeds: post-processing, no privacy cost). Items whose noised count is below
         // the threshold are noise rather than signal and are not solved.
-        let isPrivateALS = sum.header.extra[DPMetadata.mechanism] == DPMetadata.alsGaussianMechanism
+        let isPrivateALS = DPMetadata.isPrivateALS(sum.header.extra)
         let noise = isPrivateALS ? Double(sum.header.extra[DPMetadata.noiseStddev] ?? "") : nil
         if isPrivateALS && noise == nil {
             throw FedRecError(.badData, file: file, "a private ALS sum without its noise standard deviation (dp_noise_stddev)")

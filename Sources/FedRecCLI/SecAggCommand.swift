@@ -350,6 +350,13 @@ public struct SecAggUnmaskStep: ParsableCommand {
         usage: """
             fl-secagg unmask --session <session> --roster <roster>
               --request <request> --sum <masked-sum> <reveals> ... -o <output>
+              [--ledger <ledger> [--budget-epsilon E] [--delta D]]
+            """,
+        discussion: """
+            A sum masked with distributed DP (fl-train-local --ddp-epsilon) holds the \
+            parties' noise already: unmask it with --ledger, which charges the release \
+            (mechanism distributed_discrete_gaussian) before the sum is written, and \
+            refuses a sum of fewer parties than the noise was promised for.
             """)
     @OptionGroup var session: SessionArgument
     @Option(help: "The roster.") var roster: String
@@ -357,15 +364,36 @@ public struct SecAggUnmaskStep: ParsableCommand {
     @Option(help: "The masked sum.") var sum: String
     @Argument(help: "The groups' reveal files.") var reveals: [String]
     @Option(name: [.short, .long], help: "The sum to write (kind sum).") var output: String
+    @Option(help: "Distributed DP: the privacy ledger to charge (created if missing).") var ledger: String?
+    @Option(help: "Distributed DP: refuse a release that would bring epsilon past this (with --delta).") var budgetEpsilon: Double?
+    @Option(help: "Distributed DP: report epsilon at this delta.") var delta: Double?
     @OptionGroup(title: "Output") var format: OutputFormatOptions
     public init() {}
     public func run() throws {
         try reportingErrors("fl-secagg unmask") {
             guard !reveals.isEmpty else { throw FedRecError(.emptyInput, file: "-", "no reveal files given") }
-            try FileRoles(inputs: reveals + [session.session, roster, request, sum], outputs: [output]).check()
-            let update = try SecureServer.unmask(
-                session: try session.load(), roster: roster, request: request, sum: sum, reveals: reveals, output: output)
-            if format.json && output != "-" { try emit(update.summary(path: output).canonicalText) }
+            guard let ledger else {
+                guard budgetEpsilon == nil, delta == nil else { throw FedRecError(.usage, "--budget-epsilon and --delta need --ledger") }
+                try FileRoles(inputs: reveals + [session.session, roster, request, sum], outputs: [output]).check()
+                let update = try SecureServer.unmask(
+                    session: try session.load(), roster: roster, request: request, sum: sum, reveals: reveals, output: output)
+                if format.json && output != "-" { try emit(update.summary(path: output).canonicalText) }
+                return
+            }
+            try FileRoles(inputs: reveals + [session.session, roster, request, sum], outputs: [output], updatedInPlace: [ledger]).check()
+            var budget: PrivacyBudget?
+            if let budgetEpsilon {
+                guard let delta else { throw FedRecError(.usage, "--budget-epsilon needs --delta") }
+                budget = try PrivacyBudget(epsilon: budgetEpsilon, delta: delta)
+            }
+            let report = try DistributedRelease.unmask(
+                session: try session.load(), roster: roster, request: request, sum: sum, reveals: reveals, output: output,
+                ledger: ledger, budget: budget, delta: delta)
+            if !format.quiet {
+                var stderr = StandardError()
+                print("fl-secagg unmask: \(report.summaryLine)", to: &stderr)
+            }
+            if format.json { try emit(report.json(output: output).canonicalText) }
         }
     }
 }

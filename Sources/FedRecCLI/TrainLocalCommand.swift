@@ -92,10 +92,12 @@ public struct TrainLocalCommand: ParsableCommand {
                     session: try SecAggSession(path: session), state: parts.state, roster: parts.roster,
                     deliveries: parts.deliveries, clip: secure.secaggClip, tensorClips: try tensorClips(secure.secaggClipTensor),
                     output: output, randomness: secure.random.randomness,
-                    dropout: try secure.dropout.simulated())
+                    dropout: try secure.dropout.simulated(), distributed: try secure.distributedSettings(), silo: secure.secaggSilo)
                 var stderr = StandardError()
                 if let masked {
-                    if masked.clipped > 0 {
+                    if masked.clipped > 0 && masked.layout.distributed != nil {
+                        print("fl-train-local: warning: \(masked.clipped) clients' vectors were scaled down to the distributed-DP norm bound", to: &stderr)
+                    } else if masked.clipped > 0 {
                         print("fl-train-local: warning: \(masked.clipped) values were clipped to ±\(secure.secaggClip) before masking", to: &stderr)
                     }
                     if format.json && output != "-" {
@@ -130,9 +132,32 @@ public struct SecureTrainingArguments: ParsableArguments {
     @Option(help: "The server's deliveries of the shares.") var secaggDeliveries: String?
     @Option(help: "c: model values are clipped to [-c, c] before quantisation.") var secaggClip: Float = 1
     @Option(help: "NAME=C: tensor NAME (rows.X or dense.X) clipped to [-C, C] instead (repeatable).") var secaggClipTensor: [String] = []
+    @Flag(help: "The shard is one party (cross-silo; fl-secagg keys --party): its clients' vectors are rounded apart and summed, and it adds one noise share. Needs --ddp-epsilon.")
+    var secaggSilo = false
+    @Option(help: "Distributed DP: add this party's share of discrete Gaussian noise for (epsilon, --ddp-delta) over --ddp-rounds rounds (Kairouz, Liu & Steinke 2021).")
+    var ddpEpsilon: Double?
+    @Option(help: "Distributed DP: delta of the promise.") var ddpDelta: Double?
+    @Option(help: "Distributed DP: rounds the promise covers.") var ddpRounds: Int = 1
+    @Option(help: "Distributed DP: the fewest parties whose shares an unmasked sum holds (default: the roster's parties less dropouts, with probability 1 - 2^-20).")
+    var ddpMinParties: Int?
+    @Option(help: "Distributed DP: the most clients in a sum (default: the roster's parties; give the population with --secagg-silo).")
+    var ddpClients: Int?
     @OptionGroup var random: PartyRandomnessArgument
     @OptionGroup var dropout: DropoutArguments
     public init() {}
+
+    func distributedSettings() throws -> DistributedDPSettings? {
+        guard let ddpEpsilon else {
+            guard ddpDelta == nil, ddpMinParties == nil, ddpClients == nil else {
+                throw FedRecError(.usage, "--ddp-delta, --ddp-min-parties and --ddp-clients need --ddp-epsilon")
+            }
+            return nil
+        }
+        guard ddpEpsilon > 0, ddpEpsilon.isFinite, let ddpDelta, ddpDelta > 0, ddpDelta < 1, ddpRounds >= 1 else {
+            throw FedRecError(.usage, "distributed DP needs --ddp-epsilon > 0, --ddp-delta in (0, 1) and --ddp-rounds >= 1")
+        }
+        return DistributedDPSettings(epsilon: ddpEpsilon, delta: ddpDelta, rounds: ddpRounds, minimumParties: ddpMinParties, clients: ddpClients)
+    }
 
     func required() throws -> (state: String, roster: String, deliveries: String) {
         guard let secaggState, let secaggRoster, let secaggDeliveries else {

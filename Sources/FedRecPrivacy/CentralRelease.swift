@@ -81,40 +81,14 @@ public enum CentralRelease {
         guard z > 0, z.isFinite, expectedClients > 0, expectedClients.isFinite else {
             throw FedRecError(.usage, "need a positive noise multiplier and expected client count, got \(z) and \(expectedClients)")
         }
-        let n = h.config.items, d = h.config.dim
-        guard let embedding = sum.rowTensors[TensorName.itemEmbedding], embedding.width == d,
-            let bias = sum.rowTensors[TensorName.itemBias], bias.width == 1,
-            let global = sum.dense[TensorName.globalBias], global.count == 1
-        else { throw FedRecError(.shape, "a delta sum needs rows.item_embedding [n, \(d)], rows.item_bias [n, 1] and dense.global_bias [1]") }
         // One vector of every coordinate: n·d embedding values, n biases, the global bias.
-        var values = [Float](repeating: 0, count: n * d + n + 1)
-        for (r, row) in sum.rows.enumerated() {
-            let item = Int(row)
-            for k in 0..<d { values[item * d + k] = embedding.values[r * d + k] }
-            values[n * d + item] = bias.values[r]
-        }
-        values[n * d + n] = global[0]
+        var values = try ReleaseVector.packSGD(sum)
         let g = try DPNoise.addNoise(to: &values, clip: h.clip, noiseMultiplier: z, source: source)
-
-        var header = h
-        header.clients = Int(expectedClients.rounded())
-        header.weight = expectedClients
-        header.clipped = 0
-        header.extra[DPMetadata.mechanism] = LedgerEntry.subsampledGaussian
-        header.extra[DPMetadata.noiseMultiplier] = "\(z)"
-        header.extra[DPMetadata.sampleRate] = "\(h.sampleRate ?? 1)"
-        header.extra[DPMetadata.expectedClients] = "\(expectedClients)"
-        header.extra[DPMetadata.granularity] = "\(g)"
-        header.extra[DPMetadata.isPrivate] = source.isCryptographicallySecure && !h.hasPublicSample ? "true" : "false"
-        let update = ModelUpdate(
-            header: header, rows: (0..<Int32(n)).map { $0 },
-            rowClients: [Int32](repeating: Int32(expectedClients.rounded()), count: n),
-            rowWeight: [Float](repeating: Float(expectedClients), count: n),
-            rowTensors: [
-                TensorName.itemEmbedding: RowTensor(width: d, values: Array(values[0..<(n * d)])),
-                TensorName.itemBias: RowTensor(width: 1, values: Array(values[(n * d)..<(n * d + n)])),
-            ],
-            dense: [TensorName.globalBias: [values[n * d + n]]])
+        var update = ReleaseVector.unpackSGD(values, header: h, clients: expectedClients)
+        update.header.extra.merge(DPMetadata.release(
+            mechanism: LedgerEntry.subsampledGaussian, noiseMultiplier: z, sampleRate: h.sampleRate ?? 1, granularity: g,
+            isPrivate: source.isCryptographicallySecure && !h.hasPublicSample)) { _, new in new }
+        update.header.extra[DPMetadata.expectedClients] = "\(expectedClients)"
         return (update, g)
     }
 

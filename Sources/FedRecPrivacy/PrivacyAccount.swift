@@ -9,12 +9,23 @@ public struct PrivacyAccount: Sendable {
     /// The report as one JSON object (`epsilon` is the string `inf` when unbounded).
     public var json: JSONValue
 
-    /// The account of a verified ledger: its releases, whether all were private, its head.
+    /// The account of a verified ledger: its releases, whether all were private, its head,
+    /// and per mechanism its releases and the ε its releases alone would cost.
     public init(ledger contents: LedgerContents, delta: Double) throws {
-        let result = try RDPAccountant().epsilon(ledger: contents.entries, delta: delta)
+        let accountant = RDPAccountant()
+        let result = try accountant.epsilon(ledger: contents.entries, delta: delta)
+        var mechanisms = [String: JSONValue]()
+        for name in Set(contents.entries.map(\.mechanism)).sorted() {
+            let entries = contents.entries.filter { $0.mechanism == name }
+            let alone = try accountant.epsilon(ledger: entries, delta: delta).epsilon
+            mechanisms[name] = .object([
+                "releases": .number(Double(entries.count)), "epsilon": alone.isFinite ? .number(alone) : .string("inf"),
+            ])
+        }
         self.init(result, delta: delta, details: [
             "releases": .number(Double(contents.entries.count)),
             "private": .bool(contents.entries.allSatisfy(\.isPrivate)), "head": .string(contents.head),
+            "mechanisms": .object(mechanisms),
         ])
     }
 

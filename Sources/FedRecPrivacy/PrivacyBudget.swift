@@ -11,6 +11,12 @@ extension RDPAccountant {
         var steps: [Pair: Int] = [:]
         for entry in entries {
             try entry.validate()
+            if let distributed = entry.distributed, let parties = entry.parties {
+                // Distributed DP: the mechanism's own curve (KLS21 Prop. 14), never sampled.
+                let curve = distributed.rdp(parties: parties, orders: orders)
+                for i in total.indices { total[i] += curve[i] * Double(entry.steps) }
+                continue
+            }
             steps[Pair(q: entry.sampleRate, z: entry.noiseMultiplier), default: 0] += entry.steps
         }
         for (pair, count) in steps.sorted(by: { ($0.key.q, $0.key.z) < ($1.key.q, $1.key.z) }) {

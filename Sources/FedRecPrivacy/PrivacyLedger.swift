@@ -4,6 +4,7 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import FedRecMechanisms
 import FedRecSupport
 import FedRecWire
 
@@ -23,6 +24,12 @@ public struct LedgerEntry: Sendable, Equatable {
     /// deviation `noiseMultiplier · clip`, where `clip` records the sensitivity Δ.
     /// Accounted as a sampled Gaussian at `sampleRate` (1 without client sampling).
     public static let alsGaussian = DPMetadata.alsGaussianMechanism
+    /// Distributed DP under secure aggregation (`DistributedGaussian`, Kairouz, Liu &
+    /// Steinke 2021): each of `parties` parties added its own discrete Gaussian share of σ'
+    /// grid units to its rotated, rounded vectors before masking; `clip` records c.
+    /// `noise_multiplier` records √s·σ'/Δ₂ (for reading; the accountant uses the
+    /// mechanism's own curve from the recorded parameters).
+    public static let distributedGaussian = DPMetadata.distributedGaussianMechanism
 
     public var round: Int
     public var mechanism: String
@@ -38,6 +45,9 @@ public struct LedgerEntry: Sendable, Equatable {
     public var updateNoiseMultiplier: Double?
     /// Adaptive clipping only: σ_b, the noise standard deviation of the centred clipped count.
     public var countNoiseStddev: Double?
+    /// Distributed DP only: the mechanism's parameters and the noise shares in the sum.
+    public var distributed: DistributedGaussian?
+    public var parties: Int?
 
     public init(
         round: Int, noiseMultiplier: Double, sampleRate: Double, clip: Double, clients: Int,
@@ -58,6 +68,18 @@ public struct LedgerEntry: Sendable, Equatable {
 
     /// The keys an adaptive-clipping line has on top of the common ones.
     static let adaptiveKeys: Set<String> = ["count_noise_stddev", "update_noise_multiplier"]
+    /// The keys a distributed-DP line has on top of the common ones.
+    static let distributedKeys: Set<String> = ["beta", "dimension", "granularity", "local_sigma", "parties"]
+
+    /// The line of a distributed-DP release: `parties` shares of `mechanism`'s noise.
+    public init(round: Int, distributed mechanism: DistributedGaussian, parties: Int, clients: Int, isPrivate: Bool) {
+        let z = (Double(parties).squareRoot() * mechanism.localSigma) / mechanism.roundedL2Bound
+        self.init(
+            round: round, noiseMultiplier: z, sampleRate: 1, clip: mechanism.sensitivity, clients: clients,
+            isPrivate: isPrivate, mechanism: LedgerEntry.distributedGaussian)
+        self.distributed = mechanism
+        self.parties = parties
+    }
 
     /// The ledger line (without its newline) chained to the previous line's hash.
     func line(prev: String) -> String {
@@ -69,6 +91,13 @@ public struct LedgerEntry: Sendable, Equatable {
         ]
         if let updateNoiseMultiplier { object["update_noise_multiplier"] = .number(updateNoiseMultiplier) }
         if let countNoiseStddev { object["count_noise_stddev"] = .number(countNoiseStddev) }
+        if let distributed, let parties {
+            object["granularity"] = .number(distributed.granularity)
+            object["beta"] = .number(distributed.beta)
+            object["dimension"] = .number(Double(distributed.dimension))
+            object["local_sigma"] = .number(distributed.localSigma)
+            object["parties"] = .number(Double(parties))
+        }
         return JSONValue.object(object).canonicalText
     }
 
@@ -78,6 +107,17 @@ public struct LedgerEntry: Sendable, Equatable {
         case LedgerEntry.subsampledGaussian, LedgerEntry.alsGaussian:
             guard updateNoiseMultiplier == nil, countNoiseStddev == nil else {
                 throw FedRecError(.badData, "update_noise_multiplier and count_noise_stddev belong to \(LedgerEntry.adaptiveClipGaussian) lines")
+            }
+            guard distributed == nil, parties == nil else {
+                throw FedRecError(.badData, "distributed-DP parameters belong to \(LedgerEntry.distributedGaussian) lines")
+            }
+        case LedgerEntry.distributedGaussian:
+            guard let distributed, let parties, parties >= 1, sampleRate == 1, distributed.sensitivity == clip else {
+                throw FedRecError(.badData, "a distributed-DP release needs its parameters, parties >= 1, sample_rate 1 and clip = c")
+            }
+            let z = (Double(parties).squareRoot() * distributed.localSigma) / distributed.roundedL2Bound
+            guard abs(noiseMultiplier - z) <= 1e-9 * z else {
+                throw FedRecError(.badData, "noise_multiplier \(noiseMultiplier) is not the recorded parameters' \(z)")
             }
         case LedgerEntry.adaptiveClipGaussian:
             // The charged z must be the pair's (Andrew et al. 2021, Thm. 1): a larger recorded
@@ -182,10 +222,11 @@ public enum PrivacyLedger {
         guard let object = value.objectValue else { throw corrupt("not a JSON object") }
         guard value.canonicalText.utf8.elementsEqual(line) else { throw corrupt("not in canonical form (edited?)") }
         let adaptive = object["mechanism"]?.stringValue == LedgerEntry.adaptiveClipGaussian
+        let distributed = object["mechanism"]?.stringValue == LedgerEntry.distributedGaussian
         let common: Set<String> = [
             "clients", "clip", "mechanism", "noise_multiplier", "prev", "private", "round", "sample_rate", "steps",
         ]
-        let keys = adaptive ? common.union(LedgerEntry.adaptiveKeys) : common
+        let keys = adaptive ? common.union(LedgerEntry.adaptiveKeys) : distributed ? common.union(LedgerEntry.distributedKeys) : common
         guard Set(object.keys) == keys else {
             throw corrupt("fields \(object.keys.sorted()) are not the ledger's \(keys.sorted())")
         }
@@ -206,6 +247,18 @@ public enum PrivacyLedger {
             else { throw corrupt("a field has the wrong type") }
             entry.updateNoiseMultiplier = zDelta
             entry.countNoiseStddev = sigmaB
+        }
+        if distributed {
+            guard let g = object["granularity"]?.doubleValue, let beta = object["beta"]?.doubleValue,
+                let d = object["dimension"]?.intValue, let sigma = object["local_sigma"]?.doubleValue,
+                let parties = object["parties"]?.intValue
+            else { throw corrupt("a field has the wrong type") }
+            do {
+                entry.distributed = try DistributedGaussian(sensitivity: clip, granularity: g, beta: beta, dimension: d, localSigma: sigma)
+            } catch let error as FedRecError {
+                throw FedRecError(.badData, "line \(n): \(error.message)")
+            }
+            entry.parties = parties
         }
         do { try entry.validate() } catch let error as FedRecError {
             throw FedRecError(error.failure, "line \(n): \(error.message)")

@@ -1,4 +1,5 @@
 import FedRecFormats
+import FedRecMechanisms
 import FedRecSecureAggregation
 import FedRecSupport
 import FedRecWire
@@ -30,6 +31,17 @@ public enum SecureParty {
                 key = randomBytes(ChaCha20Generator.seedByteCount, using: &seeded)
             }
             return ChaCha20Generator(seed: key, label: "party-step-\(step)")
+        }
+
+        /// Where `party`'s distributed-DP rounding and noise come from: the system CSPRNG,
+        /// or the test seed's stream (marked not private).
+        public func noiseSource(party: UInt32) -> any NoiseSource {
+            switch self {
+            case .system: return SystemNoiseSource()
+            case .testSeed(let seed):
+                var seeded = SeededGenerator(seed: seed, stream: UInt64(party) << 8 | 0x44)
+                return SeededNoiseSource(seed: seeded.next())
+            }
         }
     }
 
@@ -158,10 +170,16 @@ public enum SecureParty {
     /// (party id = the client's index); the output is the sum of the group's masked updates,
     /// still masked. Clients without a delivery (dropped before) or simulated as dropping
     /// send nothing. Returns nil, writing nothing, when no client of the group is left.
+    ///
+    /// With `distributed`, each client's vector is encoded for distributed DP
+    /// (`DistributedDPShare`) instead of quantised; with `silo` as well, the shard is one
+    /// party (the group's only state): its clients' vectors are rounded one by one, summed,
+    /// and get the party's one noise share.
     public static func maskClients(
         modelPath: String, shardPath: String, userStateIn: String?, userStateOut: String?, options: TrainingOptions,
         session: SecAggSession, state: String, roster rosterPath: String, deliveries: String, clip: Float,
-        tensorClips: [String: Float] = [:], output: String, randomness: Randomness, dropout: SimulatedDropout = .none
+        tensorClips: [String: Float] = [:], output: String, randomness: Randomness, dropout: SimulatedDropout = .none,
+        distributed: DistributedDPSettings? = nil, silo: Bool = false
     ) throws -> MaskedUpdateFile? {
         let roster = try SecAggRosterFile.read(rosterPath, session: session)
         let relay = try ShareEnvelopeFile.readDeliveries(deliveries, session: session)
@@ -169,6 +187,19 @@ public enum SecureParty {
         var slot = [UInt32: Int]()
         for (k, party) in states.enumerated() { slot[party.party] = k }
         let quantizer = try Quantizer(clipBound: clip, modulusBits: roster.modulusBits, maximumParties: roster.parties.count)
+        if silo {
+            guard let distributed else {
+                throw FedRecError(.usage, "a shard as one party masks its summed update with fl-secagg mask; fl-train-local --secagg-silo is for distributed DP")
+            }
+            guard states.count == 1 else {
+                throw FedRecError(.usage, file: state, "holds \(states.count) parties; a shard as one party needs a state of one (fl-secagg keys --party)")
+            }
+            return try maskSilo(
+                modelPath: modelPath, shardPath: shardPath, userStateIn: userStateIn, userStateOut: userStateOut, options: options,
+                session: session, state: state, states: &states, roster: roster, relay: relay, deliveries: deliveries,
+                quantizer: quantizer, output: output, randomness: randomness, dropout: dropout, settings: distributed)
+        }
+        var encoding: DistributedDPEncoding?
         var total: MaskedUpdateFile?
         _ = try ShardTrainer.run(
             modelPath: modelPath, shardPath: shardPath, stateIn: userStateIn, stateOut: userStateOut, output: "-",
@@ -180,9 +211,21 @@ public enum SecureParty {
             else { return }
             let file: MaskedUpdateFile
             do {
-                file = try maskedUpdate(
-                    update, party: &states[k], roster: roster, delivery: delivery, deliveries: deliveries,
-                    quantizer: quantizer, clip: clip, tensorClips: tensorClips, randomness: randomness)
+                if let distributed {
+                    // One calibration serves every client of the group: it depends on the
+                    // roster and the model alone.
+                    if encoding == nil { encoding = try distributed.encoding(header: update.header, roster: roster) }
+                    var share = try DistributedDPShare(encoding: encoding!)
+                    let source = randomness.noiseSource(party: party)
+                    try share.add(update, source: source)
+                    file = try distributedMasked(
+                        share, header: update.header, party: &states[k], roster: roster, delivery: delivery, deliveries: deliveries,
+                        quantizer: quantizer, source: source)
+                } else {
+                    file = try maskedUpdate(
+                        update, party: &states[k], roster: roster, delivery: delivery, deliveries: deliveries,
+                        quantizer: quantizer, clip: clip, tensorClips: tensorClips, randomness: randomness)
+                }
             } catch let error as FedRecError where error.failure == .tooFewParties {
                 // Too few of its neighbours shared: this client cannot be unmasked, so it
                 // drops out of the round (the others go on).
@@ -193,6 +236,64 @@ public enum SecureParty {
         try SecAggStateFile.write(states, session: session, to: state)
         try total?.write(to: output, kind: .maskedUpdate)
         return total
+    }
+
+    /// A shard as one distributed-DP party: every client's vector rounded into the one share.
+    static func maskSilo(
+        modelPath: String, shardPath: String, userStateIn: String?, userStateOut: String?, options: TrainingOptions,
+        session: SecAggSession, state: String, states: inout [SecAggParty], roster: SecAggRoster, relay: (sharers: [UInt32], deliveries: [UInt32: ShareDelivery]),
+        deliveries: String, quantizer: Quantizer, output: String, randomness: Randomness, dropout: SimulatedDropout,
+        settings: DistributedDPSettings
+    ) throws -> MaskedUpdateFile? {
+        let party = states[0].party
+        if dropout.drops(party, step: 5) { return nil }
+        guard let delivery = relay.deliveries[party] else {
+            throw FedRecError(.tooFewParties, file: deliveries, "has no delivery for party \(party): the server counts it as dropped")
+        }
+        let source = randomness.noiseSource(party: party)
+        var share: DistributedDPShare?
+        var header: UpdateHeader?
+        _ = try ShardTrainer.run(
+            modelPath: modelPath, shardPath: shardPath, stateIn: userStateIn, stateOut: userStateOut, output: "-",
+            options: options
+        ) { _, update in
+            if share == nil {
+                share = try DistributedDPShare(encoding: try settings.encoding(header: update.header, roster: roster))
+                header = update.header
+                header?.clipped = 0
+            }
+            try share?.add(update, source: source)
+            header?.clipped += update.header.clipped
+        }
+        guard let share, var header else {
+            throw FedRecError(.emptyInput, file: shardPath, "has no client to train: a party with nothing to send")
+        }
+        header.clients = share.clients
+        let file = try distributedMasked(
+            share, header: header, party: &states[0], roster: roster, delivery: delivery, deliveries: deliveries,
+            quantizer: quantizer, source: source)
+        try SecAggStateFile.write(states, session: session, to: state)
+        try file.write(to: output, kind: .maskedUpdate)
+        return file
+    }
+
+    /// A distributed-DP share noised and masked by `party`: what both distributed mask paths send.
+    static func distributedMasked(
+        _ share: DistributedDPShare, header: UpdateHeader, party: inout SecAggParty, roster: SecAggRoster,
+        delivery: ShareDelivery, deliveries: String, quantizer: Quantizer, source: any NoiseSource
+    ) throws -> MaskedUpdateFile {
+        let words = try share.words(quantizer: quantizer, source: source)
+        let masked: MaskedInput
+        do {
+            masked = try party.maskInput(words, roster: roster, delivery: delivery)
+        } catch let error as FedRecError {
+            throw FedRecError(error.failure, file: deliveries, "party \(party.party): \(error.message)")
+        }
+        var header = header
+        header.clients = share.clients
+        return MaskedUpdateFile(
+            header: header, layout: SecureUpdateLayout(items: header.config.items, distributed: share.encoding),
+            quantizer: quantizer, masked: masked, clipped: share.clipped, noiseIsPrivate: source.isCryptographicallySecure)
     }
 
     /// Step 7: each party of the group that sent a masked input reveals what the request asks.

@@ -41,8 +41,25 @@ public enum DPMetadata {
     public static let samplingKey = "sampling_key"
     /// `dp_mechanism` of a private ALS release (`PrivateALSRelease`).
     public static let alsGaussianMechanism = "als_gaussian"
-    /// σ: the noise standard deviation every value of a private ALS release got.
+    /// σ: the noise standard deviation every value of a private ALS release got (of a
+    /// distributed-DP release: the sum's, √s·σ'·γ).
     public static let noiseStddev = "dp_noise_stddev"
+    /// `dp_mechanism` of a distributed-DP release (`DistributedGaussian`), unmasked by
+    /// `fl-secagg unmask`.
+    public static let distributedGaussianMechanism = "distributed_discrete_gaussian"
+    /// Distributed DP: the noise shares (parties) in the sum.
+    public static let parties = "dp_parties"
+
+    /// The keys every central release sets: its mechanism, z, q, the grid g and whether the
+    /// noise (and sample) were private.
+    public static func release(mechanism name: String, noiseMultiplier z: Double, sampleRate q: Double, granularity g: Double, isPrivate: Bool) -> [String: String] {
+        [mechanism: name, noiseMultiplier: "\(z)", sampleRate: "\(q)", granularity: "\(g)", DPMetadata.isPrivate: isPrivate ? "true" : "false"]
+    }
+
+    /// Whether a sum's metadata says it holds private ALS statistics (central or distributed).
+    public static func isPrivateALS(_ extra: [String: String]) -> Bool {
+        extra[mechanism] == alsGaussianMechanism || (extra[mechanism] == distributedGaussianMechanism && extra[noiseStddev] != nil)
+    }
 }
 
 /// Where the key of a round's Poisson sampling came from; recorded in updates as

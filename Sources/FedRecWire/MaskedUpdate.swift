@@ -25,6 +25,18 @@ public struct SecureUpdateLayout: Sendable, Equatable {
     public let denseTensors: [(name: String, count: Int, clip: Float)]
     /// Whether `row_weight` and `weight` are in the vector (not for uniform weighting).
     public let carriesWeights: Bool
+    /// Distributed DP: the vector is the encoding's rotated, rounded, noised release and the
+    /// client count, not the update's tensors (`DistributedDPEncoding`).
+    public let distributed: DistributedDPEncoding?
+
+    /// The layout of a distributed-DP vector for a model of `items` items.
+    public init(items: Int, distributed: DistributedDPEncoding) {
+        self.items = items
+        rowTensors = []
+        denseTensors = []
+        carriesWeights = false
+        self.distributed = distributed
+    }
 
     /// The layout of `update`'s tensors, each clipped to `clip` unless `tensorClips` names it
     /// (`rows.NAME` or `dense.NAME`). Throws `.usage` for a bound that is not positive or a
@@ -41,16 +53,19 @@ public struct SecureUpdateLayout: Sendable, Equatable {
         rowTensors = try update.rowTensors.sorted { $0.key < $1.key }.map { ($0.key, $0.value.width, try bound(ModelUpdate.rowPrefix + $0.key)) }
         denseTensors = try update.dense.sorted { $0.key < $1.key }.map { ($0.key, $0.value.count, try bound(ModelUpdate.densePrefix + $0.key)) }
         carriesWeights = update.header.weighting != .uniform
+        distributed = nil
         if let stray = unused.sorted().first {
             throw FedRecError(.usage, "a secure-aggregation clip bound for \(stray), which the update does not hold")
         }
     }
 
-    /// The layout a masked file records (`description`); throws `.corrupt` on anything else.
-    public init(parsing text: String, file: String) throws {
+    /// The layout a masked file records (`description`), with the distributed-DP encoding
+    /// it names (`ddp=LENGTH`) when there is one; throws `.corrupt` on anything else.
+    public init(parsing text: String, distributed: DistributedDPEncoding? = nil, file: String) throws {
         var items: Int?
         var rows = [(name: String, width: Int, clip: Float)](), dense = [(name: String, count: Int, clip: Float)]()
         var weights: Bool?
+        var ddpLength: Int?
         for field in text.split(separator: ";") {
             let parts = field.split(separator: "=", maxSplits: 1).map(String.init)
             let numbers = parts.count == 2 ? parts[1].split(separator: "@", maxSplits: 1).map(String.init) : []
@@ -64,6 +79,8 @@ public struct SecureUpdateLayout: Sendable, Equatable {
                 items = value
             } else if parts[0] == "weights" {
                 weights = value == 1
+            } else if parts[0] == "ddp" {
+                ddpLength = value
             } else if parts[0].hasPrefix(ModelUpdate.rowPrefix) {
                 guard let clip else { throw FedRecError(.corrupt, file: file, "secure-update layout field '\(field)' has no clip bound") }
                 rows.append((String(parts[0].dropFirst(ModelUpdate.rowPrefix.count)), value, clip))
@@ -81,26 +98,35 @@ public struct SecureUpdateLayout: Sendable, Equatable {
         self.rowTensors = rows
         self.denseTensors = dense
         self.carriesWeights = weights
+        guard ddpLength == distributed?.length, distributed == nil || (rows.isEmpty && dense.isEmpty && !weights) else {
+            throw FedRecError(.corrupt, file: file, "secure-update layout '\(text.prefix(60))' does not match its distributed-DP encoding")
+        }
+        self.distributed = distributed
         guard length <= MaskExpansion.maximumCount else {
             throw FedRecError(.corrupt, file: file, "a secure-update layout of \(length) coordinates")
         }
     }
 
-    /// "items=N;weights=0|1;rows.NAME=WIDTH@CLIP;…;dense.NAME=COUNT@CLIP;…".
+    /// "items=N;weights=0|1;rows.NAME=WIDTH@CLIP;…;dense.NAME=COUNT@CLIP;…", or
+    /// "items=N;weights=0;ddp=LENGTH" for distributed DP.
     public var description: String {
-        (["items=\(items)", "weights=\(carriesWeights ? 1 : 0)"]
+        if let distributed { return "items=\(items);weights=0;ddp=\(distributed.length)" }
+        return (["items=\(items)", "weights=\(carriesWeights ? 1 : 0)"]
             + rowTensors.map { "\(ModelUpdate.rowPrefix)\($0.name)=\($0.width)@\($0.clip)" }
             + denseTensors.map { "\(ModelUpdate.densePrefix)\($0.name)=\($0.count)@\($0.clip)" }).joined(separator: ";")
     }
 
     /// The number of coordinates of the vector.
     public var length: Int {
+        if let distributed { return distributed.length }
         let rowValues = rowTensors.reduce(0) { $0 + items * $1.width }
         let counts = items * (carriesWeights ? 2 : 1) + (carriesWeights ? 2 : 1)
         return rowValues + counts + denseTensors.reduce(0) { $0 + $1.count }
     }
 
-    public static func == (a: SecureUpdateLayout, b: SecureUpdateLayout) -> Bool { a.description == b.description }
+    public static func == (a: SecureUpdateLayout, b: SecureUpdateLayout) -> Bool {
+        a.description == b.description && a.distributed == b.distributed
+    }
 
     /// `update`'s tensors with `clips`' bounds (to compare an update with a layout).
     init(sameTensorsAs update: ModelUpdate, clips: SecureUpdateLayout) {
@@ -110,6 +136,7 @@ public struct SecureUpdateLayout: Sendable, Equatable {
         rowTensors = update.rowTensors.sorted { $0.key < $1.key }.map { ($0.key, $0.value.width, rowClip[$0.key] ?? 0) }
         denseTensors = update.dense.sorted { $0.key < $1.key }.map { ($0.key, $0.value.count, denseClip[$0.key] ?? 0) }
         carriesWeights = update.header.weighting != .uniform
+        distributed = nil
     }
 
     /// The update as integers mod 2^b: values quantised by `quantizer`, counts exact.
@@ -119,7 +146,7 @@ public struct SecureUpdateLayout: Sendable, Equatable {
     public func encode<G: RandomNumberGenerator>(
         _ update: ModelUpdate, quantizer: Quantizer, using generator: inout G
     ) throws -> (words: [UInt32], clipped: Int) {
-        guard SecureUpdateLayout(sameTensorsAs: update, clips: self) == self else {
+        guard distributed == nil, SecureUpdateLayout(sameTensorsAs: update, clips: self) == self else {
             throw FedRecError(.mismatch, "an update whose tensors are not the secure layout's \(description)")
         }
         var words = [UInt32](repeating: 0, count: length)
@@ -162,6 +189,9 @@ public struct SecureUpdateLayout: Sendable, Equatable {
     /// The ordinary sum from the unmasked integer sum of `parties` parties: rows touched by at
     /// least one client, their tensors, counts and weights; `header` gives the rest.
     public func decode(_ sum: [UInt32], parties: Int, quantizer: Quantizer, header: UpdateHeader) throws -> ModelUpdate {
+        if let distributed {
+            return try distributed.decode(sum, parties: parties, quantizer: quantizer, header: header)
+        }
         guard sum.count == length else {
             throw FedRecError(.shape, "an unmasked sum of \(sum.count) values where the layout has \(length)")
         }
@@ -255,10 +285,17 @@ public struct MaskedUpdateFile: Sendable {
     public var layout: SecureUpdateLayout
     public var quantizer: Quantizer
     public var masked: MaskedInput
-    /// Model values clipped to [-c, c] by the parties summed.
+    /// Model values clipped to [-c, c] by the parties summed (distributed DP: client
+    /// vectors scaled down to norm c).
     public var clipped: Int
+    /// Distributed DP: whether every party summed drew its noise from the system CSPRNG
+    /// (false once one used a test seed: such a sum has no privacy).
+    public var noiseIsPrivate: Bool
 
-    public init(header: UpdateHeader, layout: SecureUpdateLayout, quantizer: Quantizer, masked: MaskedInput, clipped: Int) {
+    public init(
+        header: UpdateHeader, layout: SecureUpdateLayout, quantizer: Quantizer, masked: MaskedInput, clipped: Int,
+        noiseIsPrivate: Bool = true
+    ) {
         var header = header
         header.weight = 0
         self.header = header
@@ -266,6 +303,7 @@ public struct MaskedUpdateFile: Sendable {
         self.quantizer = quantizer
         self.masked = masked
         self.clipped = clipped
+        self.noiseIsPrivate = noiseIsPrivate
     }
 
     static let layoutKey = "secagg_layout"
@@ -273,6 +311,8 @@ public struct MaskedUpdateFile: Sendable {
     static let bitsKey = "secagg_modulus_bits"
     static let partiesKey = "secagg_max_parties"
     static let clippedKey = "secagg_clipped"
+    static let distributedKey = "secagg_ddp"
+    static let distributedPrivateKey = "secagg_ddp_private"
 
     /// Writes the file (`kind` masked update or masked sum).
     public func write(to path: String, kind: FileKind) throws {
@@ -286,6 +326,10 @@ public struct MaskedUpdateFile: Sendable {
         writer.metadata[Self.bitsKey] = String(quantizer.modulusBits)
         writer.metadata[Self.partiesKey] = String(quantizer.maximumParties)
         writer.metadata[Self.clippedKey] = String(clipped)
+        if let distributed = layout.distributed {
+            writer.metadata[Self.distributedKey] = distributed.description
+            writer.metadata[Self.distributedPrivateKey] = noiseIsPrivate ? "true" : "false"
+        }
         SecAggFiles.addParties(masked.parties, named: "parties", to: &writer)
         writer.add("masked", shape: [BitPacking.byteCount(count: masked.values.count, bits: masked.modulusBits)], .u8(BitPacking.pack(masked.values, bits: masked.modulusBits)))
         try writer.write(to: path, durable: false)
@@ -297,7 +341,15 @@ public struct MaskedUpdateFile: Sendable {
         let (_, sessionID, round) = try SecAggFiles.open(path, kind: file.kind)
         var header = try ModelUpdate.header(of: file)
         header.extra = header.extra.filter { !$0.key.hasPrefix("secagg_") }
-        let layout = try SecureUpdateLayout(parsing: try file.string(layoutKey), file: path)
+        let distributed = try file.metadata[distributedKey].map { try DistributedDPEncoding(parsing: $0, file: path) }
+        let layout = try SecureUpdateLayout(parsing: try file.string(layoutKey), distributed: distributed, file: path)
+        var noiseIsPrivate = true
+        if distributed != nil {
+            guard let flag = file.metadata[distributedPrivateKey], flag == "true" || flag == "false" else {
+                throw FedRecError(.corrupt, file: path, "a distributed-DP masked file without \(distributedPrivateKey) true or false")
+            }
+            noiseIsPrivate = flag == "true"
+        }
         guard layout.items == header.config.items else {
             throw FedRecError(.shape, file: path, "a secure layout of \(layout.items) items for a model of \(header.config.items)")
         }
@@ -317,7 +369,11 @@ public struct MaskedUpdateFile: Sendable {
             let masked = try MaskedInput(
                 sessionID: sessionID, round: round, modulusBits: quantizer.modulusBits, parties: parties, values: values)
             let clipped = try file.int(clippedKey, in: 0...Int.max)
-            return (MaskedUpdateFile(header: header, layout: layout, quantizer: quantizer, masked: masked, clipped: clipped), file.kind)
+            return (
+                MaskedUpdateFile(
+                    header: header, layout: layout, quantizer: quantizer, masked: masked, clipped: clipped, noiseIsPrivate: noiseIsPrivate),
+                file.kind
+            )
         } catch let error as FedRecError {
             throw error.inFile(path)
         }
@@ -337,6 +393,7 @@ public struct MaskedUpdateFile: Sendable {
         header.clients += other.header.clients
         header.clipped += other.header.clipped
         clipped += other.clipped
+        noiseIsPrivate = noiseIsPrivate && other.noiseIsPrivate
     }
 
     /// Adds `other` (read from `file`): same header fields, layout and quantizer; parties
@@ -358,6 +415,7 @@ public struct MaskedUpdateFile: Sendable {
         header = probe.header
         header.weight = 0
         clipped += other.clipped
+        noiseIsPrivate = noiseIsPrivate && other.noiseIsPrivate
     }
 }
 

@@ -172,4 +172,36 @@ struct PrivacyLedgerTests {
         try expectError(missing.line(prev: PrivacyLedger.genesis), .corrupt)
         try expectError(stray.line(prev: PrivacyLedger.genesis), .corrupt)
     }
+
+    func distributedEntry(_ round: Int) throws -> LedgerEntry {
+        let mechanism = try DistributedGaussian(sensitivity: 0.5, granularity: 0x1p-10, beta: DistributedGaussian.defaultBeta, dimension: 4096, localSigma: 300)
+        return LedgerEntry(round: round, distributed: mechanism, parties: 12, clients: 3000, isPrivate: true)
+    }
+
+    @Test("a distributed-DP line keeps its parameters, is charged the mechanism's own curve, and an overstated z is refused")
+    func distributed() throws {
+        let dir = try TemporaryDirectory()
+        let path = dir.path + "/ledger.jsonl"
+        try PrivacyLedger.append(entry(0), to: path)
+        try PrivacyLedger.append(try distributedEntry(1), to: path)
+        let contents = try PrivacyLedger.read(path: path)
+        #expect(contents.entries == [entry(0), try distributedEntry(1)])
+        let line = try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n")[1]
+        #expect(line.contains(#""local_sigma":300"#) && line.contains(#""parties":12"#) && line.contains(#""granularity":0.0009765625"#))
+        // Heterogeneous composition: the Gaussian's curve plus the distributed one's.
+        let accountant = RDPAccountant()
+        let mechanism = try #require(contents.entries[1].distributed)
+        let gaussian = try accountant.rdp(sampleRate: 0.01, noiseMultiplier: 1.1)
+        let curve = zip(gaussian, mechanism.rdp(parties: 12, orders: accountant.orders)).map { $0 + $1 }
+        let expected = try accountant.epsilon(rdp: curve, delta: 1e-5).epsilon
+        #expect(try accountant.epsilon(ledger: contents.entries, delta: 1e-5).epsilon == expected)
+        // z recorded as more than √s·σ'/Δ₂ would under-count ε: refused.
+        var overstated = try distributedEntry(2)
+        overstated.noiseMultiplier *= 1.1
+        #expect(throws: FedRecError.self) { try PrivacyLedger.append(overstated, to: path) }
+        var sampled = try distributedEntry(2)
+        sampled.sampleRate = 0.5
+        #expect(throws: FedRecError.self) { try PrivacyLedger.append(sampled, to: path) }
+        #expect(try PrivacyLedger.read(path: path).entries.count == 2)
+    }
 }

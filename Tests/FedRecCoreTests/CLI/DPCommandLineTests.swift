@@ -273,6 +273,37 @@ struct DPCommandLineTests {
         #expect(wrong.status == 64 && wrong.stderr.contains("private ALS"), "\(wrong.stderr)")
     }
 
+    @Test("fl-rounds --dp --secagg: distributed DP, one distributed_discrete_gaussian line a round with every party's share; the promise kept; a resume charges nothing")
+    func distributedPipeline() throws {
+        let dir = try TemporaryDirectory()
+        let script = URL(fileURLWithPath: sampleRatings).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("pipelines/fl-rounds").path
+        func rounds(_ n: Int, extra: [String] = []) throws -> (status: Int32, stderr: String) {
+            try runScript(script, ["--bin", CommandRunner.directory.path, "--data", sampleRatings, "--run", dir.path + "/run", "--rounds", "\(n)",
+                                 "--objective", "wals", "--dim", "4", "--partition", "--split leave-last-out --feedback implicit --shards 3",
+                                 "--train", "--algorithm als --alpha 5 --l2 5 --reconstruct", "--server", "--l2 5",
+                                 "--dp", "--epsilon", "4", "--delta", "1e-5", "--dp-max-items", "10", "--dp-user-clip", "1",
+                                 "--dp-item-gram", "mean", "--secagg-silo", "--ddp-min-parties", "3", "--test-noise-seed", "9"] + extra)
+        }
+        let first = try rounds(2)
+        #expect(first.status == 0, "\(first.stderr)")
+        #expect(first.stderr.contains("distributed DP (private ALS"), "\(first.stderr)")
+        let ledger = try PrivacyLedger.read(path: dir.path + "/run/ledger.jsonl").entries
+        #expect(ledger.map(\.mechanism) == [LedgerEntry.distributedGaussian, LedgerEntry.distributedGaussian])
+        #expect(ledger.allSatisfy { $0.parties == 3 && $0.sampleRate == 1 && !$0.isPrivate })
+        // Δ from K = 10, G = 1, α = 5 without the item Grams, as for central private ALS.
+        let delta = (1.09 * 10 * 37).squareRoot()
+        #expect(ledger.allSatisfy { abs($0.clip - delta) < 1e-9 * delta }, "\(ledger.map(\.clip))")
+        let spent = try RDPAccountant().epsilon(ledger: ledger, delta: 1e-5).epsilon
+        #expect(spent <= 4 && spent > 3.99)
+        let resumed = try rounds(2)
+        #expect(resumed.status == 0, "\(resumed.stderr)")
+        #expect(try PrivacyLedger.read(path: dir.path + "/run/ledger.jsonl").entries.count == 2)
+        // Under secure aggregation the server knows who took part: no sampling.
+        let sampled = try rounds(2, extra: ["--sample-rate", "0.5", "--force-config"])
+        #expect(sampled.status == 64 && sampled.stderr.contains("--sample-rate"), "\(sampled.stderr)")
+    }
+
     /// Runs a script with stdout discarded: its exit status and stderr.
     func runScript(_ script: String, _ arguments: [String]) throws -> (status: Int32, stderr: String) {
         let process = Process()
