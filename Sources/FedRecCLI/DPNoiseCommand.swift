@@ -60,6 +60,19 @@ public struct DPNoiseCommand: ParsableCommand {
             alone costs: the sum gets z_Δ = (z⁻² − (2σ_b)⁻²)^(−1/2) > z, the ledger charges z, \
             so ε is that of fixed clipping with the same z. It needs 2σ_b > z.
 
+            Distributed DP (no trusted noise adder): with secure aggregation the parties \
+            add the noise themselves (fl-train-local --ddp-epsilon; Kairouz, Liu & Steinke \
+            2021), so the server never holds an un-noised sum, only the unmasked noised \
+            one; fl-secagg unmask --ledger records it here as distributed_discrete_gaussian \
+            (the discrete Gaussian sum's RDP with its τ term) and fl-dp-noise account \
+            composes it with every other line. The guarantee then holds as long as the \
+            parties the noise was calibrated for (--ddp-min-parties) add their shares: a \
+            server that colludes with parties learns their updates, not the others'.
+
+            Population: what a given ε needs (bench/RESULTS.md) — at ε = 8 private ALS \
+            keeps 27 % / 88 % of the non-private model at 1,000 / 10,000 synthetic users, \
+            75 % on Gowalla's 29,858; with a few hundred users expect popularity level.
+
             Exit 87 when a release would exceed --budget-epsilon: nothing is written and the \
             ledger is untouched.
 

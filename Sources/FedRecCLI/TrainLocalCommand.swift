@@ -41,6 +41,20 @@ public struct TrainLocalCommand: ParsableCommand {
             fl-secagg keys --shard); each client's update is quantised and masked apart, and \
             the output is the sum of the shard's masked updates, still masked: no one, the \
             shard's process included once it has exited, holds a client's update in the clear.
+
+            With --ddp-epsilon E --ddp-delta D (distributed DP, Kairouz, Liu & Steinke \
+            2021): each client's clipped vector is rotated, scaled to a grid and rounded \
+            with its norm bounded, and each party adds its own discrete Gaussian share of \
+            the noise before masking, calibrated from the roster so that (E, D) over \
+            --ddp-rounds holds with --ddp-min-parties shares; no one ever sees an \
+            un-noised sum (fl-secagg unmask --ledger charges it). --secagg-silo makes the \
+            shard one party (fl-secagg keys --party; give --ddp-clients, the population).
+              fl-train-local --model m.safetensors --shard s.tar --reconstruct \
+                  --algorithm sgd --weighting uniform --clip 0.5 \
+                  --secagg-session session --secagg-state s.state \
+                  --secagg-roster roster --secagg-deliveries deliveries \
+                  --secagg-silo --ddp-epsilon 8 --ddp-delta 1e-6 --ddp-rounds 3 \
+                  --ddp-clients 30000 -o s.masked
             """,
         version: fedrecVersion)
 

@@ -49,9 +49,11 @@ public struct DistributedDPSettings: Sendable, Equatable {
             minimumParties: t, clients: clients, modulusBits: roster.modulusBits)
         target.beta = beta
         let mechanism = try DistributedGaussian.calibrate(target)
+        let digits = try DistributedDPEncoding.countDigits(modulusBits: roster.modulusBits, parties: n, clients: clients)
         return DistributedDPEncoding(
             mechanism: mechanism, rotationSeed: DistributedDPEncoding.rotationSeed(sessionID: roster.sessionID, round: roster.round),
-            values: values, minimumParties: t, epsilon: epsilon, delta: delta, rounds: rounds)
+            values: values, minimumParties: t, epsilon: epsilon, delta: delta, rounds: rounds, countDigitBits: digits.bits,
+            countWords: digits.words)
     }
 }
 
@@ -109,21 +111,17 @@ struct DistributedDPShare {
     }
 
     /// The party's vector mod 2^b: the clients' sum plus N_Z(0, σ'²) per coordinate, then the
-    /// client count, exact.
-    /// - Throws: `.usage` when the count exceeds what each party may add without wrapping.
+    /// client count, exact, in the encoding's digits.
+    /// - Throws: `.usage` when the count exceeds what the digits hold.
     func words(quantizer: Quantizer, source: any NoiseSource) throws -> [UInt32] {
-        guard clients >= 1, Int64(clients) <= quantizer.levels else {
-            throw FedRecError(
-                .usage,
-                "a party of \(clients) clients, above the \(quantizer.levels) a \(quantizer.modulusBits)-bit modulus leaves each of \(quantizer.maximumParties) parties: use more --secagg-bits")
-        }
+        let count = try encoding.countWords(clients)
         let sampler = try DiscreteGaussian(sigma: encoding.mechanism.localSigma)
         var noise = [Int64](repeating: 0, count: sum.count)
         sampler.sample(into: &noise, from: source)
         let mask = quantizer.modulusMask
         var words = [UInt32](repeating: 0, count: encoding.length)
         for i in sum.indices { words[i] = UInt32(truncatingIfNeeded: sum[i] &+ noise[i]) & mask }
-        words[sum.count] = UInt32(truncatingIfNeeded: clients) & mask
+        for (j, digit) in count.enumerated() { words[sum.count + j] = digit }
         return words
     }
 }

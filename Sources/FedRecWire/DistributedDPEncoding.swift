@@ -10,7 +10,8 @@ import FedRecSupport
 /// A party's vector mod 2^b is d' rotated coordinates, the sum over its clients of each
 /// client's release vector (`ReleaseVector`, clipped to norm c) rotated, scaled by 1/γ and
 /// conditionally rounded, plus the party's discrete Gaussian share; then the party's client
-/// count, exact. The modulus wraps what falls outside ±2^(b-1) (modular clipping, KLS21
+/// count, exact, in `countWords` digits of `countDigitBits` bits (so that n parties' digits
+/// sum without wrapping whatever b is). The modulus wraps what falls outside ±2^(b-1) (modular clipping, KLS21
 /// §4.3; the calibration keeps it beyond k = 4 standard deviations).
 public struct DistributedDPEncoding: Sendable, Equatable {
     public var mechanism: DistributedGaussian
@@ -24,11 +25,16 @@ public struct DistributedDPEncoding: Sendable, Equatable {
     public var epsilon: Double
     public var delta: Double
     public var rounds: Int
+    /// h and w: a party's client count is w digits in base 2^h, h = b − 1 − ⌈log₂ n⌉.
+    public var countDigitBits: Int
+    public var countWords: Int
 
     public init(
         mechanism: DistributedGaussian, rotationSeed: UInt64, values: Int, minimumParties: Int, epsilon: Double, delta: Double,
-        rounds: Int
+        rounds: Int, countDigitBits: Int, countWords: Int
     ) {
+        self.countDigitBits = countDigitBits
+        self.countWords = countWords
         self.mechanism = mechanism
         self.rotationSeed = rotationSeed
         self.values = values
@@ -54,18 +60,41 @@ public struct DistributedDPEncoding: Sendable, Equatable {
         return max(1, Int((Double(n) * (1 - p) - x).rounded(.down)))
     }
 
+    /// The digits (h bits each, w of them) that carry a party's client count when n parties'
+    /// counts, N in all, are summed mod 2^b. Throws `.usage` when b leaves no bit a digit.
+    public static func countDigits(modulusBits b: Int, parties n: Int, clients: Int) throws -> (bits: Int, words: Int) {
+        var log2n = 0
+        while (1 << log2n) < n { log2n += 1 }
+        let h = b - 1 - log2n
+        guard h >= 1 else {
+            throw FedRecError(.usage, "a \(b)-bit modulus cannot sum the client counts of \(n) parties: use more --secagg-bits")
+        }
+        let needed = max(1, Int.bitWidth - max(clients, 1).leadingZeroBitCount)
+        return (h, (needed + h - 1) / h)
+    }
+
+    /// The count `clients` as the encoding's digits.
+    public func countWords(_ clients: Int) throws -> [UInt32] {
+        guard clients >= 0, clients >> (countDigitBits * countWords) == 0 || countDigitBits * countWords >= Int.bitWidth - 1 else {
+            throw FedRecError(.usage, "a party of \(clients) clients, more than the encoding's count digits hold: give --ddp-clients")
+        }
+        return (0..<countWords).map { UInt32(truncatingIfNeeded: (clients >> (countDigitBits * $0)) & ((1 << countDigitBits) - 1)) }
+    }
+
     /// The rotation of this encoding's vectors.
     public func rotation() throws -> RandomRotation { try RandomRotation(seed: rotationSeed, dimension: values) }
 
     /// The vector mod 2^b: d' coordinates and the client count.
-    public var length: Int { mechanism.dimension + 1 }
+    public var length: Int { mechanism.dimension + countWords }
 
-    /// "c=…;gamma=…;beta=…;dimension=…;sigma=…;seed=…;values=…;min_parties=…;epsilon=…;delta=…;rounds=…"
+    /// "c=…;gamma=…;beta=…;dimension=…;sigma=…;seed=…;values=…;min_parties=…;epsilon=…;delta=…;rounds=…;
+    /// count_digit_bits=…;count_words=…"
     public var description: String {
         [
             "c=\(mechanism.sensitivity)", "gamma=\(mechanism.granularity)", "beta=\(mechanism.beta)",
             "dimension=\(mechanism.dimension)", "sigma=\(mechanism.localSigma)", "seed=\(rotationSeed)", "values=\(values)",
             "min_parties=\(minimumParties)", "epsilon=\(epsilon)", "delta=\(delta)", "rounds=\(rounds)",
+            "count_digit_bits=\(countDigitBits)", "count_words=\(countWords)",
         ].joined(separator: ";")
     }
 
@@ -91,7 +120,10 @@ public struct DistributedDPEncoding: Sendable, Equatable {
             }
             return value
         }
-        guard Set(fields.keys) == ["c", "gamma", "beta", "dimension", "sigma", "seed", "values", "min_parties", "epsilon", "delta", "rounds"],
+        guard Set(fields.keys) == [
+            "c", "gamma", "beta", "dimension", "sigma", "seed", "values", "min_parties", "epsilon", "delta", "rounds", "count_digit_bits",
+            "count_words",
+        ],
             let seed = fields["seed"].flatMap({ UInt64($0) })
         else { throw FedRecError(.corrupt, file: file, "distributed-DP encoding '\(text.prefix(80))' does not have the expected fields") }
         do {
@@ -107,6 +139,8 @@ public struct DistributedDPEncoding: Sendable, Equatable {
         epsilon = try double("epsilon")
         delta = try double("delta")
         rounds = try int("rounds", 1...Int(Int32.max))
+        countDigitBits = try int("count_digit_bits", 1...31)
+        countWords = try int("count_words", 1...62)
         guard RandomRotation.paddedDimension(values) == mechanism.dimension else {
             throw FedRecError(.corrupt, file: file, "distributed-DP encoding of \(values) values in a rotation of \(mechanism.dimension)")
         }
@@ -121,7 +155,14 @@ public struct DistributedDPEncoding: Sendable, Equatable {
             throw FedRecError(.shape, "an unmasked sum of \(sum.count) values where the distributed-DP encoding has \(length)")
         }
         let d = mechanism.dimension
-        let clients = quantizer.signedValue(sum[d])
+        var clients: Int64 = 0
+        for j in 0..<countWords {
+            let digit = quantizer.signedValue(sum[d + j])
+            guard digit >= 0, countDigitBits * j < 40 else {
+                throw FedRecError(.corrupt, "the unmasked sum's client count is malformed: the masks did not cancel")
+            }
+            clients += digit << Int64(countDigitBits * j)
+        }
         guard clients >= 1, clients <= Int64(FedRecFile.maximumCount) else {
             throw FedRecError(.corrupt, "the unmasked sum counts \(clients) clients: the masks did not cancel")
         }
