@@ -304,6 +304,30 @@ struct DPCommandLineTests {
         #expect(sampled.status == 64 && sampled.stderr.contains("--sample-rate"), "\(sampled.stderr)")
     }
 
+    @Test("fl-rounds --dp --secagg with SGD, every client a party: 400 noise shares, calibrated for the survivors a 10 % dropout rate guarantees")
+    func distributedCrossDevice() throws {
+        let dir = try TemporaryDirectory()
+        let script = URL(fileURLWithPath: sampleRatings).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("pipelines/fl-rounds").path
+        let result = try runScript(script, [
+            "--bin", CommandRunner.directory.path, "--data", sampleRatings, "--run", dir.path + "/run", "--rounds", "1",
+            "--objective", "bpr", "--dim", "4", "--partition", "--split leave-last-out --feedback implicit --shards 2",
+            "--train", "--algorithm sgd --reconstruct --lr 0.05", "--dp", "--epsilon", "8", "--delta", "1e-5", "--clip", "0.5",
+            "--secagg", "--test-noise-seed", "3",
+        ])
+        #expect(result.status == 0, "\(result.stderr)")
+        let ledger = try PrivacyLedger.read(path: dir.path + "/run/ledger.jsonl").entries
+        #expect(ledger.count == 1 && ledger[0].parties == 400 && ledger[0].clients == 400 && ledger[0].clip == 0.5)
+        let mechanism = try #require(ledger[0].distributed)
+        // t = ⌊400·0.9 − √(10·400·ln 2)⌋ = 307 (Hoeffding at 2^-20): the promise is tight there,
+        // and the 400 shares actually summed spend less.
+        let t = Int((400 * 0.9 - (10 * 400 * log(2.0)).squareRoot()).rounded(.down))
+        #expect(t == 307)
+        let promised = try mechanism.epsilon(parties: t, tauParties: 400, rounds: 1, delta: 1e-5)
+        #expect(promised <= 8 && promised > 7.99)
+        #expect(try RDPAccountant().epsilon(ledger: ledger, delta: 1e-5).epsilon < promised)
+    }
+
     /// Runs a script with stdout discarded: its exit status and stderr.
     func runScript(_ script: String, _ arguments: [String]) throws -> (status: Int32, stderr: String) {
         let process = Process()
