@@ -90,13 +90,22 @@ public enum SecureServer {
         return update
     }
 
-    /// The unmasked, decoded sum of step 8, not written, and the distributed-DP encoding
-    /// with the parties' privacy flag when the sum is one. A distributed-DP sum of fewer
+    /// What a distributed-DP sum was made of: the encoding, whether every party's noise was
+    /// private, the modulus bits and the parties (noise shares) summed.
+    public struct DistributedSum: Sendable {
+        public let encoding: DistributedDPEncoding
+        public let isPrivate: Bool
+        public let modulusBits: Int
+        public let parties: Int
+    }
+
+    /// The unmasked, decoded sum of step 8, not written, and what it was made of when it is
+    /// a distributed-DP sum. A distributed-DP sum of fewer
     /// parties than the encoding's minimum is refused (`.tooFewParties`): its noise would
     /// be below what the parties were promised.
     public static func unmaskedSum(
         session: SecAggSession, roster rosterPath: String, request requestPath: String, sum sumPath: String, reveals: [String]
-    ) throws -> (update: ModelUpdate, distributed: (encoding: DistributedDPEncoding, isPrivate: Bool, modulusBits: Int)?) {
+    ) throws -> (update: ModelUpdate, distributed: DistributedSum?) {
         let roster = try SecAggRosterFile.read(rosterPath, session: session)
         let request = try UnmaskRequestFile.read(requestPath, session: session)
         let (sum, _) = try MaskedUpdateFile.read(sumPath)
@@ -120,7 +129,9 @@ public enum SecureServer {
         } catch let error as FedRecError {
             throw error.inFile(sumPath)
         }
-        return (update, sum.layout.distributed.map { ($0, sum.noiseIsPrivate, sum.quantizer.modulusBits) })
+        return (update, sum.layout.distributed.map {
+            DistributedSum(encoding: $0, isPrivate: sum.noiseIsPrivate, modulusBits: sum.quantizer.modulusBits, parties: sum.masked.parties.count)
+        })
     }
 
     static func checkSum(_ sum: MaskedUpdateFile, roster: SecAggRoster, path: String) throws {

@@ -91,6 +91,9 @@ public struct TrainLocalCommand: ParsableCommand {
             var options = training.options
             // With secure aggregation sampling is refused below: no line about it first.
             try privacy.apply(to: &options, quiet: format.quiet || secure.secaggSession != nil)
+            if secure.secaggSession == nil && (secure.secaggSilo || secure.ddpEpsilon != nil) {
+                throw FedRecError(.usage, "--secagg-silo and --ddp-epsilon (distributed DP) need --secagg-session: the noise share is added before masking")
+            }
             if let session = secure.secaggSession {
                 let parts = try secure.required()
                 guard options.sampleRate == nil else {

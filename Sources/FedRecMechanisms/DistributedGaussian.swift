@@ -113,6 +113,9 @@ public struct DistributedGaussian: Sendable, Equatable {
         return try accountant.epsilon(rdp: curve, delta: delta).epsilon
     }
 
+    /// z = √s·σ'/Δ₂: the sum's noise over the rounded sensitivity (what a ledger line shows).
+    public func noiseMultiplier(parties s: Int) -> Double { Double(s).squareRoot() * localSigma / roundedL2Bound }
+
     /// The standard deviation of the sum's noise in the values' units: √s·σ'·γ.
     public func centralStddev(parties s: Int) -> Double { Double(s).squareRoot() * localSigma * granularity }
 }

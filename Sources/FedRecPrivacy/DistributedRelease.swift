@@ -58,31 +58,29 @@ public enum DistributedRelease {
         }
         let (decoded, distributed) = try SecureServer.unmaskedSum(
             session: session, roster: roster, request: request, sum: sum, reveals: reveals)
-        guard let (encoding, isPrivate, modulusBits) = distributed else {
+        guard let distributed else {
             throw FedRecError(.usage, file: sum, "holds no distributed-DP noise: unmask it without --ledger (or noise it with fl-dp-noise)")
         }
-        let parties = Int(decoded.header.extra[DPMetadata.parties] ?? "") ?? 0
+        let encoding = distributed.encoding, isPrivate = distributed.isPrivate
         let entry = LedgerEntry(
-            round: decoded.header.round, distributed: encoding.mechanism, parties: parties, clients: decoded.header.clients,
+            round: decoded.header.round, distributed: encoding.mechanism, parties: distributed.parties, clients: decoded.header.clients,
             isPrivate: isPrivate)
         let ledger = access(ledgerPath, F_OK) == 0
             ? try PrivacyLedger.read(path: ledgerPath) : LedgerContents(entries: [], head: PrivacyLedger.genesis)
         let accountant = budget?.accountant ?? RDPAccountant()
-        if let budget {
-            let after = try accountant.epsilon(ledger: ledger.entries + [entry], delta: budget.delta).epsilon
-            guard after <= budget.epsilon else {
-                throw FedRecError(
-                    .budgetExhausted, file: ledgerPath,
-                    "privacy budget exhausted: round \(decoded.header.round) would bring epsilon to \(after), past \(budget.epsilon) at delta \(budget.delta); nothing was written")
-            }
+        // ε of the ledger with this release, at the budget's δ (or the one to report at).
+        let reportDelta = budget?.delta ?? delta
+        let after = try reportDelta.map { try accountant.epsilon(ledger: ledger.entries + [entry], delta: $0).epsilon }
+        if let budget, let after, after > budget.epsilon {
+            throw FedRecError(
+                .budgetExhausted, file: ledgerPath,
+                "privacy budget exhausted: round \(decoded.header.round) would bring epsilon to \(after), past \(budget.epsilon) at delta \(budget.delta); nothing was written")
         }
         var update = decoded
         var report = DistributedReleaseReport(
-            round: decoded.header.round, parties: parties, minimumParties: encoding.minimumParties, clients: decoded.header.clients,
-            mechanism: encoding.mechanism, modulusBits: modulusBits,
-            isPrivate: isPrivate)
-        if let delta = budget?.delta ?? delta {
-            let eps = try accountant.epsilon(ledger: ledger.entries + [entry], delta: delta).epsilon
+            round: decoded.header.round, parties: distributed.parties, minimumParties: encoding.minimumParties,
+            clients: decoded.header.clients, mechanism: encoding.mechanism, modulusBits: distributed.modulusBits, isPrivate: isPrivate)
+        if let delta = reportDelta, let eps = after {
             report.epsilon = eps
             update.header.extra[DPMetadata.epsilon] = "\(eps)"
             update.header.extra[DPMetadata.delta] = "\(delta)"

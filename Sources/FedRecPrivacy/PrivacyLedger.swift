@@ -73,9 +73,8 @@ public struct LedgerEntry: Sendable, Equatable {
 
     /// The line of a distributed-DP release: `parties` shares of `mechanism`'s noise.
     public init(round: Int, distributed mechanism: DistributedGaussian, parties: Int, clients: Int, isPrivate: Bool) {
-        let z = (Double(parties).squareRoot() * mechanism.localSigma) / mechanism.roundedL2Bound
         self.init(
-            round: round, noiseMultiplier: z, sampleRate: 1, clip: mechanism.sensitivity, clients: clients,
+            round: round, noiseMultiplier: mechanism.noiseMultiplier(parties: parties), sampleRate: 1, clip: mechanism.sensitivity, clients: clients,
             isPrivate: isPrivate, mechanism: LedgerEntry.distributedGaussian)
         self.distributed = mechanism
         self.parties = parties
@@ -115,7 +114,7 @@ public struct LedgerEntry: Sendable, Equatable {
             guard let distributed, let parties, parties >= 1, sampleRate == 1, distributed.sensitivity == clip else {
                 throw FedRecError(.badData, "a distributed-DP release needs its parameters, parties >= 1, sample_rate 1 and clip = c")
             }
-            let z = (Double(parties).squareRoot() * distributed.localSigma) / distributed.roundedL2Bound
+            let z = distributed.noiseMultiplier(parties: parties)
             guard abs(noiseMultiplier - z) <= 1e-9 * z else {
                 throw FedRecError(.badData, "noise_multiplier \(noiseMultiplier) is not the recorded parameters' \(z)")
             }

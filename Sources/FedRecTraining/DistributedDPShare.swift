@@ -79,6 +79,13 @@ struct DistributedDPShare {
         rounded = [Int64](repeating: 0, count: encoding.mechanism.dimension)
     }
 
+    /// Empties the share for the next party, keeping the workspace and the rotation.
+    mutating func reset() {
+        for i in sum.indices { sum[i] = 0 }
+        clients = 0
+        clipped = 0
+    }
+
     /// Adds one client's update (its own, `clients` = 1).
     mutating func add(_ update: ModelUpdate, source: any NoiseSource) throws {
         let values = try ReleaseVector.pack(update)

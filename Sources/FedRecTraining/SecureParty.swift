@@ -199,7 +199,9 @@ public enum SecureParty {
                 session: session, state: state, states: &states, roster: roster, relay: relay, deliveries: deliveries,
                 quantizer: quantizer, output: output, randomness: randomness, dropout: dropout, settings: distributed)
         }
-        var encoding: DistributedDPEncoding?
+        // One share (encoding, rotation, workspace) serves every client of the group: the
+        // calibration depends on the roster and the model alone.
+        var share: DistributedDPShare?
         var total: MaskedUpdateFile?
         _ = try ShardTrainer.run(
             modelPath: modelPath, shardPath: shardPath, stateIn: userStateIn, stateOut: userStateOut, output: "-",
@@ -212,15 +214,15 @@ public enum SecureParty {
             let file: MaskedUpdateFile
             do {
                 if let distributed {
-                    // One calibration serves every client of the group: it depends on the
-                    // roster and the model alone.
-                    if encoding == nil { encoding = try distributed.encoding(header: update.header, roster: roster) }
-                    var share = try DistributedDPShare(encoding: encoding!)
+                    // Taken out of `share` so that the arrays are mutated in place, not copied.
+                    var clientShare = try share.take() ?? DistributedDPShare(encoding: distributed.encoding(header: update.header, roster: roster))
+                    clientShare.reset()
                     let source = randomness.noiseSource(party: party)
-                    try share.add(update, source: source)
+                    try clientShare.add(update, source: source)
                     file = try distributedMasked(
-                        share, header: update.header, party: &states[k], roster: roster, delivery: delivery, deliveries: deliveries,
+                        clientShare, header: update.header, party: &states[k], roster: roster, delivery: delivery, deliveries: deliveries,
                         quantizer: quantizer, source: source)
+                    share = clientShare
                 } else {
                     file = try maskedUpdate(
                         update, party: &states[k], roster: roster, delivery: delivery, deliveries: deliveries,
@@ -265,10 +267,9 @@ public enum SecureParty {
             try share?.add(update, source: source)
             header?.clipped += update.header.clipped
         }
-        guard let share, var header else {
+        guard let share, let header else {
             throw FedRecError(.emptyInput, file: shardPath, "has no client to train: a party with nothing to send")
         }
-        header.clients = share.clients
         let file = try distributedMasked(
             share, header: header, party: &states[0], roster: roster, delivery: delivery, deliveries: deliveries,
             quantizer: quantizer, source: source)

@@ -56,9 +56,11 @@ public enum DPMetadata {
         [mechanism: name, noiseMultiplier: "\(z)", sampleRate: "\(q)", granularity: "\(g)", DPMetadata.isPrivate: isPrivate ? "true" : "false"]
     }
 
-    /// Whether a sum's metadata says it holds private ALS statistics (central or distributed).
+    /// Whether a sum's metadata says it holds private ALS statistics (central, or distributed
+    /// over statistics bounded per user).
     public static func isPrivateALS(_ extra: [String: String]) -> Bool {
-        extra[mechanism] == alsGaussianMechanism || (extra[mechanism] == distributedGaussianMechanism && extra[noiseStddev] != nil)
+        extra[mechanism] == alsGaussianMechanism
+            || (extra[mechanism] == distributedGaussianMechanism && extra[ALSContributionBounds.maxItemsKey] != nil)
     }
 }
 

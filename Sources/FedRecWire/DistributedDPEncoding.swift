@@ -75,7 +75,7 @@ public struct DistributedDPEncoding: Sendable, Equatable {
 
     /// The count `clients` as the encoding's digits.
     public func countWords(_ clients: Int) throws -> [UInt32] {
-        guard clients >= 0, clients >> (countDigitBits * countWords) == 0 || countDigitBits * countWords >= Int.bitWidth - 1 else {
+        guard clients >= 0, clients >> (countDigitBits * countWords) == 0 else {
             throw FedRecError(.usage, "a party of \(clients) clients, more than the encoding's count digits hold: give --ddp-clients")
         }
         return (0..<countWords).map { UInt32(truncatingIfNeeded: (clients >> (countDigitBits * $0)) & ((1 << countDigitBits) - 1)) }
@@ -157,11 +157,15 @@ public struct DistributedDPEncoding: Sendable, Equatable {
         let d = mechanism.dimension
         var clients: Int64 = 0
         for j in 0..<countWords {
+            // Each digit is a sum of parties' digits, ≥ 0; nothing read may overflow the count.
             let digit = quantizer.signedValue(sum[d + j])
-            guard digit >= 0, countDigitBits * j < 40 else {
+            let shift = countDigitBits * j
+            let (next, overflow) = digit >= 0 && shift < 63 && digit <= Int64.max >> Int64(shift)
+                ? clients.addingReportingOverflow(digit << Int64(shift)) : (0, true)
+            guard !overflow else {
                 throw FedRecError(.corrupt, "the unmasked sum's client count is malformed: the masks did not cancel")
             }
-            clients += digit << Int64(countDigitBits * j)
+            clients = next
         }
         guard clients >= 1, clients <= Int64(FedRecFile.maximumCount) else {
             throw FedRecError(.corrupt, "the unmasked sum counts \(clients) clients: the masks did not cancel")

@@ -115,5 +115,11 @@ struct DistributedDPCommandTests {
             "--ddp-clients", "80", "--ddp-min-parties", "5", "-q", "-o", "again.masked",
         ], in: setup.path)
         #expect(more.status == FailureClass.usage.rawValue && more.stderr.contains("minimum parties"), "\(more.stderr)")
+        // Distributed DP outside a secure round would be a noise share nobody masks: refused.
+        let bare = try Tool.run("fl-train-local", Self.training + [
+            "--shard", setup.shard(0), "--ddp-epsilon", "4", "--ddp-delta", "1e-5", "-q", "-o", "bare.safetensors",
+        ], in: setup.path)
+        #expect(bare.status == FailureClass.usage.rawValue && bare.stderrLines.count == 1 && bare.stderr.contains("--secagg-session"), "\(bare.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: setup.path + "/bare.safetensors"))
     }
 }
