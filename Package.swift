@@ -47,7 +47,9 @@ let package = Package(
                 .product(name: "SystemPackage", package: "swift-system"),
             ]),
         .target(name: "FedRecFormats", dependencies: ["FedRecSupport", "CArchive"]),
-        .target(name: "FedRecMechanisms", dependencies: ["FedRecSupport"]),
+        .target(
+            name: "FedRecMechanisms",
+            dependencies: ["FedRecSupport", .product(name: "_CryptoExtras", package: "swift-crypto")]),
         // Secure aggregation's protocol (Bonawitz et al. 2017; Bell et al. 2020): key
         // agreement, Shamir sharing, the neighbour graph, quantisation and masks. Pure
         // protocol arithmetic and cryptography, beside Mechanisms; no file formats.

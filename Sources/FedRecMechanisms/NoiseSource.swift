@@ -1,4 +1,5 @@
 import Crypto
+import _CryptoExtras
 import Foundation
 import FedRecSupport
 
@@ -30,7 +31,7 @@ extension NoiseSource {
 /// the kernel's CSPRNG (on Darwin, `arc4random_buf`). One `getrandom` per 64-bit word
 /// costs about 0.9 µs on our machines and `/dev/urandom` reads ran at ~150 MB/s, too slow
 /// for tens of millions of coordinates, so the kernel's 256-bit key is expanded in user
-/// space with ChaCha20 (RFC 8439, via swift-crypto's BoringSSL) — the construction of
+/// space with ChaCha20 (RFC 8439, swift-crypto's `Insecure.ChaCha20CTR` over BoringSSL) — the construction of
 /// Linux's own CRNG and OpenBSD's `arc4random` — with fast key erasure (Bernstein 2017):
 /// each 64 KiB block is the keystream of a fresh key, whose first 32 bytes become the next
 /// key, so a later memory compromise does not reveal earlier noise. Keys are never reused,
@@ -96,11 +97,14 @@ public final class SystemNoiseSource: NoiseSource {
 
     private func refill() {
         let zeros = Data(count: 32 + Self.blockBytes)
-        // ChaCha20-Poly1305 of zeros: the ciphertext is the ChaCha20 keystream (the tag is
-        // ignored). Sealing cannot fail for a 256-bit key and a 12-byte nonce.
-        let nonce = try! ChaChaPoly.Nonce(data: Data(count: 12))
-        let sealed = try! ChaChaPoly.seal(zeros, using: key, nonce: nonce)
-        let stream = sealed.ciphertext
+        // ChaCha20 (RFC 8439 §2.4, block counter 0) of zeros is its keystream. The only
+        // failures are a key that is not 256 bits or a nonce that is not 12 bytes.
+        let stream: Data
+        do {
+            stream = try Insecure.ChaCha20CTR.encrypt(zeros, using: key, nonce: Insecure.ChaCha20CTR.Nonce(data: Data(count: 12)))
+        } catch {
+            preconditionFailure("ChaCha20 refused a 256-bit key and a 12-byte nonce: \(error)")
+        }
         key = SymmetricKey(data: stream.prefix(32))
         stream.withUnsafeBytes { src in
             UnsafeMutableRawBufferPointer(buffer).copyMemory(
@@ -118,4 +122,11 @@ public final class SeededNoiseSource: NoiseSource {
     public init(seed: UInt64) { generator = SeededGenerator(seed: seed) }
 
     public func next() -> UInt64 { generator.next() }
+
+    /// The same words as `next()` would give one by one, without an exclusivity check each.
+    public func fill(_ words: UnsafeMutableBufferPointer<UInt64>) {
+        var local = generator
+        for i in words.indices { words[i] = local.next() }
+        generator = local
+    }
 }

@@ -22,6 +22,22 @@ struct DistributedGaussianTests {
         }
     }
 
+    @Test(
+        "the blocked transform (in-cache stages, zero blocks skipped, radix-8/4/2 sweeps) is the Sylvester matrix",
+        arguments: [(64, 2), (128, 4), (256, 1), (512, 8), (1024, 4096)])
+    func blockedHadamardMatrix(n: Int, block: Int) {
+        var generator = SeededGenerator(seed: UInt64(n + block))
+        // Every other block of 4 is zero, so skipped blocks sit beside dense ones.
+        let x = (0..<n).map { i in (i / 4) % 2 == 1 ? 0 : Double(generator.next() % 2001) - 1000 }
+        var y = x
+        y.withUnsafeMutableBufferPointer { RandomRotation.walshHadamard($0, block: block) }
+        for i in 0..<n {
+            var expected = 0.0
+            for j in 0..<n { expected += ((i & j).nonzeroBitCount % 2 == 0 ? 1 : -1) * x[j] }
+            #expect(y[i] == expected)
+        }
+    }
+
     @Test("a rotation keeps the norm, pads to a power of two and is undone by its inverse")
     func rotationIsOrthogonal() throws {
         let rotation = try RandomRotation(seed: 7, dimension: 1000)
