@@ -13,13 +13,7 @@ struct DistributedGaussianTests {
     func hadamardMatrix(n: Int) {
         var generator = SeededGenerator(seed: UInt64(n))
         let x = (0..<n).map { _ in Double(generator.next() % 2001) - 1000 }
-        var y = x
-        y.withUnsafeMutableBufferPointer { RandomRotation.walshHadamard($0) }
-        for i in 0..<n {
-            var expected = 0.0
-            for j in 0..<n { expected += ((i & j).nonzeroBitCount % 2 == 0 ? 1 : -1) * x[j] }
-            #expect(y[i] == expected)
-        }
+        expectSylvesterProduct(x, block: 1 << 12)
     }
 
     @Test(
@@ -29,11 +23,17 @@ struct DistributedGaussianTests {
         var generator = SeededGenerator(seed: UInt64(n + block))
         // Every other block of 4 is zero, so skipped blocks sit beside dense ones.
         let x = (0..<n).map { i in (i / 4) % 2 == 1 ? 0 : Double(generator.next() % 2001) - 1000 }
+        expectSylvesterProduct(x, block: block)
+    }
+
+    /// The transform of `x` (with `block`) equals H·x computed from the definition,
+    /// H[i][j] = (-1)^popcount(i & j), exactly (integer inputs, sums far below 2^53).
+    private func expectSylvesterProduct(_ x: [Double], block: Int) {
         var y = x
         y.withUnsafeMutableBufferPointer { RandomRotation.walshHadamard($0, block: block) }
-        for i in 0..<n {
+        for i in x.indices {
             var expected = 0.0
-            for j in 0..<n { expected += ((i & j).nonzeroBitCount % 2 == 0 ? 1 : -1) * x[j] }
+            for j in x.indices { expected += ((i & j).nonzeroBitCount % 2 == 0 ? 1 : -1) * x[j] }
             #expect(y[i] == expected)
         }
     }
