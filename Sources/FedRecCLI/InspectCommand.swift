@@ -49,8 +49,3 @@ public struct InspectCommand: ParsableCommand {
         }
     }
 }
-
-/// Runs `body`, attributing a `FedRecError` without a file to `path`.
-private func inFile<T>(_ path: String, _ body: () throws -> T) rethrows -> T {
-    do { return try body() } catch let error as FedRecError { throw error.inFile(path) }
-}

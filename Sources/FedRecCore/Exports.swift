@@ -7,6 +7,7 @@
 @_exported import FedRecMechanisms
 @_exported import FedRecModel
 @_exported import FedRecPrivacy
+@_exported import FedRecReport
 @_exported import FedRecSecureAggregation
 @_exported import FedRecSupport
 @_exported import FedRecTraining

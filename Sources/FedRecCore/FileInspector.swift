@@ -18,24 +18,11 @@ public enum FileInspector {
         return try describeShard(path)
     }
 
-    /// `{"kind": "json_lines", "file", "lines": [each line's value]}`; an empty file has no
-    /// lines. A line that is not JSON, or a last line without its newline, is corrupt.
+    /// `{"kind": "json_lines", "file", "lines": [each line's value]}` (`JSONLines`): an
+    /// empty file has no lines; a line that is not JSON, or a last line without its
+    /// newline, is corrupt.
     static func describeJSONLines(_ bytes: UnsafeRawBufferPointer, path: String) throws -> JSONValue {
-        var lines: [JSONValue] = []
-        var start = 0
-        while start < bytes.count {
-            let number = lines.count + 1
-            guard let end = bytes[start...].firstIndex(of: 0x0A) else {
-                throw FedRecError(.corrupt, file: path, "line \(number): truncated (no newline at the end)")
-            }
-            do {
-                lines.append(try JSONValue.parse(UnsafeRawBufferPointer(rebasing: bytes[start..<end])))
-            } catch {
-                throw FedRecError(.corrupt, file: path, "line \(number): not JSON (\(error))")
-            }
-            start = end + 1
-        }
-        return ["kind": "json_lines", "file": .string(path), "lines": .array(lines)]
+        ["kind": "json_lines", "file": .string(path), "lines": .array(try JSONLines.parse(bytes, path: path))]
     }
 
     /// The values at `field` in a description, for `fl-inspect --field`: keys joined by

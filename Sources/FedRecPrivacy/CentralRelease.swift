@@ -249,10 +249,6 @@ public enum CentralRelease {
             DPMetadata.nextClip: "\(step.nextClip)",
         ]
     }
-
-    private static func inFile<T>(_ path: String, _ body: () throws -> T) throws -> T {
-        do { return try body() } catch let error as FedRecError { throw error.inFile(path) }
-    }
 }
 
 extension UpdateHeader {

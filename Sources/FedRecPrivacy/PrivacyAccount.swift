@@ -47,3 +47,43 @@ public struct PrivacyAccount: Sendable {
         json = .object(object)
     }
 }
+
+/// What a run had spent after each of its releases: the ledger's prefixes, accounted.
+public struct PrivacySpending: Sendable, Equatable {
+    /// The round of each release, in ledger order.
+    public var rounds: [Int]
+    /// ε at δ of the ledger's first i+1 releases (`inf` for a test-seeded release's run).
+    public var epsilons: [Double]
+    public var delta: Double
+
+    /// Accounts every prefix of the ledger: a release's RDP curve is computed once per
+    /// distinct release (the curves of a run's rounds are usually all the same) and the
+    /// curves add up release by release, so this costs one curve per distinct release and
+    /// one conversion to ε per release.
+    public init(ledger entries: [LedgerEntry], delta: Double, accountant: RDPAccountant = RDPAccountant()) throws {
+        var distinct: [(entry: LedgerEntry, curve: [Double])] = []
+        var total = [Double](repeating: 0, count: accountant.orders.count)
+        var unprotected = false
+        rounds = []
+        epsilons = []
+        self.delta = delta
+        for entry in entries {
+            // The accountant depends on neither the round nor the number of clients.
+            var key = entry
+            key.round = 0
+            key.clients = 0
+            let curve: [Double]
+            if let known = distinct.first(where: { $0.entry == key }) {
+                curve = known.curve
+            } else {
+                curve = try accountant.rdp(ledger: [key])
+                distinct.append((key, curve))
+            }
+            for i in total.indices { total[i] += curve[i] }
+            // A test-seeded release protects nothing, and nothing after it can undo that.
+            unprotected = unprotected || !entry.isPrivate
+            rounds.append(entry.round)
+            epsilons.append(unprotected ? .infinity : try accountant.epsilon(rdp: total, delta: delta).epsilon)
+        }
+    }
+}

@@ -304,8 +304,3 @@ public enum PrivacyLedger {
     }
 }
 
-
-/// Runs `body`, attributing a `FedRecError` without a file to `path`.
-private func inFile<T>(_ path: String, _ body: () throws -> T) throws -> T {
-    do { return try body() } catch let error as FedRecError { throw error.inFile(path) }
-}

@@ -11,6 +11,10 @@ import Darwin
 /// thrown half way) removes its temporary file, so a failed command leaves nothing behind
 /// and never truncates a good file of the same name. The path `-` writes to stdout.
 ///
+/// A destination that is not a regular file (a device such as `/dev/null`, a FIFO, a
+/// process substitution's `/dev/fd/N`) is a stream: it is written directly, since
+/// renaming a file onto it would replace the device node itself.
+///
 /// The temporary is named `.NAME.PID.SUFFIX.tmp` (`TemporaryFiles`): removed on SIGINT,
 /// SIGTERM and SIGHUP by a command, and, after a SIGKILL, by the next output written into
 /// the same directory.
@@ -22,6 +26,9 @@ public final class AtomicOutput {
     private var buffer: [UInt8] = []
     private var finished = false
     private let durable: Bool
+    /// Whether `descriptor` is a stream this output opened (a device or FIFO), closed when
+    /// it is committed or dropped; stdout is left open.
+    private var ownsStream = false
     /// The registration that removes the temporary file if a signal ends the process.
     private var token: Int?
     private static let bufferLimit = 1 << 16
@@ -39,6 +46,16 @@ public final class AtomicOutput {
         if path == "-" {
             temporaryPath = nil
             descriptor = STDOUT_FILENO
+            return
+        }
+        var info = stat()
+        // (A directory in the way fails at the rename, leaving it as it was.)
+        if stat(path, &info) == 0 && (info.st_mode & S_IFMT) != S_IFREG && (info.st_mode & S_IFMT) != S_IFDIR {
+            let fd = open(path, O_WRONLY | O_CLOEXEC)
+            guard fd >= 0 else { throw FedRecError(.cannotCreate, file: path, "cannot open output: \(systemError())") }
+            temporaryPath = nil
+            descriptor = fd
+            ownsStream = true
             return
         }
         TemporaryFiles.removeStale(beside: path)
@@ -79,9 +96,20 @@ public final class AtomicOutput {
 
     /// Makes the output visible under its final name. Nothing is visible before this.
     public func commit() throws {
-        try flush()
         finished = true
-        guard let temporaryPath else { return }
+        do {
+            try flush()
+        } catch {
+            if let temporaryPath { close(descriptor); unlink(temporaryPath); token.map(TemporaryFiles.forget) }
+            if ownsStream { close(descriptor) }
+            throw error
+        }
+        guard let temporaryPath else {
+            if ownsStream && close(descriptor) != 0 {
+                throw FedRecError(.io, file: path, "write failed: \(systemError())")
+            }
+            return
+        }
         TemporaryFiles.crashPointForTests()
         defer { token.map(TemporaryFiles.forget) }
         if durable && fsync(descriptor) != 0 {
@@ -104,6 +132,7 @@ public final class AtomicOutput {
     public func abandon() {
         guard !finished else { return }
         finished = true
+        if ownsStream { close(descriptor) }
         if let temporaryPath {
             close(descriptor)
             unlink(temporaryPath)

@@ -82,3 +82,9 @@ public struct FedRecError: Error, Sendable, CustomStringConvertible, Equatable {
         self.file == nil ? FedRecError(failure, file: file, message) : self
     }
 }
+
+/// Runs `body`, attributing a `FedRecError` that names no file to `path`, so an error found
+/// deep in a parser still says which file it is about.
+public func inFile<T>(_ path: String, _ body: () throws -> T) rethrows -> T {
+    do { return try body() } catch let error as FedRecError { throw error.inFile(path) }
+}

@@ -96,6 +96,12 @@ public func fileExists(_ path: String) -> Bool {
     return stat(path, &info) == 0
 }
 
+/// Whether `path` is a directory (or a link to one).
+public func isDirectory(_ path: String) -> Bool {
+    var info = stat()
+    return stat(path, &info) == 0 && (info.st_mode & S_IFMT) == S_IFDIR
+}
+
 /// Creates `path` and its parents, like `mkdir -p`.
 public func makeDirectories(_ path: String) throws {
     var current = path.hasPrefix("/") ? "" : "."

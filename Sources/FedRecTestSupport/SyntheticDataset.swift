@@ -63,7 +63,7 @@ public struct SyntheticDataset {
         for (s, shard) in shards.enumerated() {
             let update = directory.path + "/update-\(s).safetensors"
             let state = stateDirectory.map { $0 + "/shard-\(s).state.safetensors" }
-            try ShardTrainer.run(modelPath: model, shardPath: shard, stateIn: state, stateOut: state, output: update, options: training)
+            _ = try ShardTrainer.run(modelPath: model, shardPath: shard, stateIn: state, stateOut: state, output: update, options: training)
             updates.append(update)
         }
         let sum = try ModelUpdate.sum(paths: updates)

@@ -110,7 +110,7 @@ struct DistributedDPShare {
         }
         try rotated.withUnsafeBufferPointer { input in
             try rounded.withUnsafeMutableBufferPointer { output in
-                try ConditionalRounding.round(input, bound: bound, into: output, source: source)
+                _ = try ConditionalRounding.round(input, bound: bound, into: output, source: source)
             }
         }
         for i in sum.indices { sum[i] += rounded[i] }

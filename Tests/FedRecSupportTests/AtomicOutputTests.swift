@@ -69,6 +69,40 @@ struct AtomicOutputTests {
         #expect(try String(contentsOfFile: dir.path + "/taken/inside", encoding: .utf8) == "keep")
     }
 
+    @Test("a device or FIFO is written as a stream, never replaced: /dev/null stays a device, /dev/full is an I/O error, a FIFO gets the bytes")
+    func streams() throws {
+        func isCharacterDevice(_ path: String) -> Bool {
+            var info = stat()
+            return stat(path, &info) == 0 && (info.st_mode & S_IFMT) == S_IFCHR
+        }
+        try writeAtomically("discarded", to: "/dev/null")
+        #expect(isCharacterDevice("/dev/null"))
+        let full = #expect(throws: FedRecError.self) { try writeAtomically(Self.payload, to: "/dev/full") }
+        #expect(full?.failure == .io && full?.file == "/dev/full")
+        #expect(isCharacterDevice("/dev/full"))
+        let dir = try TemporaryDirectory()
+        let fifo = dir.path + "/pipe"
+        #expect(mkfifo(fifo, 0o600) == 0)
+        final class Box: @unchecked Sendable { var bytes: [UInt8] = [] }
+        let box = Box()
+        let done = DispatchSemaphore(value: 0)
+        Thread {
+            let fd = open(fifo, O_RDONLY)
+            var chunk = [UInt8](repeating: 0, count: 65536)
+            while true {
+                let n = read(fd, &chunk, chunk.count)
+                if n <= 0 { break }
+                box.bytes += chunk[0..<n]
+            }
+            close(fd)
+            done.signal()
+        }.start()
+        try writeAtomically(Self.payload, to: fifo)
+        done.wait()
+        #expect(box.bytes == Self.payload)
+        #expect(try dir.listing() == ["pipe"])
+    }
+
     @Test("an output in a missing directory is cannotCreate at once, naming the output")
     func missingDirectory() throws {
         let dir = try TemporaryDirectory()

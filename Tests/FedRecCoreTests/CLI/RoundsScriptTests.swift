@@ -9,12 +9,15 @@ let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
     .deletingLastPathComponent().deletingLastPathComponent().path
 let roundsScript = repositoryRoot + "/pipelines/fl-rounds"
 
-/// Whether a program is on PATH.
-func onPath(_ program: String) -> Bool {
-    (ProcessInfo.processInfo.environment["PATH"] ?? "").split(separator: ":").contains {
-        FileManager.default.isExecutableFile(atPath: "\($0)/\(program)")
+/// Where a program is on PATH, if it is.
+func pathOf(_ program: String) -> String? {
+    (ProcessInfo.processInfo.environment["PATH"] ?? "").split(separator: ":").map { "\($0)/\(program)" }.first {
+        FileManager.default.isExecutableFile(atPath: $0)
     }
 }
+
+/// Whether a program is on PATH.
+func onPath(_ program: String) -> Bool { pathOf(program) != nil }
 
 /// A tiny ratings file (40 users, 30 items, 12 ratings each) for pipeline tests.
 func tinyRatings(in directory: String) throws -> String {
@@ -34,7 +37,7 @@ struct RoundsScriptTests {
         try FileManager.default.createDirectory(atPath: data, withIntermediateDirectories: true)
         try FileManager.default.createDirectory(atPath: bin, withIntermediateDirectories: true)
         let ratings = try tinyRatings(in: data)
-        for tool in ["fl-partition", "fl-init", "fl-train-local", "fl-aggregate", "fl-eval", "fl-inspect", "fl-dp-noise"] {
+        for tool in ["fl-partition", "fl-init", "fl-train-local", "fl-aggregate", "fl-eval", "fl-inspect", "fl-dp-noise", "fl-report"] {
             try FileManager.default.createSymbolicLink(atPath: bin + "/" + tool, withDestinationPath: CommandRunner.directory.path + "/" + tool)
         }
         let r = try Tool.run(roundsScript, ["--bin", bin, "--data", ratings, "--run", run, "--rounds", "2"] + Self.base,

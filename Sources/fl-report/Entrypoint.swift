@@ -1,0 +1,6 @@
+import FedRecCLI
+
+@main
+struct Entrypoint {
+    static func main() { ReportCommand.main() }
+}
