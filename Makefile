@@ -7,7 +7,7 @@ SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 RELEASE  := .build/release
 DEBUG    := .build/debug
 
-.PHONY: all deps build release test demo bench man completions clean
+.PHONY: all deps build release test demo bench man completions install uninstall clean
 
 # The demo: 10 federated rounds of explicit-rating MF on the synthetic sample data.
 DEMO_RUN ?= demo-out
@@ -77,6 +77,36 @@ completions: release
 	  "$$tool" --generate-completion-script fish > $(COMPLETIONS_DIR)/fish/$$name.fish; \
 	done; \
 	echo "completions in $(COMPLETIONS_DIR)/{bash,zsh,fish}" >&2
+
+# Installs the commands, fl-rounds (on the same PATH, where it finds them), man pages and
+# completions under $(PREFIX) (default /usr/local; DESTDIR for staged installs):
+# bin/, share/man/man1/, share/bash-completion/completions/, share/zsh/site-functions/,
+# share/fish/vendor_completions.d/. `make uninstall PREFIX=…` removes exactly those files.
+PREFIX ?= /usr/local
+INSTALL_COMMANDS = fl-partition fl-init fl-train-local fl-aggregate fl-eval fl-inspect fl-dp-noise \
+  fl-compact fl-secagg fl-report fl-encode fl-recommend
+install: release man completions
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1 \
+	  $(DESTDIR)$(PREFIX)/share/bash-completion/completions $(DESTDIR)$(PREFIX)/share/zsh/site-functions \
+	  $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d
+	@set -e; for name in $(INSTALL_COMMANDS); do \
+	  install -m 755 $(RELEASE)/$$name $(DESTDIR)$(PREFIX)/bin/$$name; \
+	  install -m 644 $(MAN_DIR)/man1/$$name.1 $(DESTDIR)$(PREFIX)/share/man/man1/$$name.1; \
+	  install -m 644 $(COMPLETIONS_DIR)/bash/$$name $(DESTDIR)$(PREFIX)/share/bash-completion/completions/$$name; \
+	  install -m 644 $(COMPLETIONS_DIR)/zsh/_$$name $(DESTDIR)$(PREFIX)/share/zsh/site-functions/_$$name; \
+	  install -m 644 $(COMPLETIONS_DIR)/fish/$$name.fish $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/$$name.fish; \
+	done
+	install -m 755 pipelines/fl-rounds $(DESTDIR)$(PREFIX)/bin/fl-rounds
+	@echo "installed under $(DESTDIR)$(PREFIX): bin/fl-*, fl-rounds, man pages, bash/zsh/fish completions" >&2
+
+uninstall:
+	@for name in $(INSTALL_COMMANDS); do \
+	  rm -f $(DESTDIR)$(PREFIX)/bin/$$name $(DESTDIR)$(PREFIX)/share/man/man1/$$name.1 \
+	    $(DESTDIR)$(PREFIX)/share/bash-completion/completions/$$name \
+	    $(DESTDIR)$(PREFIX)/share/zsh/site-functions/_$$name \
+	    $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/$$name.fish; \
+	done
+	rm -f $(DESTDIR)$(PREFIX)/bin/fl-rounds
 
 include make/model.mk
 include make/fuzz.mk

@@ -15,7 +15,17 @@ public struct DPNoiseCommand: ParsableCommand {
             part at all, and everything it did, changes the probability of any released model \
             by at most a factor e^ε (plus a probability δ): that is the (ε, δ) guarantee, for \
             all rounds the ledger records together. It is not about single ratings: all of a \
-            client's data is covered at once.
+            client's data is covered at once. With one client per user (cross-device), the \
+            unit of privacy is a user's whole history.
+
+            What a given ε needs in practice (bench/RESULTS.md): many users per item, not \
+            only many users. At ε = 8 private ALS keeps 75 % of the non-private federated \
+            model's Recall@20 on Gowalla (29,858 users, a median item has 12), 62 % of its \
+            HR@10 on Amazon Beauty (22,363 users, median item 9) and 99.6 % of its accuracy \
+            on Jester (24,983 users, 100 jokes each rated by thousands); on a synthetic \
+            population with 500 items it keeps 88 % from 10,000 users on, 27 % at 1,000. \
+            With a few hundred users (MovieLens-100K) a private model ranks like popularity; \
+            at ε = 1 it is below popularity on all three real sets.
 
             How: each sampled client (Poisson, rate q) clips its whole delta to L2 norm C; the \
             sum of a round gets Gaussian noise of standard deviation z·C on every coordinate \
