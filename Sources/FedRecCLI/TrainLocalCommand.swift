@@ -74,12 +74,17 @@ public struct TrainLocalCommand: ParsableCommand {
         if !training.reconstruct && state == nil && stateOut == nil {
             throw ValidationError("private user parameters need a home: give --state FILE, or --reconstruct")
         }
+        if training.compress?.keepsResidual == true && state == nil && stateOut == nil {
+            throw ValidationError("--compress topk keeps each client's error-feedback residual in the state file: give --state FILE")
+        }
     }
 
     public func run() throws {
         try reportingErrors("fl-train-local") {
-            let statePath = training.reconstruct ? nil : state
-            let stateOutPath = training.reconstruct ? nil : (stateOut ?? state)
+            // Error feedback's residuals live in the state file even when users are rebuilt.
+            let keepsState = !training.reconstruct || training.compress?.keepsResidual == true
+            let statePath = keepsState ? state : nil
+            let stateOutPath = keepsState ? (stateOut ?? state) : nil
             let base = try ModelView.basePath(of: model)
             // A state file rewritten over itself is the point of --state; anything else that
             // names one file twice would destroy an input.

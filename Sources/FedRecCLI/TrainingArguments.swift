@@ -1,6 +1,7 @@
 import ArgumentParser
 import FedRecCore
 import FedRecTraining
+import FedRecWire
 
 /// Local training settings; `fl-eval` and `fl-recommend` take the same ones to rebuild
 /// user parameters exactly as training does.
@@ -55,6 +56,14 @@ public struct TrainingArguments: ParsableArguments {
     @Option(help: "Seed for shuffling, negatives and initial user embeddings (default: 0).")
     var seed: UInt64?
 
+    @Option(help: ArgumentHelp(
+        "Compress each client's SGD update on the wire: f32 (none: each client's rows and float32 values apart, the baseline), q8 or q4 (QSGD, unbiased stochastic levels, a float32 L2-norm scale a row; with --secagg-session: s levels on the shared scale --secagg-clip, masked at the roster's bits), or topk:RATIO (the ⌈RATIO·n⌉ largest of n values, with error feedback kept in --state; not with secure aggregation). fl-eval ignores it.",
+        valueName: "f32|q8|q4|topk:RATIO"))
+    var compress: UpdateCompression?
+
+    @Option(help: "Tests only: seed the stochastic rounding of --compress (default: the system CSPRNG).")
+    var compressSeed: UInt64?
+
     public func validate() throws {
         let options = self.options
         guard epochs >= 0, options.batchSize >= 1, options.negatives >= 1, options.reconstructionEpochs >= 0 else {
@@ -84,6 +93,8 @@ public struct TrainingArguments: ParsableArguments {
         o.clip = clip
         if let initScale { o.initScale = initScale }
         if let seed { o.seed = seed }
+        o.compression = compress
+        o.compressionSeed = compressSeed
         return o
     }
 
@@ -104,5 +115,12 @@ public struct TrainingArguments: ParsableArguments {
         if initScale != nil { fields.insert(.initScale) }
         if seed != nil { fields.insert(.seed) }
         return fields
+    }
+}
+
+extension UpdateCompression: ExpressibleByArgument {
+    public init?(argument: String) {
+        guard let parsed = try? UpdateCompression(parsing: argument) else { return nil }
+        self = parsed
     }
 }

@@ -9,6 +9,13 @@ public struct UserState: Sendable {
     public private(set) var users: [Int32]
     public var embedding: [Float]
     public var bias: [Float]
+    /// Error feedback (`fl-train-local --compress topk:…`): what each client's compressed
+    /// updates have not sent yet, by client index, over the flat index space of
+    /// `SparseVector` of length `residualLength`. Client-side state like the user
+    /// parameters: it never appears in an update.
+    public var residuals: [Int32: SparseVector] = [:]
+    /// The flat length the residuals index (items · (d + 1) + 1 for an SGD update).
+    public var residualLength = 0
     private var slot: [Int32: Int]
 
     public init(dim: Int, users: [Int32] = []) {
@@ -58,7 +65,72 @@ public struct UserState: Sendable {
         writer.add(TensorName.users, shape: [users.count], int32s: order.map { users[$0] })
         writer.add(TensorName.userEmbedding, shape: [users.count, dim], floats: sortedEmbedding)
         writer.add(TensorName.userBias, shape: [users.count], floats: order.map { bias[$0] })
+        if !residuals.isEmpty { try addResiduals(to: &writer, path: path) }
         try writer.write(to: path, durable: true)
+    }
+
+    static let residualClientsName = "residual.clients"
+    static let residualOffsetsName = "residual.offsets"
+    static let residualIndexName = "residual.index"
+    static let residualValuesName = "residual.values"
+    static let residualLengthKey = "residual_length"
+
+    /// The residuals as four tensors: clients (ascending), offsets into the concatenated
+    /// index and value tensors (clients + 1, from 0), indices and values.
+    private func addResiduals(to writer: inout SafeTensorsWriter, path: String) throws {
+        let clients = residuals.keys.sorted()
+        var offsets = [Int64](), index = [Int32](), values = [Float]()
+        offsets.reserveCapacity(clients.count + 1)
+        offsets.append(0)
+        for client in clients {
+            guard let vector = residuals[client] else { continue }
+            index.append(contentsOf: vector.index)
+            values.append(contentsOf: vector.value)
+            offsets.append(Int64(index.count))
+        }
+        guard index.count <= FedRecFile.maximumCount else {
+            throw FedRecError(.usage, file: path, "error-feedback residuals of \(index.count) values do not fit one state file")
+        }
+        writer.metadata[Self.residualLengthKey] = String(residualLength)
+        writer.add(Self.residualClientsName, shape: [clients.count], int32s: clients)
+        writer.add(Self.residualOffsetsName, shape: [offsets.count], .i64(offsets))
+        writer.add(Self.residualIndexName, shape: [index.count], int32s: index)
+        writer.add(Self.residualValuesName, shape: [values.count], floats: values)
+    }
+
+    /// Reads the residuals of a state file, if it holds any: clients strictly ascending,
+    /// offsets from 0 to the value count and non-decreasing, each client's indices strictly
+    /// ascending within 0..<residual_length, values finite. Anything else is `.corrupt`.
+    static func readResiduals(_ file: FedRecFile) throws -> (residuals: [Int32: SparseVector], length: Int) {
+        let tensors = file.tensors
+        guard tensors.tensors[residualClientsName] != nil else { return ([:], 0) }
+        let path = file.path
+        let length = try file.int(residualLengthKey, in: 1...FedRecFile.maximumCount)
+        let clients = try tensors.int32s(residualClientsName)
+        let offsets = try tensors.int32s(residualOffsetsName)
+        let index = try tensors.int32s(residualIndexName)
+        let values = try tensors.floats(residualValuesName)
+        guard offsets.count == clients.count + 1, index.count == values.count, offsets.first == 0, offsets.last.map(Int.init) == index.count else {
+            throw FedRecError(.corrupt, file: path, "error-feedback residual: \(clients.count) clients, \(offsets.count) offsets, \(index.count) indices and \(values.count) values do not fit together")
+        }
+        var residuals = [Int32: SparseVector]()
+        for k in clients.indices {
+            guard k == 0 || clients[k - 1] < clients[k] else {
+                throw FedRecError(.corrupt, file: path, "error-feedback residual: clients are not strictly ascending")
+            }
+            let start = Int(offsets[k]), end = Int(offsets[k + 1])
+            guard start <= end else { throw FedRecError(.corrupt, file: path, "error-feedback residual: offsets decrease") }
+            for i in start..<end {
+                guard index[i] >= 0, Int(index[i]) < length, i == start || index[i - 1] < index[i] else {
+                    throw FedRecError(.corrupt, file: path, "error-feedback residual of client \(clients[k]): indices not strictly ascending within 0..<\(length)")
+                }
+                guard values[i].isFinite else {
+                    throw FedRecError(.corrupt, file: path, "error-feedback residual of client \(clients[k]) holds \(values[i])")
+                }
+            }
+            residuals[clients[k]] = SparseVector(index: Array(index[start..<end]), value: Array(values[start..<end]))
+        }
+        return (residuals, length)
     }
 
     /// Reads a state file and checks it belongs to `config`'s model and, when given, to
@@ -81,6 +153,7 @@ public struct UserState: Sendable {
         guard state.users == users else { throw FedRecError(.corrupt, file: path, "users are not sorted and unique") }
         state.embedding = try file.tensors.floats(TensorName.userEmbedding)
         state.bias = try file.tensors.floats(TensorName.userBias)
+        (state.residuals, state.residualLength) = try readResiduals(file)
         return (state, try file.int("round", in: 0...FedRecFile.maximumRound))
     }
 }

@@ -21,13 +21,20 @@ public struct Quantizer: Sendable, Equatable, Codable {
     public let modulusBits: Int
     /// n: the most parties whose integers may be summed.
     public let maximumParties: Int
-    /// M: a party's integers lie in [-M, M].
+    /// M: a party's model values lie in [-M, M].
     public let levels: Int64
+    /// A cap on M below ⌊(2^(b-1) - 1) / n⌋ (QSGD-compressed updates under masks: s =
+    /// 2^(q-1) - 1 levels on the shared scale c, Alistarh et al. 2017 with c in place of each
+    /// client's norm); nil: none.
+    public let maximumLevels: Int64?
+    /// ⌊(2^(b-1) - 1) / n⌋: the bound on a party's exact counts and weights (equal to M
+    /// unless M is capped).
+    public let countLevels: Int64
 
     /// A quantizer for at most `maximumParties` parties. Throws `.usage` if `clipBound` is not
     /// positive and finite, `modulusBits` is not in 2...32, or 2^(b-1) - 1 < n (not even one
     /// level per party: more bits are needed).
-    public init(clipBound: Float, modulusBits: Int, maximumParties: Int) throws {
+    public init(clipBound: Float, modulusBits: Int, maximumParties: Int, maximumLevels: Int64? = nil) throws {
         guard clipBound.isFinite, clipBound > 0 else {
             throw FedRecError(.usage, "the secure-aggregation clip bound must be positive and finite, not \(clipBound)")
         }
@@ -44,15 +51,20 @@ public struct Quantizer: Sendable, Equatable, Codable {
                 .usage,
                 "a sum of \(maximumParties) parties does not fit in \(modulusBits) bits without wrapping: use at least \(Self.bitsNeeded(parties: maximumParties, levels: 1)) bits")
         }
+        if let maximumLevels, maximumLevels < 1 {
+            throw FedRecError(.usage, "a quantizer needs at least one level, not \(maximumLevels)")
+        }
         self.clipBound = clipBound
         self.modulusBits = modulusBits
         self.maximumParties = maximumParties
-        self.levels = levels
+        self.countLevels = levels
+        self.maximumLevels = maximumLevels
+        self.levels = min(levels, maximumLevels ?? levels)
     }
 
     /// The same modulus and parties with another clip bound (one tensor's own).
     public func clipped(to bound: Float) throws -> Quantizer {
-        try Quantizer(clipBound: bound, modulusBits: modulusBits, maximumParties: maximumParties)
+        try Quantizer(clipBound: bound, modulusBits: modulusBits, maximumParties: maximumParties, maximumLevels: maximumLevels)
     }
 
     /// The fewest modulus bits for which n parties with `levels` levels each cannot wrap:

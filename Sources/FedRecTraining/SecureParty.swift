@@ -186,7 +186,19 @@ public enum SecureParty {
         var states = try SecAggStateFile.read(state, session: session)
         var slot = [UInt32: Int]()
         for (k, party) in states.enumerated() { slot[party.party] = k }
-        let quantizer = try Quantizer(clipBound: clip, modulusBits: roster.modulusBits, maximumParties: roster.parties.count)
+        // QSGD under masks: each client's values become at most s levels a sign on the
+        // shared scale c (not its own norm, which the server would need apart), so the
+        // integers sum; top-k's per-client index sets do not.
+        var levelCap: Int64?
+        if let compression = options.compression {
+            guard let levels = compression.secureLevels, distributed == nil else {
+                throw FedRecError(
+                    .usage,
+                    "--compress \(compression) does not compose with \(distributed == nil ? "secure aggregation: masked sums need every client's values on one support and one scale" : "distributed DP, whose rounding is its own")")
+            }
+            levelCap = levels
+        }
+        let quantizer = try Quantizer(clipBound: clip, modulusBits: roster.modulusBits, maximumParties: roster.parties.count, maximumLevels: levelCap)
         if silo {
             guard let distributed else {
                 throw FedRecError(.usage, "a shard as one party masks its summed update with fl-secagg mask; fl-train-local --secagg-silo is for distributed DP")
@@ -224,6 +236,8 @@ public enum SecureParty {
                         quantizer: quantizer, source: source)
                     share = clientShare
                 } else {
+                    var update = update
+                    if let compression = options.compression { update.header.extra[UpdateCompression.decodedKey] = compression.description }
                     file = try maskedUpdate(
                         update, party: &states[k], roster: roster, delivery: delivery, deliveries: deliveries,
                         quantizer: quantizer, clip: clip, tensorClips: tensorClips, randomness: randomness)

@@ -2,6 +2,7 @@ import FedRecData
 import FedRecFormats
 import FedRecMechanisms
 import FedRecModel
+import FedRecSecureAggregation
 import FedRecSupport
 import FedRecWire
 
@@ -27,6 +28,45 @@ public struct ShardTrainingSummary: Sendable {
         if sampled { members["population"] = .number(Double(population)) }
         if let localEpsilon { members["local_dp_epsilon"] = .number(localEpsilon) }
         return .object(members)
+    }
+}
+
+/// Compresses each client's update as it is computed (`fl-train-local --compress`).
+final class ClientCompressor {
+    var builder: CompressedUpdateBuilder
+    var generator: ChaCha20Generator
+    let seed: UInt64?
+
+    init(compression: UpdateCompression, config: ModelConfig, seed: UInt64?, file: String) throws {
+        do {
+            builder = CompressedUpdateBuilder(compression: compression, layout: try ClientVectorLayout(config: config))
+        } catch let error as FedRecError {
+            throw error.inFile(file)
+        }
+        self.seed = seed
+        var system = SystemRandomNumberGenerator()
+        generator = ChaCha20Generator(seed: randomBytes(ChaCha20Generator.seedByteCount, using: &system), label: "compress")
+    }
+
+    /// Adds one client's update; top-k takes its residual from `residuals` and puts the new one back.
+    func add(client: Int32, update: ModelUpdate, residuals: inout [Int32: SparseVector]) throws {
+        let weight = Float(update.header.weight)
+        switch builder.compression {
+        case .float32:
+            try builder.addPlain(update, weight: weight)
+        case .qsgd:
+            if let seed {
+                // A test seed: each client's own stream, so the bytes do not depend on the order.
+                var seeded = SeededGenerator(seed: seed, stream: UInt64(UInt32(bitPattern: client)))
+                try builder.addQuantized(update, weight: weight, using: &seeded)
+            } else {
+                try builder.addQuantized(update, weight: weight, using: &generator)
+            }
+        case .topK(let ratio):
+            let step = TopK.errorFeedback(update: try builder.layout.flatten(update), residual: residuals[client] ?? SparseVector(), ratio: ratio)
+            residuals[client] = step.residual.isEmpty ? nil : step.residual
+            try builder.addSparse(step.sent, weight: weight)
+        }
     }
 }
 
@@ -75,9 +115,26 @@ public enum ShardTrainer {
         }
         let reader = try ShardUserReader(path: shardPath, datasetId: config.datasetId, items: config.items)
         var state = UserState(dim: d)
-        if let stateIn, options.userParameters == .state, fileExists(stateIn) {
-            state = try UserState.load(stateIn, config: config, shard: reader.origin, shardPath: shardPath).state
+        // Error feedback keeps its residuals in the state file even when users are rebuilt.
+        let keepsResidual = clientSink == nil && options.compression?.keepsResidual == true
+        if let stateIn, options.userParameters == .state || keepsResidual, fileExists(stateIn) {
+            let loaded = try UserState.load(stateIn, config: config, shard: reader.origin, shardPath: shardPath).state
+            if options.userParameters == .state { state = loaded }
+            state.residuals = loaded.residuals
         }
+        // Each client compressed apart (not under secure aggregation: its sink takes the clients).
+        let compressor = try clientSink == nil ? options.compression.map {
+            try ClientCompressor(compression: $0, config: config, seed: options.compressionSeed, file: modelPath)
+        } : nil
+        if let compressor, options.algorithm != .sgd {
+            throw FedRecError(.usage, "--compress \(compressor.builder.compression) applies to SGD updates, not to \(options.algorithm) statistics")
+        }
+        if keepsResidual, !state.residuals.isEmpty, state.residualLength != compressor?.builder.layout.length {
+            throw FedRecError(.mismatch, file: stateIn ?? "the state", "holds error-feedback residuals of length \(state.residualLength), the model's updates have \(compressor?.builder.layout.length ?? 0)")
+        }
+        let sink: ((_ client: Int32, _ update: ModelUpdate) throws -> Void)? = clientSink ?? (compressor == nil ? nil : { client, update in
+            try compressor?.add(client: client, update: update, residuals: &state.residuals)
+        })
         let solver = try UserSolver(model: model, l2: options.l2, l2Bias: options.l2Bias, alpha: options.alpha)
         let layout: [(name: String, width: Int)] = options.algorithm == .als ? ALSStatistics.rowLayout(config) : [(TensorName.itemEmbedding, d), (TensorName.itemBias, 1)]
         let rows = RowAccumulator(items: config.items, width: layout.reduce(0) { $0 + $1.width })
@@ -114,7 +171,7 @@ public enum ShardTrainer {
         func trainClient(_ users: [UserRecord]) throws {
             let before = (clients: summary.clients, clipped: summary.clipped, weight: totalWeight)
             try trainOneClient(users)
-            guard let clientSink, summary.clients > before.clients else { return }
+            guard let clientSink = sink, summary.clients > before.clients else { return }
             // Secure aggregation across clients: this client's update alone, then a fresh start.
             var own = header(clients: 1, weight: totalWeight - before.weight)
             own.clipped = summary.clipped - before.clipped
@@ -218,8 +275,16 @@ public enum ShardTrainer {
         let update = ModelUpdate(header: header, rows: sorted.rows, rowClients: sorted.clients, rowWeight: sorted.weights,
                                  rowTensors: sorted.tensors, dense: [denseName: dense])
         try model.checkIntegrity()
+        if let compressor {
+            state.residualLength = compressor.builder.layout.length
+            summary.rows = compressor.builder.entries
+        }
         if let stateOut { try state.write(to: stateOut, config: config, round: model.round + 1, shard: reader.origin) }
-        if clientSink == nil { try update.write(to: output, kind: .update) }
+        if let compressor {
+            try compressor.builder.write(header: header, to: output)
+        } else if clientSink == nil {
+            try update.write(to: output, kind: .update)
+        }
         return summary
     }
 }

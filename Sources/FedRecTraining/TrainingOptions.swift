@@ -60,6 +60,12 @@ public struct TrainingOptions: Sendable, Equatable {
     /// Private ALS: per-user bounds on the statistics (Chien et al. 2021), so that
     /// `fl-dp-noise` can release their sum; nil: unbounded (not releasable).
     public var alsBounds: ALSContributionBounds?
+    /// Compress each client's SGD update on the wire (`UpdateCompression`); nil: the
+    /// shard's plain sum.
+    public var compression: UpdateCompression?
+    /// Tests only: seed the compression's stochastic rounding (nil: ChaCha20 keyed from the
+    /// system CSPRNG).
+    public var compressionSeed: UInt64?
 
     public init() {}
 }

@@ -258,10 +258,10 @@ public struct SecureUpdateLayout: Sendable, Equatable {
         _ values: [Int64], _ quantizer: Quantizer, into words: inout [UInt32], at offset: inout Int, what: String
     ) throws {
         for value in values {
-            guard abs(value) <= quantizer.levels else {
+            guard abs(value) <= quantizer.countLevels else {
                 throw FedRecError(
                     .usage,
-                    "a party's \(what) is \(value), above the \(quantizer.levels) a \(quantizer.modulusBits)-bit modulus leaves each of \(quantizer.maximumParties) parties: use more --secagg-bits")
+                    "a party's \(what) is \(value), above the \(quantizer.countLevels) a \(quantizer.modulusBits)-bit modulus leaves each of \(quantizer.maximumParties) parties: use more --secagg-bits")
             }
             words[offset] = UInt32(truncatingIfNeeded: value) & quantizer.modulusMask
             offset += 1
@@ -311,6 +311,7 @@ public struct MaskedUpdateFile: Sendable {
     static let bitsKey = "secagg_modulus_bits"
     static let partiesKey = "secagg_max_parties"
     static let clippedKey = "secagg_clipped"
+    static let levelsKey = "secagg_levels"
     static let distributedKey = "secagg_ddp"
     static let distributedPrivateKey = "secagg_ddp_private"
 
@@ -326,6 +327,7 @@ public struct MaskedUpdateFile: Sendable {
         writer.metadata[Self.bitsKey] = String(quantizer.modulusBits)
         writer.metadata[Self.partiesKey] = String(quantizer.maximumParties)
         writer.metadata[Self.clippedKey] = String(clipped)
+        if let cap = quantizer.maximumLevels { writer.metadata[Self.levelsKey] = String(cap) }
         if let distributed = layout.distributed {
             writer.metadata[Self.distributedKey] = distributed.description
             writer.metadata[Self.distributedPrivateKey] = noiseIsPrivate ? "true" : "false"
@@ -358,7 +360,8 @@ public struct MaskedUpdateFile: Sendable {
             quantizer = try Quantizer(
                 clipBound: Float(try file.double(clipKey, in: Double(Float.leastNormalMagnitude)...Double(Float.greatestFiniteMagnitude))),
                 modulusBits: try file.int(bitsKey, in: 2...32),
-                maximumParties: try file.int(partiesKey, in: 1...SecAggParameters.maximumPartyCount))
+                maximumParties: try file.int(partiesKey, in: 1...SecAggParameters.maximumPartyCount),
+                maximumLevels: file.metadata[levelsKey] == nil ? nil : Int64(try file.int(levelsKey, in: 1...Int(Int32.max))))
         } catch let error as FedRecError {
             throw FedRecError(.corrupt, file: path, error.message)
         }

@@ -181,7 +181,7 @@ public struct ModelUpdate: Sendable {
         let reserved: Set<String> = [
             "format", "format_version", "kind", "checksum", "header_checksum", "model_type", "objective", "dim", "items", "dataset_id",
             "base_model", "round", "algorithm", "weighting", "clients", "weight", "clip", "clipped", "sample_rate", "population",
-            UpdateHeader.shardsKey,
+            UpdateHeader.shardsKey, UpdateCompression.key,
         ]
         header.extra = file.metadata.filter { !reserved.contains($0.key) }
         return header
@@ -191,6 +191,10 @@ public struct ModelUpdate: Sendable {
     public static func read(_ file: FedRecFile) throws -> (update: ModelUpdate, identity: String) {
         let path = file.path
         let header = try header(of: file)
+        if file.metadata[UpdateCompression.key] != nil {
+            guard file.kind == .update else { throw FedRecError(.corrupt, file: path, "a \(file.kind.rawValue) marked compressed: only a shard's update is") }
+            return (try CompressedUpdate.decode(file, header: header), file.tensors.identity)
+        }
         let config = header.config
         let tensors = file.tensors
         let rows = try tensors.int32s(rowsName)
