@@ -100,6 +100,11 @@ public struct TrainLocalCommand: ParsableCommand {
                 throw FedRecError(.usage, "--secagg-silo and --ddp-epsilon (distributed DP) need --secagg-session: the noise share is added before masking")
             }
             if let session = secure.secaggSession {
+                if let compression = options.compression, compression.secureLevels == nil || secure.ddpEpsilon != nil {
+                    throw FedRecError(
+                        .usage,
+                        "--compress \(compression) does not compose with \(secure.ddpEpsilon == nil ? "secure aggregation: masked sums need every client's values on one support and one scale (q8 and q4 do)" : "distributed DP, whose rounding is its own")")
+                }
                 let parts = try secure.required()
                 guard options.sampleRate == nil else {
                     throw FedRecError(.usage, "--secagg-session with --sample-rate is not supported yet: each client's masked update would not carry the sampling a DP release needs")
