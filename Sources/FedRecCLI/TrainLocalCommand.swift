@@ -74,14 +74,15 @@ public struct TrainLocalCommand: ParsableCommand {
         if !training.reconstruct && state == nil && stateOut == nil {
             throw ValidationError("private user parameters need a home: give --state FILE, or --reconstruct")
         }
-        if training.compress?.keepsResidual == true && state == nil && stateOut == nil {
-            throw ValidationError("--compress topk keeps each client's error-feedback residual in the state file: give --state FILE")
-        }
+
     }
 
     public func run() throws {
         try reportingErrors("fl-train-local") {
             // Error feedback's residuals live in the state file even when users are rebuilt.
+            if training.compress?.keepsResidual == true && state == nil && stateOut == nil {
+                throw FedRecError(.usage, "--compress \(training.compress.map(\.description) ?? "topk") keeps each client's error-feedback residual in the state file: give --state FILE")
+            }
             let keepsState = !training.reconstruct || training.compress?.keepsResidual == true
             let statePath = keepsState ? state : nil
             let stateOutPath = keepsState ? (stateOut ?? state) : nil

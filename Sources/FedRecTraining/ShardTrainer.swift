@@ -121,6 +121,7 @@ public enum ShardTrainer {
             let loaded = try UserState.load(stateIn, config: config, shard: reader.origin, shardPath: shardPath).state
             if options.userParameters == .state { state = loaded }
             state.residuals = loaded.residuals
+            state.residualLength = loaded.residualLength
         }
         // Each client compressed apart (not under secure aggregation: its sink takes the clients).
         let compressor = try clientSink == nil ? options.compression.map {
