@@ -36,6 +36,20 @@ public struct TrainLocalCommand: ParsableCommand {
                   --secagg-roster roster --secagg-deliveries deliveries \\
                   -o s.masked
 
+            With --compress (SGD), each client's update is compressed apart and the output \
+            holds every client's segment, marked compression=SCHEME; fl-aggregate decodes it. \
+            q8, q4: QSGD (Alistarh et al. 2017), 8 or 4 bits a value, unbiased stochastic \
+            levels on each row's L2 norm. topk:RATIO: the largest RATIO of each client's \
+            values, with error feedback (Stich et al. 2018): what is not sent is added to the \
+            next round's update, kept in --state (needed, even with --reconstruct). f32: the \
+            values as they are (the baseline). With --secagg-session, q8 and q4 quantise to at \
+            most 127 or 7 levels on the shared scale --secagg-clip, whose integers sum under \
+            the masks at fewer modulus bits; top-k does not compose (each client's index set \
+            differs, and the masks hide it), nor do per-client norms (the server would need \
+            each one): top-k is refused there.
+              fl-train-local --model m.safetensors --shard s.tar --reconstruct \
+                  --compress topk:0.03 --state s.state -o u.safetensors
+
             With --secagg-session (secure aggregation across clients, see fl-secagg): every \
             client is a party of its own (party id = its client index, the group made by \
             fl-secagg keys --shard); each client's update is quantised and masked apart, and \
