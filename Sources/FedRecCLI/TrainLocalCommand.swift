@@ -47,7 +47,7 @@ public struct TrainLocalCommand: ParsableCommand {
             the masks at fewer modulus bits; top-k does not compose (each client's index set \
             differs, and the masks hide it), nor do per-client norms (the server would need \
             each one): top-k is refused there.
-              fl-train-local --model m.safetensors --shard s.tar --reconstruct \
+              fl-train-local --model m.safetensors --shard s.tar --reconstruct \\
                   --compress topk:0.03 --state s.state -o u.safetensors
 
             With --secagg-session (secure aggregation across clients, see fl-secagg): every \
