@@ -389,4 +389,23 @@ struct UpdateCompressionTests {
         // Each party's rounding error lies in a width c/s = 4/7: Hoeffding at 5 standard widths.
         for i in want.indices { #expect(abs(mean[i] - Double(want[i])) < 5 * (Double(parties).squareRoot() * 4 / 7) / (2 * Double(draws).squareRoot())) }
     }
+
+    @Test("a masked update records its level cap (secagg_levels) and reads back the same quantizer; without a cap none is written")
+    func maskedFileRecordsLevels() throws {
+        let temporary = try TemporaryDirectory()
+        let update = clientUpdate(rows: [1, 2], seed: 1)
+        let layout = try SecureUpdateLayout(update: update, clip: 2)
+        for cap in [Int64(7), nil] {
+            let quantizer = try Quantizer(clipBound: 2, modulusBits: 14, maximumParties: 5, maximumLevels: cap)
+            #expect(quantizer.levels == (cap ?? 8191 / 5))
+            var g = SeededGenerator(seed: 1)
+            let (words, clipped) = try layout.encode(update, quantizer: quantizer, using: &g)
+            #expect(words.allSatisfy { quantizer.signedValue($0) <= quantizer.countLevels })
+            let masked = try MaskedInput(sessionID: [UInt8](repeating: 1, count: 32), round: 2, modulusBits: 14, parties: [0], values: words)
+            let path = temporary.path + "/m\(cap ?? 0)"
+            try MaskedUpdateFile(header: update.header, layout: layout, quantizer: quantizer, masked: masked, clipped: clipped).write(to: path, kind: .maskedUpdate)
+            #expect(try SafeTensorsFile(path: path).metadata["secagg_levels"] == cap.map(String.init))
+            #expect(try MaskedUpdateFile.read(path).file.quantizer == quantizer)
+        }
+    }
 }
