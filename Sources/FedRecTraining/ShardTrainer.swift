@@ -130,6 +130,11 @@ public enum ShardTrainer {
         if let compressor, options.algorithm != .sgd {
             throw FedRecError(.usage, "--compress \(compressor.builder.compression) applies to SGD updates, not to \(options.algorithm) statistics")
         }
+        // The clip is the sensitivity DP relies on; a decoded QSGD level may exceed it (up to
+        // the row's norm a value) and top-k sends past rounds' residuals with this one's.
+        if let compressor, options.clip > 0 {
+            throw FedRecError(.usage, "--compress \(compressor.builder.compression) changes the clipped delta's norm, which --clip bounds for DP: not both")
+        }
         if keepsResidual, !state.residuals.isEmpty, state.residualLength != compressor?.builder.layout.length {
             throw FedRecError(.mismatch, file: stateIn ?? "the state", "holds error-feedback residuals of length \(state.residualLength), the model's updates have \(compressor?.builder.layout.length ?? 0)")
         }

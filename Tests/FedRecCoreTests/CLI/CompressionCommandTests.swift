@@ -118,13 +118,15 @@ struct CompressionCommandTests {
         #expect(!FileManager.default.fileExists(atPath: dir + "/out.sum"))
     }
 
-    @Test("what does not compose is refused (64): compression of ALS statistics, top-k under secure aggregation, an unknown scheme")
+    @Test("what does not compose is refused (64): compression of ALS statistics, of clipped (DP) deltas, top-k under secure aggregation, an unknown scheme")
     func refusals() throws {
         let als = try Tool.run("fl-train-local", ["--model", model, "--shard", shard, "--reconstruct", "--algorithm", "als", "--compress", "q8", "-o", dir + "/x"])
         #expect(als.status == 64 && als.stderrLines.count == 1 && als.stderr.contains("SGD"), "\(als.stderr)")
         let secure = try Tool.run("fl-train-local", ["--model", model, "--shard", shard, "--reconstruct", "--compress", "topk:0.1", "--state", dir + "/s",
                                                      "--secagg-session", dir + "/session", "-o", dir + "/x"])
         #expect(secure.status == 64 && secure.stderrLines.count == 1 && secure.stderr.contains("secure aggregation"), "\(secure.stderr)")
+        let clipped = try Tool.run("fl-train-local", ["--model", model, "--shard", shard, "--reconstruct", "--compress", "q8", "--clip", "0.5", "-o", dir + "/x"])
+        #expect(clipped.status == 64 && clipped.stderrLines.count == 1 && clipped.stderr.contains("--clip"), "\(clipped.stderr)")
         let unknown = try Tool.run("fl-train-local", ["--model", model, "--shard", shard, "--reconstruct", "--compress", "q3", "-o", dir + "/x"])
         #expect(unknown.status == 64 && unknown.stderr.contains("q3"), "\(unknown.stderr)")
         #expect(!FileManager.default.fileExists(atPath: dir + "/x"))
