@@ -119,7 +119,9 @@ let package = Package(
             exclude: ["FedRecSecureAggregation", "FedRecMechanisms"].contains($0) ? ["KnownAnswers"] : [])
     } + [
         .testTarget(name: "FedRecCoreTests", dependencies: library + ["FedRecCLI", "FedRecTestSupport"]),
-        .testTarget(name: "FedRecTextTests", dependencies: library + ["FedRecText", "FedRecTestSupport"]),
+        // Fixtures/: the PyTorch reference of the LoRA backward pass and its generator.
+        .testTarget(
+            name: "FedRecTextTests", dependencies: library + ["FedRecText", "FedRecTestSupport"], exclude: ["Fixtures"]),
         // Benchmark driver for bench/quality-search (personalized search on MovieLens tags).
         .executableTarget(name: "search-bench", dependencies: library + ["FedRecText"], path: "bench/search-bench"),
         // Benchmark driver for bench/encode-throughput.sh, not a command.

@@ -12,6 +12,8 @@ public enum FileKind: String, Sendable, CaseIterable {
     case state
     /// Frozen text embeddings of a dataset's items (`fl-encode`), one row per item index.
     case textEmbedding = "text_embedding"
+    /// A low-rank adapter (LoRA) of a text encoder's weights (`FedRecText.LoRAAdapter`).
+    case textAdapter = "text_adapter"
     /// Secure aggregation (docs/FORMATS.md): the round's session, a group's key
     /// advertisements, the roster, a group's encrypted shares, the server's relay of them,
     /// the unmasking request, a group's revealed shares, and a group's private state.

@@ -28,7 +28,10 @@ public final class BertEncoder {
     public let config: BertConfig
     /// Workers for the work outside matrix products; the machine's cores by default.
     public var threads: Int = max(1, System.coreCount)
-    private let weights: BertWeights
+    let weights: BertWeights
+    /// The weights file, whose digest names the base model an adapter belongs to.
+    private let weightsPath: String
+    private var identity: String?
     private var workspace = Workspace()
 
     /// - Parameters:
@@ -39,6 +42,36 @@ public final class BertEncoder {
     public init(config: BertConfig, weights: SafeTensorsFile) throws {
         self.config = config
         self.weights = try BertWeights(config: config, file: weights)
+        self.weightsPath = weights.path
+    }
+
+    init(config: BertConfig, weights: BertWeights, weightsPath: String, identity: String?) {
+        self.config = config
+        self.weights = weights
+        self.weightsPath = weightsPath
+        self.identity = identity
+    }
+
+    /// `sha256:` and the hex SHA-256 of the base weights file (`model.safetensors`): what
+    /// an adapter records as its base model. Computed once, when first asked for.
+    public func baseIdentity() throws -> String {
+        if let identity { return identity }
+        let file = try MappedFile(path: weightsPath)
+        let digest = "sha256:" + sha256Hex(file.bytes)
+        identity = digest
+        return digest
+    }
+
+    /// This encoder with `adapter` merged into its weights, `W + (α/r)·B·A` (Hu et al.
+    /// 2021, §4.1), so the adapted encoder costs no more per token than the base one. Where
+    /// B is zero the weights are left bit for bit as they are.
+    /// - Throws: `FedRecError(.mismatch, file:)` naming `file` when the adapter was made for
+    ///   another base model or shape.
+    public func adapted(by adapter: LoRAAdapter, file: String) throws -> BertEncoder {
+        try adapter.check(against: self, file: file)
+        let encoder = BertEncoder(config: config, weights: weights.merging(adapter), weightsPath: weightsPath, identity: identity)
+        encoder.threads = threads
+        return encoder
     }
 
     /// The encoder of a model directory (`config.json`, `model.safetensors`).
@@ -86,18 +119,7 @@ public final class BertEncoder {
     /// - Returns: the number of rows (tokens).
     private func run(_ sequences: [[Int32]]) throws -> Int {
         let c = config
-        var rows = 0
-        var longest = 0
-        for sequence in sequences {
-            guard sequence.count <= c.maxPositionEmbeddings else {
-                throw FedRecError(.badData, "a sequence of \(sequence.count) tokens is longer than the model's \(c.maxPositionEmbeddings) positions")
-            }
-            for id in sequence where id < 0 || Int(id) >= c.vocabSize {
-                throw FedRecError(.badData, "token id \(id) is outside the vocabulary of \(c.vocabSize)")
-            }
-            rows += sequence.count
-            longest = max(longest, sequence.count)
-        }
+        let (rows, longest) = try measure(sequences)
         let h = c.hiddenSize
         let workers = max(1, min(threads, sequences.count))
         workspace.reserve(rows: rows, longest: longest, workers: workers, hidden: h, intermediate: c.intermediateSize)
@@ -123,8 +145,27 @@ public final class BertEncoder {
         return rows
     }
 
+    /// Checks every id and length of a batch.
+    /// - Returns: the batch's tokens and its longest sequence.
+    func measure(_ sequences: [[Int32]]) throws -> (rows: Int, longest: Int) {
+        let c = config
+        var rows = 0
+        var longest = 0
+        for sequence in sequences {
+            guard sequence.count <= c.maxPositionEmbeddings else {
+                throw FedRecError(.badData, "a sequence of \(sequence.count) tokens is longer than the model's \(c.maxPositionEmbeddings) positions")
+            }
+            for id in sequence where id < 0 || Int(id) >= c.vocabSize {
+                throw FedRecError(.badData, "token id \(id) is outside the vocabulary of \(c.vocabSize)")
+            }
+            rows += sequence.count
+            longest = max(longest, sequence.count)
+        }
+        return (rows, longest)
+    }
+
     /// Word + position + token-type (type 0) embeddings, then LayerNorm.
-    private func embeddings(_ sequences: [[Int32]], into x: UnsafeMutablePointer<Float>) {
+    func embeddings(_ sequences: [[Int32]], into x: UnsafeMutablePointer<Float>) {
         let h = config.hiddenSize
         let w = weights
         var row = 0
@@ -147,7 +188,7 @@ public final class BertEncoder {
     }
 
     /// `out = input · weightᵀ + bias` over `rows` rows.
-    private func linear(_ input: UnsafePointer<Float>, rows: Int, _ layer: Linear, into out: UnsafeMutablePointer<Float>) {
+    func linear(_ input: UnsafePointer<Float>, rows: Int, _ layer: Linear, into out: UnsafeMutablePointer<Float>) {
         let n = layer.outputs
         layer.bias.withUnsafeBufferPointer { bias in
             for r in 0..<rows { (out + r * n).update(from: bias.baseAddress!, count: n) }
@@ -211,7 +252,7 @@ public final class BertEncoder {
         }
     }
 
-    private static func softmaxRows(_ x: UnsafeMutablePointer<Float>, rows: Int, width: Int) {
+    static func softmaxRows(_ x: UnsafeMutablePointer<Float>, rows: Int, width: Int) {
         for r in 0..<rows {
             let row = x + r * width
             var peak = -Float.infinity
@@ -242,31 +283,37 @@ public final class BertEncoder {
         }
     }
 
-    private static func layerNorm(_ x: UnsafeMutablePointer<Float>, rows: Int, width h: Int, eps: Float, _ norm: Norm) {
+    static func layerNorm(_ x: UnsafeMutablePointer<Float>, rows: Int, width h: Int, eps: Float, _ norm: Norm) {
         norm.gamma.withUnsafeBufferPointer { gamma in
             norm.beta.withUnsafeBufferPointer { beta in
                 for r in 0..<rows {
                     let row = x + r * h
-                    var mean: Float = 0
-                    for j in 0..<h { mean += row[j] }
-                    mean /= Float(h)
-                    var variance: Float = 0
-                    for j in 0..<h {
-                        let centred = row[j] - mean
-                        variance += centred * centred
-                    }
-                    variance /= Float(h)
-                    let inverse = 1 / (variance + eps).squareRoot()
+                    let (mean, inverse) = moments(row, width: h, eps: eps)
                     for j in 0..<h { row[j] = (row[j] - mean) * inverse * gamma[j] + beta[j] }
                 }
             }
         }
     }
 
+    /// A row's mean and 1/√(variance + ε), the variance over the row (biased, as LayerNorm).
+    @inline(__always)
+    static func moments(_ row: UnsafePointer<Float>, width h: Int, eps: Float) -> (mean: Float, inverse: Float) {
+        var mean: Float = 0
+        for j in 0..<h { mean += row[j] }
+        mean /= Float(h)
+        var variance: Float = 0
+        for j in 0..<h {
+            let centred = row[j] - mean
+            variance += centred * centred
+        }
+        variance /= Float(h)
+        return (mean, 1 / (variance + eps).squareRoot())
+    }
+
     /// Exact GELU, `x · Φ(x) = x/2 · (1 + erf(x/√2))`, as `hidden_act: "gelu"` means (not
     /// the tanh approximation). `erf` is a branch-free rational approximation that the
     /// compiler vectorises; libm's `erff` took a sixth of the encoder's time.
-    private static func gelu(_ x: UnsafeMutablePointer<Float>, count: Int) {
+    static func gelu(_ x: UnsafeMutablePointer<Float>, count: Int) {
         let inverseRoot2: Float = 0.70710678118654752
         for i in 0..<count {
             let v = x[i]

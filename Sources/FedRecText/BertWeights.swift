@@ -77,3 +77,57 @@ struct BertWeights: Sendable {
         }
     }
 }
+
+extension Linear {
+    /// `weight + scale·B·A` for a pair of `rows` output rows starting at `rowOffset` (the
+    /// query, key or value block of the stacked product); entries where B·A is exactly zero
+    /// keep their bits.
+    func adding(_ pair: LoRAPair, rank: Int, scale: Float, rowOffset: Int = 0) -> Linear {
+        var weight = self.weight
+        for o in 0..<pair.outputs {
+            for i in 0..<pair.inputs {
+                var delta: Float = 0
+                for k in 0..<rank { delta += pair.b[o * rank + k] * pair.a[k * pair.inputs + i] }
+                if delta != 0 { weight[(rowOffset + o) * inputs + i] += scale * delta }
+            }
+        }
+        return Linear(weight: weight, bias: bias, outputs: outputs, inputs: inputs)
+    }
+}
+
+extension BertWeights {
+    init(
+        wordEmbeddings: [Float], positionEmbeddings: [Float], tokenTypeEmbeddings: [Float], embeddingNorm: Norm,
+        layers: [BertLayerWeights]
+    ) {
+        self.wordEmbeddings = wordEmbeddings
+        self.positionEmbeddings = positionEmbeddings
+        self.tokenTypeEmbeddings = tokenTypeEmbeddings
+        self.embeddingNorm = embeddingNorm
+        self.layers = layers
+    }
+
+    /// These weights with `adapter` merged in (the caller has checked the shapes).
+    func merging(_ adapter: LoRAAdapter) -> BertWeights {
+        let r = adapter.config.rank
+        let s = adapter.config.scaling
+        let layers = self.layers.enumerated().map { l, layer in
+            var qkv = layer.qkv
+            for (block, target) in [LoRATarget.query, .key, .value].enumerated() {
+                if let pair = adapter.pair(layer: l, target) {
+                    qkv = qkv.adding(pair, rank: r, scale: s, rowOffset: block * pair.outputs)
+                }
+            }
+            func merged(_ linear: Linear, _ target: LoRATarget) -> Linear {
+                adapter.pair(layer: l, target).map { linear.adding($0, rank: r, scale: s) } ?? linear
+            }
+            return BertLayerWeights(
+                qkv: qkv, attentionOutput: merged(layer.attentionOutput, .attentionOutput), attentionNorm: layer.attentionNorm,
+                intermediate: merged(layer.intermediate, .intermediate), output: merged(layer.output, .output),
+                outputNorm: layer.outputNorm)
+        }
+        return BertWeights(
+            wordEmbeddings: wordEmbeddings, positionEmbeddings: positionEmbeddings, tokenTypeEmbeddings: tokenTypeEmbeddings,
+            embeddingNorm: embeddingNorm, layers: layers)
+    }
+}

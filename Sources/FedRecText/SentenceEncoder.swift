@@ -13,12 +13,16 @@ public final class SentenceEncoder {
     /// Floats per sentence vector.
     public let dimension: Int
 
+    /// - Parameters:
+    ///   - adapter: a LoRA adapter file (`LoRAAdapter`) to merge into the encoder's weights.
     /// - Throws: `FedRecError(.noInput)` saying to run `make model` when the directory is
-    ///   missing; errors naming the file for a bad config, vocabulary or weights.
-    public init(directory path: String) throws {
+    ///   missing; errors naming the file for a bad config, vocabulary, weights or adapter
+    ///   (one made for another base model is refused).
+    public init(directory path: String, adapter: String? = nil) throws {
         let directory = try ModelDirectory(path: path)
         tokenizer = try WordPieceTokenizer(directory: directory)
-        encoder = try BertEncoder(directory: directory)
+        let base = try BertEncoder(directory: directory)
+        encoder = try adapter.map { try base.adapted(by: try LoRAAdapter(path: $0), file: $0) } ?? base
         pooling = try Pooling(directory: directory)
         dimension = pooling.dimension(hiddenSize: encoder.config.hiddenSize)
         guard tokenizer.vocabulary.count <= encoder.config.vocabSize else {

@@ -48,6 +48,9 @@ public struct EncodeCommand: ParsableCommand {
     @Option(help: "Model directory (config.json, model.safetensors, vocab.txt or tokenizer.json).")
     var modelDir = "models/all-MiniLM-L6-v2"
 
+    @Option(help: "A LoRA adapter of the model (a text_adapter file) to apply.")
+    var adapter: String?
+
     @Option(help: "Texts per forward pass.")
     var batchSize = 64
 
@@ -77,7 +80,7 @@ public struct EncodeCommand: ParsableCommand {
 
     public func run() throws {
         try reportingErrors("fl-encode") {
-            try FileRoles(inputs: [input, extraText, modelDir], outputs: [output]).check()
+            try FileRoles(inputs: [input, extraText, modelDir, adapter], outputs: [output]).check()
             if isItemTable {
                 try encodeItems(path: input!, output: output!)
             } else {
@@ -89,7 +92,7 @@ public struct EncodeCommand: ParsableCommand {
     /// Loads the model after the inputs were read, so input errors come first and cheap.
     func loadEncoder() throws -> SentenceEncoder {
         if let threads { SentenceEncoder.setBLASThreads(threads) }
-        let encoder = try SentenceEncoder(directory: modelDir)
+        let encoder = try SentenceEncoder(directory: modelDir, adapter: adapter)
         if let threads { encoder.encoder.threads = threads }
         return encoder
     }
@@ -126,6 +129,7 @@ public struct EncodeCommand: ParsableCommand {
         let encoder = try loadEncoder()
         let vectors = try embed(texts.map { encoder.tokenizer.encode($0) }, with: encoder)
         var notes = ["text": extraText == nil ? "title — genres" : "title — genres — extra"]
+        if let adapter { notes["adapter"] = adapter.split(separator: "/").last.map(String.init) ?? adapter }
         if let extraText {
             notes["extra_text"] = extraText.split(separator: "/").last.map(String.init) ?? extraText
             notes["extra_text_items"] = String(matched)

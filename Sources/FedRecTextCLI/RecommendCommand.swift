@@ -88,7 +88,7 @@ public struct RecommendCommand: ParsableCommand {
     public func run() throws {
         try reportingErrors("fl-recommend") {
             // Reads only; writes nothing but stdout.
-            try FileRoles(inputs: [model, dataset, users, parameters.stateDir, search.itemText, search.queryVector], outputs: []).check()
+            try FileRoles(inputs: [model, dataset, users, parameters.stateDir, search.itemText, search.queryVector, search.adapter], outputs: []).check()
             var wanted: [String]? = all ? nil : user
             if let users {
                 let file = try MappedFile(path: users)
@@ -137,6 +137,9 @@ struct SearchArguments: ParsableArguments {
     @Option(help: "Encoder model directory for --query; must be the one that encoded --item-text.")
     var modelDir = "models/all-MiniLM-L6-v2"
 
+    @Option(help: "A LoRA adapter of the model (a text_adapter file) to apply to --query; the item texts should be encoded with it too.")
+    var adapter: String?
+
     init() {}
 
     var isSearch: Bool { query != nil || queryVector != nil }
@@ -146,6 +149,7 @@ struct SearchArguments: ParsableArguments {
         if query?.isEmpty == true { throw ValidationError("--query is empty") }
         if isSearch && itemText == nil { throw ValidationError("a search needs --item-text FILE (fl-encode the dataset's items.tsv)") }
         if !isSearch && itemText != nil { throw ValidationError("--item-text goes with --query or --query-vector") }
+        if adapter != nil && query == nil { throw ValidationError("--adapter goes with --query") }
         guard queryWeight.isFinite, queryWeight >= 0 else { throw ValidationError("--query-weight must be a non-negative number") }
     }
 
@@ -165,7 +169,7 @@ struct SearchArguments: ParsableArguments {
         guard name == table.encoder else {
             throw FedRecError(.mismatch, file: tablePath, "was encoded with \(table.encoder), the query encoder is \(name) (--model-dir)")
         }
-        let encoder = try SentenceEncoder(directory: modelDir)
+        let encoder = try SentenceEncoder(directory: modelDir, adapter: adapter)
         guard encoder.dimension == table.dim else {
             throw FedRecError(.shape, file: tablePath, "holds \(table.dim)-dimensional texts, \(modelDir) makes \(encoder.dimension)")
         }

@@ -24,8 +24,8 @@ import FedRecFormats
         vocabSize: 12, hiddenSize: 8, numHiddenLayers: 2, numAttentionHeads: 2, intermediateSize: 16,
         maxPositionEmbeddings: 6, typeVocabSize: 2, layerNormEps: 1e-12)
 
-    static func writeWeights(to path: String, wrongShape: Bool = false) throws {
-        var state: UInt64 = 42
+    static func writeWeights(to path: String, wrongShape: Bool = false, seed: UInt64 = 42) throws {
+        var state: UInt64 = seed
         func random(_ count: Int) -> [Float] {
             (0..<count).map { _ in
                 state = state &* 6364136223846793005 &+ 1442695040888963407

@@ -96,6 +96,40 @@ struct RoundsScriptTests {
         #expect(try Tool.run(roundsScript, common + ["--rounds", "3"] + implicit).status == 0)
     }
 
+    @Test("a progress line on a terminal's stderr (round, step, shards and clients done, ETA from the second round); none otherwise",
+          .enabled(if: onPath("script"), "needs script (util-linux) for a terminal"))
+    func progress() throws {
+        let dir = try TemporaryDirectory()
+        let ratings = try tinyRatings(in: dir.path)
+        let arguments = ["--bin", CommandRunner.directory.path, "--data", ratings, "--rounds", "2"] + Self.base
+        let quoted = ([roundsScript, "--run", dir.path + "/tty"] + arguments).map { "'" + $0 + "'" }.joined(separator: " ")
+        let tty = try Tool.run(try #require(pathOf("script")), ["-qec", quoted, "/dev/null"])
+        #expect(tty.status == 0, "\(tty.stdout)")
+        #expect(tty.stdout.contains("\r\u{1B}[Kfl-rounds: round 1/2: training: 2/2 shards, 40/40 clients"), "\(tty.stdout)")
+        #expect(tty.stdout.contains("fl-rounds: round 2/2: training: 0/2 shards, 0/40 clients, ETA "))
+        let plain = try Tool.run(roundsScript, ["--run", dir.path + "/pipe"] + arguments)
+        #expect(plain.status == 0 && !plain.stderr.contains("\r") && !plain.stderr.contains("shards,"))
+    }
+
+    @Test("--sample-rate without --dp trains a Poisson sample of the clients each round; a resume without it is refused")
+    func sampling() throws {
+        let dir = try TemporaryDirectory()
+        let ratings = try tinyRatings(in: dir.path)
+        let run = dir.path + "/run"
+        let common = ["--bin", CommandRunner.directory.path, "--data", ratings, "--run", run] + Self.base
+        let r = try Tool.run(roundsScript, common + ["--rounds", "4", "--sample-rate", "0.5"])
+        #expect(r.status == 0, "\(r.stderr)")
+        let clients = try JSONLines.read(path: run + "/rounds.jsonl").compactMap { $0["clients"]?.intValue }
+        // 40 users at q = 0.5: four rounds of exactly 40, or all the same, would be no sampling.
+        #expect(clients.count == 4 && clients.allSatisfy { $0 > 0 && $0 < 40 } && Set(clients).count > 1, "\(clients)")
+        let seed = try FileManager.default.attributesOfItem(atPath: run + "/sample-seed")
+        #expect((seed[.posixPermissions] as? Int) == 0o600)
+        let refused = try Tool.run(roundsScript, common + ["--rounds", "5"])
+        #expect(refused.status == 64 && refused.stderrLines == ["fl-rounds: \(run)/config: the run started with --sample-rate=0.5, not given now; use another --run, or --force-config to continue without it"], "\(refused.stderr)")
+        let bad = try Tool.run(roundsScript, common + ["--rounds", "5", "--sample-rate", "2"])
+        #expect(bad.status == 64 && bad.stderr.contains("--sample-rate takes a rate in (0, 1]"))
+    }
+
     @Test("make -C pipelines rounds does not build when the commands exist, quotes DATA and RUN, and with BUILD=0 never builds",
           .enabled(if: onPath("make"), "needs make"))
     func makefile() throws {
