@@ -219,6 +219,14 @@ public struct LoRAAdapter: Sendable, Equatable {
     /// against the recorded rank and base shape, no tensor left over).
     /// - Throws: `FedRecError` naming the file: `.wrongKind` for another kind of file,
     ///   `.corrupt` for bad metadata, `.shape` for a tensor of the wrong shape or rank.
+    /// SHA-256 hex of an adapter file's bytes: what `fl-encode --adapter` records in an item
+    /// table (`adapter_sha256`) so that `fl-recommend --query --adapter` can refuse a query
+    /// encoded with another adapter than the items (adapters change every round).
+    public static func fileIdentity(_ path: String) throws -> String {
+        let file = try MappedFile(path: path)
+        return file.withBytes { sha256Hex($0) }
+    }
+
     public init(path: String) throws {
         let file = try FedRecFile(path: path, kinds: [.textAdapter])
         func corrupt(_ what: String) -> FedRecError { FedRecError(.corrupt, file: path, what) }

@@ -169,6 +169,14 @@ struct SearchArguments: ParsableArguments {
         guard name == table.encoder else {
             throw FedRecError(.mismatch, file: tablePath, "was encoded with \(table.encoder), the query encoder is \(name) (--model-dir)")
         }
+        // An adapter changes every text's embedding: the items and the query must share it.
+        let queryAdapter = try adapter.map(LoRAAdapter.fileIdentity)
+        let tableAdapter = table.notes["adapter_sha256"]
+        guard queryAdapter == tableAdapter else {
+            let items = tableAdapter == nil ? "without an adapter" : "with adapter \(table.notes["adapter"] ?? "?") (sha256 \(tableAdapter ?? ""))"
+            let query = adapter.map { "--adapter \($0)" } ?? "no --adapter"
+            throw FedRecError(.mismatch, file: tablePath, "was encoded \(items); the query has \(query): encode both with the same adapter")
+        }
         let encoder = try SentenceEncoder(directory: modelDir, adapter: adapter)
         guard encoder.dimension == table.dim else {
             throw FedRecError(.shape, file: tablePath, "holds \(table.dim)-dimensional texts, \(modelDir) makes \(encoder.dimension)")
