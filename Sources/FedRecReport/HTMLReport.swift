@@ -31,7 +31,7 @@ public struct HTMLReport {
             """
         page += legend()
         page += "<h2>Summary</h2>\n" + summaryTable()
-        let quality = runs.flatMap(\.metricNames).reduce(into: [String]()) { if !$0.contains($1) { $0.append($1) } }
+        let quality = metricNames
         if !quality.isEmpty {
             page += "<h2>Quality over rounds</h2>\n<div class=\"charts\">\n"
             for metric in quality { page += figure(qualityChart(metric)) }
@@ -56,6 +56,11 @@ public struct HTMLReport {
     }
 
     // MARK: parts
+
+    /// The metrics of every run, each once, in the first run's reading order.
+    private var metricNames: [String] {
+        runs.flatMap(\.metricNames).reduce(into: [String]()) { if !$0.contains($1) { $0.append($1) } }
+    }
 
     private func swatch(_ i: Int) -> String {
         #"<span class="swatch" style="background:\#(LineChart.palette[i % LineChart.palette.count])"></span>"#
@@ -123,7 +128,7 @@ public struct HTMLReport {
     }
 
     private func summaryTable() -> String {
-        let metrics = runs.flatMap(\.metricNames).reduce(into: [String]()) { if !$0.contains($1) { $0.append($1) } }
+        let metrics = metricNames
         var head = "<tr><th>run</th><th>rounds</th>"
         for metric in metrics { head += "<th>\(escapeMarkup(metric))</th>" }
         head += "<th>ε spent</th><th>clients a round</th><th>uploaded a round</th><th>time a round</th></tr>\n"

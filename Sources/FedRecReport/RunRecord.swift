@@ -59,9 +59,7 @@ public struct RunRecord: Sendable {
     ///   `.corrupt` / `.badData` naming the file and line of a malformed record or ledger.
     public init(directory: String, delta: Double? = nil) throws {
         self.directory = directory
-        var trimmed = directory
-        while trimmed.count > 1 && trimmed.hasSuffix("/") { trimmed.removeLast() }
-        name = baseName(trimmed)
+        name = baseName(directory)
         guard isDirectory(directory) else {
             throw FedRecError(.noInput, file: directory, "is not a run directory (fl-rounds --run)")
         }

@@ -96,14 +96,9 @@ public final class AtomicOutput {
 
     /// Makes the output visible under its final name. Nothing is visible before this.
     public func commit() throws {
+        // A failed flush leaves the output unfinished: `abandon()` (or deinit) cleans up.
+        try flush()
         finished = true
-        do {
-            try flush()
-        } catch {
-            if let temporaryPath { close(descriptor); unlink(temporaryPath); token.map(TemporaryFiles.forget) }
-            if ownsStream { close(descriptor) }
-            throw error
-        }
         guard let temporaryPath else {
             if ownsStream && close(descriptor) != 0 {
                 throw FedRecError(.io, file: path, "write failed: \(systemError())")

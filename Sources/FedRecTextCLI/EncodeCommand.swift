@@ -130,11 +130,11 @@ public struct EncodeCommand: ParsableCommand {
         let vectors = try embed(texts.map { encoder.tokenizer.encode($0) }, with: encoder)
         var notes = ["text": extraText == nil ? "title — genres" : "title — genres — extra"]
         if let adapter {
-            notes["adapter"] = adapter.split(separator: "/").last.map(String.init) ?? adapter
+            notes["adapter"] = baseName(adapter)
             notes["adapter_sha256"] = try LoRAAdapter.fileIdentity(adapter)
         }
         if let extraText {
-            notes["extra_text"] = extraText.split(separator: "/").last.map(String.init) ?? extraText
+            notes["extra_text"] = baseName(extraText)
             notes["extra_text_items"] = String(matched)
         }
         let table = TextEmbeddingTable(
