@@ -59,6 +59,64 @@ public struct ServerOptions: Sendable, Equatable {
     public init() {}
 }
 
+extension ServerOptions {
+    /// What a touched row's summed delta is divided by: the weight of the clients that
+    /// touched it, the round's total weight, or 1, as `rowAverage` says; with a fixed
+    /// denominator (client-level DP), that total.
+    @inline(__always)
+    public func rowDenominator(rowWeight: Float, totalWeight: Double) -> Double {
+        if fixedDenominator != nil { return totalWeight }
+        switch rowAverage {
+        case .touched: return Double(rowWeight)
+        case .all: return totalWeight
+        case .sum: return 1
+        }
+    }
+
+    /// Whether the optimiser keeps a first moment (FedAvgM, FedAdam, FedYogi).
+    public var usesFirstMoment: Bool { optimizer != .fedavg }
+    /// Whether it keeps a second moment (FedAdam, FedYogi).
+    public var usesSecondMoment: Bool { optimizer == .fedadam || optimizer == .fedyogi }
+
+    /// Starts a server step on a model whose metadata is `notes`: refuses a step with
+    /// another optimiser than the one its state belongs to, records this one, and
+    /// returns what the step divides by (the fixed denominator, else the sum's weight).
+    /// - Throws: `.mismatch` for another optimiser, `.emptyInput` for zero weight.
+    public func begin(notes: inout [String: String], weight: Double, file: String) throws -> Double {
+        if let previous = notes["server_optimizer"], previous != optimizer.rawValue {
+            throw FedRecError(.mismatch, file: file, "the model's server optimiser state is \(previous); keep --server-optimizer \(previous)")
+        }
+        notes["server_optimizer"] = optimizer.rawValue
+        let total = fixedDenominator ?? weight
+        guard total > 0 else { throw FedRecError(.emptyInput, file: file, "the sum has zero total weight") }
+        return total
+    }
+
+    /// The server optimiser's move of one parameter for the averaged client delta `delta`
+    /// (Reddi et al. ICLR 2021, "Adaptive Federated Optimization": FedAvgM, FedAdam,
+    /// FedYogi), updating its first and second moments `m` and `v` in place.
+    @inline(__always)
+    public func move(_ delta: Float, _ m: inout Float, _ v: inout Float) -> Float {
+        switch optimizer {
+        case .fedavg:
+            return learningRate * delta
+        case .fedavgm:
+            m = beta1 * m + delta
+            return learningRate * m
+        case .fedadam, .fedyogi:
+            m = beta1 * m + (1 - beta1) * delta
+            let square = delta * delta
+            if optimizer == .fedadam {
+                v = beta2 * v + (1 - beta2) * square
+            } else {
+                let sign: Float = v > square ? 1 : (v < square ? -1 : 0)
+                v = v - (1 - beta2) * square * sign
+            }
+            return learningRate * m / (v.squareRoot() + tau)
+        }
+    }
+}
+
 /// Applies one round's sum to the model it was computed from.
 public enum ServerStep {
     /// - Returns: the next model (round + 1), with the server optimiser's state in it: the
@@ -116,50 +174,19 @@ public enum ServerStep {
         guard let embedding = sum.rowTensors[TensorName.itemEmbedding], embedding.width == d,
             let bias = sum.rowTensors[TensorName.itemBias], bias.width == 1, let global = sum.dense[TensorName.globalBias], global.count == 1
         else { throw FedRecError(.shape, file: file, "a delta sum needs rows.item_embedding [n, \(d)], rows.item_bias [n, 1] and dense.global_bias [1]") }
-        let previous = model.notes["server_optimizer"]
-        if let previous, previous != options.optimizer.rawValue {
-            throw FedRecError(.mismatch, file: file, "the model's server optimiser state is \(previous); keep --server-optimizer \(previous)")
-        }
-        model.notes["server_optimizer"] = options.optimizer.rawValue
-        let totalWeight = options.fixedDenominator ?? sum.header.weight
-        guard totalWeight > 0 else { throw FedRecError(.emptyInput, file: file, "the sum has zero total weight") }
+        let totalWeight = try options.begin(notes: &model.notes, weight: sum.header.weight, file: file)
 
         // Optimiser state exists only for rows some round has trained (lazy, as sparse
         // Adam does for embeddings): rows no client touched keep their value and state.
-        let needsM = options.optimizer != .fedavg
-        let needsV = options.optimizer == .fedadam || options.optimizer == .fedyogi
+        let needsM = options.usesFirstMoment, needsV = options.usesSecondMoment
         var state = model.serverState ?? ServerOptimizerState()
         if needsV && model.serverState == nil { state.global[1] = options.tau * options.tau }
         let slots = needsM ? state.slots(for: sum.rows, width: w, initialV: options.tau * options.tau, usesV: needsV) : []
-        func apply(_ delta: Float, _ m: inout Float, _ v: inout Float) -> Float {
-            switch options.optimizer {
-            case .fedavg:
-                return options.learningRate * delta
-            case .fedavgm:
-                m = options.beta1 * m + delta
-                return options.learningRate * m
-            case .fedadam, .fedyogi:
-                m = options.beta1 * m + (1 - options.beta1) * delta
-                let square = delta * delta
-                if options.optimizer == .fedadam {
-                    v = options.beta2 * v + (1 - options.beta2) * square
-                } else {
-                    let sign: Float = v > square ? 1 : (v < square ? -1 : 0)
-                    v = v - (1 - options.beta2) * square * sign
-                }
-                return options.learningRate * m / (v.squareRoot() + options.tau)
-            }
-        }
+        func apply(_ delta: Float, _ m: inout Float, _ v: inout Float) -> Float { options.move(delta, &m, &v) }
         var unusedM: Float = 0, unusedV: Float = 0
         for (r, row) in sum.rows.enumerated() {
             let item = Int(row)
-            let denominator: Double
-            switch options.rowAverage {
-            case _ where options.fixedDenominator != nil: denominator = totalWeight
-            case .touched: denominator = Double(sum.rowWeight[r])
-            case .all: denominator = totalWeight
-            case .sum: denominator = 1
-            }
+            let denominator = options.rowDenominator(rowWeight: sum.rowWeight[r], totalWeight: totalWeight)
             guard denominator > 0 else { continue }
             let scale = Float(1 / denominator)
             let target = model.slot(item)

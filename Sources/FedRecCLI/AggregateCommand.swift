@@ -113,10 +113,20 @@ public struct AggregateCommand: ParsableCommand {
                     var stderr = StandardError()
                     print("fl-aggregate: warning: the updates record no common user-side settings (\(UserSettingsMetadata.key)); fl-eval and fl-recommend of the next model need the training flags", to: &stderr)
                 }
-                let next = try ServerStep.apply(sum, sumFile: paths.count == 1 ? paths[0] : "the sum of \(paths.count) updates", to: model, options: options)
-                let written = try next.write(to: output, layout: checkpoint)
+                let sumFile = paths.count == 1 ? paths[0] : "the sum of \(paths.count) updates"
+                let written: (identity: String, overlay: Bool), round: Int
+                if try ModelFamily.of(model: model) == .mf {
+                    let next = try ServerStep.apply(sum, sumFile: sumFile, to: model, options: options)
+                    written = try next.write(to: output, layout: checkpoint)
+                    round = next.round
+                } else {
+                    guard options.itemText == nil else { throw FedRecError(.usage, file: model, "--item-text applies to mf models only") }
+                    let next = try TensorServerStep.apply(sum, sumFile: sumFile, to: model, options: options)
+                    written = (try next.write(to: output), false)
+                    round = next.round
+                }
                 if format.json && output != "-" {
-                    try emit(ServerStep.summary(model: output, round: next.round, written: written, sum: sum).canonicalText)
+                    try emit(ServerStep.summary(model: output, round: round, written: written, sum: sum).canonicalText)
                 }
             } else {
                 try sum.write(to: output, kind: .sum)

@@ -209,6 +209,7 @@ public struct ModelView: @unchecked Sendable {
     public init(path: String) throws {
         file = try FedRecFile(path: path, kinds: [.model], lazyTensors: Self.lazyTensors)
         config = try ModelConfig(file: file)
+        try config.requireFamily(.mf, file: file.path)
         round = try file.int("round", in: 0...FedRecFile.maximumRound)
         identity = file.tensors.identity
         let tensors = file.tensors

@@ -20,7 +20,11 @@ public enum Objective: String, Sendable, CaseIterable {
 /// What a model checkpoint is, recorded in its metadata and checked by every command that
 /// combines files: the same dataset, model type, objective and shape.
 public struct ModelConfig: Sendable, Equatable {
-    public var modelType = "mf"
+    /// The model family (metadata `model_type`): matrix factorisation, or a family stored
+    /// as a `TensorModel`.
+    public var family: ModelFamily = .mf
+    /// The family's name as recorded in files (`model_type`).
+    public var modelType: String { family.rawValue }
     public var objective: Objective
     /// Embedding dimension d.
     public var dim: Int
@@ -28,7 +32,8 @@ public struct ModelConfig: Sendable, Equatable {
     public var items: Int
     public var datasetId: String
 
-    public init(objective: Objective, dim: Int, items: Int, datasetId: String) {
+    public init(family: ModelFamily = .mf, objective: Objective, dim: Int, items: Int, datasetId: String) {
+        self.family = family
         self.objective = objective
         self.dim = dim
         self.items = items
@@ -39,11 +44,14 @@ public struct ModelConfig: Sendable, Equatable {
         ["model_type": modelType, "objective": objective.rawValue, "dim": String(dim), "items": String(items), "dataset_id": datasetId]
     }
 
-    /// Reads the configuration from a fedrec file's metadata.
+    /// Reads the configuration from a fedrec file's metadata: any family; readers of one
+    /// family check it with `requireFamily`.
     public init(file: FedRecFile) throws {
-        guard let type = file.metadata["model_type"], type == "mf" else {
-            throw FedRecError(.shape, file: file.path, "model type \(file.metadata["model_type"] ?? "none") is not supported (mf)")
+        guard let type = file.metadata["model_type"], let family = ModelFamily(rawValue: type) else {
+            let known = ModelFamily.allCases.map(\.rawValue).joined(separator: ", ")
+            throw FedRecError(.shape, file: file.path, "model type \(file.metadata["model_type"] ?? "none") is not supported (\(known))")
         }
+        self.family = family
         let name = try file.string("objective")
         guard let objective = Objective(rawValue: name) else {
             throw FedRecError(.badData, file: file.path, "unknown objective \(name)")
@@ -52,6 +60,13 @@ public struct ModelConfig: Sendable, Equatable {
         dim = try file.int("dim", in: 1...FedRecFile.maximumDim)
         items = try file.int("items", in: 1...FedRecFile.maximumCount)
         datasetId = try file.string("dataset_id")
+    }
+
+    /// Throws `.shape` naming `path` unless the model is of `family`.
+    public func requireFamily(_ family: ModelFamily, file path: String) throws {
+        guard self.family == family else {
+            throw FedRecError(.shape, file: path, "is a \(modelType) model, expected a \(family.rawValue) model")
+        }
     }
 
     /// Throws `.mismatch` naming `path` if `other` does not describe the same model shape.
