@@ -108,10 +108,18 @@ public struct SecAggSessionStep: ParsableCommand {
         commandName: "session", abstract: "S: start a round: a fresh session id (system CSPRNG) and the round number.")
     @Option(help: "The round number every message of the round names.") var round: UInt64
     @Option(name: [.short, .long], help: "The session file to write.") var output: String
+    @Option(help: "Tests only: derive the session id from this seed (NOT private: sessions repeat).") var testSeed: UInt64?
     public init() {}
     public func run() throws {
         try reportingErrors("fl-secagg session") {
-            try SecAggSession(round: round).write(to: output)
+            guard let testSeed else {
+                try SecAggSession(round: round).write(to: output)
+                return
+            }
+            var stderr = StandardError()
+            print("fl-secagg session: warning: --test-seed makes the session id predictable: NOT private", to: &stderr)
+            var generator = SeededGenerator(seed: testSeed)
+            try SecAggSession(round: round, using: &generator).write(to: output)
         }
     }
 }

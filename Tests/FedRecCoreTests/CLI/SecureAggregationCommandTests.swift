@@ -247,4 +247,24 @@ struct SecureAggregationCommandTests {
         #expect(try readBytes(setup.path + "/p0.state") == before)
         #expect(!FileManager.default.fileExists(atPath: setup.path + "/x.shares"))
     }
+
+    /// `session --test-seed`: the id is the seeded stream's (a pipeline's reruns repeat it, and
+    /// with it every seeded party message); without the seed two sessions never share an id.
+    @Test("session --test-seed N: the id of SecAggSession(using: SeededGenerator(N)), the same on each run; CSPRNG without it")
+    func seededSession() throws {
+        let dir = try TemporaryDirectory()
+        func session(_ name: String, _ more: [String]) throws -> SecAggSession {
+            let r = try Tool.run("fl-secagg", ["session", "--round", "4", "-o", name] + more, in: dir.path)
+            #expect(r.status == 0, "\(r.stderr)")
+            #expect(more.isEmpty || r.stderr.contains("NOT private"))
+            return try SecAggSession(path: dir.path + "/" + name)
+        }
+        var generator = SeededGenerator(seed: 17)
+        let expected = SecAggSession(round: 4, using: &generator)
+        let a = try session("a", ["--test-seed", "17"]), b = try session("b", ["--test-seed", "17"])
+        #expect(a.sessionID == expected.sessionID && a.round == 4)
+        #expect(try readBytes(dir.path + "/a") == readBytes(dir.path + "/b"))
+        #expect(try session("c", ["--test-seed", "18"]).sessionID != a.sessionID)
+        #expect(try session("d", []).sessionID != session("e", []).sessionID)
+    }
 }
