@@ -105,7 +105,10 @@ public struct DropoutArguments: ParsableArguments {
 
 public struct SecAggSessionStep: ParsableCommand {
     public static let configuration = CommandConfiguration(
-        commandName: "session", abstract: "S: start a round: a fresh session id (system CSPRNG) and the round number.")
+        commandName: "session", abstract: "S: start a round: a fresh session id (system CSPRNG) and the round number.",
+        usage: """
+            fl-secagg session --round <round> -o <output> [--test-seed <seed>]
+            """)
     @Option(help: "The round number every message of the round names.") var round: UInt64
     @Option(name: [.short, .long], help: "The session file to write.") var output: String
     @Option(help: "Tests only: derive the session id from this seed (NOT private: sessions repeat).") var testSeed: UInt64?

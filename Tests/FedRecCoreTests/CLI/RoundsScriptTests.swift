@@ -206,4 +206,55 @@ struct RoundsScriptTests {
         let left = try FileManager.default.contentsOfDirectory(atPath: dir.path + "/device").filter { $0.hasPrefix("secagg-") || $0.hasPrefix("updates-") }
         #expect(left.isEmpty, "\(left)")
     }
+
+    @Test("a secure round one --step at a time (session ... unmask, as pipelines/slurm runs it) makes fl-rounds' model bit for bit: after a session lost (88) for too few reveals, and with one shard not revealing")
+    func secureSteps() throws {
+        let dir = try TemporaryDirectory()
+        let ratings = try tinyRatings(in: dir.path)
+        // Four silo parties at 30 % dropouts: k = 3, t = 2, so one reveal may be missing.
+        let common = ["--bin", CommandRunner.directory.path, "--data", ratings, "--rounds", "1", "--dim", "4",
+                      "--partition", "--split ratio --test-ratio 0.2 --shards 4", "--train", "--algorithm als --l2 0.1 --reconstruct",
+                      "--server", "--l2 0.1", "--secagg-silo", "--secagg-dropout", "0.3", "--secagg-clip-tensors", "dense.als_global=65536",
+                      "--test-secagg-seed", "3"]
+        let reference = try Tool.run(roundsScript, common + ["--run", dir.path + "/ref"])
+        #expect(reference.status == 0, "\(reference.stderr)")
+        let run = common + ["--run", dir.path + "/steps"]
+        func step(_ name: String, _ more: [String] = []) throws -> Int32 {
+            let r = try Tool.run(roundsScript, run + ["--step", name] + more)
+            #expect(r.status == 0 || name == "unmask", "\(name) \(more): \(r.stderr)")
+            return r.status
+        }
+        #expect(try Tool.run(roundsScript, run + ["--step", "plan"]).stdout == "round 1 shards 4\n")
+        // Session 1: only shard 0 reveals, too few to unmask; session 2: all but shard 2.
+        for (attempt, revealing) in [(0, [0]), (1, [0, 1, 3])] {
+            _ = try step("session", ["--round", "1", "--attempt", String(attempt)])
+            for name in ["keys", "roster", "share", "relay", "mask", "masked-sum", "request"] {
+                if ["keys", "share", "mask"].contains(name) {
+                    for shard in 0..<4 { _ = try step(name, ["--round", "1", "--shard", String(shard)]) }
+                } else {
+                    _ = try step(name, ["--round", "1"])
+                }
+            }
+            for shard in revealing { _ = try step("reveal", ["--round", "1", "--shard", String(shard)]) }
+            #expect(try step("unmask", ["--round", "1"]) == (attempt == 0 ? 88 : 0))
+        }
+        _ = try step("aggregate", ["--round", "1"])
+        _ = try step("eval", ["--round", "1"])
+        for file in ["model-0001.safetensors", "metrics.jsonl"] {
+            #expect(try readBytes(dir.path + "/ref/" + file) == readBytes(dir.path + "/steps/" + file), "\(file)")
+        }
+        #expect(!FileManager.default.fileExists(atPath: dir.path + "/steps/secagg-0000"))
+        // A party step before its session (66), --attempt on another step (64), a secure
+        // step of a run without --secagg (64).
+        let fresh = common + ["--run", dir.path + "/fresh"]
+        #expect(try Tool.run(roundsScript, fresh + ["--step", "plan"]).status == 0)
+        let early = try Tool.run(roundsScript, fresh + ["--step", "keys", "--round", "1", "--shard", "0"])
+        #expect(early.status == 66 && early.stderr.contains("--step session"), "\(early.stderr)")
+        let attempt = try Tool.run(roundsScript, fresh + ["--step", "roster", "--round", "1", "--attempt", "1"])
+        #expect(attempt.status == 64, "\(attempt.stderr)")
+        let plain = ["--bin", CommandRunner.directory.path, "--data", ratings, "--run", dir.path + "/plain"] + Self.base
+        #expect(try Tool.run(roundsScript, plain + ["--step", "plan"]).status == 0)
+        let insecure = try Tool.run(roundsScript, plain + ["--step", "roster", "--round", "1"])
+        #expect(insecure.status == 64 && insecure.stderr.contains("--secagg"), "\(insecure.stderr)")
+    }
 }
