@@ -43,7 +43,7 @@ test: deps model
 
 # pipelines/slurm on a real Slurm: installs slurm-wlm and munge if missing, starts a
 # one-node cluster in a temporary directory, checks Slurm runs against fl-rounds' bit for
-# bit, stops it (about 3 minutes; root; SKIPPED, status 77, where it cannot run).
+# bit, stops it (about 6 minutes; root; SKIPPED, status 77, where it cannot run).
 # BIN=DIR uses built commands; otherwise they are built (release) first.
 test-slurm:
 	BIN="$(BIN)" pipelines/slurm/test

@@ -74,23 +74,29 @@ chain_job() {
 # step after the last one succeeded (afterok; a failed one cancels those after it), the
 # evaluation last; the evaluation job submits the next round. A plain or private round:
 # training (an array), then sum and noise with --dp, aggregate, eval. A secure round: every
-# step of the protocol (fl-rounds --step session ... unmask; the parties' steps arrays),
-# where unmask runs once the request is out and every reveal task has ended, failed or not
+# step of the protocol (fl-rounds --step session ... unmask; the parties' steps arrays,
+# each after the server's step before it), where the server's step after an array runs
+# once that step succeeded and every task of the array has ended, failed or not
 # (afterany: a party that does not answer has dropped out, which the protocol tolerates).
 submit_round() {
-  local n=$1 shards=$2 attempt=${3:-0} tag last="" ids="" step request=""
+  local n=$1 shards=$2 attempt=${3:-0} tag last="" ids="" step server=""
   tag=$(session_tag "$n" "$attempt")
   mkdir -p -- "$run/slurm/logs"
   if secure_run; then
     # A round submitted afresh may restart its sessions again.
     [ "$attempt" != 0 ] || rm -rf -- "$run/slurm/restarted-$(round_tag "$n")-"*
     for step in $secure_steps; do
-      case "$step" in
-        session) chain_job session "" || return $? ;;
-        reveal) request=$last; chain_job reveal "afterok:$request" || return $? ;;
-        unmask) chain_job unmask "afterok:$request,afterany:$last" || return $? ;;
-        *) chain_job "$step" "afterok:$last" || return $? ;;
-      esac
+      if [ "$step" = session ]; then
+        chain_job session "" || return $?
+      elif party_step "$step"; then
+        server=$last
+        chain_job "$step" "afterok:$server" || return $?
+      elif [ -n "$server" ]; then
+        chain_job "$step" "afterok:$server,afterany:$last" || return $?
+        server=""
+      else
+        chain_job "$step" "afterok:$last" || return $?
+      fi
     done
     chain_job aggregate "afterok:$last" || return $?
   else
