@@ -123,24 +123,44 @@ public enum ServerStep {
     ///   rows the step changed over the start model, to write standalone or as an overlay.
     /// - Throws: `.mismatch` when the sum was computed from another model or round.
     public static func apply(_ sum: ModelUpdate, sumFile: String, to modelPath: String, options: ServerOptions) throws -> ModelRevision {
-        let view = try ModelView(path: modelPath)
-        try view.config.requireSame(sum.header.config, file: sumFile)
-        guard sum.header.baseModel == view.identity else {
-            throw FedRecError(.mismatch, file: sumFile, "was computed from model \(sum.header.baseModel.prefix(12)), but \(modelPath) is \(view.identity.prefix(12))")
+        try apply(header: sum.header, sumFile: sumFile, to: modelPath, options: options) { model in
+            if sum.header.algorithm == .als {
+                try solveItems(sum, model: &model, options: options, file: sumFile)
+            } else {
+                try step(sum, model: &model, options: options, file: sumFile)
+            }
         }
-        guard sum.header.round == view.round else {
-            throw FedRecError(.mismatch, file: sumFile, "is from round \(sum.header.round), the model is at round \(view.round)")
+    }
+
+    /// The ALS item step from a sum merged as the updates stream (`ALSSumStream`): each
+    /// item solved as its summed row arrives, the same next model `apply` gives the sum.
+    public static func apply(_ stream: ALSSumStream, sumFile: String, to modelPath: String, options: ServerOptions) throws -> ModelRevision {
+        try apply(header: stream.header, sumFile: sumFile, to: modelPath, options: options) { model in
+            guard stream.header.algorithm == .als else { throw FedRecError(.usage, file: sumFile, "is not an ALS sum") }
+            try solveItems(header: stream.header, dense: stream.dense, model: &model, options: options, file: sumFile) { body in
+                try stream.forEachRow { row in try body(ALSRow(item: row.item, weight: row.weight, gram: row.gram, rhs: row.rhs)) }
+            }
+        }
+    }
+
+    /// What both ways of applying a sum share: the checks of its header against the
+    /// model, the next revision, the step (`body`), its notes and round.
+    static func apply(header: UpdateHeader, sumFile: String, to modelPath: String, options: ServerOptions,
+                      _ body: (inout ModelRevision) throws -> Void) throws -> ModelRevision {
+        let view = try ModelView(path: modelPath)
+        try view.config.requireSame(header.config, file: sumFile)
+        guard header.baseModel == view.identity else {
+            throw FedRecError(.mismatch, file: sumFile, "was computed from model \(header.baseModel.prefix(12)), but \(modelPath) is \(view.identity.prefix(12))")
+        }
+        guard header.round == view.round else {
+            throw FedRecError(.mismatch, file: sumFile, "is from round \(header.round), the model is at round \(view.round)")
         }
         var model = try ModelRevision(start: view)
         try checkText(options.itemText, model: model, file: modelPath)
-        if sum.header.algorithm == .als {
-            try solveItems(sum, model: &model, options: options, file: sumFile)
-        } else {
-            try step(sum, model: &model, options: options, file: sumFile)
-        }
+        try body(&model)
         // The clients' user-side settings, when all updates agree on them; otherwise the
         // next model records none (fl-eval then needs its flags).
-        model.notes[UserSettingsMetadata.key] = sum.header.extra[UserSettingsMetadata.key]
+        model.notes[UserSettingsMetadata.key] = header.extra[UserSettingsMetadata.key]
         model.round += 1
         try view.checkIntegrity()
         return model
@@ -216,25 +236,66 @@ public enum ServerStep {
     /// The ALS item step: each touched row's least-squares solve from summed statistics.
     static func solveItems(_ sum: ModelUpdate, model: inout ModelRevision, options: ServerOptions, file: String) throws {
         let config = model.config
-        let d = config.dim
         let layout = ALSStatistics.rowLayout(config)
         guard let gram = sum.rowTensors[layout[0].name], gram.width == layout[0].width,
             let rhs = sum.rowTensors[layout[1].name], rhs.width == layout[1].width,
             let dense = sum.dense[ALSStatistics.denseName(config)], dense.count == ALSStatistics.denseCount(config)
-        else { throw FedRecError(.shape, file: file, "ALS statistics do not fit a \(config.objective.rawValue) model of d=\(d)") }
+        else { throw FedRecError(.shape, file: file, "ALS statistics do not fit a \(config.objective.rawValue) model of d=\(config.dim)") }
+        let t = layout[0].width, n = layout[1].width
+        try gram.values.withUnsafeBufferPointer { g in
+            try rhs.values.withUnsafeBufferPointer { h in
+                try solveItems(header: sum.header, dense: dense, model: &model, options: options, file: file) { body in
+                    for (r, row) in sum.rows.enumerated() {
+                        try body(ALSRow(item: Int(row), weight: sum.rowWeight[r], gram: g.baseAddress! + r * t, rhs: h.baseAddress! + r * n))
+                    }
+                }
+            }
+        }
+    }
+
+    /// One item's summed ALS statistics as the item step reads them: the packed Gram
+    /// block (`ALSStatistics.packedCount(n)` values) and right-hand side (n).
+    public struct ALSRow {
+        public var item: Int
+        /// The weight of the clients that touched the item (`row_weight`).
+        public var weight: Float
+        public var gram: UnsafePointer<Float>
+        public var rhs: UnsafePointer<Float>
+
+        public init(item: Int, weight: Float, gram: UnsafePointer<Float>, rhs: UnsafePointer<Float>) {
+            self.item = item
+            self.weight = weight
+            self.gram = gram
+            self.rhs = rhs
+        }
+    }
+
+    /// The ALS item step over rows that `rows` hands to its body one at a time, in
+    /// ascending item order (from a sum in memory, or merged as the updates stream).
+    /// - Parameters:
+    ///   - header: the sum's header (its privacy metadata and clients).
+    ///   - dense: the sum's dense part (`ALSStatistics.denseName`).
+    static func solveItems(header: UpdateHeader, dense: [Float], model: inout ModelRevision, options: ServerOptions, file: String,
+                           rows: ((ALSRow) throws -> Void) throws -> Void) throws {
+        let config = model.config
+        let d = config.dim
+        guard dense.count == ALSStatistics.denseCount(config) else {
+            throw FedRecError(.shape, file: file, "ALS statistics do not fit a \(config.objective.rawValue) model of d=\(d)")
+        }
         let wals = config.objective == .wals
         let n = wals ? d : d + 1
         var a = [Double](repeating: 0, count: n * n)
         var b = [Double](repeating: 0, count: n)
         var trained = [Bool](repeating: false, count: config.items)
+        var solvedRows: [Int32] = []
         // Private ALS: the statistics carry Gaussian noise of standard deviation σ. A
         // symmetric n × n matrix of such noise has spectral norm about 2σ√n (Wigner's
         // semicircle); the item's Gram and the dense part each carry one, so a ridge of
         // 2√2·σ√n keeps the noised system positive definite (doubled until Cholesky
         // succeeds: post-processing, no privacy cost). Items whose noised count is below
         // the threshold are noise rather than signal and are not solved.
-        let isPrivateALS = DPMetadata.isPrivateALS(sum.header.extra)
-        let noise = isPrivateALS ? Double(sum.header.extra[DPMetadata.noiseStddev] ?? "") : nil
+        let isPrivateALS = DPMetadata.isPrivateALS(header.extra)
+        let noise = isPrivateALS ? Double(header.extra[DPMetadata.noiseStddev] ?? "") : nil
         if isPrivateALS && noise == nil {
             throw FedRecError(.badData, file: file, "a private ALS sum without its noise standard deviation (dp_noise_stddev)")
         }
@@ -242,10 +303,10 @@ public enum ServerStep {
         // the item's noised count and the dense Gram D of all N users; only D is noised.
         let bounds: ALSContributionBounds?
         do {
-            bounds = noise == nil ? nil : try ALSContributionBounds(metadata: sum.header.extra)
+            bounds = noise == nil ? nil : try ALSContributionBounds(metadata: header.extra)
         } catch let error as FedRecError { throw error.inFile(file) }
         let meanField = bounds.map { !$0.sharesItemGram(config) } ?? false
-        let population = Double(max(sum.header.clients, 1))
+        let population = Double(max(header.clients, 1))
         // D's noise is σ/w (`denseWeight`); a shared item Gram's is σ.
         let denseNoise = noise.map { $0 / (bounds?.denseWeight(config) ?? 1) } ?? 0
         let ridge = noise.map { sigma in
@@ -253,18 +314,19 @@ public enum ServerStep {
         } ?? 0
         let minCount = noise.map { options.dpMinCount ?? 3 * $0 }
         var skipped: [Int] = []
-        for (r, row) in sum.rows.enumerated() {
-            let item = Int(row)
-            if let minCount, Double(sum.rowWeight[r]) < minCount {
+        try rows { row in
+            let item = row.item
+            solvedRows.append(Int32(item))
+            if let minCount, Double(row.weight) < minCount {
                 skipped.append(item)
-                continue
+                return
             }
-            let factor = meanField ? 1 + (bounds?.alpha ?? 0) * max(Double(sum.rowWeight[r]), 0) / population : 1
+            let factor = meanField ? 1 + (bounds?.alpha ?? 0) * max(Double(row.weight), 0) / population : 1
             var extra = ridge * factor
             var solved = false
             for _ in 0..<12 {
-                for x in 0..<(n * n) { a[x] = Double(gram.values[r * n * n + x]) }
-                for x in 0..<n { b[x] = Double(rhs.values[r * n + x]) }
+                a.withUnsafeMutableBufferPointer { a in ALSStatistics.unpack(row.gram, n: n, into: a.baseAddress!) }
+                for x in 0..<n { b[x] = Double(row.rhs[x]) }
                 if wals {
                     for x in 0..<(n * n) { a[x] += Double(dense[x]) * factor }
                     for x in 0..<n { a[x * n + x] += Double(options.l2) + extra }
@@ -317,7 +379,7 @@ public enum ServerStep {
             // do the same, so never-trained items do not rank by their random start. Rows
             // already zero stay unchanged (and out of an overlay). Only the start model's
             // support can be nonzero, so a model that records it is not scanned whole.
-            let solved = Set(sum.rows)
+            let solved = Set(solvedRows)
             func zeroIfUntouched(_ item: Int) {
                 guard !solved.contains(Int32(item)) else { return }
                 let row = model.start.items.embedding(item)
@@ -330,7 +392,7 @@ public enum ServerStep {
             } else {
                 for item in 0..<config.items { zeroIfUntouched(item) }
             }
-            model.itemSupport = sum.rows.sorted()
+            model.itemSupport = solvedRows.sorted()
         }
     }
 }
@@ -338,8 +400,13 @@ public enum ServerStep {
 extension ServerStep {
     /// What `fl-aggregate --json` reports of the next model, written at `path` from `sum`.
     public static func summary(model path: String, round: Int, written: (identity: String, overlay: Bool), sum: ModelUpdate) -> JSONValue {
+        summary(model: path, round: round, written: written, clients: sum.header.clients, rows: sum.rows.count)
+    }
+
+    /// As `summary(model:round:written:sum:)`, from the sum's clients and rows.
+    public static func summary(model path: String, round: Int, written: (identity: String, overlay: Bool), clients: Int, rows: Int) -> JSONValue {
         .object(["model": .string(path), "round": .number(Double(round)), "identity": .string(written.identity),
-                 "clients": .number(Double(sum.header.clients)), "rows": .number(Double(sum.rows.count)),
+                 "clients": .number(Double(clients)), "rows": .number(Double(rows)),
                  "layout": .string(written.overlay ? "overlay" : "standalone")])
     }
 }

@@ -35,6 +35,10 @@ public struct AggregateCommand: ParsableCommand {
             names as its base (keep the two together; fl-compact makes a standalone copy). A round \
             then costs what the clients' data costs, not what the catalogue costs.
 
+            ALS updates into the next model are merged as they stream (the inputs' sorted \
+            item rows, k ways), each item solved as its summed row arrives: memory holds one \
+            row, not every item's Gram block, and the model is the one the whole sum gives.
+
             Content-aware implicit ALS (a model made with fl-init --item-text): after the item \
             solve, the server fits the text projection W by ridge regression of the trained item \
             vectors on their text embeddings (λ_W = --text-l2), keeps trained rows, and sets every \
@@ -94,25 +98,21 @@ public struct AggregateCommand: ParsableCommand {
                 try masked.write(to: output, kind: .maskedSum)
                 return
             }
+            // ALS into the next model: merged as the updates stream, each item solved as it comes.
+            if let model, try ModelFamily.of(model: model) == .mf, let stream = try ALSSumStream.open(paths: paths) {
+                let options = try serverOptions()
+                warnWithoutUserSettings(stream.header)
+                let next = try ServerStep.apply(stream, sumFile: paths.count == 1 ? paths[0] : "the sum of \(paths.count) updates", to: model, options: options)
+                let written = try next.write(to: output, layout: checkpoint)
+                if format.json && output != "-" {
+                    try emit(ServerStep.summary(model: output, round: next.round, written: written, clients: stream.header.clients, rows: stream.rowCount).canonicalText)
+                }
+                return
+            }
             let sum = try ModelUpdate.sum(paths: paths)
             if let model {
-                var options = ServerOptions()
-                options.optimizer = serverOptimizer
-                options.learningRate = serverLr
-                options.beta1 = beta1
-                options.beta2 = beta2
-                options.tau = tau
-                options.rowAverage = rowAverage
-                options.fixedDenominator = fixedDenominator
-                options.l2 = l2
-                options.l2Bias = l2Bias
-                options.dpMinCount = dpMinCount
-                options.itemText = try itemText.map { try TextEmbeddingTable.load($0) }
-                options.textL2 = textL2
-                if sum.header.extra[UserSettingsMetadata.key] == nil {
-                    var stderr = StandardError()
-                    print("fl-aggregate: warning: the updates record no common user-side settings (\(UserSettingsMetadata.key)); fl-eval and fl-recommend of the next model need the training flags", to: &stderr)
-                }
+                let options = try serverOptions()
+                warnWithoutUserSettings(sum.header)
                 let sumFile = paths.count == 1 ? paths[0] : "the sum of \(paths.count) updates"
                 let written: (identity: String, overlay: Bool), round: Int
                 if try ModelFamily.of(model: model) == .mf {
@@ -135,6 +135,30 @@ public struct AggregateCommand: ParsableCommand {
                 }
             }
         }
+    }
+
+    /// The server step's settings from the options.
+    func serverOptions() throws -> ServerOptions {
+        var options = ServerOptions()
+        options.optimizer = serverOptimizer
+        options.learningRate = serverLr
+        options.beta1 = beta1
+        options.beta2 = beta2
+        options.tau = tau
+        options.rowAverage = rowAverage
+        options.fixedDenominator = fixedDenominator
+        options.l2 = l2
+        options.l2Bias = l2Bias
+        options.dpMinCount = dpMinCount
+        options.itemText = try itemText.map { try TextEmbeddingTable.load($0) }
+        options.textL2 = textL2
+        return options
+    }
+
+    func warnWithoutUserSettings(_ header: UpdateHeader) {
+        guard header.extra[UserSettingsMetadata.key] == nil else { return }
+        var stderr = StandardError()
+        print("fl-aggregate: warning: the updates record no common user-side settings (\(UserSettingsMetadata.key)); fl-eval and fl-recommend of the next model need the training flags", to: &stderr)
     }
 }
 

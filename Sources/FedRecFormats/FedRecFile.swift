@@ -38,8 +38,12 @@ public enum FedRecFormat {
     /// Version 3: every header carries `header_checksum` (`HeaderSeal`), every shard member
     /// is covered by a checksum (shard header and users' `KEY.json` sealed, `KEY.json`
     /// listing its npy members' XXH64), state files and updates name their shard.
-    /// Files of versions 1 and 2 are still read, with the checks they allow.
-    public static let version = 3
+    /// Version 4: an ALS update's `rows.als_gram` holds each item's symmetric Gram block as
+    /// its packed upper triangle, n(n + 1)/2 values, not the n² of the full block; ALS
+    /// updates and sums carry chunked checksums, so they can be verified as they stream.
+    /// Files of versions 1 to 3 are still read, with the checks they allow (an older ALS
+    /// update's full Gram blocks are packed as it is read).
+    public static let version = 4
 }
 
 /// A safetensors file checked as a fedrec file: right format, a version this build reads,

@@ -14,6 +14,8 @@ public struct SafeTensorsWriter {
         case i64([Int64])
         case u64([UInt64])
         case u8([UInt8])
+        /// Bytes written aside as they were computed (`SpilledTensor`), copied in by `write`.
+        case spilled(SpilledTensor)
 
         var dtype: DType {
             switch self {
@@ -23,6 +25,7 @@ public struct SafeTensorsWriter {
             case .i64: .i64
             case .u64: .u64
             case .u8: .u8
+            case .spilled(let t): t.dtype
             }
         }
 
@@ -34,6 +37,7 @@ public struct SafeTensorsWriter {
             case .i64(let a): a.count
             case .u64(let a): a.count
             case .u8(let a): a.count
+            case .spilled(let t): t.count
             }
         }
 
@@ -45,6 +49,25 @@ public struct SafeTensorsWriter {
             case .i64(let a): try a.withUnsafeBytes(body)
             case .u64(let a): try a.withUnsafeBytes(body)
             case .u8(let a): try a.withUnsafeBytes(body)
+            case .spilled: preconditionFailure("a spilled tensor's bytes are not in memory")
+            }
+        }
+
+        /// Appends the chunk hashes of the payload's bytes (`ChunkedChecksum`).
+        func appendChunkHashes(to table: inout [UInt64]) {
+            if case .spilled(let t) = self {
+                table += t.chunkHashes
+            } else {
+                withBytes { ChunkedChecksum.appendHashes(of: $0, to: &table) }
+            }
+        }
+
+        /// Writes the payload's bytes to `output`.
+        func write(into output: AtomicOutput) throws {
+            if case .spilled(let t) = self {
+                try t.copy(into: output)
+            } else {
+                try withBytes { try output.write($0) }
             }
         }
     }
@@ -100,12 +123,13 @@ public struct SafeTensorsWriter {
         if checksummed && chunkedChecksum {
             var table: [UInt64] = []
             for entry in Self.ordered(entries) where entry.name != ChunkedChecksum.tensorName {
-                entry.payload.withBytes { ChunkedChecksum.appendHashes(of: $0, to: &table) }
+                entry.payload.appendChunkHashes(to: &table)
             }
             entries[ChunkedChecksum.tensorName] = Entry(name: ChunkedChecksum.tensorName, shape: [table.count], payload: .u64(table))
             metadata["checksum"] = ChunkedChecksum.checksum(ofTable: table)
             metadata["checksum_chunk"] = String(ChunkedChecksum.chunkBytes)
         } else if checksummed {
+            precondition(!entries.values.contains { if case .spilled = $0.payload { true } else { false } }, "a spilled tensor needs the chunked checksum")
             var digests: [UInt64] = []
             for entry in Self.ordered(entries) { digests.append(entry.payload.withBytes { XXHash64.hash($0) }) }
             metadata["checksum"] = "xxh64:" + TensorChecksum.combine(digests)
@@ -155,9 +179,7 @@ public struct SafeTensorsWriter {
         var length = UInt64(header.count).littleEndian
         try withUnsafeBytes(of: &length) { try output.write($0) }
         try output.write(contentsOf: header)
-        for entry in ordered {
-            try entry.payload.withBytes { try output.write($0) }
-        }
+        for entry in ordered { try entry.payload.write(into: output) }
         return header
     }
 }

@@ -80,6 +80,20 @@ public final class MappedFile: @unchecked Sendable {
         try withExtendedLifetime(self) { try body(bytes) }
     }
 
+    /// Lets the kernel drop the pages of `region` (within `bytes`) from this process's
+    /// resident memory, for a reader that streams through a large file and is done with
+    /// them: they stay in the page cache and are read again if touched. Only the whole
+    /// pages inside `region` go; in memory that is not a mapping, nothing happens.
+    public func releasePages(_ region: UnsafeRawBufferPointer) {
+        guard mapped, let base = bytes.baseAddress, let start = region.baseAddress, region.count > 0 else { return }
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let low = base.distance(to: start), high = low + region.count
+        guard low >= 0, high <= bytes.count else { return }
+        let from = (low + page - 1) / page * page, to = high / page * page
+        guard to > from else { return }
+        _ = madvise(UnsafeMutableRawPointer(mutating: base + from), to - from, Int32(MADV_DONTNEED))
+    }
+
     deinit {
         guard let base = bytes.baseAddress else { return }
         if mapped {

@@ -1,4 +1,7 @@
 import SystemPackage
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// The last path component (the path itself when it has none, e.g. `/`).
 public func baseName(_ path: String) -> String {
@@ -11,4 +14,11 @@ public func directoryName(of path: String) -> String {
     guard file.lastComponent != nil else { return path.isEmpty ? "." : path }
     let parent = file.removingLastComponent()
     return parent.isEmpty ? "." : parent.string
+}
+
+/// Where temporary files go when there is no output directory to put them in: `$TMPDIR`,
+/// else `/tmp`.
+public func temporaryDirectory() -> String {
+    if let value = getenv("TMPDIR"), let text = String(validatingCString: value), !text.isEmpty { return text }
+    return "/tmp"
 }

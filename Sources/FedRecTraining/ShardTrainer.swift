@@ -148,6 +148,10 @@ public enum ShardTrainer {
         var dense = [Float](repeating: 0, count: denseCount)
         let denseName = options.algorithm == .als ? ALSStatistics.denseName(config) : TensorName.globalBias
         let trainer = options.algorithm == .sgd ? SGDClientTrainer(model: model, options: options) : nil
+        // ALS into one shard update: gathered by item and streamed out, a row at a time (a
+        // client's own update, under secure aggregation, is small: its slots suffice).
+        let collector = options.algorithm == .als && sink == nil
+            ? ALSItemCollector(config: config, itemGram: options.alsBounds?.sharesItemGram(config) ?? true) : nil
         var summary = ShardTrainingSummary()
         var totalWeight = 0.0
         let roundSeed = options.seed &+ UInt64(model.round) &* 0x9E37_79B9_7F4A_7C15
@@ -240,10 +244,15 @@ public enum ShardTrainer {
                         shared = (ALSStatistics.bounded(record.train, maxItems: bounds.maxItems, using: &generator),
                                   ALSStatistics.clipped(p, to: Float(bounds.userClip)))
                     }
-                    ALSStatistics.accumulate(user: shared.train, embedding: shared.embedding, bias: start.bias[u], model: model,
-                                             alpha: options.alpha, rows: rows, dense: &dense, weight: weight,
-                                             residualClip: options.alsBounds.map { Float($0.residualClip) },
-                                             itemGram: options.alsBounds?.sharesItemGram(config) ?? true)
+                    let residualClip = options.alsBounds.map { Float($0.residualClip) }
+                    if let collector {
+                        collector.add(user: shared.train, embedding: shared.embedding, bias: start.bias[u], model: model,
+                                      alpha: options.alpha, dense: &dense, weight: weight, residualClip: residualClip)
+                    } else {
+                        ALSStatistics.accumulate(user: shared.train, embedding: shared.embedding, bias: start.bias[u], model: model,
+                                                 alpha: options.alpha, rows: rows, dense: &dense, weight: weight,
+                                                 residualClip: residualClip, itemGram: options.alsBounds?.sharesItemGram(config) ?? true)
+                    }
                     p.withUnsafeBufferPointer { state.set(user: record.user, embedding: $0, bias: start.bias[u]) }
                 }
             }
@@ -276,10 +285,21 @@ public enum ShardTrainer {
         }
         if sampling != nil { header.extra[DPMetadata.samplingKey] = keySource.rawValue }
         if let localDP { summary.localEpsilon = localDP.epsilon }
-        let sorted = rows.sortedTensors(split: layout)
-        summary.rows = sorted.rows.count
-        let update = ModelUpdate(header: header, rows: sorted.rows, rowClients: sorted.clients, rowWeight: sorted.weights,
+        let update: ModelUpdate
+        var spilled: [String: (width: Int, tensor: SpilledTensor)] = [:]
+        if let collector {
+            let gram = try SpilledTensor(directory: output == "-" ? temporaryDirectory() : directoryName(of: output), dtype: .f32)
+            let gathered = try collector.rows(gram: gram)
+            update = ModelUpdate(header: header, rows: gathered.rows, rowClients: gathered.clients, rowWeight: gathered.weights,
+                                 rowTensors: [ALSStatistics.rhsName: RowTensor(width: collector.n, values: gathered.rhs)],
+                                 dense: [denseName: dense])
+            spilled[ALSStatistics.gramName] = (layout[0].width, gram)
+        } else {
+            let sorted = rows.sortedTensors(split: layout)
+            update = ModelUpdate(header: header, rows: sorted.rows, rowClients: sorted.clients, rowWeight: sorted.weights,
                                  rowTensors: sorted.tensors, dense: [denseName: dense])
+        }
+        summary.rows = update.rows.count
         try model.checkIntegrity()
         if let compressor {
             state.residualLength = compressor.builder.layout.length
@@ -289,7 +309,7 @@ public enum ShardTrainer {
         if let compressor {
             try compressor.builder.write(header: header, to: output)
         } else if clientSink == nil {
-            try update.write(to: output, kind: .update)
+            try update.write(to: output, kind: .update, spilled: spilled)
         }
         return summary
     }

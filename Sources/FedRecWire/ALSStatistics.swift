@@ -7,16 +7,94 @@ import FedRecSupport
 /// server receives, so federated ALS equals centralised ALS round for round.
 ///
 /// Explicit (MSE, with biases): with x_u = [p_u, 1] and target y = r − μ − b_u, row i
-/// gets Σ x_u x_uᵀ ((d+1)² values) and Σ y x_u (d+1 values); the dense part is
+/// gets Σ x_u x_uᵀ and Σ y x_u (d+1 values); the dense part is
 /// [Σ (r − b_u − b_i − p_u·q_i), count] for the global bias.
-/// Implicit (WALS, Hu, Koren & Volinsky 2008): row i gets Σ (c − 1) p_u p_uᵀ (d²) and
+/// Implicit (WALS, Hu, Koren & Volinsky 2008): row i gets Σ (c − 1) p_u p_uᵀ and
 /// Σ c p_u (d) with c = 1 + α for every observed pair; the dense part is Σ_u p_u p_uᵀ
-/// over all users (d²).
+/// over all users (d², the full matrix).
+/// A row's Gram block (n × n, n = d + 1 explicit, d implicit) is symmetric and is stored
+/// as its packed upper triangle (`packedCount(n)` values, row by row, diagonal included:
+/// (0,0), (0,1), …, (0,n−1), (1,1), …), since format version 4.
 public enum ALSStatistics {
-    /// Row tensor names and widths for a model.
+    /// The name of the row tensor of Gram blocks.
+    public static let gramName = "als_gram"
+    /// The name of the row tensor of right-hand sides.
+    public static let rhsName = "als_rhs"
+
+    /// n: the width of an item's system, d for WALS and d + 1 (the bias) explicit.
+    public static func systemWidth(_ config: ModelConfig) -> Int {
+        config.objective == .wals ? config.dim : config.dim + 1
+    }
+
+    /// Values of an n × n symmetric block's packed upper triangle: n(n + 1)/2.
+    public static func packedCount(_ n: Int) -> Int { n * (n + 1) / 2 }
+
+    /// Row tensor names and widths for a model: the packed Gram blocks, then the right-hand sides.
     public static func rowLayout(_ config: ModelConfig) -> [(name: String, width: Int)] {
-        let n = config.objective == .wals ? config.dim : config.dim + 1
-        return [("als_gram", n * n), ("als_rhs", n)]
+        let n = systemWidth(config)
+        return [(gramName, packedCount(n)), (rhsName, n)]
+    }
+
+    /// Adds `scale` times the packed upper triangle of x xᵀ to `packed`. Each value is
+    /// the Float product x_a·x_b, then scaled and added, as the full block's
+    /// `VectorKernels.addOuter` then `addScaled` compute it, so a packed sum (begun at +0)
+    /// holds the same bits as the full one's upper triangle (addOuter's 0 + x_a·x_b only
+    /// turns a −0 into +0, which cannot change a sum begun at +0).
+    @inline(__always)
+    public static func addPackedOuter(_ packed: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, n: Int, scale: Float) {
+        var k = 0
+        for a in 0..<n {
+            let xa = x[a]
+            for b in a..<n {
+                packed[k] += scale * (xa * x[b])
+                k += 1
+            }
+        }
+    }
+
+    /// The full symmetric n × n matrix (row-major, in Double) of a packed upper triangle.
+    @inline(__always)
+    public static func unpack(_ packed: UnsafePointer<Float>, n: Int, into full: UnsafeMutablePointer<Double>) {
+        var k = 0
+        for a in 0..<n {
+            for b in a..<n {
+                let value = Double(packed[k])
+                full[a * n + b] = value
+                full[b * n + a] = value
+                k += 1
+            }
+        }
+    }
+
+    /// The packed upper triangles of full n × n blocks (`rows` of them, n² values each).
+    public static func pack(full: [Float], n: Int, rows: Int) -> [Float] {
+        let t = packedCount(n)
+        var out = [Float](repeating: 0, count: rows * t)
+        for r in 0..<rows {
+            var k = r * t
+            for a in 0..<n {
+                for b in a..<n {
+                    out[k] = full[r * n * n + a * n + b]
+                    k += 1
+                }
+            }
+        }
+        return out
+    }
+
+    /// An update read from a file of format version ≤ 3, whose ALS Gram blocks are full
+    /// (n² values): the same update with them packed. Other updates pass unchanged.
+    /// - Throws: `.shape` when the Gram tensor has neither width.
+    static func packingLegacyGram(_ update: ModelUpdate, file: String) throws -> ModelUpdate {
+        guard update.header.algorithm == .als, let gram = update.rowTensors[gramName] else { return update }
+        let n = systemWidth(update.header.config)
+        if gram.width == packedCount(n) { return update }
+        guard gram.width == n * n else {
+            throw FedRecError(.shape, file: file, "tensor rows.\(gramName) has width \(gram.width), expected \(n * n) (full blocks, format version ≤ 3)")
+        }
+        var packed = update
+        packed.rowTensors[gramName] = RowTensor(width: packedCount(n), values: pack(full: gram.values, n: n, rows: update.rows.count))
+        return packed
     }
 
     public static func denseName(_ config: ModelConfig) -> String {

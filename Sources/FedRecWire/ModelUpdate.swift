@@ -107,14 +107,16 @@ public struct ModelUpdate: Sendable {
     static let densePrefix = "dense."
 
     /// Writes the update (`kind` update for one shard, sum for a combination).
+    /// - Parameter spilled: row tensors too large to hold, computed aside in ascending row
+    ///   order (`SpilledTensor`, finished), with their widths; they are not in `rowTensors`.
     @discardableResult
-    public func write(to path: String, kind: FileKind) throws -> String {
-        let bytes = try writer(kind: kind).write(to: path, durable: false)
+    public func write(to path: String, kind: FileKind, spilled: [String: (width: Int, tensor: SpilledTensor)] = [:]) throws -> String {
+        let bytes = try writer(kind: kind, spilled: spilled).write(to: path, durable: false)
         return bytes.withUnsafeBytes { sha256Hex($0) }
     }
 
     /// The file's contents, ready to be written (`write(to:kind:)` writes them at once).
-    public func writer(kind: FileKind) -> SafeTensorsWriter {
+    public func writer(kind: FileKind, spilled: [String: (width: Int, tensor: SpilledTensor)] = [:]) -> SafeTensorsWriter {
         var metadata = header.extra.merging(header.config.metadata) { _, new in new }
         metadata["format"] = FedRecFormat.name
         metadata["format_version"] = String(FedRecFormat.version)
@@ -135,13 +137,20 @@ public struct ModelUpdate: Sendable {
         }
         if !header.shards.isEmpty { metadata[UpdateHeader.shardsKey] = header.shards.joined(separator: ",") }
         var writer = SafeTensorsWriter(metadata: metadata)
+        // ALS statistics are large: chunked, so a reader verifies them as it streams them.
+        writer.chunkedChecksum = header.algorithm == .als
         writer.add(Self.rowsName, shape: [rows.count], int32s: rows)
         writer.add(Self.rowClientsName, shape: [rows.count], int32s: rowClients)
         writer.add(Self.rowWeightName, shape: [rows.count], floats: rowWeight)
         for (name, tensor) in rowTensors {
             writer.add(Self.rowPrefix + name, shape: [rows.count, tensor.width], floats: tensor.values)
         }
+        for (name, tensor) in spilled {
+            precondition(tensor.tensor.count == rows.count * tensor.width, "spilled tensor \(name) does not fit its rows")
+            writer.add(Self.rowPrefix + name, shape: [rows.count, tensor.width], spilled: tensor.tensor)
+        }
         for (name, values) in dense { writer.add(Self.densePrefix + name, shape: [values.count], floats: values) }
+        precondition(spilled.isEmpty || writer.chunkedChecksum, "spilled tensors need the chunked checksum")
         return writer
     }
 
@@ -195,25 +204,10 @@ public struct ModelUpdate: Sendable {
             guard file.kind == .update else { throw FedRecError(.corrupt, file: path, "a \(file.kind.rawValue) marked compressed: only a shard's update is") }
             return (try CompressedUpdate.decode(file, header: header), file.tensors.identity)
         }
-        let config = header.config
         let tensors = file.tensors
-        let rows = try tensors.int32s(rowsName)
+        let (rows, rowClients, rowWeight) = try rowIndex(tensors, header: header)
         let n = rows.count
-        try tensors.require(rowsName, .i32, [n])
-        try tensors.require(rowClientsName, .i32, [n])
-        try tensors.require(rowWeightName, .f32, [n])
-        for i in 0..<n {
-            guard rows[i] >= 0 && Int(rows[i]) < config.items else {
-                throw FedRecError(.shape, file: path, "row \(rows[i]) is outside the model's \(config.items) items")
-            }
-            guard i == 0 || rows[i - 1] < rows[i] else { throw FedRecError(.corrupt, file: path, "rows are not strictly ascending") }
-        }
-        let rowClients = try tensors.int32s(rowClientsName)
-        // Each row was touched by at most every client summed: sums of counts cannot overflow.
-        if let bad = rowClients.first(where: { $0 < 0 || Int($0) > header.clients }) {
-            throw FedRecError(.corrupt, file: path, "row_clients holds \(bad), outside 0...\(header.clients) (the clients summed)")
-        }
-        var update = ModelUpdate(header: header, rows: rows, rowClients: rowClients, rowWeight: try tensors.floats(rowWeightName))
+        var update = ModelUpdate(header: header, rows: rows, rowClients: rowClients, rowWeight: rowWeight)
         for (name, info) in tensors.tensors {
             if name.hasPrefix(rowPrefix) {
                 guard info.shape.count == 2, info.shape[0] == n else {
@@ -224,35 +218,41 @@ public struct ModelUpdate: Sendable {
                 update.dense[String(name.dropFirst(densePrefix.count))] = try tensors.floats(name)
             }
         }
+        if (Int(file.metadata["format_version"] ?? "") ?? FedRecFormat.version) < 4 {
+            update = try ALSStatistics.packingLegacyGram(update, file: path)
+        }
         return (update, tensors.identity)
+    }
+
+    /// The checked `rows`, `row_clients` and `row_weight` of an update or sum: rows in the
+    /// model's catalogue and strictly ascending, counts within the clients summed.
+    static func rowIndex(_ tensors: SafeTensorsFile, header: UpdateHeader) throws -> (rows: [Int32], clients: [Int32], weights: [Float]) {
+        let path = tensors.path, items = header.config.items
+        let rows = try tensors.int32s(rowsName)
+        let n = rows.count
+        try tensors.require(rowsName, .i32, [n])
+        try tensors.require(rowClientsName, .i32, [n])
+        try tensors.require(rowWeightName, .f32, [n])
+        for i in 0..<n {
+            guard rows[i] >= 0 && Int(rows[i]) < items else {
+                throw FedRecError(.shape, file: path, "row \(rows[i]) is outside the model's \(items) items")
+            }
+            guard i == 0 || rows[i - 1] < rows[i] else { throw FedRecError(.corrupt, file: path, "rows are not strictly ascending") }
+        }
+        let rowClients = try tensors.int32s(rowClientsName)
+        // Each row was touched by at most every client summed: sums of counts cannot overflow.
+        if let bad = rowClients.first(where: { $0 < 0 || Int($0) > header.clients }) {
+            throw FedRecError(.corrupt, file: path, "row_clients holds \(bad), outside 0...\(header.clients) (the clients summed)")
+        }
+        return (rows, rowClients, try tensors.floats(rowWeightName))
     }
 
     /// Adds `other` to this update. Both must come from the same model, round, algorithm
     /// and weighting, and hold the same tensors.
     /// - Complexity: O(rows of both), a merge of the sorted row lists.
     public mutating func add(_ other: ModelUpdate, file: String) throws {
-        let a = header, b = other.header
-        try a.config.requireSame(b.config, file: file)
-        guard a.baseModel == b.baseModel else {
-            throw FedRecError(.mismatch, file: file, "was computed from model \(b.baseModel.prefix(12)), not \(a.baseModel.prefix(12))")
-        }
-        guard a.round == b.round else { throw FedRecError(.mismatch, file: file, "is from round \(b.round), expected round \(a.round)") }
-        guard a.algorithm == b.algorithm, a.weighting == b.weighting else {
-            throw FedRecError(.mismatch, file: file, "is a \(b.algorithm)/\(b.weighting) update, expected \(a.algorithm)/\(a.weighting)")
-        }
-        guard a.clip == b.clip else { throw FedRecError(.mismatch, file: file, "was clipped at \(b.clip), expected \(a.clip)") }
-        guard a.sampleRate == b.sampleRate else {
-            throw FedRecError(.mismatch, file: file, "was sampled at rate \(b.sampleRate.map { "\($0)" } ?? "none"), expected \(a.sampleRate.map { "\($0)" } ?? "none")")
-        }
-        guard a.extra[DPMetadata.mechanism] == nil, b.extra[DPMetadata.mechanism] == nil else {
-            throw FedRecError(.mismatch, file: file, "a noised sum is final: apply it with fl-aggregate --model, do not add it to other updates")
-        }
-        if let twice = Set(a.shards).intersection(b.shards).min() {
-            throw FedRecError(.mismatch, file: file, "holds the clients of shard \(twice.prefix(12))… a second time: it is already in the sum")
-        }
-        guard a.clients <= FedRecFile.maximumCount - b.clients else {
-            throw FedRecError(.corrupt, file: file, "sums more than \(FedRecFile.maximumCount) clients")
-        }
+        var mergedHeader = header
+        try mergedHeader.add(other.header, file: file)
         guard Set(rowTensors.keys) == Set(other.rowTensors.keys), Set(dense.keys) == Set(other.dense.keys) else {
             throw FedRecError(.shape, file: file, "holds tensors \((other.rowTensors.keys.map { "rows." + $0 } + other.dense.keys.map { "dense." + $0 }).sorted()), which do not match")
         }
@@ -300,12 +300,7 @@ public struct ModelUpdate: Sendable {
             dense[name] = zip(values, theirs).map { $0 + $1 }
         }
         rows = merged
-        header.clients += b.clients
-        header.weight += b.weight
-        header.clipped += b.clipped
-        header.population += b.population
-        header.shards = (a.shards + b.shards).sorted()
-        header.extra = header.extra.filter { b.extra[$0.key] == $0.value }
+        header = mergedHeader
     }
 
     /// The sum of updates read from `paths`, added in the order of their identities so
@@ -362,6 +357,42 @@ public struct ModelUpdate: Sendable {
         }
         entries.sort { ($0.identity, $0.path) < ($1.identity, $1.path) }
         return entries.map { ($0.path, $0.opened) }
+    }
+}
+
+extension UpdateHeader {
+    /// Adds the header of another update to this sum's: both must come from the same
+    /// model, round, algorithm, weighting, clip and sampling, neither noised, and no shard
+    /// in both. Counts and weights add up; `extra` keeps what both agree on.
+    public mutating func add(_ b: UpdateHeader, file: String) throws {
+        let a = self
+        try a.config.requireSame(b.config, file: file)
+        guard a.baseModel == b.baseModel else {
+            throw FedRecError(.mismatch, file: file, "was computed from model \(b.baseModel.prefix(12)), not \(a.baseModel.prefix(12))")
+        }
+        guard a.round == b.round else { throw FedRecError(.mismatch, file: file, "is from round \(b.round), expected round \(a.round)") }
+        guard a.algorithm == b.algorithm, a.weighting == b.weighting else {
+            throw FedRecError(.mismatch, file: file, "is a \(b.algorithm)/\(b.weighting) update, expected \(a.algorithm)/\(a.weighting)")
+        }
+        guard a.clip == b.clip else { throw FedRecError(.mismatch, file: file, "was clipped at \(b.clip), expected \(a.clip)") }
+        guard a.sampleRate == b.sampleRate else {
+            throw FedRecError(.mismatch, file: file, "was sampled at rate \(b.sampleRate.map { "\($0)" } ?? "none"), expected \(a.sampleRate.map { "\($0)" } ?? "none")")
+        }
+        guard a.extra[DPMetadata.mechanism] == nil, b.extra[DPMetadata.mechanism] == nil else {
+            throw FedRecError(.mismatch, file: file, "a noised sum is final: apply it with fl-aggregate --model, do not add it to other updates")
+        }
+        if let twice = Set(a.shards).intersection(b.shards).min() {
+            throw FedRecError(.mismatch, file: file, "holds the clients of shard \(twice.prefix(12))… a second time: it is already in the sum")
+        }
+        guard a.clients <= FedRecFile.maximumCount - b.clients else {
+            throw FedRecError(.corrupt, file: file, "sums more than \(FedRecFile.maximumCount) clients")
+        }
+        clients += b.clients
+        weight += b.weight
+        clipped += b.clipped
+        population += b.population
+        shards = (a.shards + b.shards).sorted()
+        extra = extra.filter { b.extra[$0.key] == $0.value }
     }
 }
 

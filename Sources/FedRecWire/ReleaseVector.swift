@@ -134,7 +134,7 @@ public enum ReleaseVector {
         let r = ALSRelease(config, bounds)
         let wals = r.wals, d = r.d, items = r.items, layout = r.layout, sharesGram = r.sharesGram, sizes = r.sizes
         let n = sizes.n, perItem = sizes.perItem
-        guard let gram = sum.rowTensors[layout[0].name], gram.width == n * n,
+        guard let gram = sum.rowTensors[layout[0].name], gram.width == ALSStatistics.packedCount(n),
             let rhs = sum.rowTensors[layout[1].name], rhs.width == n,
             let dense = sum.dense[ALSStatistics.denseName(config)], dense.count == ALSStatistics.denseCount(config),
             sum.rowWeight.count == sum.rows.count
@@ -144,7 +144,7 @@ public enum ReleaseVector {
             let item = Int(row)
             guard item >= 0, item < items else { throw FedRecError(.shape, "row \(item) is outside the catalogue of \(items) items") }
             let at = item * perItem
-            if sharesGram { packUpper(gram.values, from: r * n * n, n: n, into: &values, at: at) }
+            if sharesGram { for k in 0..<sizes.triangle { values[at + k] = gram.values[r * sizes.triangle + k] } }
             for i in 0..<n { values[at + sizes.triangle + i] = rhs.values[r * n + i] }
             values[at + sizes.triangle + n] = sum.rowWeight[r]
         }
@@ -160,7 +160,7 @@ public enum ReleaseVector {
         return values
     }
 
-    /// Full symmetric Grams, every item a row, the noised counts in `row_weight` (and, as
+    /// Packed Grams, every item a row, the noised counts in `row_weight` (and, as
     /// integers within 0…clients, in `row_clients`); `clients` is the population.
     public static func unpackALS(_ values: [Float], header h: UpdateHeader, bounds: ALSContributionBounds) throws -> ModelUpdate {
         let config = h.config
@@ -170,12 +170,13 @@ public enum ReleaseVector {
         guard values.count == items * perItem + sizes.dense else {
             throw FedRecError(.shape, "a release of \(values.count) values for ALS statistics of \(items * perItem + sizes.dense)")
         }
-        var gramOut = [Float](repeating: 0, count: items * n * n)
+        let triangle = ALSStatistics.packedCount(n)
+        var gramOut = [Float](repeating: 0, count: items * triangle)
         var rhsOut = [Float](repeating: 0, count: items * n)
         var counts = [Float](repeating: 0, count: items)
         for item in 0..<items {
             let at = item * perItem
-            if sharesGram { unpackUpper(values, at: at, n: n, into: &gramOut, from: item * n * n) }
+            if sharesGram { for k in 0..<triangle { gramOut[item * triangle + k] = values[at + k] } }
             for i in 0..<n { rhsOut[item * n + i] = values[at + sizes.triangle + i] }
             counts[item] = values[at + sizes.triangle + n]
         }
@@ -196,7 +197,7 @@ public enum ReleaseVector {
         return ModelUpdate(
             header: header, rows: (0..<Int32(items)).map { $0 },
             rowClients: counts.map { Int32(max(0, min($0.rounded(), most))) }, rowWeight: counts,
-            rowTensors: [layout[0].name: RowTensor(width: n * n, values: gramOut), layout[1].name: RowTensor(width: n, values: rhsOut)],
+            rowTensors: [layout[0].name: RowTensor(width: triangle, values: gramOut), layout[1].name: RowTensor(width: n, values: rhsOut)],
             dense: [ALSStatistics.denseName(config): denseOut])
     }
 

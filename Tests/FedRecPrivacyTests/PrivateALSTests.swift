@@ -37,7 +37,9 @@ struct PrivateALSTests {
         var squares = 0.0
         for r in 0..<sorted.rows.count {
             let gram = sorted.tensors[layout[0].name]!.values, rhs = sorted.tensors[layout[1].name]!.values
-            for i in 0..<n { for j in i..<n { squares += pow(Double(gram[r * n * n + i * n + j]), 2) } }
+            // The packed upper triangle, as the release noises it.
+            let t = ALSStatistics.packedCount(n)
+            for k in 0..<t { squares += pow(Double(gram[r * t + k]), 2) }
             for i in 0..<n { squares += pow(Double(rhs[r * n + i]), 2) }
             squares += pow(Double(sorted.weights[r]), 2)
         }
@@ -129,11 +131,11 @@ struct PrivateALSTests {
         for (r, row) in sum.rows.enumerated() { trueCount[Int(row)] = Double(sum.rowWeight[r]) }
         let residuals = (0..<config.items).map { (Double(noised.rowWeight[$0]) - trueCount[$0]) / sigma }
         let gram = noised.rowTensors["als_gram"]!.values
-        // Symmetric Grams, and noise of unit variance when divided by σ.
-        #expect(gram[1] == gram[4] && gram[2 * 16 + 3] == gram[2 * 16 + 12])
+        // Packed Grams (the 10 values of a 4 × 4 triangle), and noise of unit variance when divided by σ.
+        #expect(noised.rowTensors["als_gram"]!.width == 10 && gram.count == 10 * config.items)
         var noise: [Double] = residuals
         for item in 0..<config.items where !sum.rows.contains(Int32(item)) {
-            noise += (0..<16).map { Double(gram[item * 16 + $0]) / sigma }
+            noise += (0..<10).map { Double(gram[item * 10 + $0]) / sigma }
         }
         let mean = noise.reduce(0, +) / Double(noise.count)
         let variance = noise.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Double(noise.count - 1)
