@@ -3,6 +3,7 @@ import FedRecCore
 import FedRecSupport
 import FedRecData
 import FedRecEvaluation
+import FedRecModel
 
 /// `fl-eval`: model + shards (+ private state) → metrics.
 public struct EvalCommand: ParsableCommand {
@@ -31,6 +32,10 @@ public struct EvalCommand: ParsableCommand {
               fl-eval --model model-0020.safetensors --dataset ml100k-cold --cold \\
                   --reconstruct --alpha 5 --l2 5
               fl-eval --model model-0000.safetensors --dataset ml100k-cold --cold --random
+
+            An ncf model (fl-init --model ncf) is evaluated the same way: its users' vectors \
+            from --state-dir (or rebuilt with --reconstruct); the sampled protocol is the NCF \
+            paper's (the held-out item against 99 sampled negatives).
             """,
         version: fedrecVersion)
 
@@ -63,11 +68,19 @@ public struct EvalCommand: ParsableCommand {
             let baseline: RankingBaseline = popularity ? .popularity : (random ? .random : .model)
             let users = baseline != .model ? UserParameterSource(mode: .reconstruct, states: [], training: users.training.options)
                 : try users.source(for: paths, settings: try users.settings(model: model, command: "fl-eval"))
-            let report = try Evaluator.run(modelPath: model, shards: paths, users: users, k: k,
+            let report = try ModelFamily.of(model: model) == .ncf
+                ? try evaluateNCF(paths: paths, users: users, baseline: baseline)
+                : try Evaluator.run(modelPath: model, shards: paths, users: users, k: k,
                                            ranking: ranking ? true : nil, evaluationProtocol: cold ? .cold : .standard,
                                            coldItems: coldItems, baseline: baseline)
             if let metricsLog { try appendLine(report.json.canonicalText, to: metricsLog, durable: true) }
             try emit(format.json ? report.json.canonicalText : report.json.table(aligned: standardOutputIsTerminal))
         }
+    }
+
+    /// fl-eval for an ncf model (`NCFEvaluator`); the cold protocol is MF's.
+    func evaluateNCF(paths: [String], users: UserParameterSource, baseline: RankingBaseline) throws -> EvaluationReport {
+        if cold { throw FedRecError(.usage, "--cold ranks cold items through MF's item text projection; an ncf model has none") }
+        return try NCFEvaluator.run(modelPath: model, shards: paths, users: users, k: k, ranking: ranking ? true : nil, baseline: baseline)
     }
 }

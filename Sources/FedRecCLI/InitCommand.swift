@@ -21,21 +21,37 @@ public struct InitCommand: ParsableCommand {
               fl-init --dataset ml100k --objective bpr --dim 64 --seed 7 -o m0.safetensors
               fl-init --dataset ml100k --objective wals --item-text item-text.safetensors \\
                   -o model-0000.safetensors
+              fl-init --dataset ml100k --model ncf --ncf-variant neumf --objective bce \\
+                  --dim 8 --mlp-dim 16 --layers 32,16,8 -o m0.safetensors
+              fl-init --dataset ml100k --model ncf --objective bce \\
+                  --pretrain-gmf gmf/model-0020.safetensors \\
+                  --pretrain-mlp mlp/model-0020.safetensors --pretrain-alpha 0.5 \\
+                  --pretrain-gmf-states gmf/state --pretrain-mlp-states mlp/state \\
+                  --pretrain-state-out neumf/state -o neumf/model-0000.safetensors
 
             With --item-text (wals only) the model is content-aware: it gets a text projection W \
             [dim, text dim], zero at first, that fl-aggregate fits to the trained item vectors each \
             round and uses to give items no client trained (cold items) the vector W·t from their \
             text. The table is not copied into the model; its identity is recorded.
+
+            --model ncf: neural collaborative filtering (He et al. 2017), federated as in \
+            FedNCF: GMF, MLP or NeuMF (--ncf-variant), --objective bce (sampled negatives) or \
+            mse. User vectors stay with the clients; item embeddings, the tower and the \
+            prediction layer are averaged. NeuMF can start from a trained GMF and MLP \
+            (--pretrain-gmf, --pretrain-mlp; h = [α h_GMF, (1 − α) h_MLP]), and their \
+            clients' user states are merged with --pretrain-*-states.
             """,
         version: fedrecVersion)
 
     @Option(help: "Dataset directory (or its dataset.json).") var dataset: String
     @Option(name: [.short, .long], help: "Checkpoint to write (- for stdout).") var output: String
+    @Option(help: "Model family: mf (matrix factorisation) or ncf (neural CF).") var model: ModelFamily = .mf
     @Option(help: "Objective: mse (explicit ratings), bpr, bce or wals (implicit).") var objective: Objective = .mse
     @Option(help: "Embedding dimension d.") var dim = 32
     @Option(help: "Standard deviation of the initial item embeddings.") var initScale: Float = 0.1
     @Option(help: "Seed of the initial embeddings.") var seed: UInt64 = 0
     @Option(help: "Item text embeddings (fl-encode's text_embedding table) for a content-aware wals model.") var itemText: String?
+    @OptionGroup(title: "Neural CF (--model ncf)") var ncf: NCFInitArguments
     @OptionGroup(title: "Output") var format: OutputFormatOptions
 
     public init() {}
@@ -43,17 +59,26 @@ public struct InitCommand: ParsableCommand {
     public func validate() throws {
         guard dim >= 1 && dim <= 4096 else { throw ValidationError("--dim must be between 1 and 4096") }
         guard initScale >= 0 else { throw ValidationError("--init-scale must be ≥ 0") }
+        if model != .ncf && ncf.given { throw ValidationError("--ncf-variant, --layers, --mlp-dim and --pretrain-* need --model ncf") }
     }
 
     public func run() throws {
         try reportingErrors("fl-init") {
-            try FileRoles(inputs: [dataset, itemText], outputs: [output]).check()
+            try FileRoles(inputs: [dataset, itemText, ncf.pretrainGmf, ncf.pretrainMlp], outputs: [output]).check()
             let manifest = try DatasetManifest.load(dataset)
-            let model = try MFModel.initial(for: manifest, objective: objective, dim: dim, scale: initScale, seed: seed, itemText: itemText)
-            let identity = try model.write(to: output)
-            if format.json && output != "-" {
-                try emit(model.summary(path: output, identity: identity).canonicalText)
+            let summary: JSONValue
+            switch self.model {
+            case .mf:
+                let model = try MFModel.initial(for: manifest, objective: objective, dim: dim, scale: initScale, seed: seed, itemText: itemText)
+                summary = model.summary(path: output, identity: try model.write(to: output))
+            case .ncf:
+                if itemText != nil { throw FedRecError(.usage, "--item-text is for mf wals models") }
+                let model = try ncf.model(manifest: manifest, dataset: dataset, objective: objective, dim: dim, scale: initScale, seed: seed)
+                summary = model.summary(path: output, identity: try model.write(to: output))
+            default:
+                throw FedRecError(.usage, "fl-init --model \(self.model.rawValue) is not available yet")
             }
+            if format.json && output != "-" { try emit(summary.canonicalText) }
         }
     }
 }

@@ -97,6 +97,7 @@ public struct TrainLocalCommand: ParsableCommand {
             if training.compress?.keepsResidual == true && state == nil && stateOut == nil {
                 throw FedRecError(.usage, "--compress \(training.compress.map(\.description) ?? "topk") keeps each client's error-feedback residual in the state file: give --state FILE")
             }
+            if try ModelFamily.of(model: model) == .ncf { return try trainNCF() }
             let keepsState = !training.reconstruct || training.compress?.keepsResidual == true
             let statePath = keepsState ? state : nil
             let stateOutPath = keepsState ? (stateOut ?? state) : nil

@@ -93,6 +93,22 @@ public final class ShardUserReader {
     /// The shard as state files and updates record it.
     public var origin: ShardOrigin { ShardOrigin(identity: identity, index: index) }
 
+    /// Calls `body` once per client with the client's users (a client's users are
+    /// consecutive in a shard) and the number of users read so far, to the end.
+    public func forEachClient(_ body: (_ users: [UserRecord], _ usersRead: Int) throws -> Void) throws {
+        var client: [UserRecord] = []
+        var count = 0
+        while let record = try next() {
+            count += 1
+            if let first = client.first, first.client != record.client {
+                try body(client, count)
+                client.removeAll(keepingCapacity: true)
+            }
+            client.append(record)
+        }
+        if !client.isEmpty { try body(client, count) }
+    }
+
     /// The next user, or nil at the end of the shard.
     /// - Throws: `.corrupt` when the archive ends before the header's count of users (a
     ///   tar cut at a block boundary reads as a valid, shorter archive).

@@ -163,36 +163,45 @@ public enum Evaluator {
         let counts = baseline == .popularity
             ? try trainingInteractionCounts(shards: shards, datasetId: config.datasetId, items: config.items).map { Float($0) }
             : []
-        // Shards are evaluated concurrently, each into its own partial report; partials are
-        // merged in shard order, so the result does not depend on scheduling.
-        let partials = ConcurrentResults<Result<EvaluationReport, FedRecError>>(count: shards.count)
         let scoresByPopularity = counts
         let coldMask = isCold
+        var report = try mergingShards(shards, round: model.round, objective: config.objective, k: k) { s in
+            try evaluateShard(
+                shards[s], statePath: s < source.states.count ? source.states[s] : nil, model: model, source: source, k: k,
+                ranking: rankingWanted, baseline: baseline, popularity: scoresByPopularity, evaluationProtocol: evaluationProtocol,
+                isCold: coldMask)
+        }
+        report.evaluationProtocol = evaluationProtocol
+        report.baseline = baseline
+        try model.checkIntegrity()
+        guard report.errors.count > 0 || report.ranking.users > 0 else {
+            throw FedRecError(.emptyInput, file: shards.first, evaluationProtocol == .cold ? "no user has cold interactions" : "no test data to evaluate")
+        }
+        return report
+    }
+
+    /// Evaluates the shards concurrently, each into its own partial report, and merges the
+    /// partials in shard order, so the result does not depend on scheduling.
+    /// - Throws: the first shard's error, in shard order.
+    static func mergingShards(_ shards: [String], round: Int, objective: Objective, k: Int,
+                              _ evaluate: @Sendable (_ shard: Int) throws -> EvaluationReport) throws -> EvaluationReport {
+        let partials = ConcurrentResults<Result<EvaluationReport, FedRecError>>(count: shards.count)
         DispatchQueue.concurrentPerform(iterations: shards.count) { s in
             do {
-                partials[s] = .success(try evaluateShard(
-                    shards[s], statePath: s < source.states.count ? source.states[s] : nil, model: model, source: source, k: k,
-                    ranking: rankingWanted, baseline: baseline, popularity: scoresByPopularity, evaluationProtocol: evaluationProtocol,
-                    isCold: coldMask))
+                partials[s] = .success(try evaluate(s))
             } catch let error as FedRecError {
                 partials[s] = .failure(error)
             } catch {
                 partials[s] = .failure(FedRecError(.io, file: shards[s], "\(error)"))
             }
         }
-        var report = EvaluationReport(round: model.round, objective: config.objective, ranking: RankingMetrics(k: k), errors: RatingErrors())
-        report.evaluationProtocol = evaluationProtocol
-        report.baseline = baseline
+        var report = EvaluationReport(round: round, objective: objective, ranking: RankingMetrics(k: k), errors: RatingErrors())
         for s in 0..<shards.count {
             guard let partial = partials[s] else { continue }
             let shardReport = try partial.get()
             report.ranking.merge(shardReport.ranking)
             report.errors.merge(shardReport.errors)
             report.usersWithoutParameters += shardReport.usersWithoutParameters
-        }
-        try model.checkIntegrity()
-        guard report.errors.count > 0 || report.ranking.users > 0 else {
-            throw FedRecError(.emptyInput, file: shards.first, evaluationProtocol == .cold ? "no user has cold interactions" : "no test data to evaluate")
         }
         return report
     }

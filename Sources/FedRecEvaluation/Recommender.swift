@@ -50,7 +50,7 @@ public enum Recommender {
                            source: UserParameterSource, query: SearchQuery? = nil, biasShrinkage: Float = 0) throws -> [Recommendation] {
         var found: [Int32: [Recommendation]] = [:]
         var order: [Int32] = []
-        let shrinkage = biasShrinkage > 0 ? try ItemBiasShrinkage(modelPath: modelPath, dataset: dataset, k: biasShrinkage) : nil
+        let shrinkage = try biasShrinkage > 0 && ModelFamily.of(model: modelPath) == .mf ? try ItemBiasShrinkage(modelPath: modelPath, dataset: dataset, k: biasShrinkage) : nil
         try forEachUser(modelPath: modelPath, dataset: dataset, users: wanted, source: source) { user, record, preference in
             var scores = preference
             shrinkage?.apply(to: &scores)
@@ -89,9 +89,39 @@ public enum Recommender {
                                    _ body: (String, UserRecord, [Float]) throws -> Void,
                                    order: ([Int32]) -> Void = { _ in }) throws {
         let manifest = dataset.manifest, tables = dataset.tables, datasetDirectory = dataset.path
-        let model = try ModelView(path: modelPath)
-        try ModelConfig(objective: model.config.objective, dim: model.config.dim, items: manifest.items, datasetId: manifest.datasetId)
-            .requireSame(model.config, file: modelPath)
+        // The scores of every item for one record of a shard, by the model's family.
+        let config: ModelConfig
+        let scorerFor: (_ path: String, _ reader: ShardUserReader, _ statePath: String?) throws -> (UserRecord) throws -> [Float]?
+        if try ModelFamily.of(model: modelPath) == .ncf {
+            let model = try NCFModel.open(modelPath).model
+            let scorer = NCFScorer(model: model)
+            config = model.config
+            scorerFor = { path, reader, statePath in
+                let provider = try NCFUserProvider(model: model, source: source, statePath: statePath, shard: reader.origin, shardPath: path)
+                var scores = [Float](repeating: 0, count: model.config.items)
+                return { record in
+                    guard let user = provider.vector(for: record) else { return nil }
+                    scorer.score(user: user, into: &scores)
+                    return scores
+                }
+            }
+        } else {
+            let model = try ModelView(path: modelPath)
+            let items = try model.items.dense()
+            config = model.config
+            scorerFor = { path, reader, statePath in
+                let provider = try UserParameterProvider(model: model, mode: source.mode, statePath: statePath, training: source.training,
+                                                         shard: (reader.origin, path))
+                var scores = [Float](repeating: 0, count: model.config.items)
+                return { record in
+                    guard let (p, _) = try provider.parameters(for: record) else { return nil }
+                    items.score(user: p, into: &scores)
+                    return scores
+                }
+            }
+        }
+        try ModelConfig(family: config.family, objective: config.objective, dim: config.dim, items: manifest.items, datasetId: manifest.datasetId)
+            .requireSame(config, file: modelPath)
         // Which users to find in which shard.
         var byShard: [Int: Set<Int32>] = [:]
         var indexOf: [Int32: String] = [:]
@@ -107,8 +137,6 @@ public enum Recommender {
                 indexOf[user.index] = id
             }
         }
-        var scores = [Float](repeating: 0, count: model.config.items)
-        let items = try model.items.dense()
         for (shard, members) in byShard.sorted(by: { $0.key < $1.key }) {
             guard shard < manifest.shards.count else {
                 throw FedRecError(.badData, file: datasetDirectory + "/users.tsv", "refers to shard \(shard), dataset has \(manifest.shards.count)")
@@ -116,15 +144,13 @@ public enum Recommender {
             let path = datasetDirectory + "/" + manifest.shards[shard].file
             let statePath = shard < source.states.count ? source.states[shard] : nil
             let reader = try ShardUserReader(path: path, datasetId: manifest.datasetId, items: manifest.items)
-            let provider = try UserParameterProvider(model: model, mode: source.mode, statePath: statePath, training: source.training,
-                                                     shard: (reader.origin, path))
+            let scores = try scorerFor(path, reader, statePath)
             while let record = try reader.next() {
                 guard members.contains(record.user) else { continue }
-                guard let (p, _) = try provider.parameters(for: record) else {
+                guard let values = try scores(record) else {
                     throw FedRecError(.badData, file: statePath ?? path, "has no parameters for user \(indexOf[record.user] ?? "?")")
                 }
-                items.score(user: p, into: &scores)
-                try body(indexOf[record.user] ?? "", record, scores)
+                try body(indexOf[record.user] ?? "", record, values)
             }
         }
         order(wanted.map { $0.compactMap { tables.users[$0]?.index } } ?? indexOf.keys.sorted())

@@ -130,23 +130,10 @@ public final class SGDClientTrainer {
             if negativesPerPositive > 0 {
                 // Negatives: items the user has not interacted with, drawn uniformly.
                 var position = 0
-                for record in users {
-                    // Mark the user's items; the marks also count them (duplicates once).
-                    stamp &+= 1
-                    var distinct = 0
-                    for item in record.train.items where mark[Int(item)] != stamp {
-                        mark[Int(item)] = stamp
-                        distinct += 1
-                    }
-                    let available = model.config.items - distinct
-                    for _ in 0..<(record.train.count * negativesPerPositive) {
-                        var candidate: Int32
-                        repeat {
-                            candidate = Int32(generator.nextIndex(below: model.config.items))
-                        } while mark[Int(candidate)] == stamp && available > 0
-                        negatives[position] = candidate
-                        position += 1
-                    }
+                drawNegatives(users: users, perPositive: negativesPerPositive, items: model.config.items, mark: mark, stamp: &stamp,
+                              generator: &generator) { _, item in
+                    negatives[position] = item
+                    position += 1
                 }
                 for item in negatives { _ = slot(item) }
             }

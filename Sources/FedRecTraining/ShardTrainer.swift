@@ -258,18 +258,10 @@ public enum ShardTrainer {
             }
         }
 
-        var client: [UserRecord] = []
-        var usersRead = 0
-        while let record = try reader.next() {
-            usersRead += 1
-            if let first = client.first, first.client != record.client {
-                try trainClient(client)
-                client.removeAll(keepingCapacity: true)
-                progress.update("\(shardPath): \(usersRead) users")
-            }
-            client.append(record)
+        try reader.forEachClient { users, usersRead in
+            try trainClient(users)
+            progress.update("\(shardPath): \(usersRead) users")
         }
-        if !client.isEmpty { try trainClient(client) }
         progress.finish()
         // With sampling, a shard none of whose clients was drawn still reports its population.
         guard summary.clients > 0 || (sampling != nil && summary.population > 0) else { throw FedRecError(.emptyInput, file: shardPath, "no client in the shard has training data") }
