@@ -109,13 +109,15 @@ public struct AggregateCommand: ParsableCommand {
                 options.dpMinCount = dpMinCount
                 options.itemText = try itemText.map { try TextEmbeddingTable.load($0) }
                 options.textL2 = textL2
-                if sum.header.extra[UserSettingsMetadata.key] == nil {
+                let family = try ModelFamily.of(model: model)
+                // Tensor families (text-lora) have no user side to rebuild.
+                if sum.header.extra[UserSettingsMetadata.key] == nil && family == .mf {
                     var stderr = StandardError()
                     print("fl-aggregate: warning: the updates record no common user-side settings (\(UserSettingsMetadata.key)); fl-eval and fl-recommend of the next model need the training flags", to: &stderr)
                 }
                 let sumFile = paths.count == 1 ? paths[0] : "the sum of \(paths.count) updates"
                 let written: (identity: String, overlay: Bool), round: Int
-                if try ModelFamily.of(model: model) == .mf {
+                if family == .mf {
                     let next = try ServerStep.apply(sum, sumFile: sumFile, to: model, options: options)
                     written = try next.write(to: output, layout: checkpoint)
                     round = next.round

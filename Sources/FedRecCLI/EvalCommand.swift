@@ -3,6 +3,7 @@ import FedRecCore
 import FedRecSupport
 import FedRecData
 import FedRecEvaluation
+import FedRecModel
 
 /// `fl-eval`: model + shards (+ private state) → metrics.
 public struct EvalCommand: ParsableCommand {
@@ -31,6 +32,13 @@ public struct EvalCommand: ParsableCommand {
               fl-eval --model model-0020.safetensors --dataset ml100k-cold --cold \\
                   --reconstruct --alpha 5 --l2 5
               fl-eval --model model-0000.safetensors --dataset ml100k-cold --cold --random
+
+            A text-lora model (fl-init --model text-lora) is scored on search: each test \
+            query of the shards' query logs (fl-partition --queries) ranks the whole \
+            catalogue by cosine between the query and the item texts, both embedded with \
+            the adapted encoder; HR@K, NDCG@K and MRR of the query's item (round 0: the \
+            frozen encoder).
+              fl-eval --model model-0003.safetensors --dataset mls-search --json
             """,
         version: fedrecVersion)
 
@@ -44,6 +52,8 @@ public struct EvalCommand: ParsableCommand {
     @Flag(help: "Exact expected metrics of a uniformly random ranking (a baseline; the model only names the dataset).") var random = false
     @Option(help: "Also append the result as a JSON line to this file (e.g. metrics.jsonl).") var metricsLog: String?
     @OptionGroup(title: "User parameters") var users: UserParameterArguments
+    @OptionGroup(title: "text-lora") var text: TextLoRATrainArguments
+    @Flag(help: "text-lora: rank the training queries instead of the test ones (the fit).") var trainingQueries = false
     @OptionGroup(title: "Output") var format: OutputFormatOptions
 
     public init() {}
@@ -58,7 +68,17 @@ public struct EvalCommand: ParsableCommand {
     public func run() throws {
         try reportingErrors("fl-eval") {
             let paths = try dataset.map { try shardPaths(dataset: $0) } ?? shards
-            try FileRoles(inputs: [model, dataset, users.stateDir] + paths, outputs: [metricsLog]).check()
+            try FileRoles(inputs: [model, dataset, users.stateDir, text.items, text.baseModel] + paths, outputs: [metricsLog]).check()
+            if try ModelFamily.of(model: model) == .textLoRA {
+                guard !popularity, !random, !cold else {
+                    throw FedRecError(.usage, file: model, "is a text-lora model, scored on search; --popularity, --random and --cold are for mf models")
+                }
+                let items = text.items ?? dataset.map { $0 + "/items.tsv" }
+                let request = TextLoRAEvalRequest(
+                    model: model, shards: paths, items: items, baseModel: text.baseModel, k: k, training: trainingQueries, threads: text.threads, metricsLog: metricsLog,
+                    json: format.json)
+                return try TextFamilyLink.require("fl-eval").evaluate(request)
+            }
             let coldItems = try dataset.map { try DatasetManifest.load($0).coldItems } ?? []
             let baseline: RankingBaseline = popularity ? .popularity : (random ? .random : .model)
             let users = baseline != .model ? UserParameterSource(mode: .reconstruct, states: [], training: users.training.options)

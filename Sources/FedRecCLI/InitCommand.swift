@@ -26,6 +26,15 @@ public struct InitCommand: ParsableCommand {
             [dim, text dim], zero at first, that fl-aggregate fits to the trained item vectors each \
             round and uses to give items no client trained (cold items) the vector W·t from their \
             text. The table is not copied into the model; its identity is recorded.
+
+            --model text-lora: LoRA adapters (Hu et al. 2021) of rank --rank on --targets of \
+            every layer of the encoder in --base-model, for federated fine-tuning of search \
+            (fl-train-local on the dataset's query logs). B starts at zero (the base \
+            encoder); A is random from --seed. With --frozen-a (FFA-LoRA, Sun et al. 2024) A \
+            stays fixed and is not in the checkpoint: clients train and send B only.
+              fl-init --dataset mls --model text-lora \
+                  --base-model models/all-MiniLM-L6-v2 --rank 8 \
+                  --targets query,value --frozen-a --seed 1 -o model-0000.safetensors
             """,
         version: fedrecVersion)
 
@@ -36,6 +45,8 @@ public struct InitCommand: ParsableCommand {
     @Option(help: "Standard deviation of the initial item embeddings.") var initScale: Float = 0.1
     @Option(help: "Seed of the initial embeddings.") var seed: UInt64 = 0
     @Option(help: "Item text embeddings (fl-encode's text_embedding table) for a content-aware wals model.") var itemText: String?
+    @Option(help: "Model family: mf (matrix factorisation) or text-lora (adapters of a text encoder).") var model: ModelFamily = .mf
+    @OptionGroup(title: "text-lora") var textLoRA: TextLoRAInitArguments
     @OptionGroup(title: "Output") var format: OutputFormatOptions
 
     public init() {}
@@ -47,7 +58,13 @@ public struct InitCommand: ParsableCommand {
 
     public func run() throws {
         try reportingErrors("fl-init") {
-            try FileRoles(inputs: [dataset, itemText], outputs: [output]).check()
+            try FileRoles(inputs: [dataset, itemText, textLoRA.baseModel], outputs: [output]).check()
+            switch model {
+            case .mf: break
+            case .textLoRA:
+                return try TextFamilyLink.require("fl-init").initialize(try textLoRA.request(dataset: dataset, output: output, seed: seed, json: format.json))
+            case .ncf, .fm, .lr: throw FedRecError(.usage, "fl-init --model \(model.rawValue) is not available yet")
+            }
             let manifest = try DatasetManifest.load(dataset)
             let model = try MFModel.initial(for: manifest, objective: objective, dim: dim, scale: initScale, seed: seed, itemText: itemText)
             let identity = try model.write(to: output)
