@@ -7,9 +7,12 @@ import PackageDescription
 /// `fl-encode` and `fl-recommend` (whose `--query` embeds text) are apart: their commands
 /// live in `FedRecTextCLI`, over `FedRecText`, so only they link OpenBLAS.
 let commands = [
-    "fl-partition", "fl-init", "fl-train-local", "fl-aggregate", "fl-eval", "fl-inspect", "fl-dp-noise", "fl-compact", "fl-secagg", "fl-report",
+    "fl-partition", "fl-aggregate", "fl-inspect", "fl-dp-noise", "fl-compact", "fl-secagg", "fl-report",
 ]
 let textCommands = ["fl-encode", "fl-recommend"]
+/// Commands whose FedRecCLI command dispatches a text-lora model to FedRecTextCLI
+/// (`TextFamilyLink`): thin executables that link both.
+let familyCommands = ["fl-init", "fl-train-local", "fl-eval"]
 /// The library's layers, bottom up (see the targets below).
 let layers = [
     "FedRecSupport", "FedRecFormats", "FedRecMechanisms", "FedRecSecureAggregation", "FedRecData", "FedRecModel", "FedRecWire", "FedRecTraining",
@@ -23,7 +26,7 @@ let library: [Target.Dependency] = (layers + ["FedRecCore"]).map { .target(name:
 
 let package = Package(
     name: "fedrec",
-    products: (commands + textCommands).map { .executable(name: $0, targets: [$0]) } + [
+    products: (commands + textCommands + familyCommands).map { .executable(name: $0, targets: [$0]) } + [
         .library(name: "FedRecCore", targets: ["FedRecCore"]),
         .library(name: "FedRecText", targets: ["FedRecText"]),
     ],
@@ -138,4 +141,5 @@ let package = Package(
         .executableTarget(name: "dp-noise-bench", dependencies: library, path: "bench/dp-noise-bench"),
     ] + commands.map { .executableTarget(name: $0, dependencies: ["FedRecCLI"]) }
         + textCommands.map { .executableTarget(name: $0, dependencies: ["FedRecTextCLI"]) }
+        + familyCommands.map { .executableTarget(name: $0, dependencies: ["FedRecCLI", "FedRecTextCLI"]) }
 )

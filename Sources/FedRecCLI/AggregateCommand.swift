@@ -112,10 +112,12 @@ public struct AggregateCommand: ParsableCommand {
             let sum = try ModelUpdate.sum(paths: paths)
             if let model {
                 let options = try serverOptions()
-                warnWithoutUserSettings(sum.header)
+                let family = try ModelFamily.of(model: model)
+                // Tensor families have no user side to rebuild.
+                if family == .mf { warnWithoutUserSettings(sum.header) }
                 let sumFile = paths.count == 1 ? paths[0] : "the sum of \(paths.count) updates"
                 let written: (identity: String, overlay: Bool), round: Int
-                if try ModelFamily.of(model: model) == .mf {
+                if family == .mf {
                     let next = try ServerStep.apply(sum, sumFile: sumFile, to: model, options: options)
                     written = try next.write(to: output, layout: checkpoint)
                     round = next.round

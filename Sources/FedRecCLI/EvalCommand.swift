@@ -36,6 +36,13 @@ public struct EvalCommand: ParsableCommand {
             An ncf model (fl-init --model ncf) is evaluated the same way: its users' vectors \
             from --state-dir (or rebuilt with --reconstruct); the sampled protocol is the NCF \
             paper's (the held-out item against 99 sampled negatives).
+
+            A text-lora model (fl-init --model text-lora) is scored on search: each test \
+            query of the shards' query logs (fl-partition --queries) ranks the whole \
+            catalogue by cosine between the query and the item texts, both embedded with \
+            the adapted encoder; HR@K, NDCG@K and MRR of the query's item (round 0: the \
+            frozen encoder).
+              fl-eval --model model-0003.safetensors --dataset mls-search --json
             """,
         version: fedrecVersion)
 
@@ -49,6 +56,8 @@ public struct EvalCommand: ParsableCommand {
     @Flag(help: "Exact expected metrics of a uniformly random ranking (a baseline; the model only names the dataset).") var random = false
     @Option(help: "Also append the result as a JSON line to this file (e.g. metrics.jsonl).") var metricsLog: String?
     @OptionGroup(title: "User parameters") var users: UserParameterArguments
+    @OptionGroup(title: "text-lora") var text: TextLoRATrainArguments
+    @Flag(help: "text-lora: rank the training queries instead of the test ones (the fit).") var trainingQueries = false
     @OptionGroup(title: "Output") var format: OutputFormatOptions
 
     public init() {}
@@ -63,12 +72,23 @@ public struct EvalCommand: ParsableCommand {
     public func run() throws {
         try reportingErrors("fl-eval") {
             let paths = try dataset.map { try shardPaths(dataset: $0) } ?? shards
-            try FileRoles(inputs: [model, dataset, users.stateDir] + paths, outputs: [metricsLog]).check()
+            try FileRoles(inputs: [model, dataset, users.stateDir, text.items, text.baseModel] + paths, outputs: [metricsLog]).check()
+            let family = try ModelFamily.of(model: model)
+            if family == .textLoRA {
+                guard !popularity, !random, !cold else {
+                    throw FedRecError(.usage, file: model, "is a text-lora model, scored on search; --popularity, --random and --cold are for mf models")
+                }
+                let items = text.items ?? dataset.map { $0 + "/items.tsv" }
+                let request = TextLoRAEvalRequest(
+                    model: model, shards: paths, items: items, baseModel: text.baseModel, k: k, training: trainingQueries, threads: text.threads, metricsLog: metricsLog,
+                    json: format.json)
+                return try TextFamilyLink.require("fl-eval").evaluate(request)
+            }
             let coldItems = try dataset.map { try DatasetManifest.load($0).coldItems } ?? []
             let baseline: RankingBaseline = popularity ? .popularity : (random ? .random : .model)
             let users = baseline != .model ? UserParameterSource(mode: .reconstruct, states: [], training: users.training.options)
                 : try users.source(for: paths, settings: try users.settings(model: model, command: "fl-eval"))
-            let report = try ModelFamily.of(model: model) == .ncf
+            let report = family == .ncf
                 ? try evaluateNCF(paths: paths, users: users, baseline: baseline)
                 : try Evaluator.run(modelPath: model, shards: paths, users: users, k: k,
                                            ranking: ranking ? true : nil, evaluationProtocol: cold ? .cold : .standard,

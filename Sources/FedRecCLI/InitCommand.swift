@@ -40,18 +40,28 @@ public struct InitCommand: ParsableCommand {
             prediction layer are averaged. NeuMF can start from a trained GMF and MLP \
             (--pretrain-gmf, --pretrain-mlp; h = [α h_GMF, (1 − α) h_MLP]), and their \
             clients' user states are merged with --pretrain-*-states.
+
+            --model text-lora: LoRA adapters (Hu et al. 2021) of rank --rank on --targets of \
+            every layer of the encoder in --base-model, for federated fine-tuning of search \
+            (fl-train-local on the dataset's query logs). B starts at zero (the base \
+            encoder); A is random from --seed. With --frozen-a (FFA-LoRA, Sun et al. 2024) A \
+            stays fixed and is not in the checkpoint: clients train and send B only.
+              fl-init --dataset mls --model text-lora \
+                  --base-model models/all-MiniLM-L6-v2 --rank 8 \
+                  --targets query,value --frozen-a --seed 1 -o model-0000.safetensors
             """,
         version: fedrecVersion)
 
     @Option(help: "Dataset directory (or its dataset.json).") var dataset: String
     @Option(name: [.short, .long], help: "Checkpoint to write (- for stdout).") var output: String
-    @Option(help: "Model family: mf (matrix factorisation) or ncf (neural CF).") var model: ModelFamily = .mf
+    @Option(help: "Model family: mf (matrix factorisation), ncf (neural CF) or text-lora (adapters of a text encoder).") var model: ModelFamily = .mf
     @Option(help: "Objective: mse (explicit ratings), bpr, bce or wals (implicit).") var objective: Objective = .mse
     @Option(help: "Embedding dimension d.") var dim = 32
     @Option(help: "Standard deviation of the initial item embeddings.") var initScale: Float = 0.1
     @Option(help: "Seed of the initial embeddings.") var seed: UInt64 = 0
     @Option(help: "Item text embeddings (fl-encode's text_embedding table) for a content-aware wals model.") var itemText: String?
     @OptionGroup(title: "Neural CF (--model ncf)") var ncf: NCFInitArguments
+    @OptionGroup(title: "text-lora (--model text-lora)") var textLoRA: TextLoRAInitArguments
     @OptionGroup(title: "Output") var format: OutputFormatOptions
 
     public init() {}
@@ -64,7 +74,10 @@ public struct InitCommand: ParsableCommand {
 
     public func run() throws {
         try reportingErrors("fl-init") {
-            try FileRoles(inputs: [dataset, itemText, ncf.pretrainGmf, ncf.pretrainMlp], outputs: [output]).check()
+            try FileRoles(inputs: [dataset, itemText, ncf.pretrainGmf, ncf.pretrainMlp, textLoRA.baseModel], outputs: [output]).check()
+            if model == .textLoRA {
+                return try TextFamilyLink.require("fl-init").initialize(try textLoRA.request(dataset: dataset, output: output, seed: seed, json: format.json))
+            }
             let manifest = try DatasetManifest.load(dataset)
             let summary: JSONValue
             switch self.model {

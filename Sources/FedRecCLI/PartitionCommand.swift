@@ -33,6 +33,8 @@ public struct PartitionCommand: ParsableCommand {
               fl-partition --format jester jester-data-1.csv.zst -o jester \\
                   --split ratio --test-ratio 0.1
               fl-partition u.data -o ml100k-cold --cold-items 0.2 --seed 1  # 20 % cold
+              fl-partition ratings.csv --queries tags.csv --catalogue-items \
+                  -o mls-search       # tags as search queries, per-user hold-out
             """,
         version: fedrecVersion)
 
@@ -105,6 +107,8 @@ public struct PartitionCommand: ParsableCommand {
     @Option(help: "Replace user ids by HMAC-SHA256(key, id); the key is this file's bytes (≥ 16).")
     var pseudonymizeKey: String?
 
+    @OptionGroup(title: "Query logs") var queryLog: QueryLogArguments
+
     @Flag(help: "Replace OUTPUT if it exists and is not empty.")
     var force = false
 
@@ -159,6 +163,7 @@ public struct PartitionCommand: ParsableCommand {
             options.includeCatalogue = catalogueItems
             options.coldItems = coldItems
             options.feedback = feedback
+            options.queries = queryLog.options
             let manifest = try Partitioner.run(options, output: output, replace: force)
             let summary = manifest.summary(path: output)
             try emit(format.json ? summary.canonicalText : summary.table(aligned: standardOutputIsTerminal))

@@ -36,6 +36,16 @@ public struct TrainLocalCommand: ParsableCommand {
                   --secagg-roster roster --secagg-deliveries deliveries \\
                   -o s.masked
 
+            A text-lora model (fl-init --model text-lora): each client with a query log \
+            (fl-partition --queries) fine-tunes the adapter on its training queries, \
+            --epochs passes of AdamW (--lr, default 0.001; --l2 its weight decay, default \
+            0.01) on batches of --batch-size queries (default 16) with --negatives items \
+            drawn from the catalogue (default 16), and the update holds the weighted sum \
+            of the clients' deltas (--clip bounds each client's whole delta).
+              fl-train-local --model model-0000.safetensors \\
+                  --shard mls-search/shards/shard-00000.tar --epochs 1 \\
+                  --batch-size 16 --lr 0.001 -o update-0000.safetensors
+
             With --compress (SGD), each client's update is compressed apart and the output \
             holds every client's segment, marked compression=SCHEME; fl-aggregate decodes it. \
             q8, q4: QSGD (Alistarh et al. 2017), 8 or 4 bits a value, unbiased stochastic \
@@ -80,19 +90,30 @@ public struct TrainLocalCommand: ParsableCommand {
     @OptionGroup(title: "Local training") var training: TrainingArguments
     @OptionGroup(title: "Privacy") var privacy: SamplingArguments
     @OptionGroup(title: "Secure aggregation") var secure: SecureTrainingArguments
+    @OptionGroup(title: "text-lora") var text: TextLoRATrainArguments
     @OptionGroup(title: "Output") var format: OutputFormatOptions
 
     public init() {}
 
-    public func validate() throws {
-        if !training.reconstruct && state == nil && stateOut == nil {
-            throw ValidationError("private user parameters need a home: give --state FILE, or --reconstruct")
+    /// A text-lora model: the shard's clients fine-tune the adapter on their query logs.
+    func trainTextLoRA() throws {
+        guard state == nil, stateOut == nil, secure.secaggSession == nil, privacy.sampleRate == nil, training.compress == nil else {
+            throw FedRecError(.usage, "a text-lora model keeps no user state and takes no --secagg-session, --sample-rate or --compress yet")
         }
-
+        try FileRoles(inputs: [model, shard, text.items, text.baseModel], outputs: [output]).check()
+        let request = TextLoRATrainRequest(
+            model: model, shard: shard, output: output, items: text.items, baseModel: text.baseModel, options: training.options,
+            batchSize: training.batchSize, learningRate: training.learningRate, weightDecay: training.l2, negatives: training.negatives,
+            temperature: text.temperature, threads: text.threads, quiet: format.quiet, json: format.json)
+        try TextFamilyLink.require("fl-train-local").train(request)
     }
 
     public func run() throws {
         try reportingErrors("fl-train-local") {
+            if try ModelFamily.of(model: model) == .textLoRA { return try trainTextLoRA() }
+            if !training.reconstruct && state == nil && stateOut == nil {
+                throw FedRecError(.usage, "private user parameters need a home: give --state FILE, or --reconstruct")
+            }
             // Error feedback's residuals live in the state file even when users are rebuilt.
             if training.compress?.keepsResidual == true && state == nil && stateOut == nil {
                 throw FedRecError(.usage, "--compress \(training.compress.map(\.description) ?? "topk") keeps each client's error-feedback residual in the state file: give --state FILE")

@@ -42,6 +42,8 @@ public struct PartitionOptions: Sendable {
     /// column with more than one value. `.implicit` makes every event count 1 (a click or
     /// a view, whatever its rating), so a dataset meant for implicit models says so.
     public var feedback: Feedback?
+    /// A query log to attach to the users' shards (`QueryLog`), nil for none.
+    public var queries: QueryLogOptions?
 
     public init(ratings: String) { self.ratings = ratings }
 }
@@ -64,7 +66,7 @@ public enum Partitioner {
         var testPath: String?
         if case .testFile(let path) = options.split { testPath = path }
         try FileRoles(inputs: [options.ratings] + options.moreRatings + [testPath, options.itemsFile ?? ItemCatalogReader.movieLensSibling(of: options.ratings),
-                               options.pseudonymKeyFile], outputs: [], directoryOutputs: [output]).check()
+                               options.pseudonymKeyFile, options.queries?.path], outputs: [], directoryOutputs: [output]).check()
         // Read.
         // Compressed inputs are read decompressed, and identified by their decompressed
         // bytes (the same data gives the same dataset id however it was shipped).
@@ -236,6 +238,8 @@ public enum Partitioner {
         if options.ratingScale != RatingScale() {
             optionsJSON["rating_scale_declared"] = .array([options.ratingScale.min, options.ratingScale.max].map { $0.map { .number(Double($0)) } ?? .null })
         }
+        let queries = try options.queries.map { try attachQueries($0, log: log, userOrder: userOrder, itemOrder: itemOrder, inputDigests: &inputDigests) }
+        if let q = options.queries { optionsJSON["queries"] = q.json }
         let idSource: JSONValue = ["inputs": .array(inputDigests), "options": .object(optionsJSON)]
         let datasetId = hexDigest(SHA256.hash(data: Array(idSource.canonicalText.utf8)))
 
@@ -292,6 +296,7 @@ public enum Partitioner {
                 var files: [(String, [UInt8])] = [("train.npy", Npy.encode(train[u])), ("test.npy", Npy.encode(test[u]))]
                 if !cold[u].isEmpty { files.append(("cold.npy", Npy.encode(cold[u]))) }
                 if !negatives[u].isEmpty { files.append(("neg.npy", Npy.encode(int32s: negatives[u]))) }
+                if let queries, !queries.byUser[u].isEmpty { files.append((QueryLog.memberSuffix, QueryLog.encode(queries.byUser[u]))) }
                 let meta = ShardLayout.userMeta(user: u, id: userName(u), client: Int(clientOf[u]), files: files)
                 try writer.add(name: key + ".json", bytes: Array(meta.canonicalText.utf8))
                 for (suffix, bytes) in files { try writer.add(name: key + "." + suffix, bytes: bytes) }
@@ -339,6 +344,7 @@ public enum Partitioner {
             optionsJSON["cold_interactions"] = .number(Double(coldTotal))
             optionsJSON["cold_users"] = .number(Double(cold.filter { !$0.isEmpty }.count))
         }
+        if let queries, let q = options.queries { optionsJSON["queries"] = queries.json(options: q) }
         optionsJSON["empty_clients"] = .number(Double(clientCount - Set(clientOf).count))
         let manifest = DatasetManifest(
             datasetId: datasetId, users: userCount, items: itemCount, clients: clientCount, train: trainTotal, test: testTotal,

@@ -14,6 +14,8 @@ public struct UserRecord: Sendable {
     public var cold: Interactions = Interactions()
     /// Sampled negatives for the sampled ranking protocol (may be empty).
     public var negatives: [Int32]
+    /// The user's query log (`KEY.queries.jsonl`, `fl-partition --queries`; empty without).
+    public var queries: [Query] = []
 }
 
 /// Streams the users of a shard in archive order, one group of files at a time, so memory
@@ -190,7 +192,9 @@ public final class ShardUserReader {
         for rating in train.ratings + test.ratings + cold.ratings where !rating.isFinite {
             throw FedRecError(.corrupt, file: path, "user \(key) has a rating \(rating), not a finite number")
         }
-        return UserRecord(user: user32, id: id, client: client32, train: train, test: test, cold: cold, negatives: negatives)
+        var record = UserRecord(user: user32, id: id, client: client32, train: train, test: test, cold: cold, negatives: negatives)
+        if let bytes = files["." + QueryLog.memberSuffix] { record.queries = try QueryLog.decode(bytes, file: name, items: items) }
+        return record
     }
 
     /// The WebDataset key of an entry: its name up to the first dot.

@@ -56,8 +56,8 @@ public enum SampledSoftmaxLoss {
 
 /// One client's LoRA training loop on (query, positive item text) pairs: the sampled
 /// softmax loss over the shared, adapted encoder, back-propagated to the adapter, and an
-/// AdamW step on B (and A unless frozen, FFA-LoRA). A library piece: the commands
-/// (`fl-train-local`) do not drive it yet.
+/// AdamW step on B (and A unless frozen, FFA-LoRA). `LoRAShardTrainer` drives one per
+/// client (`fl-train-local` on a text-lora model).
 public final class LoRATrainer {
     public let encoder: TrainableEncoder
     public var optimizer: AdamW

@@ -22,7 +22,7 @@ public final class SentenceEncoder {
         let directory = try ModelDirectory(path: path)
         tokenizer = try WordPieceTokenizer(directory: directory)
         let base = try BertEncoder(directory: directory)
-        encoder = try adapter.map { try base.adapted(by: try LoRAAdapter(path: $0), file: $0) } ?? base
+        encoder = try adapter.map { try base.adapted(by: try LoRAAdapter.load(path: $0), file: $0) } ?? base
         pooling = try Pooling(directory: directory)
         dimension = pooling.dimension(hiddenSize: encoder.config.hiddenSize)
         guard tokenizer.vocabulary.count <= encoder.config.vocabSize else {

@@ -1,6 +1,10 @@
 import FedRecCLI
+import FedRecTextCLI
 
 @main
 struct Entrypoint {
-    static func main() { EvalCommand.main() }
+    static func main() {
+        TextFamilyLink.register(TextLoRACommands.hooks)
+        EvalCommand.main()
+    }
 }

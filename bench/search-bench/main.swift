@@ -3,7 +3,9 @@
 // Run by bench/quality-search; not a fedrec command.
 //
 //   search-bench --dataset DIR --model M --item-text T --queries Q.tsv --betas 0,0.1,…
-//                [--model-dir DIR] [--l2 5] [--alpha 5] [-k 10]
+//                [--model-dir DIR] [--adapter A] [--l2 5] [--alpha 5] [-k 10]
+// (--adapter: a LoRA adapter or text-lora checkpoint applied to the query encoder; the
+// item table must have been encoded with the same one, fl-encode --adapter.)
 //
 // Q.tsv: user id, item id, query text (tab-separated, no header). Every query is ranked
 // over the whole catalogue and nothing is excluded (a user tags items they usually rated,
@@ -39,6 +41,7 @@ guard let dataset = option("--dataset", &args), let modelPath = option("--model"
 }
 let betas = (option("--betas", &args) ?? "0").split(separator: ",").compactMap { Float($0) }
 let modelDir = option("--model-dir", &args) ?? "models/all-MiniLM-L6-v2"
+let adapter = option("--adapter", &args)
 let k = Int(option("-k", &args) ?? "") ?? 10
 var training = TrainingOptions()
 training.algorithm = .als
@@ -68,7 +71,7 @@ do {
         let t = textIndex[f[2]] ?? { texts.append(f[2]); textIndex[f[2]] = texts.count - 1; return texts.count - 1 }()
         queries.append(Query(user: f[0], item: item, text: t))
     }
-    let encoder = try SentenceEncoder(directory: modelDir)
+    let encoder = try SentenceEncoder(directory: modelDir, adapter: adapter)
     let vectors = try encoder.encode(texts)
     let similarity = try (0..<texts.count).map { t in
         try search.similarities(to: Array(vectors[t * encoder.dimension..<(t + 1) * encoder.dimension]))

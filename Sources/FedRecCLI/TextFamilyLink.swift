@@ -1,0 +1,87 @@
+import FedRecSupport
+import FedRecTraining
+import Synchronization
+
+/// What `fl-init --model text-lora` asks for.
+public struct TextLoRAInitRequest: Sendable {
+    public var dataset: String
+    public var output: String
+    public var baseModel: String
+    public var rank: Int
+    public var alpha: Float
+    public var targets: String
+    public var frozenA: Bool
+    public var seed: UInt64
+    public var json: Bool
+}
+
+/// What `fl-train-local` asks of a text-lora model.
+public struct TextLoRATrainRequest: Sendable {
+    public var model: String
+    public var shard: String
+    public var output: String
+    /// The dataset's items.tsv (nil: beside the shard's dataset).
+    public var items: String?
+    /// The base encoder's directory (nil: the one recorded at fl-init).
+    public var baseModel: String?
+    /// --epochs, --batch-size, --lr, --l2 (AdamW's weight decay), --negatives, --clip,
+    /// --weighting, --seed as given (nil: the text-lora defaults).
+    public var options: TrainingOptions
+    public var batchSize: Int?
+    public var learningRate: Float?
+    public var weightDecay: Float?
+    public var negatives: Int?
+    public var temperature: Float
+    public var threads: Int?
+    public var quiet: Bool
+    public var json: Bool
+}
+
+/// What `fl-eval` asks of a text-lora model.
+public struct TextLoRAEvalRequest: Sendable {
+    public var model: String
+    public var shards: [String]
+    public var items: String?
+    public var baseModel: String?
+    public var k: Int
+    public var training: Bool
+    public var threads: Int?
+    public var metricsLog: String?
+    public var json: Bool
+}
+
+/// The text-lora family's commands, which need the text encoder (and OpenBLAS): they live
+/// in FedRecTextCLI, and an executable that links it registers them before parsing
+/// (`TextFamilyLink.register`). FedRecCLI's commands dispatch a `text-lora` model here,
+/// so they stay free of BLAS; one that finds nothing registered says which command does.
+public struct TextFamilyHooks: Sendable {
+    public var initialize: @Sendable (TextLoRAInitRequest) throws -> Void
+    public var train: @Sendable (TextLoRATrainRequest) throws -> Void
+    public var evaluate: @Sendable (TextLoRAEvalRequest) throws -> Void
+
+    public init(
+        initialize: @escaping @Sendable (TextLoRAInitRequest) throws -> Void, train: @escaping @Sendable (TextLoRATrainRequest) throws -> Void,
+        evaluate: @escaping @Sendable (TextLoRAEvalRequest) throws -> Void
+    ) {
+        self.initialize = initialize
+        self.train = train
+        self.evaluate = evaluate
+    }
+}
+
+/// Where the text family's commands are registered.
+public enum TextFamilyLink {
+    private static let hooks = Mutex<TextFamilyHooks?>(nil)
+
+    /// Makes the text-lora family available to this process's commands.
+    public static func register(_ value: TextFamilyHooks) { hooks.withLock { $0 = value } }
+
+    /// The registered hooks.
+    /// - Throws: `.usage` when this executable was built without the text encoder.
+    static func require(_ command: String) throws -> TextFamilyHooks {
+        guard let value = hooks.withLock({ $0 }) else {
+            throw FedRecError(.usage, "this \(command) was built without the text encoder: text-lora models need the fl-* commands of the fedrec package, which link FedRecTextCLI")
+        }
+        return value
+    }
+}

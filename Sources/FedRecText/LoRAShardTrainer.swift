@@ -1,0 +1,197 @@
+import FedRecCore
+import FedRecData
+import FedRecFormats
+import FedRecModel
+import FedRecSupport
+import FedRecTraining
+import FedRecWire
+
+/// How each client fine-tunes the adapter on its queries (`fl-train-local` on a
+/// `text-lora` model).
+public struct LoRALocalSettings: Sendable, Equatable {
+    /// Local passes over the client's training queries.
+    public var epochs = 1
+    /// Queries per step (their positives are each other's negatives).
+    public var batchSize = 16
+    /// Extra negatives per step, drawn uniformly from the catalogue (not the batch's
+    /// positives), so the loss's candidates do not depend on the batch alone.
+    public var negatives = 16
+    /// AdamW's η and λ.
+    public var learningRate: Float = 1e-3
+    public var weightDecay: Float = 0.01
+    /// τ of the sampled softmax.
+    public var temperature: Float = 0.05
+    /// Client weight in the sum: its training queries (n_k) or 1.
+    public var weighting: ContributionWeighting = .examples
+    /// Each client's whole delta (all tensors) is scaled to at most this L2 norm (0: off),
+    /// the sensitivity client-level DP relies on, as the MF path clips.
+    public var clip: Double = 0
+    /// Seed of the shuffling and the sampled negatives (with the round and the client).
+    public var seed: UInt64 = 0
+
+    public init() {}
+}
+
+/// What one shard's local training did.
+public struct LoRAShardSummary: Sendable {
+    public var clients = 0
+    public var examples = 0
+    public var steps = 0
+    public var clipped = 0
+    /// Mean training loss of the first and the last local epoch, over the shard's steps.
+    public var firstLoss = Double.nan
+    public var lastLoss = Double.nan
+    /// Values a client sends per round (every dense tensor of the model).
+    public var valuesPerClient = 0
+
+    /// What `fl-train-local --json` reports.
+    public func json(update path: String) -> JSONValue {
+        [
+            "update": .string(path), "clients": .number(Double(clients)), "examples": .number(Double(examples)),
+            "steps": .number(Double(steps)), "clipped": .number(Double(clipped)), "first_epoch_loss": .number(firstLoss),
+            "last_epoch_loss": .number(lastLoss), "bytes_per_client": .number(Double(4 * valuesPerClient)),
+        ]
+    }
+}
+
+/// The item texts a dataset's catalogue is embedded from (`ItemText.compose` over
+/// `items.tsv`: "Title — Genre, Genre"), tokenized.
+public enum CatalogueTexts {
+    /// - Throws: `.mismatch` naming `itemsPath` when it does not hold `items` items.
+    public static func tokenized(itemsPath: String, items: Int, tokenizer: WordPieceTokenizer) throws -> [[Int32]] {
+        let rows = try DatasetTables.readItems(itemsPath)
+        guard rows.count == items else {
+            throw FedRecError(.mismatch, file: itemsPath, "holds \(rows.count) items, the model's dataset has \(items)")
+        }
+        return rows.map { tokenizer.encode(ItemText.compose(title: $0.title, genres: $0.genres)) }
+    }
+
+    /// `DATASET/items.tsv` for a shard at `DATASET/shards/shard-N.tar`.
+    public static func itemsPath(besideShard shard: String) -> String {
+        var parts = shard.split(separator: "/", omittingEmptySubsequences: false).map(String.init)
+        guard parts.count >= 3 else { return parts.count == 2 ? "items.tsv" : "../items.tsv" }
+        parts.removeLast(2)
+        return parts.joined(separator: "/") + (parts == [""] ? "items.tsv" : "/items.tsv")
+    }
+}
+
+/// Local LoRA fine-tuning of every client of a shard, and the shard's update: each client
+/// k starts from the round's adapter, runs `epochs` passes of AdamW steps on the sampled
+/// softmax of its own training queries (query → the item it led to; `LoRATrainer`), and
+/// contributes w_k·Δ_k, Δ_k = its trained tensors − the round's (clipped to `clip`),
+/// w_k = n_k (its training queries) or 1. The update's dense tensors are Σ_k w_k Δ_k with
+/// weight Σ_k w_k, so `fl-aggregate` (FedAvg: Σ w_k Δ_k / Σ w_k, McMahan et al. 2017;
+/// or FedAdam) moves the adapter exactly as for any tensor model.
+public enum LoRAShardTrainer {
+    /// Trains the shard's clients and writes the update to `output`.
+    /// - Parameters:
+    ///   - itemsPath: the dataset's `items.tsv` (the catalogue's texts).
+    ///   - modelDirectory: the base encoder (its weights must be the adapter's base).
+    ///   - progress: called after each client with (clients done, clients with queries).
+    public static func run(
+        modelPath: String, shardPath: String, itemsPath: String, modelDirectory: String, output: String, settings: LoRALocalSettings,
+        threads: Int? = nil, progress: (Int, Int) -> Void = { _, _ in }
+    ) throws -> LoRAShardSummary {
+        let (model, identity) = try TensorModel.open(modelPath, family: .textLoRA)
+        let global = try TextLoRAModel.adapter(of: model, file: modelPath)
+        let encoder = try SentenceEncoder(directory: modelDirectory)
+        if let threads { encoder.encoder.threads = max(threads, 1) }
+        let trainable = try TrainableEncoder(base: encoder.encoder, adapter: global, pooling: encoder.pooling, adapterFile: modelPath)
+        let catalogue = try CatalogueTexts.tokenized(itemsPath: itemsPath, items: model.config.items, tokenizer: encoder.tokenizer)
+        let reader = try ShardUserReader(path: shardPath, datasetId: model.config.datasetId, items: model.config.items)
+
+        // Clients: adjacent users of one client index.
+        var clients: [(client: Int32, queries: [Query])] = []
+        while let record = try reader.next() {
+            let mine = record.queries.filter { !$0.isTest }
+            if let last = clients.last, last.client == record.client {
+                clients[clients.count - 1].queries += mine
+            } else {
+                clients.append((record.client, mine))
+            }
+        }
+        clients.removeAll { $0.queries.isEmpty }
+
+        let names = TextLoRAModel.tensors(of: global).keys.sorted()
+        var sum = [String: [Float]]()
+        for name in names { sum[name] = [Float](repeating: 0, count: model.tensors[name]?.values.count ?? 0) }
+        var summary = LoRAShardSummary()
+        summary.valuesPerClient = sum.values.reduce(0) { $0 + $1.count }
+        var totalWeight = 0.0
+        var firstLoss = 0.0, lastLoss = 0.0, firstSteps = 0, lastSteps = 0
+        for (done, client) in clients.enumerated() {
+            trainable.adapter = global
+            let trainer = LoRATrainer(
+                encoder: trainable, optimizer: AdamW(learningRate: settings.learningRate, weightDecay: settings.weightDecay),
+                temperature: settings.temperature)
+            var generator = SeededGenerator(seed: settings.seed, stream: (UInt64(model.round) << 32) | UInt64(UInt32(bitPattern: client.client)))
+            var order = Array(client.queries.indices)
+            let queryIds = client.queries.map { encoder.tokenizer.encode($0.text) }
+            for epoch in 0..<settings.epochs {
+                order.shuffle(using: &generator)
+                var start = 0
+                while start < order.count {
+                    let batch = order[start..<min(start + max(settings.batchSize, 1), order.count)]
+                    start += batch.count
+                    let positives = Set(batch.map { client.queries[$0].item })
+                    var negatives: [[Int32]] = []
+                    if settings.negatives > 0 && catalogue.count > positives.count {
+                        var drawn = Set<Int32>()
+                        while drawn.count < min(settings.negatives, catalogue.count - positives.count) {
+                            let item = Int32(generator.nextIndex(below: catalogue.count))
+                            if !positives.contains(item) && drawn.insert(item).inserted { negatives.append(catalogue[Int(item)]) }
+                        }
+                    }
+                    let loss = try trainer.step(
+                        queries: batch.map { queryIds[$0] }, positives: batch.map { catalogue[Int(client.queries[$0].item)] },
+                        negatives: negatives)
+                    summary.steps += 1
+                    if epoch == 0 { firstLoss += Double(loss); firstSteps += 1 }
+                    if epoch == settings.epochs - 1 { lastLoss += Double(loss); lastSteps += 1 }
+                }
+            }
+            // Δ_k, clipped as a whole, then weighted into the sum.
+            let trained = TextLoRAModel.tensors(of: trainable.adapter)
+            var delta = [String: [Float]]()
+            var squares = 0.0
+            for name in names {
+                guard let after = trained[name]?.values, let before = model.tensors[name]?.values else { continue }
+                var d = [Float](repeating: 0, count: after.count)
+                for i in d.indices {
+                    d[i] = after[i] - before[i]
+                    squares += Double(d[i]) * Double(d[i])
+                }
+                delta[name] = d
+            }
+            var scale: Float = 1
+            if settings.clip > 0, squares.squareRoot() > settings.clip {
+                scale = Float(settings.clip / squares.squareRoot())
+                summary.clipped += 1
+            }
+            let weight = settings.weighting == .examples ? Double(client.queries.count) : 1
+            let factor = Float(weight) * scale
+            for name in names {
+                guard let d = delta[name] else { continue }
+                sum[name]?.withUnsafeMutableBufferPointer { s in
+                    for i in d.indices { s[i] += factor * d[i] }
+                }
+            }
+            totalWeight += weight
+            summary.clients += 1
+            summary.examples += client.queries.count
+            progress(done + 1, clients.count)
+        }
+        summary.firstLoss = firstSteps > 0 ? firstLoss / Double(firstSteps) : .nan
+        summary.lastLoss = lastSteps > 0 ? lastLoss / Double(lastSteps) : .nan
+
+        var header = UpdateHeader(
+            config: model.config, baseModel: identity, round: model.round, algorithm: .sgd, weighting: settings.weighting,
+            clients: summary.clients, weight: totalWeight)
+        header.clip = settings.clip
+        header.clipped = summary.clipped
+        header.shards = [reader.identity]
+        let update = ModelUpdate(header: header, dense: sum)
+        try update.write(to: output, kind: .update)
+        return summary
+    }
+}

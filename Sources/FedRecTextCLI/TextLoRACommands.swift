@@ -1,0 +1,74 @@
+import FedRecCLI
+import FedRecCore
+import FedRecData
+import FedRecSupport
+import FedRecText
+import FedRecTraining
+
+/// The text-lora family's work for fl-init, fl-train-local and fl-eval (registered by
+/// their executables with `TextFamilyLink.register(TextLoRACommands.hooks)`).
+public enum TextLoRACommands {
+    public static let hooks = TextFamilyHooks(initialize: initialize, train: train, evaluate: evaluate)
+
+    static func initialize(_ r: TextLoRAInitRequest) throws {
+        let manifest = try DatasetManifest.load(r.dataset)
+        let config = LoRAConfig(rank: r.rank, alpha: r.alpha, targets: try LoRATarget.parseList(r.targets), seed: r.seed, frozenA: r.frozenA)
+        let model = try TextLoRAModel.initial(config: config, baseModelDirectory: r.baseModel, manifest: manifest)
+        let identity = try model.write(to: r.output)
+        if r.json && r.output != "-" {
+            let values = model.tensors.values.reduce(0) { $0 + $1.values.count }
+            try emit(
+                JSONValue.object([
+                    "model": .string(r.output), "identity": .string(identity), "model_type": .string(model.config.modelType),
+                    "round": 0, "tensors": .number(Double(model.tensors.count)), "parameters": .number(Double(values)),
+                    "bytes_per_client": .number(Double(4 * values)),
+                ]).canonicalText)
+        }
+    }
+
+    /// The encoder directory: the request's, else the one the checkpoint recorded.
+    static func modelDirectory(_ given: String?, model: String) throws -> String {
+        if let given { return given }
+        let recorded = try TensorModel.open(model, family: .textLoRA).model.settings["base_model_dir"]
+        guard let recorded else { throw FedRecError(.usage, file: model, "records no base model directory: give --base-model DIR") }
+        return recorded
+    }
+
+    static func train(_ r: TextLoRATrainRequest) throws {
+        if let threads = r.threads { SentenceEncoder.setBLASThreads(threads) }
+        var settings = LoRALocalSettings()
+        settings.epochs = r.options.epochs
+        if let b = r.batchSize { settings.batchSize = b }
+        if let lr = r.learningRate { settings.learningRate = lr }
+        if let l2 = r.weightDecay { settings.weightDecay = l2 }
+        if let n = r.negatives { settings.negatives = n }
+        settings.temperature = r.temperature
+        settings.weighting = r.options.weighting
+        settings.clip = r.options.clip
+        settings.seed = r.options.seed
+        guard settings.temperature > 0, settings.temperature.isFinite else { throw FedRecError(.usage, "--temperature must be positive") }
+        let progress = Progress(quiet: r.quiet)
+        defer { progress.finish() }
+        let summary = try LoRAShardTrainer.run(
+            modelPath: r.model, shardPath: r.shard, itemsPath: r.items ?? CatalogueTexts.itemsPath(besideShard: r.shard),
+            modelDirectory: try modelDirectory(r.baseModel, model: r.model), output: r.output, settings: settings,
+            threads: r.threads
+        ) { done, total in progress.update("fl-train-local: \(done)/\(total) clients") }
+        if r.json && r.output != "-" { try emit(summary.json(update: r.output).canonicalText) }
+    }
+
+    static func evaluate(_ r: TextLoRAEvalRequest) throws {
+        if let threads = r.threads { SentenceEncoder.setBLASThreads(threads) }
+        guard let items = r.items else { throw FedRecError(.usage, "a text-lora model is evaluated with --dataset DIR (or --items items.tsv)") }
+        let report = try LoRASearchEvaluator.run(
+            modelPath: r.model, shards: r.shards, itemsPath: items, modelDirectory: try modelDirectory(r.baseModel, model: r.model), k: r.k,
+            training: r.training, threads: r.threads)
+        var json = report.json
+        if r.training, case .object(var o) = json {
+            o["queries_set"] = "train"
+            json = .object(o)
+        }
+        if let log = r.metricsLog { try appendLine(json.canonicalText, to: log, durable: true) }
+        try emit(r.json ? json.canonicalText : json.table(aligned: standardOutputIsTerminal))
+    }
+}

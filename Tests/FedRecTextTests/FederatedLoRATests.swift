@@ -1,0 +1,126 @@
+import FedRecAggregation
+import FedRecCore
+import FedRecData
+import FedRecFormats
+import FedRecModel
+import FedRecSupport
+import FedRecTestSupport
+import FedRecWire
+import Foundation
+import Testing
+
+@testable import FedRecText
+
+/// One federated round of text-lora on the tiny random BERT of `Fixtures/` (hidden 8, two
+/// layers, a 12-word vocabulary): fl-partition's query logs, the shards' local training
+/// and FedAvg, checked against the example-weighted average of each client's own delta
+/// computed apart (one AdamW step on the client's training queries).
+@Suite struct FederatedLoRATests {
+    /// A model directory of the fixture's weights with a vocabulary of its 12 ids.
+    static func tinyModel(in directory: String) throws -> String {
+        let file = try SafeTensorsFile(path: LoRAReferenceTests.fixture)
+        let dir = directory + "/tiny-bert"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        try (try #require(file.metadata["config"])).write(toFile: dir + "/config.json", atomically: true, encoding: .utf8)
+        try FileManager.default.copyItem(atPath: LoRAReferenceTests.fixture, toPath: dir + "/model.safetensors")
+        let vocabulary = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "space", "war", "love", "comedy", "drama", "funny", "dark"]
+        try (vocabulary.joined(separator: "\n") + "\n").write(toFile: dir + "/vocab.txt", atomically: true, encoding: .utf8)
+        return dir
+    }
+
+    @Test("a federated round's adapter is the example-weighted average of the clients' deltas")
+    func oneRound() throws {
+        let tmp = try TemporaryDirectory()
+        let modelDir = try Self.tinyModel(in: tmp.path)
+        // Three users with two ratings each (one shard each); user 1 has six queries (the
+        // latest 20 % from position ⌊0.8·6⌋ = 4 on are test), user 2 two (all training),
+        // user 3 none; a query of an unknown user and one of an unknown item are dropped.
+        try "userId,movieId,rating,timestamp\n1,10,4,1\n1,20,5,2\n2,20,3,1\n2,30,4,2\n3,30,2,1\n3,40,5,2\n"
+            .write(toFile: tmp.path + "/ratings.csv", atomically: true, encoding: .utf8)
+        try "movieId,title,genres\n10,Space War,Drama\n20,Love,Comedy\n30,Dark,Drama\n40,Funny Love,Comedy\n"
+            .write(toFile: tmp.path + "/movies.csv", atomically: true, encoding: .utf8)
+        let tags = """
+            userId,movieId,tag,timestamp
+            1,10,space,100
+            1,20,love,101
+            1,30,dark,102
+            1,40,"funny  love",103
+            1,10,war,104
+            1,20,comedy,105
+            2,30,drama,100
+            2,40,funny,101
+            9,10,space,100
+            2,99,dark,102
+
+            """
+        try tags.write(toFile: tmp.path + "/tags.csv", atomically: true, encoding: .utf8)
+        var options = PartitionOptions(ratings: tmp.path + "/ratings.csv")
+        options.itemsFile = tmp.path + "/movies.csv"
+        options.shards = 3
+        options.negatives = 0
+        options.queries = QueryLogOptions(path: tmp.path + "/tags.csv")
+        let dataset = tmp.path + "/data"
+        let manifest = try Partitioner.run(options, output: dataset)
+        #expect(manifest.details["queries"]?["train"]?.intValue == 6)
+        #expect(manifest.details["queries"]?["test"]?.intValue == 2)
+        #expect(manifest.details["queries"]?["dropped_unknown_users"]?.intValue == 1)
+        #expect(manifest.details["queries"]?["dropped_unknown_items"]?.intValue == 1)
+        let shards = try manifest.shardPaths(in: dataset)
+        try #require(shards.count == 3 && manifest.shards.allSatisfy { $0.clients == 1 })
+
+        let initial = try TextLoRAModel.initial(
+            config: LoRAConfig(rank: 2, alpha: 4, targets: [.query, .value], seed: 3, frozenA: true), baseModelDirectory: modelDir,
+            manifest: manifest)
+        #expect(Set(initial.tensors.keys).allSatisfy { $0.hasSuffix("lora_B") } && initial.tensors.count == 4)
+        let model0 = tmp.path + "/model-0000.safetensors"
+        try initial.write(to: model0)
+
+        var settings = LoRALocalSettings()
+        settings.batchSize = 16  // one step a client: the batch's order does not matter
+        settings.negatives = 0
+        settings.learningRate = 0.01
+        var updates: [String] = []
+        for (s, shard) in shards.enumerated() {
+            let path = tmp.path + "/update-\(s).safetensors"
+            _ = try LoRAShardTrainer.run(
+                modelPath: model0, shardPath: shard, itemsPath: dataset + "/items.tsv", modelDirectory: modelDir, output: path,
+                settings: settings)
+            updates.append(path)
+        }
+        let weights = try updates.map { try ModelUpdate.load($0).header.weight }
+        #expect(weights == [4, 2, 0])
+
+        let sum = try ModelUpdate.sum(paths: updates)
+        let next = try TensorServerStep.apply(sum, sumFile: "sum", to: model0, options: ServerOptions())
+        #expect(next.round == 1)
+
+        // Each client's delta apart: one AdamW step from the round's adapter on its
+        // training queries (by the hold-out rule above) and their items' texts.
+        let encoder = try SentenceEncoder(directory: modelDir)
+        let start = try TextLoRAModel.adapter(of: initial, file: model0)
+        func text(_ title: String, _ genres: String) -> [Int32] { encoder.tokenizer.encode(ItemText.compose(title: title, genres: genres)) }
+        func delta(_ queries: [String], _ items: [[Int32]]) throws -> [String: [Float]] {
+            let trainable = try TrainableEncoder(base: encoder.encoder, adapter: start, pooling: encoder.pooling)
+            try LoRATrainer(encoder: trainable, optimizer: AdamW(learningRate: 0.01, weightDecay: 0.01), temperature: 0.05)
+                .step(queries: queries.map { encoder.tokenizer.encode($0) }, positives: items)
+            var out: [String: [Float]] = [:]
+            for (p, pair) in trainable.adapter.pairs.enumerated() { out[pair.tensorName("B")] = zip(pair.b, start.pairs[p].b).map { $0 - $1 } }
+            return out
+        }
+        let space = text("Space War", "Drama"), love = text("Love", "Comedy"), dark = text("Dark", "Drama"), funny = text("Funny Love", "Comedy")
+        let d1 = try delta(["space", "love", "dark", "funny love"], [space, love, dark, funny])
+        let d2 = try delta(["drama", "funny"], [dark, funny])
+        var worst: Float = 0, scale: Float = 0
+        for (name, tensor) in next.tensors {
+            let b0 = try #require(initial.tensors[name]).values
+            let a = try #require(d1[name]), b = try #require(d2[name])
+            for i in tensor.values.indices {
+                let expected = b0[i] + (4 * a[i] + 2 * b[i]) / 6
+                worst = max(worst, abs(tensor.values[i] - expected))
+                scale = max(scale, abs(expected - b0[i]))
+            }
+        }
+        #expect(scale > 1e-4, "the round moved the adapter")
+        #expect(worst <= 1e-6 + 1e-4 * scale, "largest difference \(worst) (delta scale \(scale))")
+    }
+}
