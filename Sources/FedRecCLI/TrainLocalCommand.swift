@@ -110,7 +110,9 @@ public struct TrainLocalCommand: ParsableCommand {
 
     public func run() throws {
         try reportingErrors("fl-train-local") {
-            if try ModelFamily.of(model: model) == .textLoRA { return try trainTextLoRA() }
+            // A model that cannot be read is taken for mf here, so that a usage error comes
+            // first; opening it below reports what is wrong with it.
+            if (try? ModelFamily.of(model: model)) == .textLoRA { return try trainTextLoRA() }
             if !training.reconstruct && state == nil && stateOut == nil {
                 throw FedRecError(.usage, "private user parameters need a home: give --state FILE, or --reconstruct")
             }
