@@ -76,7 +76,8 @@ public enum Recommender {
     }
 
     /// Calls `body` once per wanted user with the user's raw id, shard record and model
-    /// scores of every item (b_i + p_u·q_i), shard by shard; the model is checked against
+    /// scores of every item (b_i + p_u·q_i for MF, the network's output for ncf), shard by
+    /// shard; the model is checked against
     /// the dataset first.
     /// - Parameters:
     ///   - users: raw user ids (or pseudonyms); nil for every user.
