@@ -109,7 +109,8 @@ public struct AggregateCommand: ParsableCommand {
                 options.dpMinCount = dpMinCount
                 options.itemText = try itemText.map { try TextEmbeddingTable.load($0) }
                 options.textL2 = textL2
-                if sum.header.extra[UserSettingsMetadata.key] == nil {
+                // CTR models (lr, fm) have no user-side parameters to rebuild.
+                if sum.header.extra[UserSettingsMetadata.key] == nil && ![.lr, .fm].contains(sum.header.config.family) {
                     var stderr = StandardError()
                     print("fl-aggregate: warning: the updates record no common user-side settings (\(UserSettingsMetadata.key)); fl-eval and fl-recommend of the next model need the training flags", to: &stderr)
                 }

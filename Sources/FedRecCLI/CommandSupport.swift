@@ -60,3 +60,4 @@ extension ServerOptions.Optimizer: ExpressibleByArgument {}
 extension ServerOptions.RowAverage: ExpressibleByArgument {}
 extension CheckpointLayout: ExpressibleByArgument {}
 extension Feedback: ExpressibleByArgument {}
+extension ModelFamily: ExpressibleByArgument {}

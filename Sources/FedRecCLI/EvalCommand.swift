@@ -3,6 +3,7 @@ import FedRecCore
 import FedRecSupport
 import FedRecData
 import FedRecEvaluation
+import FedRecModel
 
 /// `fl-eval`: model + shards (+ private state) → metrics.
 public struct EvalCommand: ParsableCommand {
@@ -23,6 +24,11 @@ public struct EvalCommand: ParsableCommand {
             --cold, cold items are no candidates. --random gives the exact expected metrics of a \
             uniformly random order. --popularity ranks by training interactions; cold items have \
             none, so in cold mode every score is 0 and the order is by item index.
+
+            CTR models (lr, fm): AUC, log loss and calibration (mean predicted over observed \
+            click rate) over every test example (test events, a click when rated at least the \
+            model's threshold, and test impressions), and the same on training examples \
+            (train_*). --popularity scores each item by its smoothed training click rate.
 
             Examples:
               fl-eval --model model-0010.safetensors --dataset ml100k --state-dir state
@@ -59,6 +65,13 @@ public struct EvalCommand: ParsableCommand {
         try reportingErrors("fl-eval") {
             let paths = try dataset.map { try shardPaths(dataset: $0) } ?? shards
             try FileRoles(inputs: [model, dataset, users.stateDir] + paths, outputs: [metricsLog]).check()
+            switch try ModelFamily.of(model: model) {
+            case .mf: break
+            case .lr, .fm:
+                guard !cold, !random, !ranking else { throw FedRecError(.usage, "--cold, --random and --ranking are for mf models; lr and fm are evaluated by AUC, log loss and calibration") }
+                return try evaluateCTR(model: model, shards: paths, itemBaseline: popularity, metricsLog: metricsLog, format: format)
+            case let family: throw FedRecError(.usage, file: model, "fl-eval does not evaluate \(family.rawValue) models yet")
+            }
             let coldItems = try dataset.map { try DatasetManifest.load($0).coldItems } ?? []
             let baseline: RankingBaseline = popularity ? .popularity : (random ? .random : .model)
             let users = baseline != .model ? UserParameterSource(mode: .reconstruct, states: [], training: users.training.options)

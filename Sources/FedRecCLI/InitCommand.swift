@@ -21,6 +21,8 @@ public struct InitCommand: ParsableCommand {
               fl-init --dataset ml100k --objective bpr --dim 64 --seed 7 -o m0.safetensors
               fl-init --dataset ml100k --objective wals --item-text item-text.safetensors \\
                   -o model-0000.safetensors
+              fl-init --model fm --dataset ml100k-ctr --dim 8 --hash-bits 18 \\
+                  --click-threshold 4 -o model-0000.safetensors
 
             With --item-text (wals only) the model is content-aware: it gets a text projection W \
             [dim, text dim], zero at first, that fl-aggregate fits to the trained item vectors each \
@@ -29,6 +31,8 @@ public struct InitCommand: ParsableCommand {
             """,
         version: fedrecVersion)
 
+    @Option(help: "Model family: mf (matrix factorisation), lr (logistic regression) or fm (a factorisation machine) over hashed features.")
+    var model: ModelFamily = .mf
     @Option(help: "Dataset directory (or its dataset.json).") var dataset: String
     @Option(name: [.short, .long], help: "Checkpoint to write (- for stdout).") var output: String
     @Option(help: "Objective: mse (explicit ratings), bpr, bce or wals (implicit).") var objective: Objective = .mse
@@ -36,6 +40,7 @@ public struct InitCommand: ParsableCommand {
     @Option(help: "Standard deviation of the initial item embeddings.") var initScale: Float = 0.1
     @Option(help: "Seed of the initial embeddings.") var seed: UInt64 = 0
     @Option(help: "Item text embeddings (fl-encode's text_embedding table) for a content-aware wals model.") var itemText: String?
+    @OptionGroup(title: "CTR models (lr, fm; --dim is fm's rank)") var ctr: CTRInitArguments
     @OptionGroup(title: "Output") var format: OutputFormatOptions
 
     public init() {}
@@ -48,6 +53,13 @@ public struct InitCommand: ParsableCommand {
     public func run() throws {
         try reportingErrors("fl-init") {
             try FileRoles(inputs: [dataset, itemText], outputs: [output]).check()
+            switch model {
+            case .lr, .fm:
+                try ctr.initialise(family: model, dataset: dataset, dim: dim, scale: initScale, seed: seed, output: output, json: format.json)
+                return
+            case .mf: break
+            default: throw FedRecError(.usage, "fl-init --model \(model.rawValue) is not supported yet")
+            }
             let manifest = try DatasetManifest.load(dataset)
             let model = try MFModel.initial(for: manifest, objective: objective, dim: dim, scale: initScale, seed: seed, itemText: itemText)
             let identity = try model.write(to: output)

@@ -19,7 +19,9 @@ public struct TrainLocalCommand: ParsableCommand {
             touched. The update is their sum with client count and weight, in sparse form. \
             User embeddings are private: they stay in the shard's state file (or are rebuilt \
             every round with --reconstruct) and never appear in the update. One process per \
-            shard; shards can run in parallel (make -j, xargs -P) with no shared file.
+            shard; shards can run in parallel (make -j, xargs -P) with no shared file. CTR \
+            models (lr, fm) keep nothing private between rounds (each client hashes its own \
+            features every round): --state and --reconstruct are not needed and are ignored.
 
             Examples:
               fl-train-local --model model-0003.safetensors \\
@@ -85,6 +87,8 @@ public struct TrainLocalCommand: ParsableCommand {
     public init() {}
 
     public func validate() throws {
+        // A CTR model keeps nothing private between rounds: it needs no state.
+        if ((try? ModelFamily.of(model: model)) ?? .mf) != .mf { return }
         if !training.reconstruct && state == nil && stateOut == nil {
             throw ValidationError("private user parameters need a home: give --state FILE, or --reconstruct")
         }
@@ -93,6 +97,15 @@ public struct TrainLocalCommand: ParsableCommand {
 
     public func run() throws {
         try reportingErrors("fl-train-local") {
+            switch try ModelFamily.of(model: model) {
+            case .mf: break
+            case .lr, .fm:
+                guard secure.secaggSession == nil else { throw FedRecError(.usage, "lr and fm models do not support secure aggregation yet") }
+                var options = training.options
+                try privacy.apply(to: &options, quiet: format.quiet)
+                return try trainCTRShard(model: model, shard: shard, output: output, options: options, format: format)
+            case let family: throw FedRecError(.usage, file: model, "fl-train-local does not train \(family.rawValue) models yet")
+            }
             // Error feedback's residuals live in the state file even when users are rebuilt.
             if training.compress?.keepsResidual == true && state == nil && stateOut == nil {
                 throw FedRecError(.usage, "--compress \(training.compress.map(\.description) ?? "topk") keeps each client's error-feedback residual in the state file: give --state FILE")
