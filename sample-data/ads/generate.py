@@ -10,7 +10,7 @@ the seed.
 
     python3 generate.py     # writes impressions.csv, ads.csv and users.csv here
 
-    fl-partition impressions.csv --rating-col clicked --no-items \\
+    fl-partition impressions.csv --rating-col clicked --item-col adId --no-items \\
         --item-features ads.csv --user-features users.csv \\
         --split time --test-ratio 0.2 -o ads-ctr
     fl-init --model fm --dataset ads-ctr --click-threshold 1 --dim 4 -o m0.safetensors
