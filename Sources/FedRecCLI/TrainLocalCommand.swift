@@ -88,7 +88,7 @@ public struct TrainLocalCommand: ParsableCommand {
 
     public func validate() throws {
         // A CTR model keeps nothing private between rounds: it needs no state.
-        if ((try? ModelFamily.of(model: model)) ?? .mf) != .mf { return }
+        if [.lr, .fm].contains((try? ModelFamily.of(model: model)) ?? .mf) { return }
         if !training.reconstruct && state == nil && stateOut == nil {
             throw ValidationError("private user parameters need a home: give --state FILE, or --reconstruct")
         }
