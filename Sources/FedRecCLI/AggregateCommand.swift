@@ -113,8 +113,8 @@ public struct AggregateCommand: ParsableCommand {
             if let model {
                 let options = try serverOptions()
                 let family = try ModelFamily.of(model: model)
-                // Tensor families have no user side to rebuild.
-                if family == .mf { warnWithoutUserSettings(sum.header) }
+                // Only MF and NCF have a user side, rebuilt with the recorded settings.
+                if family == .mf || family == .ncf { warnWithoutUserSettings(sum.header) }
                 let sumFile = paths.count == 1 ? paths[0] : "the sum of \(paths.count) updates"
                 let written: (identity: String, overlay: Bool), round: Int
                 if family == .mf {

@@ -25,6 +25,11 @@ public struct EvalCommand: ParsableCommand {
             uniformly random order. --popularity ranks by training interactions; cold items have \
             none, so in cold mode every score is 0 and the order is by item index.
 
+            CTR models (lr, fm): AUC, log loss and calibration (mean predicted over observed \
+            click rate) over every test example (test events, a click when rated at least the \
+            model's threshold, and test impressions), and the same on training examples \
+            (train_*). --popularity scores each item by its smoothed training click rate.
+
             Examples:
               fl-eval --model model-0010.safetensors --dataset ml100k --state-dir state
               fl-eval --model model-0010.safetensors --dataset ml100k --reconstruct \\
@@ -74,7 +79,8 @@ public struct EvalCommand: ParsableCommand {
             let paths = try dataset.map { try shardPaths(dataset: $0) } ?? shards
             try FileRoles(inputs: [model, dataset, users.stateDir, text.items, text.baseModel] + paths, outputs: [metricsLog]).check()
             let family = try ModelFamily.of(model: model)
-            if family == .textLoRA {
+            switch family {
+            case .textLoRA:
                 guard !popularity, !random, !cold else {
                     throw FedRecError(.usage, file: model, "is a text-lora model, scored on search; --popularity, --random and --cold are for mf models")
                 }
@@ -83,6 +89,10 @@ public struct EvalCommand: ParsableCommand {
                     model: model, shards: paths, items: items, baseModel: text.baseModel, k: k, training: trainingQueries, threads: text.threads, metricsLog: metricsLog,
                     json: format.json)
                 return try TextFamilyLink.require("fl-eval").evaluate(request)
+            case .lr, .fm:
+                guard !cold, !random, !ranking else { throw FedRecError(.usage, "--cold, --random and --ranking are for mf models; lr and fm are evaluated by AUC, log loss and calibration") }
+                return try evaluateCTR(model: model, shards: paths, itemBaseline: popularity, metricsLog: metricsLog, format: format)
+            case .mf, .ncf: break
             }
             let coldItems = try dataset.map { try DatasetManifest.load($0).coldItems } ?? []
             let baseline: RankingBaseline = popularity ? .popularity : (random ? .random : .model)

@@ -28,6 +28,8 @@ public struct InitCommand: ParsableCommand {
                   --pretrain-mlp mlp/model-0020.safetensors --pretrain-alpha 0.5 \\
                   --pretrain-gmf-states gmf/state --pretrain-mlp-states mlp/state \\
                   --pretrain-state-out neumf/state -o neumf/model-0000.safetensors
+              fl-init --model fm --dataset ml100k-ctr --dim 8 --hash-bits 18 \\
+                  --click-threshold 4 -o model-0000.safetensors
 
             With --item-text (wals only) the model is content-aware: it gets a text projection W \
             [dim, text dim], zero at first, that fl-aggregate fits to the trained item vectors each \
@@ -52,6 +54,8 @@ public struct InitCommand: ParsableCommand {
             """,
         version: fedrecVersion)
 
+    @Option(help: "Model family: mf (matrix factorisation), lr (logistic regression) or fm (a factorisation machine) over hashed features.")
+    var model: ModelFamily = .mf
     @Option(help: "Dataset directory (or its dataset.json).") var dataset: String
     @Option(name: [.short, .long], help: "Checkpoint to write (- for stdout).") var output: String
     @Option(help: "Model family: mf (matrix factorisation), ncf (neural CF) or text-lora (adapters of a text encoder).") var model: ModelFamily = .mf
@@ -62,6 +66,7 @@ public struct InitCommand: ParsableCommand {
     @Option(help: "Item text embeddings (fl-encode's text_embedding table) for a content-aware wals model.") var itemText: String?
     @OptionGroup(title: "Neural CF (--model ncf)") var ncf: NCFInitArguments
     @OptionGroup(title: "text-lora (--model text-lora)") var textLoRA: TextLoRAInitArguments
+    @OptionGroup(title: "CTR models (lr, fm; --dim is fm's rank)") var ctr: CTRInitArguments
     @OptionGroup(title: "Output") var format: OutputFormatOptions
 
     public init() {}
@@ -75,8 +80,12 @@ public struct InitCommand: ParsableCommand {
     public func run() throws {
         try reportingErrors("fl-init") {
             try FileRoles(inputs: [dataset, itemText, ncf.pretrainGmf, ncf.pretrainMlp, textLoRA.baseModel], outputs: [output]).check()
-            if model == .textLoRA {
+            switch model {
+            case .textLoRA:
                 return try TextFamilyLink.require("fl-init").initialize(try textLoRA.request(dataset: dataset, output: output, seed: seed, json: format.json))
+            case .lr, .fm:
+                return try ctr.initialise(family: model, dataset: dataset, dim: dim, scale: initScale, seed: seed, output: output, json: format.json)
+            case .mf, .ncf: break
             }
             let manifest = try DatasetManifest.load(dataset)
             let summary: JSONValue

@@ -35,6 +35,15 @@ public struct PartitionCommand: ParsableCommand {
               fl-partition u.data -o ml100k-cold --cold-items 0.2 --seed 1  # 20 % cold
               fl-partition ratings.csv --queries tags.csv --catalogue-items \\
                   -o mls-search       # tags as search queries, per-user hold-out
+              fl-partition u.data -o ml100k-ctr --split time --test-ratio 0.2 \\
+                  --impressions 1 --user-features u.user \\
+                  --user-feature-names age,gender,occupation,-   # CTR (lr, fm)
+
+            For CTR models: --user-features puts each user's own features in the shards \
+            (KEY.features.txt, private to the client); item features (--item-features, else \
+            the catalogue's genres and year) go to item_features.tsv, public; --impressions R \
+            stores R sampled non-interactions per event as impressions not clicked, for \
+            training and test alike (KEY.imp.npy, KEY.testimp.npy).
             """,
         version: fedrecVersion)
 
@@ -71,7 +80,16 @@ public struct PartitionCommand: ParsableCommand {
     @Option(help: "What the events are: explicit ratings, or implicit (every event counts 1) for implicit models (default: explicit when there is a rating column with more than one value).")
     var feedback: Feedback?
 
-    @Option(help: "Split: leave-last-out (last event by time is the test item) or ratio.")
+    @Option(help: "Users' own features: CSV/TSV/pipe, id then one column a field (a header names them unless --user-feature-names).")
+    var userFeatures: String?
+    @Option(help: "Comma-separated field names of --user-features's columns after the id when it has no header (- skips one).")
+    var userFeatureNames: String?
+    @Option(help: "Items' public features: CSV/TSV/pipe with a header, id then one column a field (| separates several values).")
+    var itemFeatures: String?
+    @Option(help: "Store this many sampled non-interactions per event as impressions not clicked (CTR; 0: none).")
+    var impressions: Double = 0
+
+    @Option(help: "Split: leave-last-out (last event by time is the test item), ratio, or time (each user's latest --test-ratio of events).")
     var split: String = "leave-last-out"
 
     @Option(help: "Fraction of each user's events held out with --split ratio.")
@@ -125,7 +143,8 @@ public struct PartitionCommand: ParsableCommand {
         if layout == .lists, ratingCol != nil || timeCol != nil || userCol != nil || itemCol != nil {
             throw ValidationError("--format lists has no named columns")
         }
-        guard ["leave-last-out", "ratio"].contains(split) else { throw ValidationError("--split is leave-last-out or ratio") }
+        guard ["leave-last-out", "ratio", "time"].contains(split) else { throw ValidationError("--split is leave-last-out, ratio or time") }
+        guard impressions >= 0 && impressions <= 100 else { throw ValidationError("--impressions must be between 0 and 100") }
         guard ["none", "gzip", "zstd"].contains(compression) else { throw ValidationError("--compression is none, gzip or zstd") }
         if let clients, clients < 1 { throw ValidationError("--clients must be at least 1") }
         if dirichlet != nil && clients == nil { throw ValidationError("--dirichlet needs --clients") }
@@ -148,7 +167,7 @@ public struct PartitionCommand: ParsableCommand {
             if let test {
                 options.split = .testFile(test)
             } else {
-                options.split = split == "ratio" ? .ratio(testRatio) : .leaveLastOut
+                options.split = split == "ratio" ? .ratio(testRatio) : (split == "time" ? .time(testRatio) : .leaveLastOut)
             }
             if let clients {
                 options.scheme = dirichlet.map { .dirichlet(clients: clients, alpha: $0) } ?? .iid(clients: clients)
@@ -164,6 +183,10 @@ public struct PartitionCommand: ParsableCommand {
             options.coldItems = coldItems
             options.feedback = feedback
             options.queries = queryLog.options
+            options.userFeatures = userFeatures
+            options.userFeatureNames = userFeatureNames.map { $0.split(separator: ",").map(String.init) } ?? []
+            options.itemFeatures = itemFeatures
+            options.impressions = impressions
             let manifest = try Partitioner.run(options, output: output, replace: force)
             let summary = manifest.summary(path: output)
             try emit(format.json ? summary.canonicalText : summary.table(aligned: standardOutputIsTerminal))

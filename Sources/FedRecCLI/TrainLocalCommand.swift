@@ -19,7 +19,9 @@ public struct TrainLocalCommand: ParsableCommand {
             touched. The update is their sum with client count and weight, in sparse form. \
             User embeddings are private: they stay in the shard's state file (or are rebuilt \
             every round with --reconstruct) and never appear in the update. One process per \
-            shard; shards can run in parallel (make -j, xargs -P) with no shared file.
+            shard; shards can run in parallel (make -j, xargs -P) with no shared file. CTR \
+            models (lr, fm) keep nothing private between rounds (each client hashes its own \
+            features every round): --state and --reconstruct are not needed and are ignored.
 
             Examples:
               fl-train-local --model model-0003.safetensors \\
@@ -112,7 +114,17 @@ public struct TrainLocalCommand: ParsableCommand {
         try reportingErrors("fl-train-local") {
             // A model that cannot be read is taken for mf here, so that a usage error comes
             // first; opening it below reports what is wrong with it.
-            if (try? ModelFamily.of(model: model)) == .textLoRA { return try trainTextLoRA() }
+            let family = (try? ModelFamily.of(model: model)) ?? .mf
+            switch family {
+            case .textLoRA: return try trainTextLoRA()
+            case .lr, .fm:
+                // A CTR model keeps nothing private between rounds: it needs no state.
+                guard secure.secaggSession == nil else { throw FedRecError(.usage, "lr and fm models do not support secure aggregation yet") }
+                var options = training.options
+                try privacy.apply(to: &options, quiet: format.quiet)
+                return try trainCTRShard(model: model, shard: shard, output: output, options: options, format: format)
+            case .mf, .ncf: break
+            }
             if !training.reconstruct && state == nil && stateOut == nil {
                 throw FedRecError(.usage, "private user parameters need a home: give --state FILE, or --reconstruct")
             }
@@ -120,7 +132,7 @@ public struct TrainLocalCommand: ParsableCommand {
             if training.compress?.keepsResidual == true && state == nil && stateOut == nil {
                 throw FedRecError(.usage, "--compress \(training.compress.map(\.description) ?? "topk") keeps each client's error-feedback residual in the state file: give --state FILE")
             }
-            if try ModelFamily.of(model: model) == .ncf { return try trainNCF() }
+            if family == .ncf { return try trainNCF() }
             let keepsState = !training.reconstruct || training.compress?.keepsResidual == true
             let statePath = keepsState ? state : nil
             let stateOutPath = keepsState ? (stateOut ?? state) : nil

@@ -26,7 +26,7 @@ public struct TrainingArguments: ParsableArguments {
     @Option(help: "L2 regularisation of biases in ALS solves (default: --l2).")
     var l2Bias: Float?
 
-    @Option(help: "Local optimiser: sgd or adam (default: sgd).")
+    @Option(help: "Local optimiser: sgd, adam or adagrad (default: sgd; lr and fm: sgd or adagrad).")
     var optimizer: TrainingOptions.Optimizer?
 
     @Option(help: "FedProx proximal weight μ (0: off).")

@@ -44,6 +44,18 @@ public struct PartitionOptions: Sendable {
     public var feedback: Feedback?
     /// A query log to attach to the users' shards (`QueryLog`), nil for none.
     public var queries: QueryLogOptions?
+    /// Users' own categorical features (`FeatureFileReader`), written to each user's
+    /// `KEY.features.txt` in the shards: private, they stay with the client.
+    public var userFeatures: String?
+    /// The user feature file's column names when it has no header (`-` skips a column).
+    public var userFeatureNames: [String] = []
+    /// Items' public categorical features (`FeatureFileReader`), written to
+    /// `item_features.tsv`; nil derives them from the item catalogue (genres, year).
+    public var itemFeatures: String?
+    /// Sampled non-interactions stored per event as impressions that were not clicked
+    /// (`KEY.imp.npy` for training, `KEY.testimp.npy` for test, at the same rate): the
+    /// CTR models' negatives. 0: none.
+    public var impressions = 0.0
 
     public init(ratings: String) { self.ratings = ratings }
 }
@@ -66,7 +78,7 @@ public enum Partitioner {
         var testPath: String?
         if case .testFile(let path) = options.split { testPath = path }
         try FileRoles(inputs: [options.ratings] + options.moreRatings + [testPath, options.itemsFile ?? ItemCatalogReader.movieLensSibling(of: options.ratings),
-                               options.pseudonymKeyFile, options.queries?.path], outputs: [], directoryOutputs: [output]).check()
+                               options.pseudonymKeyFile, options.queries?.path, options.userFeatures, options.itemFeatures], outputs: [], directoryOutputs: [output]).check()
         // Read.
         // Compressed inputs are read decompressed, and identified by their decompressed
         // bytes (the same data gives the same dataset id however it was shipped).
@@ -101,6 +113,14 @@ public enum Partitioner {
         if case .ratio(let r) = options.split, !(r > 0 && r < 1) {
             throw FedRecError(.usage, "--test-ratio must be between 0 and 1, got \(r)")
         }
+        if case .time(let r) = options.split {
+            guard r > 0 && r < 1 else { throw FedRecError(.usage, "--test-ratio must be between 0 and 1, got \(r)") }
+            guard log.hasTimes else { throw FedRecError(.usage, file: options.ratings, "has no timestamps, so a time split cannot order it") }
+        }
+        guard options.impressions >= 0 && options.impressions <= 100 else {
+            throw FedRecError(.usage, "--impressions must be between 0 and 100 per event, got \(options.impressions)")
+        }
+        let features = try FeatureInputs.read(options, digests: &inputDigests)
         let itemsPath = options.itemsFile ?? ItemCatalogReader.movieLensSibling(of: options.ratings)
         var catalogue: [String: ItemInfo] = [:]
         if let itemsPath, !itemsPath.isEmpty {
@@ -183,6 +203,9 @@ public enum Partitioner {
                 for p in positions.prefix(max(held, 0)) { testMask[p] = true }
             case .testFile:
                 for (p, e) in events.enumerated() { testMask[p] = isTest[e] }
+            case .time(let fraction):
+                let held = min(Int((fraction * Double(events.count)).rounded()), events.count - 1)
+                for p in (events.count - max(held, 0))..<events.count { testMask[p] = true }
             }
             for (p, e) in events.enumerated() {
                 let item = itemDense[Int(log.item[e])]
@@ -216,6 +239,8 @@ public enum Partitioner {
             }
         }
 
+        let impressions = FeatureInputs.impressions(options, train: train, test: test, cold: cold, itemCount: itemCount, coldItems: coldItems)
+
         // Item genres, for items.tsv and non-IID grouping.
         let itemInfo: [ItemInfo?] = itemOrder.map { catalogue[log.items.ids[$0]] }
         let clientOf = try assignClients(options, userCount: userCount, train: train, itemInfo: itemInfo)
@@ -235,6 +260,7 @@ public enum Partitioner {
         if options.layout != .events { optionsJSON["layout"] = .string(options.layout.rawValue) }
         if options.coldItems > 0 { optionsJSON["cold_fraction"] = .number(options.coldItems) }
         if let feedback = options.feedback { optionsJSON["feedback"] = .string(feedback.rawValue) }
+        features.record(options, in: &optionsJSON)
         if options.ratingScale != RatingScale() {
             optionsJSON["rating_scale_declared"] = .array([options.ratingScale.min, options.ratingScale.max].map { $0.map { .number(Double($0)) } ?? .null })
         }
@@ -297,6 +323,7 @@ public enum Partitioner {
                 if !cold[u].isEmpty { files.append(("cold.npy", Npy.encode(cold[u]))) }
                 if !negatives[u].isEmpty { files.append(("neg.npy", Npy.encode(int32s: negatives[u]))) }
                 if let queries, !queries.byUser[u].isEmpty { files.append((QueryLog.memberSuffix, QueryLog.encode(queries.byUser[u]))) }
+                files += features.members(user: log.users.ids[userOrder[u]], impressions: impressions.train[u], testImpressions: impressions.test[u])
                 let meta = ShardLayout.userMeta(user: u, id: userName(u), client: Int(clientOf[u]), files: files)
                 try writer.add(name: key + ".json", bytes: Array(meta.canonicalText.utf8))
                 for (suffix, bytes) in files { try writer.add(name: key + "." + suffix, bytes: bytes) }
@@ -339,6 +366,8 @@ public enum Partitioner {
         optionsJSON["duplicates_removed"] = .number(Double(duplicates))
         optionsJSON["k_core_removed"] = .number(Double(kCoreRemoved))
         optionsJSON["files"] = ["items": "items.tsv", "users": "users.tsv"]
+        try features.writeItemFeatures(items: itemOrder.map { log.items.ids[$0] }, info: itemInfo, directory: temporary, details: &optionsJSON)
+        features.count(users: (0..<userCount).map { log.users.ids[userOrder[$0]] }, impressions: impressions, details: &optionsJSON)
         if !coldItems.isEmpty {
             optionsJSON["cold_items"] = .array(coldItems.map { .number(Double($0)) })
             optionsJSON["cold_interactions"] = .number(Double(coldTotal))

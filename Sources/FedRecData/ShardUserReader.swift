@@ -16,6 +16,12 @@ public struct UserRecord: Sendable {
     public var negatives: [Int32]
     /// The user's query log (`KEY.queries.jsonl`, `fl-partition --queries`; empty without).
     public var queries: [Query] = []
+    /// The user's own categorical features (`field=value`, `KEY.features.txt`): private.
+    public var features: [String] = []
+    /// Items shown in training and not interacted with (`KEY.imp.npy`).
+    public var impressions: [Int32] = []
+    /// Items shown in the test period and not interacted with (`KEY.testimp.npy`).
+    public var testImpressions: [Int32] = []
 }
 
 /// Streams the users of a shard in archive order, one group of files at a time, so memory
@@ -185,14 +191,30 @@ public final class ShardUserReader {
         let negatives = try files[".neg.npy"].map { bytes in
             try bytes.withUnsafeBytes { try Npy.int32s(Npy.decode($0, file: name), file: name) }
         } ?? []
-        for item in train.items + test.items + cold.items + negatives where item < 0 || items.map({ Int(item) >= $0 }) == true {
+        func int32s(_ suffix: String) throws -> [Int32] {
+            try files[suffix].map { bytes in try bytes.withUnsafeBytes { try Npy.int32s(Npy.decode($0, file: name), file: name) } } ?? []
+        }
+        let impressions = try int32s("." + ShardLayout.impressionsMember)
+        let testImpressions = try int32s("." + ShardLayout.testImpressionsMember)
+        var features: [String] = []
+        if let bytes = files["." + ShardLayout.featuresMember] {
+            guard let text = String(validating: bytes, as: UTF8.self) else {
+                throw FedRecError(.corrupt, file: path, "\(key).\(ShardLayout.featuresMember) is not UTF-8")
+            }
+            features = text.split(separator: "\n").map(String.init)
+            guard features.allSatisfy({ $0.contains("=") }) else {
+                throw FedRecError(.corrupt, file: path, "\(key).\(ShardLayout.featuresMember) holds a line that is not field=value")
+            }
+        }
+        for item in train.items + test.items + cold.items + negatives + impressions + testImpressions where item < 0 || items.map({ Int(item) >= $0 }) == true {
             let range = items.map { "the dataset's \($0) items" } ?? "the item indices"
             throw FedRecError(.corrupt, file: path, "user \(key) refers to item \(item), outside \(range)")
         }
         for rating in train.ratings + test.ratings + cold.ratings where !rating.isFinite {
             throw FedRecError(.corrupt, file: path, "user \(key) has a rating \(rating), not a finite number")
         }
-        var record = UserRecord(user: user32, id: id, client: client32, train: train, test: test, cold: cold, negatives: negatives)
+        var record = UserRecord(user: user32, id: id, client: client32, train: train, test: test, cold: cold, negatives: negatives,
+                                features: features, impressions: impressions, testImpressions: testImpressions)
         if let bytes = files["." + QueryLog.memberSuffix] { record.queries = try QueryLog.decode(bytes, file: name, items: items) }
         return record
     }

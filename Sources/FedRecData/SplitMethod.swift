@@ -9,12 +9,17 @@ public enum SplitMethod: Sendable, Equatable {
     case ratio(Double)
     /// The test events come from a separate file (e.g. MovieLens `u1.test`).
     case testFile(String)
+    /// The latest fraction of each user's events by time (ties: the larger item index is
+    /// later) is the test data; at least one event stays in training. A time split: no
+    /// model is trained on what happened after what it is tested on (CTR).
+    case time(Double)
 
     var json: JSONValue {
         switch self {
         case .leaveLastOut: ["method": "leave-last-out", "ties": "larger item index is last"]
         case .ratio(let r): ["method": "ratio", "test_ratio": .number(r)]
         case .testFile(let path): ["method": "test-file", "test_file": .string(baseName(path))]
+        case .time(let r): ["method": "time", "test_ratio": .number(r), "ties": "larger item index is later"]
         }
     }
 }

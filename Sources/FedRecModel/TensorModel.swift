@@ -37,6 +37,10 @@ public struct TensorModel: Sendable {
     /// The server optimiser's state (FedAvgM, FedAdam, FedYogi), keyed "m.NAME" and
     /// "v.NAME", each the shape of tensor NAME; empty under FedAvg.
     public var serverState: [String: [Float]] = [:]
+    /// Constant I32 vectors the family needs beside its parameters (e.g. a CTR model's
+    /// public item features as hashed buckets), stored as tensors `index.NAME`: not
+    /// trained, not in updates, carried unchanged from round to round.
+    public var indexTables: [String: [Int32]] = [:]
 
     public init(config: ModelConfig, round: Int = 0, tensors: [String: Tensor], rowTensorNames: Set<String>, settings: [String: String] = [:]) {
         precondition(config.family != .mf, "matrix factorisation has its own checkpoint (MFModel)")
@@ -54,6 +58,8 @@ public struct TensorModel: Sendable {
     public static let rowTensorsKey = "row_tensors"
     /// Tensor name prefix of the server optimiser's state.
     public static let serverPrefix = TensorName.serverPrefix
+    /// Tensor name prefix of the constant index tables.
+    public static let indexPrefix = "index."
 
     static let reserved: Set<String> = [
         "format", "format_version", "kind", "round", "checksum", "checksum_chunk", "header_checksum", "model_type", "objective", "dim",
@@ -84,6 +90,10 @@ public struct TensorModel: Sendable {
             precondition(tensors[name]?.values.count == values.count, "server state \(key) has the shape of tensor \(name)")
             writer.add(Self.serverPrefix + key, shape: tensors[name]?.shape ?? [values.count], floats: values)
         }
+        for name in indexTables.keys.sorted() {
+            guard let values = indexTables[name] else { continue }
+            writer.add(Self.indexPrefix + name, shape: [values.count], int32s: values)
+        }
         let header = try writer.write(to: path)
         return header.withUnsafeBytes { sha256Hex($0) }
     }
@@ -102,7 +112,14 @@ public struct TensorModel: Sendable {
         let rowNames = Set(listed.split(separator: ",").map(String.init))
         var tensors: [String: Tensor] = [:]
         var state: [String: [Float]] = [:]
-        for (name, info) in file.tensors.tensors where !name.hasPrefix(serverPrefix) && name != ChunkedChecksum.tensorName {
+        var indexTables: [String: [Int32]] = [:]
+        for (name, info) in file.tensors.tensors where name.hasPrefix(indexPrefix) {
+            guard info.dtype == .i32, info.shape.count == 1 else {
+                throw FedRecError(.shape, file: path, "index table \(name) is \(info.dtype.rawValue) \(info.shape), expected a vector of I32")
+            }
+            indexTables[String(name.dropFirst(indexPrefix.count))] = try file.tensors.int32s(name)
+        }
+        for (name, info) in file.tensors.tensors where !name.hasPrefix(serverPrefix) && !name.hasPrefix(indexPrefix) && name != ChunkedChecksum.tensorName {
             guard info.dtype == .f32 else { throw FedRecError(.shape, file: path, "tensor \(name) is \(info.dtype.rawValue), expected F32") }
             tensors[name] = Tensor(shape: info.shape, values: try file.tensors.floats(name))
         }
@@ -130,6 +147,7 @@ public struct TensorModel: Sendable {
             }
         }
         model.serverState = state
+        model.indexTables = indexTables
         return (model, file.tensors.identity)
     }
 

@@ -7,6 +7,7 @@ import FedRecFormats
 import FedRecData
 import FedRecTraining
 import FedRecEvaluation
+import FedRecModel
 
 /// `fl-recommend`: top-K items for users, or for a search query (personalized when users
 /// are given). It lives beside `fl-encode` because `--query` runs the text encoder.
@@ -17,7 +18,8 @@ public struct RecommendCommand: ParsableCommand {
         discussion: """
             Output is TSV: user, rank, item (raw id), score, title. Users are named by their \
             raw id (or pseudonym) as in the dataset's users.tsv. The users' own items (train \
-            and test) are never recommended.
+            and test) are never recommended. A CTR model (lr, fm) ranks by predicted click \
+            probability from the user's own features (score: that probability).
 
             With an explicit-rating (mse) model, an item's bias counts by how many ratings \
             support it: items are ranked by b_i·n_i/(n_i + K) + p_u·q_i, n_i the item's \
@@ -97,6 +99,11 @@ public struct RecommendCommand: ParsableCommand {
             }
             let directory = try DatasetDirectory(path: dataset)
             let manifest = directory.manifest, tables = directory.tables
+            if let model, !search.isSearch, [.lr, .fm].contains(try ModelFamily.of(model: model)) {
+                let recommendations = try CTRRecommender.run(modelPath: model, dataset: directory, users: wanted, k: k)
+                return try emit(format.json ? Recommendation.jsonLines(recommendations, items: tables.items)
+                    : Recommendation.table(recommendations, items: tables.items))
+            }
             let settings = try model.map { try parameters.settings(model: $0, command: "fl-recommend") } ?? parameters.training.options
             let recommendations: [Recommendation]
             if search.isSearch {

@@ -338,6 +338,10 @@ struct Pass {
             let mHat = m / (1 - powf(beta1, Float(step)))
             let vHat = v / (1 - powf(beta2, Float(step)))
             return learningRate * mHat / (vHat.squareRoot() + 1e-8)
+        case .adagrad:
+            // Duchi, Hazan & Singer 2011: v accumulates g² over the client's steps.
+            v += g * g
+            return learningRate * g / (v.squareRoot() + 1e-8)
         }
     }
 }

@@ -5,7 +5,7 @@ public struct TrainingOptions: Sendable, Equatable {
     /// What clients send: SGD parameter deltas, or alternating-least-squares statistics.
     public typealias Algorithm = UpdateAlgorithm
     /// The client's optimiser for local SGD steps.
-    public enum Optimizer: String, Sendable, CaseIterable { case sgd, adam }
+    public enum Optimizer: String, Sendable, CaseIterable { case sgd, adam, adagrad }
     /// How each client's contribution is weighted in the sum.
     public typealias Weighting = ContributionWeighting
     /// Where private user parameters come from at the start of a round.
