@@ -33,11 +33,18 @@ public struct PartitionCommand: ParsableCommand {
               fl-partition --format jester jester-data-1.csv.zst -o jester \\
                   --split ratio --test-ratio 0.1
               fl-partition u.data -o ml100k-cold --cold-items 0.2 --seed 1  # 20 % cold
+              fl-partition --validation-from ml100k -o ml100k-valid  # for tuning
             """,
         version: fedrecVersion)
 
     @Argument(help: "Ratings files (read as one training set), or - for stdin.")
-    var ratings: [String]
+    var ratings: [String] = []
+
+    @Option(help: "Carve a validation dataset from this dataset directory's training events instead (--split leave-last-out or ratio); its test events are never read.")
+    var validationFrom: String?
+
+    @Option(help: "With --validation-from and leave-last-out: hold out each user's last N training events.")
+    var validationEvents: Int = 1
 
     @Option(name: .customLong("format"), help: "Layout of the ratings: events (one per line), lists (user item item …) or jester.")
     var layout: InteractionLayout = .events
@@ -113,7 +120,9 @@ public struct PartitionCommand: ParsableCommand {
     public init() {}
 
     public func validate() throws {
+        if validationFrom != nil { return try validateValidationSplit() }
         guard !ratings.isEmpty else { throw ValidationError("name a ratings file (or - for stdin)") }
+        guard validationEvents == 1 else { throw ValidationError("--validation-events needs --validation-from") }
         guard ratings.filter({ $0 == "-" }).count + (test == "-" ? 1 : 0) <= 1 else { throw ValidationError("stdin (-) can be read once") }
         if layout == .jester, userCol != nil || itemCol != nil || ratingCol != nil || timeCol != nil {
             throw ValidationError("--format jester has no named columns")
@@ -133,6 +142,7 @@ public struct PartitionCommand: ParsableCommand {
     }
 
     public func run() throws {
+        if validationFrom != nil { return try runValidationSplit() }
         try reportingErrors("fl-partition") {
             guard let first = ratings.first else { throw FedRecError(.usage, "name a ratings file (or - for stdin)") }
             var options = PartitionOptions(ratings: first)
