@@ -38,6 +38,7 @@ public struct PartitionCommand: ParsableCommand {
               fl-partition u.data -o ml100k-ctr --split time --test-ratio 0.2 \\
                   --impressions 1 --user-features u.user \\
                   --user-feature-names age,gender,occupation,-   # CTR (lr, fm)
+              fl-partition --validation-from ml100k -o ml100k-valid  # for tuning
 
             For CTR models: --user-features puts each user's own features in the shards \
             (KEY.features.txt, private to the client); item features (--item-features, else \
@@ -48,7 +49,13 @@ public struct PartitionCommand: ParsableCommand {
         version: fedrecVersion)
 
     @Argument(help: "Ratings files (read as one training set), or - for stdin.")
-    var ratings: [String]
+    var ratings: [String] = []
+
+    @Option(help: "Carve a validation dataset from this dataset directory's training events instead (--split leave-last-out or ratio); its test events are never read.")
+    var validationFrom: String?
+
+    @Option(help: "With --validation-from and leave-last-out: hold out each user's last N training events.")
+    var validationEvents: Int = 1
 
     @Option(name: .customLong("format"), help: "Layout of the ratings: events (one per line), lists (user item item …) or jester.")
     var layout: InteractionLayout = .events
@@ -135,7 +142,9 @@ public struct PartitionCommand: ParsableCommand {
     public init() {}
 
     public func validate() throws {
+        if validationFrom != nil { return try validateValidationSplit() }
         guard !ratings.isEmpty else { throw ValidationError("name a ratings file (or - for stdin)") }
+        guard validationEvents == 1 else { throw ValidationError("--validation-events needs --validation-from") }
         guard ratings.filter({ $0 == "-" }).count + (test == "-" ? 1 : 0) <= 1 else { throw ValidationError("stdin (-) can be read once") }
         if layout == .jester, userCol != nil || itemCol != nil || ratingCol != nil || timeCol != nil {
             throw ValidationError("--format jester has no named columns")
@@ -156,6 +165,7 @@ public struct PartitionCommand: ParsableCommand {
     }
 
     public func run() throws {
+        if validationFrom != nil { return try runValidationSplit() }
         try reportingErrors("fl-partition") {
             guard let first = ratings.first else { throw FedRecError(.usage, "name a ratings file (or - for stdin)") }
             var options = PartitionOptions(ratings: first)
