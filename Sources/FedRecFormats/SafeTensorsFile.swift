@@ -135,7 +135,8 @@ public final class SafeTensorsFile: @unchecked Sendable {
 
     /// The raw bytes of a tensor.
     /// Lets the kernel drop bytes `range` of tensor `info` from resident memory
-    /// (`MappedFile.releasePages`): for a reader done with them.
+    /// (`MappedFile.releasePages`): for a reader streaming forward, done with them and
+    /// with everything before them.
     public func releasePages(of info: TensorInfo, bytes range: Range<Int>) {
         let all = bytes(of: info)
         file.releasePages(UnsafeRawBufferPointer(rebasing: all[range]))

@@ -81,15 +81,17 @@ public final class MappedFile: @unchecked Sendable {
     }
 
     /// Lets the kernel drop the pages of `region` (within `bytes`) from this process's
-    /// resident memory, for a reader that streams through a large file and is done with
-    /// them: they stay in the page cache and are read again if touched. Only the whole
-    /// pages inside `region` go; in memory that is not a mapping, nothing happens.
+    /// resident memory, for a reader that streams forward through a large file and is
+    /// done with everything before `region`'s end: they stay in the page cache and are
+    /// read again if touched. The pages go from the one holding `region`'s first byte to
+    /// the last that ends within it (so a page straddling two consecutive regions goes
+    /// with the second); in memory that is not a mapping, nothing happens.
     public func releasePages(_ region: UnsafeRawBufferPointer) {
         guard mapped, let base = bytes.baseAddress, let start = region.baseAddress, region.count > 0 else { return }
         let page = Int(sysconf(Int32(_SC_PAGESIZE)))
         let low = base.distance(to: start), high = low + region.count
         guard low >= 0, high <= bytes.count else { return }
-        let from = (low + page - 1) / page * page, to = high / page * page
+        let from = low / page * page, to = high / page * page
         guard to > from else { return }
         _ = madvise(UnsafeMutableRawPointer(mutating: base + from), to - from, Int32(MADV_DONTNEED))
     }

@@ -32,7 +32,7 @@ public final class ALSSumStream {
     private let gramWidth: Int
     private let n: Int
     /// Gram bytes of an input read before they are given back (whole pages of them).
-    private static let releaseBytes = 4 << 20
+    private static let releaseBytes = 512 << 10
 
     /// Opens `paths` for a streamed sum, or nil when one of them is not a plain ALS
     /// update or sum of format version 4 or later with a chunked checksum (a compressed,
