@@ -54,11 +54,9 @@ public struct InitCommand: ParsableCommand {
             """,
         version: fedrecVersion)
 
-    @Option(help: "Model family: mf (matrix factorisation), lr (logistic regression) or fm (a factorisation machine) over hashed features.")
-    var model: ModelFamily = .mf
     @Option(help: "Dataset directory (or its dataset.json).") var dataset: String
     @Option(name: [.short, .long], help: "Checkpoint to write (- for stdout).") var output: String
-    @Option(help: "Model family: mf (matrix factorisation), ncf (neural CF) or text-lora (adapters of a text encoder).") var model: ModelFamily = .mf
+    @Option(help: "Model family: mf (matrix factorisation), ncf (neural CF), lr (logistic regression) or fm (a factorisation machine) over hashed features, or text-lora (adapters of a text encoder).") var model: ModelFamily = .mf
     @Option(help: "Objective: mse (explicit ratings), bpr, bce or wals (implicit).") var objective: Objective = .mse
     @Option(help: "Embedding dimension d.") var dim = 32
     @Option(help: "Standard deviation of the initial item embeddings.") var initScale: Float = 0.1

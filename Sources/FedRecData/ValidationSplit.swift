@@ -16,7 +16,7 @@ public enum ValidationSplit {
     /// One user's training events divided into what the validation dataset trains on and
     /// what it holds out. Leave-last-out holds out the last `last` events by (time, item),
     /// at most all but one (nothing from a user with one event); ratio holds out a seeded
-    /// fraction (at least one event stays in training).
+    /// fraction, time the latest fraction (at least one event stays in training).
     public static func carve(_ events: Interactions, split: SplitMethod, user: Int, seed: UInt64, last: Int = 1) throws
         -> (train: Interactions, held: Interactions)
     {
@@ -36,8 +36,14 @@ public enum ValidationSplit {
             positions.shuffle(using: &generator)
             let held = min(Int((fraction * Double(events.count)).rounded()), events.count - 1)
             for p in positions.prefix(max(held, 0)) { heldOut[p] = true }
+        case .time(let fraction):
+            guard fraction > 0 && fraction < 1 else {
+                throw FedRecError(.usage, "--test-ratio must be between 0 and 1, got \(fraction)")
+            }
+            let held = min(Int((fraction * Double(events.count)).rounded()), events.count - 1)
+            for e in order.suffix(max(held, 0)) { heldOut[e] = true }
         case .testFile:
-            throw FedRecError(.usage, "a validation split is leave-last-out or ratio, not a test file")
+            throw FedRecError(.usage, "a validation split is leave-last-out, ratio or time, not a test file")
         }
         var train = Interactions(), held = Interactions()
         for e in order {
