@@ -69,7 +69,7 @@ public struct EvalCommand: ParsableCommand {
         try reportingErrors("fl-eval") {
             let paths = try dataset.map { try shardPaths(dataset: $0) } ?? shards
             try FileRoles(inputs: [model, dataset, users.stateDir, text.items, text.baseModel] + paths, outputs: [metricsLog]).check()
-            if try ModelFamily.of(model: model) == .textLoRA {
+            if (try? ModelFamily.of(model: model)) == .textLoRA {
                 guard !popularity, !random, !cold else {
                     throw FedRecError(.usage, file: model, "is a text-lora model, scored on search; --popularity, --random and --cold are for mf models")
                 }

@@ -33,7 +33,7 @@ public struct PartitionCommand: ParsableCommand {
               fl-partition --format jester jester-data-1.csv.zst -o jester \\
                   --split ratio --test-ratio 0.1
               fl-partition u.data -o ml100k-cold --cold-items 0.2 --seed 1  # 20 % cold
-              fl-partition ratings.csv --queries tags.csv --catalogue-items \
+              fl-partition ratings.csv --queries tags.csv --catalogue-items \\
                   -o mls-search       # tags as search queries, per-user hold-out
             """,
         version: fedrecVersion)

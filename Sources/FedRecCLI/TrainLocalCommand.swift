@@ -110,7 +110,8 @@ public struct TrainLocalCommand: ParsableCommand {
 
     public func run() throws {
         try reportingErrors("fl-train-local") {
-            if try ModelFamily.of(model: model) == .textLoRA { return try trainTextLoRA() }
+            // A model that cannot be read goes down the MF path, which says what is wrong.
+            if (try? ModelFamily.of(model: model)) == .textLoRA { return try trainTextLoRA() }
             if !training.reconstruct && state == nil && stateOut == nil {
                 throw FedRecError(.usage, "private user parameters need a home: give --state FILE, or --reconstruct")
             }
