@@ -78,7 +78,8 @@ public struct EvalCommand: ParsableCommand {
         try reportingErrors("fl-eval") {
             let paths = try dataset.map { try shardPaths(dataset: $0) } ?? shards
             try FileRoles(inputs: [model, dataset, users.stateDir, text.items, text.baseModel] + paths, outputs: [metricsLog]).check()
-            let family = try ModelFamily.of(model: model)
+            // A model that cannot be read goes down the MF path, which says what is wrong.
+            let family = (try? ModelFamily.of(model: model)) ?? .mf
             switch family {
             case .textLoRA:
                 guard !popularity, !random, !cold else {
