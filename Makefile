@@ -92,7 +92,7 @@ completions: release
 # share/fish/vendor_completions.d/. `make uninstall PREFIX=…` removes exactly those files.
 PREFIX ?= /usr/local
 INSTALL_COMMANDS = fl-partition fl-init fl-train-local fl-aggregate fl-eval fl-inspect fl-dp-noise \
-  fl-compact fl-secagg fl-report fl-encode fl-recommend
+  fl-compact fl-secagg fl-report fl-encode fl-recommend fl-text-lora
 install: release man completions
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1 \
 	  $(DESTDIR)$(PREFIX)/share/bash-completion/completions $(DESTDIR)$(PREFIX)/share/zsh/site-functions \

@@ -7,12 +7,14 @@ import PackageDescription
 /// `fl-encode` and `fl-recommend` (whose `--query` embeds text) are apart: their commands
 /// live in `FedRecTextCLI`, over `FedRecText`, so only they link OpenBLAS.
 let commands = [
-    "fl-partition", "fl-aggregate", "fl-inspect", "fl-dp-noise", "fl-compact", "fl-secagg", "fl-report",
+    "fl-partition", "fl-init", "fl-train-local", "fl-aggregate", "fl-eval", "fl-inspect", "fl-dp-noise", "fl-compact", "fl-secagg", "fl-report",
 ]
 let textCommands = ["fl-encode", "fl-recommend"]
-/// Commands whose FedRecCLI command dispatches a text-lora model to FedRecTextCLI
-/// (`TextFamilyLink`): thin executables that link both.
-let familyCommands = ["fl-init", "fl-train-local", "fl-eval"]
+/// fl-init, fl-train-local and fl-eval do not link OpenBLAS (its thread pool costs every
+/// process start about 17 ms): given a text-lora model they exec `fl-text-lora`, installed
+/// beside them, which links both FedRecCLI and FedRecTextCLI and runs the same command with
+/// the text family registered (`TextFamilyLink`).
+let familyCommands = ["fl-text-lora"]
 /// The library's layers, bottom up (see the targets below).
 let layers = [
     "FedRecSupport", "FedRecFormats", "FedRecMechanisms", "FedRecSecureAggregation", "FedRecData", "FedRecModel", "FedRecWire", "FedRecTraining",
@@ -141,5 +143,7 @@ let package = Package(
         .executableTarget(name: "dp-noise-bench", dependencies: library, path: "bench/dp-noise-bench"),
     ] + commands.map { .executableTarget(name: $0, dependencies: ["FedRecCLI"]) }
         + textCommands.map { .executableTarget(name: $0, dependencies: ["FedRecTextCLI"]) }
-        + familyCommands.map { .executableTarget(name: $0, dependencies: ["FedRecCLI", "FedRecTextCLI"]) }
+        + familyCommands.map {
+            .executableTarget(name: $0, dependencies: ["FedRecCLI", "FedRecTextCLI", .product(name: "ArgumentParser", package: "swift-argument-parser")])
+        }
 )

@@ -1,3 +1,4 @@
+import Foundation
 import FedRecSupport
 import FedRecTraining
 import Synchronization
@@ -76,12 +77,24 @@ public enum TextFamilyLink {
     /// Makes the text-lora family available to this process's commands.
     public static func register(_ value: TextFamilyHooks) { hooks.withLock { $0 = value } }
 
-    /// The registered hooks.
-    /// - Throws: `.usage` when this executable was built without the text encoder.
+    /// The registered hooks. A process without them (fl-init, fl-train-local and fl-eval,
+    /// which do not link the text encoder) replaces itself by `fl-text-lora` from its own
+    /// directory, given `command` and this process's arguments, and does not return.
+    /// - Throws: `.usage` when no `fl-text-lora` is installed beside this command; `.io`
+    ///   when it cannot be started.
     static func require(_ command: String) throws -> TextFamilyHooks {
-        guard let value = hooks.withLock({ $0 }) else {
-            throw FedRecError(.usage, "this \(command) was built without the text encoder: text-lora models need the fl-* commands of the fedrec package, which link FedRecTextCLI")
+        if let value = hooks.withLock({ $0 }) { return value }
+        let directory = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe"))
+            .map { ($0 as NSString).deletingLastPathComponent } ?? "."
+        let helper = directory + "/fl-text-lora"
+        guard FileManager.default.isExecutableFile(atPath: helper) else {
+            throw FedRecError(.usage, "text-lora models need fl-text-lora (the text encoder's half of \(command)) beside \(command), in \(directory)")
         }
-        return value
+        let arguments = [helper, command] + CommandLine.arguments.dropFirst()
+        var pointers = arguments.map { strdup($0) } + [nil]
+        execv(helper, &pointers)
+        let reason = String(cString: strerror(errno))
+        for pointer in pointers { free(pointer) }
+        throw FedRecError(.io, file: helper, "cannot be started: \(reason)")
     }
 }

@@ -1,10 +1,6 @@
 import FedRecCLI
-import FedRecTextCLI
 
 @main
 struct Entrypoint {
-    static func main() {
-        TextFamilyLink.register(TextLoRACommands.hooks)
-        TrainLocalCommand.main()
-    }
+    static func main() { TrainLocalCommand.main() }
 }

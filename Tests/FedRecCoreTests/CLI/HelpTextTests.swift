@@ -13,7 +13,7 @@ struct HelpTextTests {
     static let commands: [[String]] = [
         ["fl-partition"], ["fl-init"], ["fl-train-local"], ["fl-aggregate"], ["fl-eval"], ["fl-inspect"],
         ["fl-dp-noise"], ["fl-dp-noise", "noise"], ["fl-dp-noise", "account"], ["fl-dp-noise", "calibrate"],
-        ["fl-compact"], ["fl-encode"], ["fl-recommend"], ["fl-report"], ["fl-secagg"],
+        ["fl-compact"], ["fl-encode"], ["fl-recommend"], ["fl-report"], ["fl-secagg"], ["fl-text-lora"],
     ] + ["session", "keys", "roster", "share", "relay", "mask", "request", "reveal", "unmask"].map { ["fl-secagg", $0] }
 
     /// Every fl-* executable beside the test bundle, so a new command cannot be missed.
