@@ -30,6 +30,20 @@ func tinyRatings(in directory: String) throws -> String {
 struct RoundsScriptTests {
     static let base = ["--dim", "4", "--partition", "--split ratio --test-ratio 0.2 --shards 2", "--train", "--algorithm sgd --epochs 1"]
 
+    @Test("the bytes a round uploads are counted past 2^31 (rounds.jsonl's upload_bytes)")
+    func bytesPastTwoGiB() throws {
+        let dir = try TemporaryDirectory()
+        // Two sparse files of 3 × 10^9 bytes each: 6 × 10^9, past what mawk's %d prints.
+        let big = dir.path + "/big"
+        #expect(FileManager.default.createFile(atPath: big, contents: nil))
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: big))
+        try handle.truncate(atOffset: 3_000_000_000)
+        try handle.close()
+        let script = "source <(sed -n '/^file_bytes() {/,/^}/p' \"$1\"); file_bytes \"$2\" \"$2\" \"$2.absent\""
+        let r = try Tool.run("/bin/bash", ["-c", script, "bash", roundsScript, big])
+        #expect(r.status == 0 && r.stdout == "6000000000\n", "\(r.stdout) \(r.stderr)")
+    }
+
     @Test("paths with spaces in --data, --run and --bin; the table puts round first; the run records its configuration")
     func spaces() throws {
         let dir = try TemporaryDirectory()
