@@ -98,11 +98,7 @@ public struct EncodeCommand: ParsableCommand {
     }
 
     /// The model's name: its directory's last component.
-    var encoderName: String {
-        var path = Substring(modelDir)
-        while path.count > 1 && path.hasSuffix("/") { path = path.dropLast() }
-        return path.split(separator: "/").last.map(String.init) ?? String(path)
-    }
+    var encoderName: String { baseName(modelDir) }
 
     func encodeItems(path: String, output: String) throws {
         let itemsPath = fileExists(path + "/items.tsv") ? path + "/items.tsv" : path

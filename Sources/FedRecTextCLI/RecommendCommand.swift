@@ -172,7 +172,8 @@ struct SearchArguments: ParsableArguments {
             let text = file.withBytes { String(decoding: $0, as: UTF8.self) }
             return try search.similarities(to: try QueryVector.parse(text, file: queryVector), file: queryVector)
         }
-        let name = Self.directoryName(modelDir)
+        // The model directory's last component, as fl-encode records it.
+        let name = baseName(modelDir)
         guard name == table.encoder else {
             throw FedRecError(.mismatch, file: tablePath, "was encoded with \(table.encoder), the query encoder is \(name) (--model-dir)")
         }
@@ -189,12 +190,5 @@ struct SearchArguments: ParsableArguments {
             throw FedRecError(.shape, file: tablePath, "holds \(table.dim)-dimensional texts, \(modelDir) makes \(encoder.dimension)")
         }
         return try search.similarities(to: try encoder.encode([query!]), file: modelDir)
-    }
-
-    /// A model directory's last path component, as `fl-encode` records it.
-    static func directoryName(_ path: String) -> String {
-        var path = Substring(path)
-        while path.count > 1 && path.hasSuffix("/") { path = path.dropLast() }
-        return path.split(separator: "/").last.map(String.init) ?? String(path)
     }
 }
