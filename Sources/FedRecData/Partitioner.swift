@@ -289,100 +289,91 @@ public enum Partitioner {
         }
 
         // Write everything under a temporary directory, then rename it into place.
-        TemporaryFiles.removeStale(beside: output)
-        let temporary = temporaryDirectory(beside: output)
-        try makeDirectories(temporary + "/shards")
-        let token = TemporaryFiles.register(temporary, isDirectory: true)
-        var committed = false
-        defer {
-            if !committed { try? FileManager.default.removeItem(atPath: temporary) }
-            TemporaryFiles.forget(token)
-        }
-        func userName(_ u: Int) -> String {
-            let raw = log.users.ids[userOrder[u]]
-            guard let pseudonymKey else { return raw }
-            return hexDigest(HMAC<SHA256>.authenticationCode(for: Array(raw.utf8), using: pseudonymKey))
-        }
-        var shards: [DatasetManifest.Shard] = []
-        var cursor = 0
-        for shard in 0..<shardCount {
-            let file = "shards/shard-" + zeroPadded(shard, 5) + options.compression.fileExtension
-            let writer = try ShardWriter(path: temporary + "/" + file, compression: options.compression)
-            var members: [Int] = []
-            while cursor < usersInOrder.count && shardOfUser[usersInOrder[cursor]] == shard {
-                members.append(usersInOrder[cursor])
-                cursor += 1
+        return try stageDirectory(output) { temporary in
+            func userName(_ u: Int) -> String {
+                let raw = log.users.ids[userOrder[u]]
+                guard let pseudonymKey else { return raw }
+                return hexDigest(HMAC<SHA256>.authenticationCode(for: Array(raw.utf8), using: pseudonymKey))
             }
-            let clients = Array(Set(members.map { clientOf[$0] })).sorted()
-            let header = ShardLayout.header(shard: shard, datasetId: datasetId, users: members.count, clients: clients.count)
-            try writer.add(name: ShardLayout.headerName, bytes: Array(header.canonicalText.utf8))
-            var shardTrain = 0, shardTest = 0
-            for u in members {
-                let key = ShardLayout.key(user: u)
-                var files: [(String, [UInt8])] = [("train.npy", Npy.encode(train[u])), ("test.npy", Npy.encode(test[u]))]
-                if !cold[u].isEmpty { files.append(("cold.npy", Npy.encode(cold[u]))) }
-                if !negatives[u].isEmpty { files.append(("neg.npy", Npy.encode(int32s: negatives[u]))) }
-                if let queries, !queries.byUser[u].isEmpty { files.append((QueryLog.memberSuffix, QueryLog.encode(queries.byUser[u]))) }
-                files += features.members(user: log.users.ids[userOrder[u]], impressions: impressions.train[u], testImpressions: impressions.test[u])
-                let meta = ShardLayout.userMeta(user: u, id: userName(u), client: Int(clientOf[u]), files: files)
-                try writer.add(name: key + ".json", bytes: Array(meta.canonicalText.utf8))
-                for (suffix, bytes) in files { try writer.add(name: key + "." + suffix, bytes: bytes) }
-                shardTrain += train[u].count
-                shardTest += test[u].count
+            var shards: [DatasetManifest.Shard] = []
+            var cursor = 0
+            for shard in 0..<shardCount {
+                let file = "shards/shard-" + zeroPadded(shard, 5) + options.compression.fileExtension
+                let writer = try ShardWriter(path: temporary + "/" + file, compression: options.compression)
+                var members: [Int] = []
+                while cursor < usersInOrder.count && shardOfUser[usersInOrder[cursor]] == shard {
+                    members.append(usersInOrder[cursor])
+                    cursor += 1
+                }
+                let clients = Array(Set(members.map { clientOf[$0] })).sorted()
+                let header = ShardLayout.header(shard: shard, datasetId: datasetId, users: members.count, clients: clients.count)
+                try writer.add(name: ShardLayout.headerName, bytes: Array(header.canonicalText.utf8))
+                var shardTrain = 0, shardTest = 0
+                for u in members {
+                    let key = ShardLayout.key(user: u)
+                    var files: [(String, [UInt8])] = [("train.npy", Npy.encode(train[u])), ("test.npy", Npy.encode(test[u]))]
+                    if !cold[u].isEmpty { files.append(("cold.npy", Npy.encode(cold[u]))) }
+                    if !negatives[u].isEmpty { files.append(("neg.npy", Npy.encode(int32s: negatives[u]))) }
+                    if let queries, !queries.byUser[u].isEmpty { files.append((QueryLog.memberSuffix, QueryLog.encode(queries.byUser[u]))) }
+                    files += features.members(user: log.users.ids[userOrder[u]], impressions: impressions.train[u], testImpressions: impressions.test[u])
+                    let meta = ShardLayout.userMeta(user: u, id: userName(u), client: Int(clientOf[u]), files: files)
+                    try writer.add(name: key + ".json", bytes: Array(meta.canonicalText.utf8))
+                    for (suffix, bytes) in files { try writer.add(name: key + "." + suffix, bytes: bytes) }
+                    shardTrain += train[u].count
+                    shardTest += test[u].count
+                }
+                try writer.commit()
+                shards.append(.init(file: file, clients: clients.count, users: members.count, train: shardTrain, test: shardTest))
             }
-            try writer.commit()
-            shards.append(.init(file: file, clients: clients.count, users: members.count, train: shardTrain, test: shardTest))
-        }
 
-        // items.tsv and users.tsv.
-        var items = "index\tid\ttitle\tgenres\n"
-        for (dense, raw) in itemOrder.enumerated() {
-            let info = itemInfo[dense]
-            items += "\(dense)\t\(tsvField(log.items.ids[raw]))\t\(tsvField(info?.title ?? ""))\t\(tsvField(info?.genres.joined(separator: "|") ?? ""))\n"
-        }
-        try writeAtomically(items, to: temporary + "/items.tsv", durable: false)
-        var users = "index\tid\tclient\tshard\n"
-        for u in 0..<userCount { users += "\(u)\t\(tsvField(userName(u)))\t\(clientOf[u])\t\(shardOfUser[u])\n" }
-        try writeAtomically(users, to: temporary + "/users.tsv", durable: false)
+            // items.tsv and users.tsv.
+            var items = "index\tid\ttitle\tgenres\n"
+            for (dense, raw) in itemOrder.enumerated() {
+                let info = itemInfo[dense]
+                items += "\(dense)\t\(tsvField(log.items.ids[raw]))\t\(tsvField(info?.title ?? ""))\t\(tsvField(info?.genres.joined(separator: "|") ?? ""))\n"
+            }
+            try writeAtomically(items, to: temporary + "/items.tsv", durable: false)
+            var users = "index\tid\tclient\tshard\n"
+            for u in 0..<userCount { users += "\(u)\t\(tsvField(userName(u)))\t\(clientOf[u])\t\(shardOfUser[u])\n" }
+            try writeAtomically(users, to: temporary + "/users.tsv", durable: false)
 
-        var ratingValues = Set<Float>()
-        var low = Float.infinity, high = -Float.infinity
-        for u in 0..<userCount {
-            for r in train[u].ratings { low = min(low, r); high = max(high, r); if ratingValues.count < 2 { ratingValues.insert(r) } }
+            var ratingValues = Set<Float>()
+            var low = Float.infinity, high = -Float.infinity
+            for u in 0..<userCount {
+                for r in train[u].ratings { low = min(low, r); high = max(high, r); if ratingValues.count < 2 { ratingValues.insert(r) } }
+            }
+            if let declared = options.ratingScale.min { low = declared }
+            if let declared = options.ratingScale.max { high = declared }
+            var source: [String: JSONValue] = [
+                "ratings": .string(options.ratings == "-" ? "-" : baseName(options.ratings)),
+                "layout": .string(format.layout.rawValue), "delimiter": .string(format.delimiter.description), "header": .bool(format.header),
+                "columns": .array(format.columns.map { .string($0) }), "items": itemsPath.map { .string(baseName($0)) } ?? .null,
+                "events_read": .number(Double(log.count)), "has_timestamps": .bool(log.hasTimes && options.layout == .events),
+            ]
+            if !options.moreRatings.isEmpty {
+                source["more_ratings"] = .array(options.moreRatings.map { .string($0 == "-" ? "-" : baseName($0)) })
+            }
+            if !compressions.isEmpty { source["compression"] = .array(compressions.map { .string($0) }) }
+            optionsJSON["source"] = .object(source)
+            optionsJSON["duplicates_removed"] = .number(Double(duplicates))
+            optionsJSON["k_core_removed"] = .number(Double(kCoreRemoved))
+            optionsJSON["files"] = ["items": "items.tsv", "users": "users.tsv"]
+            try features.writeItemFeatures(items: itemOrder.map { log.items.ids[$0] }, info: itemInfo, directory: temporary, details: &optionsJSON)
+            features.count(users: (0..<userCount).map { log.users.ids[userOrder[$0]] }, impressions: impressions, details: &optionsJSON)
+            if !coldItems.isEmpty {
+                optionsJSON["cold_items"] = .array(coldItems.map { .number(Double($0)) })
+                optionsJSON["cold_interactions"] = .number(Double(coldTotal))
+                optionsJSON["cold_users"] = .number(Double(cold.filter { !$0.isEmpty }.count))
+            }
+            if let queries, let q = options.queries { optionsJSON["queries"] = queries.json(options: q) }
+            optionsJSON["empty_clients"] = .number(Double(clientCount - Set(clientOf).count))
+            let manifest = DatasetManifest(
+                datasetId: datasetId, users: userCount, items: itemCount, clients: clientCount, train: trainTotal, test: testTotal,
+                feedback: options.feedback?.rawValue ?? (log.hasRatings && ratingValues.count > 1 ? "explicit" : "implicit"),
+                ratingMin: Double(low), ratingMax: Double(high), shards: shards, details: optionsJSON)
+            try writeAtomically(manifest.json.prettyText, to: temporary + "/dataset.json", durable: false)
+            return manifest
         }
-        if let declared = options.ratingScale.min { low = declared }
-        if let declared = options.ratingScale.max { high = declared }
-        var source: [String: JSONValue] = [
-            "ratings": .string(options.ratings == "-" ? "-" : baseName(options.ratings)),
-            "layout": .string(format.layout.rawValue), "delimiter": .string(format.delimiter.description), "header": .bool(format.header),
-            "columns": .array(format.columns.map { .string($0) }), "items": itemsPath.map { .string(baseName($0)) } ?? .null,
-            "events_read": .number(Double(log.count)), "has_timestamps": .bool(log.hasTimes && options.layout == .events),
-        ]
-        if !options.moreRatings.isEmpty {
-            source["more_ratings"] = .array(options.moreRatings.map { .string($0 == "-" ? "-" : baseName($0)) })
-        }
-        if !compressions.isEmpty { source["compression"] = .array(compressions.map { .string($0) }) }
-        optionsJSON["source"] = .object(source)
-        optionsJSON["duplicates_removed"] = .number(Double(duplicates))
-        optionsJSON["k_core_removed"] = .number(Double(kCoreRemoved))
-        optionsJSON["files"] = ["items": "items.tsv", "users": "users.tsv"]
-        try features.writeItemFeatures(items: itemOrder.map { log.items.ids[$0] }, info: itemInfo, directory: temporary, details: &optionsJSON)
-        features.count(users: (0..<userCount).map { log.users.ids[userOrder[$0]] }, impressions: impressions, details: &optionsJSON)
-        if !coldItems.isEmpty {
-            optionsJSON["cold_items"] = .array(coldItems.map { .number(Double($0)) })
-            optionsJSON["cold_interactions"] = .number(Double(coldTotal))
-            optionsJSON["cold_users"] = .number(Double(cold.filter { !$0.isEmpty }.count))
-        }
-        if let queries, let q = options.queries { optionsJSON["queries"] = queries.json(options: q) }
-        optionsJSON["empty_clients"] = .number(Double(clientCount - Set(clientOf).count))
-        let manifest = DatasetManifest(
-            datasetId: datasetId, users: userCount, items: itemCount, clients: clientCount, train: trainTotal, test: testTotal,
-            feedback: options.feedback?.rawValue ?? (log.hasRatings && ratingValues.count > 1 ? "explicit" : "implicit"),
-            ratingMin: Double(low), ratingMax: Double(high), shards: shards, details: optionsJSON)
-        try writeAtomically(manifest.json.prettyText, to: temporary + "/dataset.json", durable: false)
-        try moveIntoPlace(temporary, output)
-        committed = true
-        return manifest
     }
 
     /// Assigns each user a client index.
@@ -448,6 +439,26 @@ public enum Partitioner {
 
     static func temporaryDirectory(beside output: String) -> String {
         TemporaryFiles.path(beside: output)
+    }
+
+    /// Writes a dataset directory: `write` fills a temporary directory beside `output` (its
+    /// `shards/` made), which is then renamed into place. On any error the temporary
+    /// directory is removed; one an earlier, killed process left is removed first. Shared by
+    /// fl-partition and its validation split.
+    static func stageDirectory<Result>(_ output: String, _ write: (String) throws -> Result) throws -> Result {
+        TemporaryFiles.removeStale(beside: output)
+        let temporary = temporaryDirectory(beside: output)
+        try makeDirectories(temporary + "/shards")
+        let token = TemporaryFiles.register(temporary, isDirectory: true)
+        defer { TemporaryFiles.forget(token) }
+        do {
+            let result = try write(temporary)
+            try moveIntoPlace(temporary, output)
+            return result
+        } catch {
+            try? FileManager.default.removeItem(atPath: temporary)
+            throw error
+        }
     }
 
     /// Renames `temporary` to `output`, replacing an existing directory only after the new

@@ -78,68 +78,59 @@ public enum ValidationSplit {
         if split == .leaveLastOut { idSource["held_per_user"] = .number(Double(last)) }
         let datasetId = hexDigest(SHA256.hash(data: Array(JSONValue.object(idSource).canonicalText.utf8)))
 
-        TemporaryFiles.removeStale(beside: output)
-        let temporary = Partitioner.temporaryDirectory(beside: output)
-        try makeDirectories(temporary + "/shards")
-        let token = TemporaryFiles.register(temporary, isDirectory: true)
-        var committed = false
-        defer {
-            if !committed { try? FileManager.default.removeItem(atPath: temporary) }
-            TemporaryFiles.forget(token)
-        }
-        var shards: [DatasetManifest.Shard] = []
-        var trainTotal = 0, heldTotal = 0
-        for (index, entry) in manifest.shards.enumerated() {
-            let reader = try ShardUserReader(path: source + "/" + entry.file, datasetId: manifest.datasetId, items: manifest.items)
-            var records: [UserRecord] = []
-            while let record = try reader.next() { records.append(record) }
-            let writer = try ShardWriter(path: temporary + "/" + entry.file, compression: ShardCompression(path: entry.file))
-            let clients = Set(records.map(\.client)).count
-            let header = ShardLayout.header(shard: index, datasetId: datasetId, users: records.count, clients: clients)
-            try writer.add(name: ShardLayout.headerName, bytes: Array(header.canonicalText.utf8))
-            var shardTrain = 0, shardHeld = 0
-            for record in records {
-                let user = Int(record.user)
-                let (train, held) = try carve(record.train, split: split, user: user, seed: seed, last: last)
-                var files: [(String, [UInt8])] = [("train.npy", Npy.encode(train)), ("test.npy", Npy.encode(held))]
-                let negatives = held.isEmpty ? [] : sampleNegatives(
-                    count: negativesPerUser, items: manifest.items, excluding: Set(train.items).union(held.items).union(cold),
-                    user: user, seed: seed)
-                if !negatives.isEmpty { files.append(("neg.npy", Npy.encode(int32s: negatives))) }
-                let meta = ShardLayout.userMeta(user: user, id: record.id, client: Int(record.client), files: files)
-                let key = ShardLayout.key(user: user)
-                try writer.add(name: key + ".json", bytes: Array(meta.canonicalText.utf8))
-                for (suffix, bytes) in files { try writer.add(name: key + "." + suffix, bytes: bytes) }
-                shardTrain += train.count
-                shardHeld += held.count
+        return try Partitioner.stageDirectory(output) { temporary in
+            var shards: [DatasetManifest.Shard] = []
+            var trainTotal = 0, heldTotal = 0
+            for (index, entry) in manifest.shards.enumerated() {
+                let reader = try ShardUserReader(path: source + "/" + entry.file, datasetId: manifest.datasetId, items: manifest.items)
+                var records: [UserRecord] = []
+                while let record = try reader.next() { records.append(record) }
+                let writer = try ShardWriter(path: temporary + "/" + entry.file, compression: ShardCompression(path: entry.file))
+                let clients = Set(records.map(\.client)).count
+                let header = ShardLayout.header(shard: index, datasetId: datasetId, users: records.count, clients: clients)
+                try writer.add(name: ShardLayout.headerName, bytes: Array(header.canonicalText.utf8))
+                var shardTrain = 0, shardHeld = 0
+                for record in records {
+                    let user = Int(record.user)
+                    let (train, held) = try carve(record.train, split: split, user: user, seed: seed, last: last)
+                    var files: [(String, [UInt8])] = [("train.npy", Npy.encode(train)), ("test.npy", Npy.encode(held))]
+                    let negatives = held.isEmpty ? [] : sampleNegatives(
+                        count: negativesPerUser, items: manifest.items, excluding: Set(train.items).union(held.items).union(cold),
+                        user: user, seed: seed)
+                    if !negatives.isEmpty { files.append(("neg.npy", Npy.encode(int32s: negatives))) }
+                    let meta = ShardLayout.userMeta(user: user, id: record.id, client: Int(record.client), files: files)
+                    let key = ShardLayout.key(user: user)
+                    try writer.add(name: key + ".json", bytes: Array(meta.canonicalText.utf8))
+                    for (suffix, bytes) in files { try writer.add(name: key + "." + suffix, bytes: bytes) }
+                    shardTrain += train.count
+                    shardHeld += held.count
+                }
+                try writer.commit()
+                shards.append(.init(file: entry.file, clients: clients, users: records.count, train: shardTrain, test: shardHeld))
+                trainTotal += shardTrain
+                heldTotal += shardHeld
             }
-            try writer.commit()
-            shards.append(.init(file: entry.file, clients: clients, users: records.count, train: shardTrain, test: shardHeld))
-            trainTotal += shardTrain
-            heldTotal += shardHeld
+            guard trainTotal > 0 else { throw FedRecError(.emptyInput, file: source, "no training interactions") }
+            for name in ["items.tsv", "users.tsv"] {
+                let bytes = try MappedFile(path: source + "/" + name).withBytes { Array($0) }
+                try writeAtomically(bytes, to: temporary + "/" + name, durable: false)
+            }
+            var details = manifest.details
+            details["split"] = split.json
+            details["seed"] = .number(Double(seed))
+            details["validation_of"] = ["dataset_id": .string(manifest.datasetId), "split": manifest.details["split"] ?? .null]
+            if split == .leaveLastOut { details["held_per_user"] = .number(Double(last)) }
+            if !cold.isEmpty {
+                details["cold_interactions"] = .number(0)
+                details["cold_users"] = .number(0)
+            }
+            let result = DatasetManifest(
+                datasetId: datasetId, users: manifest.users, items: manifest.items, clients: manifest.clients,
+                train: trainTotal, test: heldTotal, feedback: manifest.feedback, ratingMin: manifest.ratingMin,
+                ratingMax: manifest.ratingMax, shards: shards, details: details)
+            try writeAtomically(result.json.prettyText, to: temporary + "/dataset.json", durable: false)
+            return result
         }
-        guard trainTotal > 0 else { throw FedRecError(.emptyInput, file: source, "no training interactions") }
-        for name in ["items.tsv", "users.tsv"] {
-            let bytes = try MappedFile(path: source + "/" + name).withBytes { Array($0) }
-            try writeAtomically(bytes, to: temporary + "/" + name, durable: false)
-        }
-        var details = manifest.details
-        details["split"] = split.json
-        details["seed"] = .number(Double(seed))
-        details["validation_of"] = ["dataset_id": .string(manifest.datasetId), "split": manifest.details["split"] ?? .null]
-        if split == .leaveLastOut { details["held_per_user"] = .number(Double(last)) }
-        if !cold.isEmpty {
-            details["cold_interactions"] = .number(0)
-            details["cold_users"] = .number(0)
-        }
-        let result = DatasetManifest(
-            datasetId: datasetId, users: manifest.users, items: manifest.items, clients: manifest.clients,
-            train: trainTotal, test: heldTotal, feedback: manifest.feedback, ratingMin: manifest.ratingMin,
-            ratingMax: manifest.ratingMax, shards: shards, details: details)
-        try writeAtomically(result.json.prettyText, to: temporary + "/dataset.json", durable: false)
-        try Partitioner.moveIntoPlace(temporary, output)
-        committed = true
-        return result
     }
 
     /// `count` distinct items below `items` outside `excluding`, seeded by the user.
