@@ -78,25 +78,20 @@ public struct InitCommand: ParsableCommand {
     public func run() throws {
         try reportingErrors("fl-init") {
             try FileRoles(inputs: [dataset, itemText, ncf.pretrainGmf, ncf.pretrainMlp, textLoRA.baseModel], outputs: [output]).check()
+            let summary: JSONValue
             switch model {
             case .textLoRA:
                 return try TextFamilyLink.require("fl-init").initialize(try textLoRA.request(dataset: dataset, output: output, seed: seed, json: format.json))
             case .lr, .fm:
                 return try ctr.initialise(family: model, dataset: dataset, dim: dim, scale: initScale, seed: seed, output: output, json: format.json)
-            case .mf, .ncf: break
-            }
-            let manifest = try DatasetManifest.load(dataset)
-            let summary: JSONValue
-            switch self.model {
             case .mf:
-                let model = try MFModel.initial(for: manifest, objective: objective, dim: dim, scale: initScale, seed: seed, itemText: itemText)
+                let model = try MFModel.initial(for: try DatasetManifest.load(dataset), objective: objective, dim: dim, scale: initScale, seed: seed, itemText: itemText)
                 summary = model.summary(path: output, identity: try model.write(to: output))
             case .ncf:
+                let manifest = try DatasetManifest.load(dataset)
                 if itemText != nil { throw FedRecError(.usage, "--item-text is for mf wals models") }
                 let model = try ncf.model(manifest: manifest, dataset: dataset, objective: objective, dim: dim, scale: initScale, seed: seed)
                 summary = model.summary(path: output, identity: try model.write(to: output))
-            default:
-                throw FedRecError(.usage, "fl-init --model \(self.model.rawValue) is not available yet")
             }
             if format.json && output != "-" { try emit(summary.canonicalText) }
         }
