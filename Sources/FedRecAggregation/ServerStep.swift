@@ -148,13 +148,7 @@ public enum ServerStep {
     static func apply(header: UpdateHeader, sumFile: String, to modelPath: String, options: ServerOptions,
                       _ body: (inout ModelRevision) throws -> Void) throws -> ModelRevision {
         let view = try ModelView(path: modelPath)
-        try view.config.requireSame(header.config, file: sumFile)
-        guard header.baseModel == view.identity else {
-            throw FedRecError(.mismatch, file: sumFile, "was computed from model \(header.baseModel.prefix(12)), but \(modelPath) is \(view.identity.prefix(12))")
-        }
-        guard header.round == view.round else {
-            throw FedRecError(.mismatch, file: sumFile, "is from round \(header.round), the model is at round \(view.round)")
-        }
+        try header.requireComputed(from: view.config, identity: view.identity, round: view.round, modelPath: modelPath, sumFile: sumFile)
         var model = try ModelRevision(start: view)
         try checkText(options.itemText, model: model, file: modelPath)
         try body(&model)

@@ -20,13 +20,7 @@ public enum TensorServerStep {
     ///   `.shape` when it does not hold exactly the model's tensors.
     public static func apply(_ sum: ModelUpdate, sumFile: String, to modelPath: String, options: ServerOptions) throws -> TensorModel {
         let (start, identity) = try TensorModel.open(modelPath)
-        try start.config.requireSame(sum.header.config, file: sumFile)
-        guard sum.header.baseModel == identity else {
-            throw FedRecError(.mismatch, file: sumFile, "was computed from model \(sum.header.baseModel.prefix(12)), but \(modelPath) is \(identity.prefix(12))")
-        }
-        guard sum.header.round == start.round else {
-            throw FedRecError(.mismatch, file: sumFile, "is from round \(sum.header.round), the model is at round \(start.round)")
-        }
+        try sum.header.requireComputed(from: start.config, identity: identity, round: start.round, modelPath: modelPath, sumFile: sumFile)
         guard sum.header.algorithm == .sgd else {
             throw FedRecError(.shape, file: sumFile, "holds \(sum.header.algorithm.rawValue) statistics; a \(start.config.modelType) model takes parameter deltas (sgd)")
         }

@@ -98,6 +98,7 @@ public struct AggregateCommand: ParsableCommand {
                 try masked.write(to: output, kind: .maskedSum)
                 return
             }
+            if try ItemPairSum.isPairSum(paths[0]) { return try aggregateGraphFilter(paths) }
             // ALS into the next model: merged as the updates stream, each item solved as it comes.
             if let model, try ModelFamily.of(model: model) == .mf, let stream = try ALSSumStream.open(paths: paths) {
                 let options = try serverOptions()
@@ -136,6 +137,27 @@ public struct AggregateCommand: ParsableCommand {
                     try emit(sum.summary(path: output).canonicalText)
                 }
             }
+        }
+    }
+
+    /// Co-occurrence statistics (gfcf): their sum, or with --model the fitted filter.
+    func aggregateGraphFilter(_ paths: [String]) throws {
+        if itemText != nil { throw FedRecError(.usage, "--item-text applies to mf models only") }
+        let sum = try ItemPairSum.sum(paths: paths)
+        guard let model else {
+            try sum.write(to: output, kind: .sum)
+            if format.json && output != "-" { try emit(sum.summary(path: output).canonicalText) }
+            return
+        }
+        let next = try GraphFilterFit.apply(sum, sumFile: paths.count == 1 ? paths[0] : "the sum of \(paths.count) updates", to: model,
+                                            threads: Processors.online)
+        let identity = try next.write(to: output)
+        if format.json && output != "-" {
+            try emit(JSONValue.object([
+                "model": .string(output), "identity": .string(identity), "round": .number(Double(next.round)),
+                "clients": .number(Double(sum.header.clients)), "pairs": .number(Double(next.filter.nonzeros)),
+                "eigenvalue_top": .number(Double(next.eigenvalues.first ?? 0)), "eigenvalue_last": .number(Double(next.eigenvalues.last ?? 0)),
+            ]).canonicalText)
         }
     }
 

@@ -42,6 +42,12 @@ public struct EvalCommand: ParsableCommand {
             from --state-dir (or rebuilt with --reconstruct); the sampled protocol is the NCF \
             paper's (the held-out item against 99 sampled negatives).
 
+            A gfcf model (fl-init --model gfcf) scores each user from its own training \
+            items, ranked as an implicit model (full ranking and the sampled protocol); \
+            --filter-weight and --eigenvectors score with another α or fewer eigenvectors \
+            than the model's (tuning without refitting).
+              fl-eval --model model-0001.safetensors --dataset gowalla -k 20 --json
+
             A text-lora model (fl-init --model text-lora) is scored on search: each test \
             query of the shards' query logs (fl-partition --queries) ranks the whole \
             catalogue by cosine between the query and the item texts, both embedded with \
@@ -62,6 +68,7 @@ public struct EvalCommand: ParsableCommand {
     @Option(help: "Also append the result as a JSON line to this file (e.g. metrics.jsonl).") var metricsLog: String?
     @OptionGroup(title: "User parameters") var users: UserParameterArguments
     @OptionGroup(title: "text-lora") var text: TextLoRATrainArguments
+    @OptionGroup(title: "Graph filter (gfcf)") var graphFilter: GraphFilterEvalArguments
     @Flag(help: "text-lora: rank the training queries instead of the test ones (the fit).") var trainingQueries = false
     @OptionGroup(title: "Output") var format: OutputFormatOptions
 
@@ -93,8 +100,16 @@ public struct EvalCommand: ParsableCommand {
             case .lr, .fm:
                 guard !cold, !random, !ranking else { throw FedRecError(.usage, "--cold, --random and --ranking are for mf models; lr and fm are evaluated by AUC, log loss and calibration") }
                 return try evaluateCTR(model: model, shards: paths, itemBaseline: popularity, metricsLog: metricsLog, format: format)
+            case .gfcf:
+                guard !cold else { throw FedRecError(.usage, "--cold ranks cold items through MF's item text projection; a gfcf model has none") }
+                try graphFilter.check()
+                let report = try GraphFilterEvaluator.run(modelPath: model, shards: paths, k: k, filterWeight: graphFilter.filterWeight,
+                                                          eigenvectors: graphFilter.eigenvectors, baseline: popularity ? .popularity : (random ? .random : .model))
+                if let metricsLog { try appendLine(report.json.canonicalText, to: metricsLog, durable: true) }
+                return try emit(format.json ? report.json.canonicalText : report.json.table(aligned: standardOutputIsTerminal))
             case .mf, .ncf: break
             }
+            if graphFilter.given { throw FedRecError(.usage, "--filter-weight and --eigenvectors are for gfcf models") }
             let coldItems = try dataset.map { try DatasetManifest.load($0).coldItems } ?? []
             let baseline: RankingBaseline = popularity ? .popularity : (random ? .random : .model)
             let users = baseline != .model ? UserParameterSource(mode: .reconstruct, states: [], training: users.training.options)

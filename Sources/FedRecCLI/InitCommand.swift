@@ -30,6 +30,8 @@ public struct InitCommand: ParsableCommand {
                   --pretrain-state-out neumf/state -o neumf/model-0000.safetensors
               fl-init --model fm --dataset ml100k-ctr --dim 8 --hash-bits 18 \\
                   --click-threshold 4 -o model-0000.safetensors
+              fl-init --model gfcf --dataset gowalla --eigenvectors 256 \\
+                  --filter-weight 0.3 -o model-0000.safetensors
 
             With --item-text (wals only) the model is content-aware: it gets a text projection W \
             [dim, text dim], zero at first, that fl-aggregate fits to the trained item vectors each \
@@ -42,6 +44,12 @@ public struct InitCommand: ParsableCommand {
             prediction layer are averaged. NeuMF can start from a trained GMF and MLP \
             (--pretrain-gmf, --pretrain-mlp; h = [α h_GMF, (1 − α) h_MLP]), and their \
             clients' user states are merged with --pretrain-*-states.
+
+            --model gfcf: a graph filter (GF-CF, Shen et al. 2021) of implicit feedback: \
+            clients send their users' item co-occurrences C = Σ r_u r_uᵀ / d_u and item \
+            degrees, fl-aggregate --model normalises the sum to P̃ = D^{-1/2} C D^{-1/2} and \
+            finds its top --eigenvectors eigenvectors V; a user's items r_u are scored \
+            r_u P̃ + α r_u D^{-1/2} V Vᵀ D^{1/2} (α = --filter-weight). One round fits it.
 
             --model text-lora: LoRA adapters (Hu et al. 2021) of rank --rank on --targets of \
             every layer of the encoder in --base-model, for federated fine-tuning of search \
@@ -56,7 +64,7 @@ public struct InitCommand: ParsableCommand {
 
     @Option(help: "Dataset directory (or its dataset.json).") var dataset: String
     @Option(name: [.short, .long], help: "Checkpoint to write (- for stdout).") var output: String
-    @Option(help: "Model family: mf (matrix factorisation), ncf (neural CF), lr (logistic regression) or fm (a factorisation machine) over hashed features, or text-lora (adapters of a text encoder).") var model: ModelFamily = .mf
+    @Option(help: "Model family: mf (matrix factorisation), ncf (neural CF), gfcf (a graph filter of item co-occurrence), lr (logistic regression) or fm (a factorisation machine) over hashed features, or text-lora (adapters of a text encoder).") var model: ModelFamily = .mf
     @Option(help: "Objective: mse (explicit ratings), bpr, bce or wals (implicit).") var objective: Objective = .mse
     @Option(help: "Embedding dimension d.") var dim = 32
     @Option(help: "Standard deviation of the initial item embeddings.") var initScale: Float = 0.1
@@ -65,6 +73,7 @@ public struct InitCommand: ParsableCommand {
     @OptionGroup(title: "Neural CF (--model ncf)") var ncf: NCFInitArguments
     @OptionGroup(title: "text-lora (--model text-lora)") var textLoRA: TextLoRAInitArguments
     @OptionGroup(title: "CTR models (lr, fm; --dim is fm's rank)") var ctr: CTRInitArguments
+    @OptionGroup(title: "Graph filter (--model gfcf; --seed is the eigen solver's)") var graphFilter: GraphFilterInitArguments
     @OptionGroup(title: "Output") var format: OutputFormatOptions
 
     public init() {}
@@ -73,6 +82,7 @@ public struct InitCommand: ParsableCommand {
         guard dim >= 1 && dim <= 4096 else { throw ValidationError("--dim must be between 1 and 4096") }
         guard initScale >= 0 else { throw ValidationError("--init-scale must be ≥ 0") }
         if model != .ncf && ncf.given { throw ValidationError("--ncf-variant, --layers, --mlp-dim and --pretrain-* need --model ncf") }
+        if objective == .filter && model != .gfcf { throw ValidationError("--objective filter is the objective of --model gfcf only") }
     }
 
     public func run() throws {
@@ -82,6 +92,9 @@ public struct InitCommand: ParsableCommand {
             switch model {
             case .textLoRA:
                 return try TextFamilyLink.require("fl-init").initialize(try textLoRA.request(dataset: dataset, output: output, seed: seed, json: format.json))
+            case .gfcf:
+                if itemText != nil { throw FedRecError(.usage, "--item-text is for mf wals models") }
+                return try graphFilter.initialise(dataset: dataset, seed: seed, output: output, json: format.json)
             case .lr, .fm:
                 return try ctr.initialise(family: model, dataset: dataset, dim: dim, scale: initScale, seed: seed, output: output, json: format.json)
             case .mf:

@@ -21,7 +21,9 @@ public struct TrainLocalCommand: ParsableCommand {
             every round with --reconstruct) and never appear in the update. One process per \
             shard; shards can run in parallel (make -j, xargs -P) with no shared file. CTR \
             models (lr, fm) keep nothing private between rounds (each client hashes its own \
-            features every round): --state and --reconstruct are not needed and are ignored.
+            features every round): --state and --reconstruct are not needed and are ignored. \
+            Nor do graph filters (gfcf), whose update is each user's item co-occurrences \
+            r_u r_uᵀ / d_u and item counts, summed over the shard.
 
             Examples:
               fl-train-local --model model-0003.safetensors \\
@@ -123,6 +125,11 @@ public struct TrainLocalCommand: ParsableCommand {
                 var options = training.options
                 try privacy.apply(to: &options, quiet: format.quiet)
                 return try trainCTRShard(model: model, shard: shard, output: output, options: options, format: format)
+            case .gfcf:
+                guard secure.secaggSession == nil, privacy.sampleRate == nil else {
+                    throw FedRecError(.usage, "gfcf models take no --secagg-session or --sample-rate: their statistics are sparse co-occurrences")
+                }
+                return try trainGraphFilterShard(model: model, shard: shard, output: output, options: training.options, format: format)
             case .mf, .ncf: break
             }
             if !training.reconstruct && state == nil && stateOut == nil {

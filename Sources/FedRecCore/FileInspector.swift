@@ -94,9 +94,15 @@ public enum FileInspector {
             }
             if checked.kind == .update || checked.kind == .sum {
                 // Read from the file already open (stdin cannot be read twice).
-                let update = try ModelUpdate.read(checked).update
-                object["rows"] = .number(Double(update.rows.count))
-                object["clients"] = .number(Double(update.header.clients))
+                if checked.metadata["algorithm"] == UpdateAlgorithm.cooccurrence.rawValue {
+                    let pairs = try ItemPairSum.read(checked)
+                    object["pairs"] = .number(Double(pairs.pairs))
+                    object["clients"] = .number(Double(pairs.header.clients))
+                } else {
+                    let update = try ModelUpdate.read(checked).update
+                    object["rows"] = .number(Double(update.rows.count))
+                    object["clients"] = .number(Double(update.header.clients))
+                }
             }
         } else {
             object["kind"] = "safetensors"

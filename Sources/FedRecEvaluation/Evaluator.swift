@@ -61,6 +61,8 @@ final class UserParameterProvider {
         switch model.config.objective {
         case .mse, .wals:
             return try solver.solve(record.train)
+        case .filter:
+            throw FedRecError(.shape, "an mf model cannot have the filter objective (ModelConfig refuses it)")
         case .bpr, .bce:
             let start = ClientUsers(embedding: training.initialEmbedding(user: record.user, dim: d), bias: [0])
             var stream = SeededGenerator(seed: training.seed ^ 0xE7A1, stream: UInt64(record.user))

@@ -76,8 +76,8 @@ public enum Recommender {
     }
 
     /// Calls `body` once per wanted user with the user's raw id, shard record and model
-    /// scores of every item (b_i + p_u·q_i for MF, the network's output for ncf), shard by
-    /// shard; the model is checked against
+    /// scores of every item (b_i + p_u·q_i for MF, the network's output for ncf, the
+    /// filtered interactions for gfcf), shard by shard; the model is checked against
     /// the dataset first.
     /// - Parameters:
     ///   - users: raw user ids (or pseudonyms); nil for every user.
@@ -93,7 +93,19 @@ public enum Recommender {
         // The scores of every item for one record of a shard, by the model's family.
         let config: ModelConfig
         let scorerFor: (_ path: String, _ reader: ShardUserReader, _ statePath: String?) throws -> (UserRecord) throws -> [Float]?
-        if try ModelFamily.of(model: modelPath) == .ncf {
+        let family = try ModelFamily.of(model: modelPath)
+        if family == .gfcf {
+            let model = try GraphFilterModel.open(modelPath).model
+            config = model.config
+            scorerFor = { _, _, _ in
+                let scorer = GraphFilterScorer(model: model)
+                var scores: [Float] = []
+                return { record in
+                    scorer.score(users: [Array(Set(record.train.items)).sorted()], into: &scores)
+                    return scores
+                }
+            }
+        } else if family == .ncf {
             let model = try NCFModel.open(modelPath).model
             let scorer = NCFScorer(model: model)
             config = model.config

@@ -12,6 +12,9 @@ public enum Objective: String, Sendable, CaseIterable {
     /// Weighted least squares on implicit feedback with confidence 1 + αr, solved by
     /// alternating least squares (Hu, Koren, Volinsky 2008).
     case wals
+    /// No loss: a closed-form filter of implicit feedback's item–item co-occurrence
+    /// (`GraphFilterModel`); the objective of gfcf models only.
+    case filter
 
     /// Whether the objective learns from ratings' values (else from presence only).
     public var isExplicit: Bool { self == .mse }
@@ -55,6 +58,9 @@ public struct ModelConfig: Sendable, Equatable {
         let name = try file.string("objective")
         guard let objective = Objective(rawValue: name) else {
             throw FedRecError(.badData, file: file.path, "unknown objective \(name)")
+        }
+        guard (objective == .filter) == (family == .gfcf) else {
+            throw FedRecError(.shape, file: file.path, "a \(family.rawValue) model with objective \(name): the filter objective is gfcf's, and gfcf's only")
         }
         self.objective = objective
         dim = try file.int("dim", in: 1...FedRecFile.maximumDim)

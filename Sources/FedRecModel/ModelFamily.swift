@@ -17,6 +17,9 @@ public enum ModelFamily: String, Sendable, CaseIterable {
     case lr
     /// Low-rank adapters of a BERT-family text encoder (Hu et al. 2021).
     case textLoRA = "text-lora"
+    /// A graph filter of the item–item co-occurrence (GF-CF, Shen et al. CIKM 2021),
+    /// fitted in closed form from sums over users (`GraphFilterModel`).
+    case gfcf
 }
 
 

@@ -27,7 +27,7 @@ import Darwin
 public final class BertEncoder {
     public let config: BertConfig
     /// Workers for the work outside matrix products; the machine's cores by default.
-    public var threads: Int = max(1, System.coreCount)
+    public var threads: Int = Processors.online
     let weights: BertWeights
     /// The weights file, whose digest names the base model an adapter belongs to.
     private let weightsPath: String

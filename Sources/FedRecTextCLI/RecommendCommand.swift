@@ -105,6 +105,11 @@ public struct RecommendCommand: ParsableCommand {
                     : Recommendation.table(recommendations, items: tables.items))
             }
             let settings = try model.map { try parameters.settings(model: $0, command: "fl-recommend") } ?? parameters.training.options
+            // A graph filter scores the user's own items: there are no user parameters to find.
+            let filter = try model.map { try ModelFamily.of(model: $0) == .gfcf } ?? false
+            func source() throws -> UserParameterSource {
+                filter ? UserParameterSource(mode: .reconstruct, states: [], training: settings) : try parameters.source(for: directory.shardPaths, settings: settings)
+            }
             let recommendations: [Recommendation]
             if search.isSearch {
                 let similarity = try search.similarities(dataset: dataset, manifest: manifest)
@@ -112,13 +117,12 @@ public struct RecommendCommand: ParsableCommand {
                     recommendations = Recommender.search(similarity: similarity, k: k)
                 } else {
                     recommendations = try Recommender.run(
-                        modelPath: model!, dataset: directory, users: wanted, k: k, source: try parameters.source(for: directory.shardPaths, settings: settings),
+                        modelPath: model!, dataset: directory, users: wanted, k: k, source: try source(),
                         query: SearchQuery(similarity: similarity, beta: search.queryWeight), biasShrinkage: biasShrinkage)
                 }
             } else {
                 recommendations = try Recommender.run(modelPath: model!, dataset: directory, users: wanted, k: k,
-                                                      source: try parameters.source(for: directory.shardPaths, settings: settings),
-                                                      biasShrinkage: biasShrinkage)
+                                                      source: try source(), biasShrinkage: biasShrinkage)
             }
             let out = format.json ? Recommendation.jsonLines(recommendations, items: tables.items)
                 : Recommendation.table(recommendations, items: tables.items)

@@ -292,6 +292,8 @@ struct Pass {
                         gp[pi + d] += g
                         if trainItems { gq[qs + d] += g; muState.grad += g }
                     }
+                case .filter:
+                    preconditionFailure("a gfcf model is not trained by SGD")
                 }
             }
             // Apply: L2 (and FedProx toward the global row) then the local optimiser.

@@ -19,6 +19,8 @@ public enum UpdateAlgorithm: String, Sendable, CaseIterable {
     case sgd
     /// Alternating-least-squares sufficient statistics (`ALSStatistics`).
     case als
+    /// A graph filter's item–item co-occurrence and item degrees (`ItemPairSum`).
+    case cooccurrence
 }
 
 /// How each client's contribution is weighted in a sum (the `weighting` metadata field).
@@ -117,6 +119,26 @@ public struct ModelUpdate: Sendable {
 
     /// The file's contents, ready to be written (`write(to:kind:)` writes them at once).
     public func writer(kind: FileKind, spilled: [String: (width: Int, tensor: SpilledTensor)] = [:]) -> SafeTensorsWriter {
+        var writer = headerWriter(kind: kind)
+        // ALS statistics are large: chunked, so a reader verifies them as it streams them.
+        writer.chunkedChecksum = header.algorithm == .als
+        writer.add(Self.rowsName, shape: [rows.count], int32s: rows)
+        writer.add(Self.rowClientsName, shape: [rows.count], int32s: rowClients)
+        writer.add(Self.rowWeightName, shape: [rows.count], floats: rowWeight)
+        for (name, tensor) in rowTensors {
+            writer.add(Self.rowPrefix + name, shape: [rows.count, tensor.width], floats: tensor.values)
+        }
+        for (name, tensor) in spilled {
+            precondition(tensor.tensor.count == rows.count * tensor.width, "spilled tensor \(name) does not fit its rows")
+            writer.add(Self.rowPrefix + name, shape: [rows.count, tensor.width], spilled: tensor.tensor)
+        }
+        for (name, values) in dense { writer.add(Self.densePrefix + name, shape: [values.count], floats: values) }
+        precondition(spilled.isEmpty || writer.chunkedChecksum, "spilled tensors need the chunked checksum")
+        return writer
+    }
+
+    /// A writer holding the header's metadata and no tensor yet (`kind` update or sum).
+    func headerWriter(kind: FileKind) -> SafeTensorsWriter {
         var metadata = header.extra.merging(header.config.metadata) { _, new in new }
         metadata["format"] = FedRecFormat.name
         metadata["format_version"] = String(FedRecFormat.version)
@@ -136,22 +158,7 @@ public struct ModelUpdate: Sendable {
             metadata["population"] = String(header.population)  // private ALS: every client takes part
         }
         if !header.shards.isEmpty { metadata[UpdateHeader.shardsKey] = header.shards.joined(separator: ",") }
-        var writer = SafeTensorsWriter(metadata: metadata)
-        // ALS statistics are large: chunked, so a reader verifies them as it streams them.
-        writer.chunkedChecksum = header.algorithm == .als
-        writer.add(Self.rowsName, shape: [rows.count], int32s: rows)
-        writer.add(Self.rowClientsName, shape: [rows.count], int32s: rowClients)
-        writer.add(Self.rowWeightName, shape: [rows.count], floats: rowWeight)
-        for (name, tensor) in rowTensors {
-            writer.add(Self.rowPrefix + name, shape: [rows.count, tensor.width], floats: tensor.values)
-        }
-        for (name, tensor) in spilled {
-            precondition(tensor.tensor.count == rows.count * tensor.width, "spilled tensor \(name) does not fit its rows")
-            writer.add(Self.rowPrefix + name, shape: [rows.count, tensor.width], spilled: tensor.tensor)
-        }
-        for (name, values) in dense { writer.add(Self.densePrefix + name, shape: [values.count], floats: values) }
-        precondition(spilled.isEmpty || writer.chunkedChecksum, "spilled tensors need the chunked checksum")
-        return writer
+        return SafeTensorsWriter(metadata: metadata)
     }
 
     /// Reads and checks an update or sum.
@@ -393,6 +400,22 @@ extension UpdateHeader {
         population += b.population
         shards = (a.shards + b.shards).sorted()
         extra = extra.filter { b.extra[$0.key] == $0.value }
+    }
+}
+
+extension UpdateHeader {
+    /// Throws unless this sum (`sumFile`) was computed from the model at `modelPath`:
+    /// its configuration, identity and round.
+    /// - Throws: `.shape` or `.mismatch` for another dataset or shape, `.mismatch` for
+    ///   another model or round.
+    public func requireComputed(from config: ModelConfig, identity: String, round: Int, modelPath: String, sumFile: String) throws {
+        try config.requireSame(self.config, file: sumFile)
+        guard baseModel == identity else {
+            throw FedRecError(.mismatch, file: sumFile, "was computed from model \(baseModel.prefix(12)), but \(modelPath) is \(identity.prefix(12))")
+        }
+        guard self.round == round else {
+            throw FedRecError(.mismatch, file: sumFile, "is from round \(self.round), the model is at round \(round)")
+        }
     }
 }
 
