@@ -55,17 +55,22 @@ public final class SGDClientTrainer {
         free(mark)
     }
 
-    /// The local slot of `item`, created from the global row on first use.
-    private func slot(_ item: Int32) -> Int {
-        let existing = Int(slotOf[Int(item)])
-        if existing > 0 { return existing - 1 }
-        let s = slotItems.count
-        slotItems.append(item)
-        itemGlobal.append(contentsOf: model.items.embeddingRow(Int(item)))
-        itemGlobal.append(model.items.bias(Int(item)))
-        itemParams.append(contentsOf: itemGlobal[(s * w)...])
-        slotOf[Int(item)] = Int32(s + 1)
-        return s
+    /// Gives every item of `items` without a local slot one (in order of first
+    /// appearance), its row copied from the global model. The buffers are swapped out of
+    /// the class for the loop, so no item pays the dynamic exclusivity checks of
+    /// class-property accesses.
+    private func addSlots(_ items: [Int32]) {
+        var slots: [Int32] = [], global: [Float] = [], params: [Float] = []
+        swap(&slots, &slotItems); swap(&global, &itemGlobal); swap(&params, &itemParams)
+        for item in items where slotOf[Int(item)] == 0 {
+            let s = slots.count
+            slots.append(item)
+            global.append(contentsOf: model.items.embeddingRow(Int(item)))
+            global.append(model.items.bias(Int(item)))
+            params.append(contentsOf: global[(s * w)...])
+            slotOf[Int(item)] = Int32(s + 1)
+        }
+        swap(&slots, &slotItems); swap(&global, &itemGlobal); swap(&params, &itemParams)
     }
 
     /// Gives every slot created since the last call its zeroed gradient, optimiser moments
@@ -91,12 +96,13 @@ public final class SGDClientTrainer {
     }
 
     /// Trains the client whose users are `users` (with their starting private parameters)
-    /// and calls `emit(item, deltaRow)` for every touched item row (d + 1 values: the
-    /// embedding's then the bias's change), after clipping.
+    /// and calls `emit(items, deltaRows)` once with the touched items (distinct, in order
+    /// of first use) and their rows' changes after clipping, row i at `i * (d + 1)`: d + 1
+    /// values each, the embedding's then the bias's change.
     /// - Returns: the users' trained parameters, the global-bias change and whether the
     ///   contribution was clipped.
     public func train(users: [UserRecord], start: ClientUsers, generator: inout SeededGenerator,
-               emit: (Int32, UnsafeBufferPointer<Float>) -> Void) -> (users: ClientUsers, globalBiasDelta: Float, clipped: Bool) {
+               emit: (_ items: [Int32], _ deltaRows: UnsafeBufferPointer<Float>) -> Void) -> (users: ClientUsers, globalBiasDelta: Float, clipped: Bool) {
         resetSlots()
         var userParams = [Float](repeating: 0, count: users.count * w)
         for u in 0..<users.count {
@@ -123,7 +129,7 @@ public final class SGDClientTrainer {
         var userInBatch = [Bool](repeating: false, count: users.count)
         var muState = MomentState()
         var step = 0
-        for e in 0..<exItem.count { _ = slot(exItem[e]) }
+        addSlots(exItem)
         for pass in 0..<passes {
             let trainItems = pass >= passes - options.epochs
             order.shuffle(using: &generator)
@@ -135,7 +141,7 @@ public final class SGDClientTrainer {
                     negatives[position] = item
                     position += 1
                 }
-                for item in negatives { _ = slot(item) }
+                addSlots(negatives)
             }
             growSlotBuffers()
             // The hot loop runs over plain buffers: arrays are swapped out of the class so
@@ -165,11 +171,13 @@ public final class SGDClientTrainer {
             swap(&q, &itemParams); swap(&gq, &itemGrad); swap(&mq, &itemM); swap(&vq, &itemV); swap(&inBatch, &itemInBatch)
         }
         // Delta, clipped as a whole (every tensor the client contributes, flattened).
-        var delta = [Float](repeating: 0, count: slotItems.count * w)
+        // Local copies (no copy of the storage): read without per-element exclusivity checks.
+        let touched = slotItems, trained = itemParams, reference = itemGlobal
+        var delta = [Float](repeating: 0, count: touched.count * w)
         var squared: Double = 0
-        for s in slotItems.indices {
+        for s in touched.indices {
             for k in 0..<w {
-                let change = itemParams[s * w + k] - itemGlobal[s * w + k]
+                let change = trained[s * w + k] - reference[s * w + k]
                 delta[s * w + k] = change
                 squared += Double(change) * Double(change)
             }
@@ -183,11 +191,7 @@ public final class SGDClientTrainer {
             muDelta *= factor
             clipped = true
         }
-        delta.withUnsafeBufferPointer { all in
-            for (s, item) in slotItems.enumerated() {
-                emit(item, UnsafeBufferPointer(rebasing: all[(s * w)..<((s + 1) * w)]))
-            }
-        }
+        delta.withUnsafeBufferPointer { emit(touched, $0) }
         var result = ClientUsers(embedding: [Float](repeating: 0, count: users.count * d), bias: [Float](repeating: 0, count: users.count))
         for u in 0..<users.count {
             for k in 0..<d { result.embedding[u * d + k] = userParams[u * w + k] }
