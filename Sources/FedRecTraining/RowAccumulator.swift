@@ -72,20 +72,26 @@ final class RowAccumulator {
         precondition(contributions.count == touched.count * width, "one row of contributions per touched row")
         var rows: [Int32] = [], values: [Float] = [], clients: [Int32] = [], weights: [Float] = []
         swap(&rows, &self.rows); swap(&values, &self.values); swap(&clients, &self.clients); swap(&weights, &self.weights)
-        for (i, row) in touched.enumerated() {
+        // Slots and counts first, then every row's values in one pass over one buffer.
+        for row in touched {
             var s = Int(slotOf[Int(row)]) - 1
             if s < 0 {
                 s = rows.count
                 rows.append(row)
                 clients.append(0)
                 weights.append(0)
-                values.append(contentsOf: repeatElement(0, count: width))
                 slotOf[Int(row)] = Int32(s + 1)
             }
             clients[s] += 1
             weights[s] += weight
-            values.withUnsafeMutableBufferPointer { v in
-                for k in 0..<width { v[s * width + k] += scale * contributions[i * width + k] }
+        }
+        values.append(contentsOf: repeatElement(0, count: rows.count * width - values.count))
+        values.withUnsafeMutableBufferPointer { v in
+            guard let values = v.baseAddress, let from = contributions.baseAddress else { return }
+            for (i, row) in touched.enumerated() {
+                // Row pointers: no overflow check per value, so the loop vectorises.
+                let to = values + (Int(slotOf[Int(row)]) - 1) * width, source = from + i * width
+                for k in 0..<width { to[k] += scale * source[k] }
             }
         }
         swap(&rows, &self.rows); swap(&values, &self.values); swap(&clients, &self.clients); swap(&weights, &self.weights)
