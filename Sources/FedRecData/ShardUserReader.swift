@@ -220,9 +220,18 @@ public final class ShardUserReader {
     }
 
     /// The WebDataset key of an entry: its name up to the first dot.
+    /// - Complexity: O(name's length); an ASCII name (every name fedrec writes) is cut over
+    ///   its UTF-8 bytes, any other by characters (a "." that a combining mark follows is
+    ///   not a dot then).
     static func key(of name: String) -> String {
-        let slash = name.lastIndex(of: "/").map { name.index(after: $0) } ?? name.startIndex
-        guard let dot = name[slash...].firstIndex(of: ".") else { return name }
+        let utf8 = name.utf8
+        guard utf8.allSatisfy({ $0 < 0x80 }) else {
+            let slash = name.lastIndex(of: "/").map { name.index(after: $0) } ?? name.startIndex
+            guard let dot = name[slash...].firstIndex(of: ".") else { return name }
+            return String(name[..<dot])
+        }
+        let slash = utf8.lastIndex(of: UInt8(ascii: "/")).map { utf8.index(after: $0) } ?? utf8.startIndex
+        guard let dot = utf8[slash...].firstIndex(of: UInt8(ascii: ".")) else { return name }
         return String(name[..<dot])
     }
 }

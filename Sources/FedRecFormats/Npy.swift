@@ -238,7 +238,75 @@ public enum Npy {
 
     // MARK: Header parsing
 
+    /// The dtype and shape of a header (its dict text, padding and final newline).
     static func parseHeader(_ bytes: UnsafeRawBufferPointer, file: String) throws -> (NpyDType, [Int]) {
+        if let known = canonicalHeader(bytes) { return known }
+        return try parseAnyHeader(bytes, file: file)
+    }
+
+    /// The `descr` texts of `NpyDType`, as UTF-8, each with its dtype.
+    private static let descrBytes: [(NpyDType, [UInt8])] = [NpyDType.interactions, .int32, .float32, .int64, .float64].map { ($0, Array($0.descr.utf8)) }
+    private static let headerStart = Array("{'descr': ".utf8)
+    private static let headerMiddle = Array(", 'fortran_order': False, 'shape': (".utf8)
+    private static let headerEnd = Array(", }".utf8)
+    private static let singleEnd = Array(",)".utf8)
+    private static let separator = Array(", ".utf8)
+
+    /// The dtype and shape of a header laid out exactly as `header(dtype:shape:)` and numpy
+    /// write it (`{'descr': D, 'fortran_order': False, 'shape': (n,), }` or `(a, b)` or
+    /// `()`, then white space), read without building the literal: every shard member has
+    /// one. Nil for any other text, which `parseAnyHeader` then reads (or refuses); for
+    /// every text this accepts, `parseAnyHeader` gives the same result.
+    static func canonicalHeader(_ bytes: UnsafeRawBufferPointer) -> (NpyDType, [Int])? {
+        var offset = 0
+        func take(_ expected: [UInt8]) -> Bool {
+            guard bytes.count - offset >= expected.count else { return false }
+            for i in 0..<expected.count where bytes[offset + i] != expected[i] { return false }
+            offset += expected.count
+            return true
+        }
+        func take(_ byte: UInt8) -> Bool {
+            guard offset < bytes.count, bytes[offset] == byte else { return false }
+            offset += 1
+            return true
+        }
+        guard take(headerStart) else { return nil }
+        var found: NpyDType?
+        for (dtype, descr) in descrBytes where take(descr) {
+            found = dtype
+            break
+        }
+        guard let dtype = found, take(headerMiddle) else { return nil }
+        var shape: [Int] = []
+        if !take(UInt8(ascii: ")")) {
+            while true {
+                // At most 18 digits: no overflow to check.
+                var value = 0, digits = 0
+                while offset < bytes.count, digits < 18, bytes[offset] >= UInt8(ascii: "0"), bytes[offset] <= UInt8(ascii: "9") {
+                    value = value * 10 + Int(bytes[offset] - UInt8(ascii: "0"))
+                    digits += 1
+                    offset += 1
+                }
+                guard digits > 0 else { return nil }
+                shape.append(value)
+                if shape.count == 1, take(singleEnd) { break }
+                if shape.count > 1, take(UInt8(ascii: ")")) { break }
+                guard take(separator) else { return nil }
+            }
+        }
+        guard take(headerEnd) else { return nil }
+        while offset < bytes.count {
+            switch bytes[offset] {
+            case 0x20, 0x0A, 0x0D, 0x09: offset += 1
+            default: return nil
+            }
+        }
+        return (dtype, shape)
+    }
+
+    /// The dtype and shape of any header `numpy.lib.format` may write, through the
+    /// Python literal parser.
+    static func parseAnyHeader(_ bytes: UnsafeRawBufferPointer, file: String) throws -> (NpyDType, [Int]) {
         var parser = PythonLiteralParser(bytes: bytes, file: file)
         let value = try parser.parse()
         guard case .dict(let members) = value else {

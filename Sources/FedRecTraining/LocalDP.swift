@@ -62,9 +62,11 @@ final class LocalDP {
         rows: RowAccumulator
     ) throws -> (users: ClientUsers, globalBiasDelta: Float, clipped: Bool) {
         var values = [Float](repeating: 0, count: items * width + 1)
-        var result = trainer.train(users: users, start: start, generator: &generator) { item, delta in
-            let base = Int(item) * width
-            for k in 0..<width { values[base + k] = delta[k] }
+        var result = trainer.train(users: users, start: start, generator: &generator) { touched, deltas in
+            for (i, item) in touched.enumerated() {
+                let base = Int(item) * width
+                for k in 0..<width { values[base + k] = deltas[i * width + k] }
+            }
         }
         values[items * width] = result.globalBiasDelta
         granularity = try DPNoise.addNoise(to: &values, clip: clip, noiseMultiplier: noiseMultiplier, source: source)

@@ -63,6 +63,40 @@ final class RowAccumulator {
         }
     }
 
+    /// Adds one client's contribution to each of `touched` (distinct rows): row i gets
+    /// `scale` times values `i * width ..< (i + 1) * width` of `contributions` and counts
+    /// the client with `weight`. The same sums as `slot`, `countClient` and
+    /// `add(slot:_:scale:)` row by row; the buffers are swapped out of the class for the
+    /// loop, so no row pays the dynamic exclusivity checks of class-property accesses.
+    func addClient(rows touched: [Int32], _ contributions: UnsafeBufferPointer<Float>, weight: Float, scale: Float) {
+        precondition(contributions.count == touched.count * width, "one row of contributions per touched row")
+        var rows: [Int32] = [], values: [Float] = [], clients: [Int32] = [], weights: [Float] = []
+        swap(&rows, &self.rows); swap(&values, &self.values); swap(&clients, &self.clients); swap(&weights, &self.weights)
+        // Slots and counts first, then every row's values in one pass over one buffer.
+        for row in touched {
+            var s = Int(slotOf[Int(row)]) - 1
+            if s < 0 {
+                s = rows.count
+                rows.append(row)
+                clients.append(0)
+                weights.append(0)
+                slotOf[Int(row)] = Int32(s + 1)
+            }
+            clients[s] += 1
+            weights[s] += weight
+        }
+        values.append(contentsOf: repeatElement(0, count: rows.count * width - values.count))
+        values.withUnsafeMutableBufferPointer { v in
+            guard let values = v.baseAddress, let from = contributions.baseAddress else { return }
+            for (i, row) in touched.enumerated() {
+                // Row pointers: no overflow check per value, so the loop vectorises.
+                let to = values + (Int(slotOf[Int(row)]) - 1) * width, source = from + i * width
+                for k in 0..<width { to[k] += scale * source[k] }
+            }
+        }
+        swap(&rows, &self.rows); swap(&values, &self.values); swap(&clients, &self.clients); swap(&weights, &self.weights)
+    }
+
     /// Direct access to a slot's values for in-place accumulation.
     @inline(__always)
     func withSlot<R>(_ slot: Int, _ body: (UnsafeMutableBufferPointer<Float>) -> R) -> R {

@@ -55,17 +55,22 @@ public final class SGDClientTrainer {
         free(mark)
     }
 
-    /// The local slot of `item`, created from the global row on first use.
-    private func slot(_ item: Int32) -> Int {
-        let existing = Int(slotOf[Int(item)])
-        if existing > 0 { return existing - 1 }
-        let s = slotItems.count
-        slotItems.append(item)
-        itemGlobal.append(contentsOf: model.items.embeddingRow(Int(item)))
-        itemGlobal.append(model.items.bias(Int(item)))
-        itemParams.append(contentsOf: itemGlobal[(s * w)...])
-        slotOf[Int(item)] = Int32(s + 1)
-        return s
+    /// Gives every item of `items` without a local slot one (in order of first
+    /// appearance), its row copied from the global model. The buffers are swapped out of
+    /// the class for the loop, so no item pays the dynamic exclusivity checks of
+    /// class-property accesses.
+    private func addSlots(_ items: [Int32]) {
+        var slots: [Int32] = [], global: [Float] = [], params: [Float] = []
+        swap(&slots, &slotItems); swap(&global, &itemGlobal); swap(&params, &itemParams)
+        for item in items where slotOf[Int(item)] == 0 {
+            let s = slots.count
+            slots.append(item)
+            global.append(contentsOf: model.items.embeddingRow(Int(item)))
+            global.append(model.items.bias(Int(item)))
+            params.append(contentsOf: global[(s * w)...])
+            slotOf[Int(item)] = Int32(s + 1)
+        }
+        swap(&slots, &slotItems); swap(&global, &itemGlobal); swap(&params, &itemParams)
     }
 
     /// Gives every slot created since the last call its zeroed gradient, optimiser moments
@@ -91,12 +96,13 @@ public final class SGDClientTrainer {
     }
 
     /// Trains the client whose users are `users` (with their starting private parameters)
-    /// and calls `emit(item, deltaRow)` for every touched item row (d + 1 values: the
-    /// embedding's then the bias's change), after clipping.
+    /// and calls `emit(items, deltaRows)` once with the touched items (distinct, in order
+    /// of first use) and their rows' changes after clipping, row i at `i * (d + 1)`: d + 1
+    /// values each, the embedding's then the bias's change.
     /// - Returns: the users' trained parameters, the global-bias change and whether the
     ///   contribution was clipped.
     public func train(users: [UserRecord], start: ClientUsers, generator: inout SeededGenerator,
-               emit: (Int32, UnsafeBufferPointer<Float>) -> Void) -> (users: ClientUsers, globalBiasDelta: Float, clipped: Bool) {
+               emit: (_ items: [Int32], _ deltaRows: UnsafeBufferPointer<Float>) -> Void) -> (users: ClientUsers, globalBiasDelta: Float, clipped: Bool) {
         resetSlots()
         var userParams = [Float](repeating: 0, count: users.count * w)
         for u in 0..<users.count {
@@ -123,7 +129,7 @@ public final class SGDClientTrainer {
         var userInBatch = [Bool](repeating: false, count: users.count)
         var muState = MomentState()
         var step = 0
-        for e in 0..<exItem.count { _ = slot(exItem[e]) }
+        addSlots(exItem)
         for pass in 0..<passes {
             let trainItems = pass >= passes - options.epochs
             order.shuffle(using: &generator)
@@ -135,7 +141,7 @@ public final class SGDClientTrainer {
                     negatives[position] = item
                     position += 1
                 }
-                for item in negatives { _ = slot(item) }
+                addSlots(negatives)
             }
             growSlotBuffers()
             // The hot loop runs over plain buffers: arrays are swapped out of the class so
@@ -165,11 +171,13 @@ public final class SGDClientTrainer {
             swap(&q, &itemParams); swap(&gq, &itemGrad); swap(&mq, &itemM); swap(&vq, &itemV); swap(&inBatch, &itemInBatch)
         }
         // Delta, clipped as a whole (every tensor the client contributes, flattened).
-        var delta = [Float](repeating: 0, count: slotItems.count * w)
+        // Local copies (no copy of the storage): read without per-element exclusivity checks.
+        let touched = slotItems, trained = itemParams, reference = itemGlobal
+        var delta = [Float](repeating: 0, count: touched.count * w)
         var squared: Double = 0
-        for s in slotItems.indices {
+        for s in touched.indices {
             for k in 0..<w {
-                let change = itemParams[s * w + k] - itemGlobal[s * w + k]
+                let change = trained[s * w + k] - reference[s * w + k]
                 delta[s * w + k] = change
                 squared += Double(change) * Double(change)
             }
@@ -183,11 +191,7 @@ public final class SGDClientTrainer {
             muDelta *= factor
             clipped = true
         }
-        delta.withUnsafeBufferPointer { all in
-            for (s, item) in slotItems.enumerated() {
-                emit(item, UnsafeBufferPointer(rebasing: all[(s * w)..<((s + 1) * w)]))
-            }
-        }
+        delta.withUnsafeBufferPointer { emit(touched, $0) }
         var result = ClientUsers(embedding: [Float](repeating: 0, count: users.count * d), bias: [Float](repeating: 0, count: users.count))
         for u in 0..<users.count {
             for k in 0..<d { result.embedding[u * d + k] = userParams[u * w + k] }
@@ -233,8 +237,15 @@ struct Pass {
 
     func run(order: [Int], exUser: [Int32], exItem: [Int32], exRating: [Float], negatives: [Int32],
              items: Items, users: Users, mu: inout Float, muState: inout MomentState, step: inout Int) {
+        // Rows are addressed through pointers to their first value: no overflow check per
+        // element, so the compiler can vectorise the element-wise loops (each value still
+        // takes the same operations in the same order; the dot products stay sequential).
+        guard !order.isEmpty, let q = items.params.baseAddress, let gq = items.grad.baseAddress,
+              let mq = items.m.baseAddress, let vq = items.v.baseAddress, let global = items.global.baseAddress,
+              let p = users.params.baseAddress, let gp = users.grad.baseAddress,
+              let mp = users.m.baseAddress, let vp = users.v.baseAddress
+        else { return }
         let w = d + 1
-        let q = items.params, gq = items.grad, p = users.params, gp = users.grad
         var batchSlots: [Int] = [], batchUsers: [Int] = []
         batchSlots.reserveCapacity(batch * (2 + negativesPerPositive))
         batchUsers.reserveCapacity(batch)
@@ -245,52 +256,52 @@ struct Pass {
                 let e = order[position]
                 let u = Int(exUser[e])
                 if !users.inBatch[u] { users.inBatch[u] = true; batchUsers.append(u) }
-                let pi = u * w
+                let pu = p + u * w, gpu = gp + u * w
                 let si = Int(items.slotOf[Int(exItem[e])]) - 1
-                let qi = si * w
+                let qi = q + si * w, gqi = gq + si * w
                 if trainItems && !items.inBatch[si] { items.inBatch[si] = true; batchSlots.append(si) }
                 switch objective {
                 case .mse, .wals:
                     var dot: Float = 0
-                    for k in 0..<d { dot += p[pi + k] * q[qi + k] }
-                    let error = exRating[e] - (mu + p[pi + d] + q[qi + d] + dot)
+                    for k in 0..<d { dot += pu[k] * qi[k] }
+                    let error = exRating[e] - (mu + pu[d] + qi[d] + dot)
                     for k in 0..<d {
-                        gp[pi + k] -= error * q[qi + k]
-                        if trainItems { gq[qi + k] -= error * p[pi + k] }
+                        gpu[k] -= error * qi[k]
+                        if trainItems { gqi[k] -= error * pu[k] }
                     }
-                    gp[pi + d] -= error
-                    if trainItems { gq[qi + d] -= error; muState.grad -= error }
+                    gpu[d] -= error
+                    if trainItems { gqi[d] -= error; muState.grad -= error }
                 case .bpr:
                     let sj = Int(items.slotOf[Int(negatives[e])]) - 1
-                    let qj = sj * w
+                    let qj = q + sj * w, gqj = gq + sj * w
                     if trainItems && !items.inBatch[sj] { items.inBatch[sj] = true; batchSlots.append(sj) }
-                    var x = q[qi + d] - q[qj + d]
-                    for k in 0..<d { x += p[pi + k] * (q[qi + k] - q[qj + k]) }
+                    var x = qi[d] - qj[d]
+                    for k in 0..<d { x += pu[k] * (qi[k] - qj[k]) }
                     let g = 1 / (1 + expf(x))  // σ(−x): the gradient scale of −log σ(x)
                     for k in 0..<d {
-                        gp[pi + k] -= g * (q[qi + k] - q[qj + k])
+                        gpu[k] -= g * (qi[k] - qj[k])
                         if trainItems {
-                            gq[qi + k] -= g * p[pi + k]
-                            gq[qj + k] += g * p[pi + k]
+                            gqi[k] -= g * pu[k]
+                            gqj[k] += g * pu[k]
                         }
                     }
-                    if trainItems { gq[qi + d] -= g; gq[qj + d] += g }
+                    if trainItems { gqi[d] -= g; gqj[d] += g }
                 case .bce:
                     let base = e * negativesPerPositive
                     for j in -1..<negativesPerPositive {
                         let target: Float = j < 0 ? 1 : 0
                         let s = j < 0 ? si : Int(items.slotOf[Int(negatives[base + j])]) - 1
-                        let qs = s * w
+                        let qs = q + s * w, gqs = gq + s * w
                         if trainItems && !items.inBatch[s] { items.inBatch[s] = true; batchSlots.append(s) }
-                        var logit = mu + p[pi + d] + q[qs + d]
-                        for k in 0..<d { logit += p[pi + k] * q[qs + k] }
+                        var logit = mu + pu[d] + qs[d]
+                        for k in 0..<d { logit += pu[k] * qs[k] }
                         let g = 1 / (1 + expf(-logit)) - target
                         for k in 0..<d {
-                            gp[pi + k] += g * q[qs + k]
-                            if trainItems { gq[qs + k] += g * p[pi + k] }
+                            gpu[k] += g * qs[k]
+                            if trainItems { gqs[k] += g * pu[k] }
                         }
-                        gp[pi + d] += g
-                        if trainItems { gq[qs + d] += g; muState.grad += g }
+                        gpu[d] += g
+                        if trainItems { gqs[d] += g; muState.grad += g }
                     }
                 case .filter:
                     preconditionFailure("a gfcf model is not trained by SGD")
@@ -300,20 +311,22 @@ struct Pass {
             step += 1
             for u in batchUsers {
                 users.inBatch[u] = false
+                let row = u * w
+                let pr = p + row, gr = gp + row, mr = mp + row, vr = vp + row
                 for k in 0..<w {
-                    let i = u * w + k
-                    let g = gp[i] + l2 * p[i]
-                    p[i] -= update(g, &users.m[i], &users.v[i], step: step)
-                    gp[i] = 0
+                    let g = gr[k] + l2 * pr[k]
+                    pr[k] -= update(g, &mr[k], &vr[k], step: step)
+                    gr[k] = 0
                 }
             }
             for s in batchSlots {
                 items.inBatch[s] = false
+                let row = s * w
+                let qr = q + row, gr = gq + row, mr = mq + row, vr = vq + row, globalRow = global + row
                 for k in 0..<w {
-                    let i = s * w + k
-                    let g = gq[i] + l2 * q[i] + proxMu * (q[i] - items.global[i])
-                    q[i] -= update(g, &items.m[i], &items.v[i], step: step)
-                    gq[i] = 0
+                    let g = gr[k] + l2 * qr[k] + proxMu * (qr[k] - globalRow[k])
+                    qr[k] -= update(g, &mr[k], &vr[k], step: step)
+                    gr[k] = 0
                 }
             }
             if trainItems && objective != .bpr {

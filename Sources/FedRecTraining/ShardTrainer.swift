@@ -221,10 +221,8 @@ public enum ShardTrainer {
                 }
             } else if let trainer {
                 var generator = SeededGenerator(seed: roundSeed, stream: UInt64(UInt32(bitPattern: users[0].client)))
-                let result = trainer.train(users: users, start: start, generator: &generator) { item, delta in
-                    let slot = rows.slot(item)
-                    rows.countClient(slot: slot, weight: weight)
-                    rows.add(slot: slot, delta, scale: weight)
+                let result = trainer.train(users: users, start: start, generator: &generator) { items, deltas in
+                    rows.addClient(rows: items, deltas, weight: weight, scale: weight)
                 }
                 dense[0] += weight * result.globalBiasDelta
                 if result.clipped { summary.clipped += 1 }

@@ -42,13 +42,13 @@ public enum ALSStatistics {
     /// turns a −0 into +0, which cannot change a sum begun at +0).
     @inline(__always)
     public static func addPackedOuter(_ packed: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, n: Int, scale: Float) {
-        var k = 0
+        var row = packed
         for a in 0..<n {
-            let xa = x[a]
-            for b in a..<n {
-                packed[k] += scale * (xa * x[b])
-                k += 1
-            }
+            // Row a of the triangle (columns a..<n) through pointers: no overflow check per
+            // value, so the loop vectorises (each value takes the same operations).
+            let xa = x[a], tail = x + a, count = n - a
+            for j in 0..<count { row[j] += scale * (xa * tail[j]) }
+            row += count
         }
     }
 

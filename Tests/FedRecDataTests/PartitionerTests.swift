@@ -191,6 +191,16 @@ struct ShardUserReaderTests {
         }
         #expect(error?.failure == .corrupt)
     }
+
+    @Test("a member's key is its name up to the first dot after the last slash", arguments: [
+        ("u000017.train.npy", "u000017"), ("shard/u3.json", "shard/u3"), ("a.b/c.d.e", "a.b/c"), ("noext", "noext"),
+        ("dir/", "dir/"), ("x/.hidden", "x/"), ("é/ü.json", "é/ü"),
+        // A dot a combining mark follows is part of another character, not a dot.
+        ("u1.\u{301}x.json", "u1.\u{301}x"),
+    ])
+    func memberKeys(name: String, key: String) {
+        #expect(ShardUserReader.key(of: name) == key)
+    }
 }
 
 /// Moments of a symmetric Dirichlet(α, …, α) on n components, from its moment formula

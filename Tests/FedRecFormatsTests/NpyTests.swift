@@ -188,6 +188,57 @@ struct NpyTests {
         #expect(error?.message.contains(phrase) == true, "\(error?.message ?? "")")
     }
 
+    /// The header text of a file `handMade` or `Npy.encode` made (after the length bytes).
+    static func headerText(_ file: [UInt8]) -> [UInt8] {
+        let length = Int(file[8]) | Int(file[9]) << 8
+        return Array(file[10..<(10 + length)])
+    }
+
+    @Test("headers as fedrec and numpy write them read the same through the short path and the literal parser")
+    func canonicalHeaders() throws {
+        let written: [(NpyDType, [Int])] = [
+            (.int32, [3]), (.int64, [0]), (.float32, []), (.float64, [2, 5]), (.interactions, [1234567]),
+            (.float32, [7, 0, 3]), (.int32, [999_999_999_999_999_999]),
+        ]
+        for (dtype, shape) in written {
+            let text = Self.headerText(Npy.header(dtype: dtype, shape: shape))
+            try text.withUnsafeBytes { raw in
+                let short = try #require(Npy.canonicalHeader(raw), "\(dtype.descr) \(shape)")
+                let general = try Npy.parseAnyHeader(raw, file: "t.npy")
+                #expect(short.0 == dtype && short.1 == shape)
+                #expect(general.0 == short.0 && general.1 == short.1)
+            }
+        }
+        // numpy's own layout of the same dict, and texts only the literal parser reads.
+        let handMade: [(String, Bool, NpyDType, [Int])] = [
+            ("{'descr': '<f4', 'fortran_order': False, 'shape': (4, 1), }", true, .float32, [4, 1]),
+            ("{'descr': '<i4', 'fortran_order': False, 'shape': (007,), }", true, .int32, [7]),
+            ("{'descr': '<i4', 'fortran_order': False, 'shape': (3), }", false, .int32, [3]),
+            ("{'descr': '<i4', 'fortran_order': False, 'shape': (3L,), }", false, .int32, [3]),
+            ("{'descr': '<i4', 'fortran_order': False, 'shape': (2, 3,), }", false, .int32, [2, 3]),
+            ("{'descr': '<i4', 'fortran_order': False, 'shape': (1234567890123456789,), }", false, .int32, [1234567890123456789]),
+            ("{'shape': (3,), 'fortran_order': False, 'descr': '<i4', }", false, .int32, [3]),
+            ("{'descr':'<i4','fortran_order':False,'shape':(3,)}", false, .int32, [3]),
+        ]
+        for (dict, short, dtype, shape) in handMade {
+            let text = Self.headerText(Self.handMade(dict))
+            try text.withUnsafeBytes { raw in
+                #expect((Npy.canonicalHeader(raw) != nil) == short, "\(dict)")
+                let parsed = try Npy.parseHeader(raw, file: "t.npy")
+                #expect(parsed.0 == dtype && parsed.1 == shape, "\(dict)")
+                let general = try Npy.parseAnyHeader(raw, file: "t.npy")
+                #expect(general.0 == dtype && general.1 == shape, "\(dict)")
+            }
+        }
+        // Laid out as written but not readable: refused by the literal parser, not read short.
+        for dict in ["{'descr': '<i4', 'fortran_order': True, 'shape': (1,), }", "{'descr': '<i4', 'fortran_order': False, 'shape': (1,), }x"] {
+            try Self.headerText(Self.handMade(dict)).withUnsafeBytes { raw in
+                #expect(Npy.canonicalHeader(raw) == nil)
+                #expect(throws: FedRecError.self) { try Npy.parseHeader(raw, file: "t.npy") }
+            }
+        }
+    }
+
     @Test("int64 values that do not fit int32 are refused")
     func narrowing() throws {
         let values: [Int64] = [1, Int64(Int32.max) + 1]
