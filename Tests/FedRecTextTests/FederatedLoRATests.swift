@@ -28,8 +28,17 @@ import Testing
         return dir
     }
 
-    @Test("a federated round's adapter is the example-weighted average of the clients' deltas")
-    func oneRound() throws {
+    /// The round the tests share: the fixture's model, three users' query logs in three
+    /// shards, the initial adapter and each shard's update of one local step.
+    struct TrainedRound {
+        let tmp: TemporaryDirectory
+        let modelDir: String
+        let initial: TensorModel
+        let model0: String
+        let updates: [String]
+    }
+
+    static func trainedRound() throws -> TrainedRound {
         let tmp = try TemporaryDirectory()
         let modelDir = try Self.tinyModel(in: tmp.path)
         // Three users with two ratings each (one shard each); user 1 has six queries (the
@@ -89,7 +98,13 @@ import Testing
         }
         let weights = try updates.map { try ModelUpdate.load($0).header.weight }
         #expect(weights == [4, 2, 0])
+        return TrainedRound(tmp: tmp, modelDir: modelDir, initial: initial, model0: model0, updates: updates)
+    }
 
+    @Test("a federated round's adapter is the example-weighted average of the clients' deltas")
+    func oneRound() throws {
+        let round = try Self.trainedRound()
+        let (modelDir, initial, model0, updates) = (round.modelDir, round.initial, round.model0, round.updates)
         let sum = try ModelUpdate.sum(paths: updates)
         let next = try TensorServerStep.apply(sum, sumFile: "sum", to: model0, options: ServerOptions())
         #expect(next.round == 1)
@@ -122,5 +137,54 @@ import Testing
         }
         #expect(scale > 1e-4, "the round moved the adapter")
         #expect(worst <= 1e-6 + 1e-4 * scale, "largest difference \(worst) (delta scale \(scale))")
+    }
+
+    /// Cross-silo secure aggregation of the round's updates, every step a file as a
+    /// pipeline runs it: each shard is a party, the server sees only the masked sum.
+    @Test("a secure round of text-lora updates: the unmasked sum is the plain sum within the quantisation bound, and so is the next adapter")
+    func secureRound() throws {
+        let round = try Self.trainedRound()
+        let dir = round.tmp.path
+        func run(_ arguments: [String]) throws {
+            let r = try CommandRunner.run("fl-secagg", arguments, in: dir)
+            guard r.status == 0 else { throw FedRecError(.io, "fl-secagg \(arguments.prefix(1)) failed (\(r.status)): \(r.stderr)") }
+        }
+        let parties = round.updates.count, bits = 24, clip = 1.0
+        try run(["session", "--round", "0", "-o", "session"])
+        for p in 0..<parties { try run(["keys", "--session", "session", "--party", String(p), "--state", "p\(p).state", "-o", "p\(p).keys"]) }
+        try run(["roster", "--session", "session", "--bits", String(bits), "-q", "-o", "roster"] + (0..<parties).map { "p\($0).keys" })
+        for p in 0..<parties { try run(["share", "--session", "session", "--state", "p\(p).state", "--roster", "roster", "-o", "p\(p).shares"]) }
+        try run(["relay", "--session", "session", "--roster", "roster", "-o", "deliveries"] + (0..<parties).map { "p\($0).shares" })
+        for p in 0..<parties {
+            try run(["mask", "--session", "session", "--state", "p\(p).state", "--roster", "roster", "--deliveries", "deliveries",
+                     "--update", round.updates[p], "--clip", String(clip), "-o", "p\(p).masked"])
+        }
+        let aggregated = try CommandRunner.run("fl-aggregate", (0..<parties).map { "p\($0).masked" } + ["-o", "masked-sum"], in: dir)
+        #expect(aggregated.status == 0, "\(aggregated.stderr)")
+        try run(["request", "--session", "session", "--roster", "roster", "--deliveries", "deliveries", "--sum", "masked-sum", "-o", "request"])
+        for p in 0..<parties { try run(["reveal", "--session", "session", "--state", "p\(p).state", "--roster", "roster", "--request", "request", "-o", "p\(p).reveal"]) }
+        try run(["unmask", "--session", "session", "--roster", "roster", "--request", "request", "--sum", "masked-sum", "-o", "secure.sum"]
+                + (0..<parties).map { "p\($0).reveal" })
+
+        let plain = try ModelUpdate.sum(paths: round.updates)
+        let secure = try ModelUpdate.load(dir + "/secure.sum")
+        #expect(secure.header.weight == plain.header.weight && secure.header.clients == plain.header.clients)
+        #expect(Set(secure.dense.keys) == Set(plain.dense.keys) && !plain.dense.isEmpty)
+        // Each party's rounding moves a value by less than one step c/M, M = ⌊(2^(b-1) - 1)/n⌋.
+        let bound = Double(parties) * clip / Double(((1 << (bits - 1)) - 1) / parties) + 1e-7
+        var moved = 0.0
+        for (name, values) in plain.dense {
+            let other = try #require(secure.dense[name])
+            let worst = zip(other, values).map { abs(Double($0) - Double($1)) }.max() ?? .infinity
+            #expect(other.count == values.count && worst <= bound, "\(name): \(worst) > \(bound)")
+            moved = max(moved, values.map { abs(Double($0)) }.max() ?? 0)
+        }
+        #expect(moved > 10 * bound, "the plain sum moved the adapter by more than the rounding (\(moved))")
+        let next = try TensorServerStep.apply(secure, sumFile: "secure.sum", to: round.model0, options: ServerOptions())
+        let expected = try TensorServerStep.apply(plain, sumFile: "plain", to: round.model0, options: ServerOptions())
+        for (name, tensor) in expected.tensors {
+            let worst = zip(try #require(next.tensors[name]).values, tensor.values).map { abs(Double($0) - Double($1)) }.max() ?? .infinity
+            #expect(worst <= bound, "\(name): \(worst)")
+        }
     }
 }
