@@ -101,12 +101,15 @@ public struct TrainLocalCommand: ParsableCommand {
 
     /// A text-lora model: the shard's clients fine-tune the adapter on their query logs.
     func trainTextLoRA() throws {
-        guard state == nil, stateOut == nil, secure.secaggSession == nil, privacy.sampleRate == nil, training.compress == nil else {
-            throw FedRecError(.usage, "a text-lora model keeps no user state and takes no --secagg-session, --sample-rate or --compress yet")
+        guard state == nil, stateOut == nil, secure.secaggSession == nil, training.compress == nil else {
+            throw FedRecError(.usage, "a text-lora model keeps no user state and takes no --secagg-session or --compress yet")
         }
         try FileRoles(inputs: [model, shard, text.items, text.baseModel], outputs: [output]).check()
+        var options = training.options
+        try privacy.apply(to: &options, quiet: format.quiet)
+        guard options.localNoiseMultiplier == 0 else { throw FedRecError(.usage, "a text-lora model takes no local DP yet (--local-dp)") }
         let request = TextLoRATrainRequest(
-            model: model, shard: shard, output: output, items: text.items, baseModel: text.baseModel, options: training.options,
+            model: model, shard: shard, output: output, items: text.items, baseModel: text.baseModel, options: options,
             batchSize: training.batchSize, learningRate: training.learningRate, weightDecay: training.l2, negatives: training.negatives,
             temperature: text.temperature, threads: text.threads, quiet: format.quiet, json: format.json)
         try TextFamilyLink.require("fl-train-local").train(request)

@@ -81,10 +81,14 @@ public enum CentralRelease {
         guard z > 0, z.isFinite, expectedClients > 0, expectedClients.isFinite else {
             throw FedRecError(.usage, "need a positive noise multiplier and expected client count, got \(z) and \(expectedClients)")
         }
-        // One vector of every coordinate: n·d embedding values, n biases, the global bias.
-        var values = try ReleaseVector.packSGD(sum)
+        // One vector of every coordinate: n·d embedding values, n biases, the global bias;
+        // or, for a model of dense tensors only (text-lora), every value of each.
+        let denseOnly = sum.rowTensors.isEmpty && sum.header.config.family != .mf
+        var values = denseOnly ? ReleaseVector.packDense(sum) : try ReleaseVector.packSGD(sum)
         let g = try DPNoise.addNoise(to: &values, clip: h.clip, noiseMultiplier: z, source: source)
-        var update = ReleaseVector.unpackSGD(values, header: h, clients: expectedClients)
+        var update = denseOnly
+            ? ReleaseVector.unpackDense(values, like: sum, clients: expectedClients)
+            : ReleaseVector.unpackSGD(values, header: h, clients: expectedClients)
         update.header.extra.merge(DPMetadata.release(
             mechanism: LedgerEntry.subsampledGaussian, noiseMultiplier: z, sampleRate: h.sampleRate ?? 1, granularity: g,
             isPrivate: source.isCryptographicallySecure && !h.hasPublicSample)) { _, new in new }
@@ -150,7 +154,7 @@ public enum CentralRelease {
         var report = DPReleaseReport(
             round: h.round, clients: h.clients, sampleRate: q, expectedClients: expected,
             coordinates: alsBounds.map { PrivateALSRelease.coordinates(h.config, sharesItemGram: $0.sharesItemGram(h.config)) }
-                ?? h.config.items * (h.config.dim + 1) + 1,
+                ?? (sum.rowTensors.isEmpty && h.config.family != .mf ? ReleaseVector.packDense(sum).count : h.config.items * (h.config.dim + 1) + 1),
             granularity: 0, isPrivate: entry.isPrivate)
 
         // A release of this sum whose line is already charged, with these settings: replay it.

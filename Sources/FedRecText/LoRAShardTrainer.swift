@@ -28,6 +28,11 @@ public struct LoRALocalSettings: Sendable, Equatable {
     public var clip: Double = 0
     /// Seed of the shuffling and the sampled negatives (with the round and the client).
     public var seed: UInt64 = 0
+    /// Poisson client sampling (rate, key and the key's source, as `TrainingOptions`
+    /// holds them): nil rate, every client trains.
+    public var sampleRate: Double?
+    public var sampleSeed: UInt64?
+    public var sampleKeySource: SamplingKeySource = .test
 
     public init() {}
 }
@@ -110,6 +115,15 @@ public enum LoRAShardTrainer {
                 clients.append((record.client, mine))
             }
         }
+        // With Poisson sampling (DP-FedAvg), each client takes part with probability q on
+        // the secret key; the population is every client of the shard.
+        var sampling = TrainingOptions()
+        sampling.sampleRate = settings.sampleRate
+        sampling.sampleSeed = settings.sampleSeed
+        sampling.sampleKeySource = settings.sampleKeySource
+        let drawn = try sampling.poissonSampling()
+        let population = clients.count
+        if let drawn { clients.removeAll { !drawn.sampling.includes(round: model.round, client: Int($0.client)) } }
         clients.removeAll { $0.queries.isEmpty }
 
         let names = TextLoRAModel.tensors(of: global).keys.sorted()
@@ -190,6 +204,11 @@ public enum LoRAShardTrainer {
         header.clip = settings.clip
         header.clipped = summary.clipped
         header.shards = [reader.identity]
+        if let drawn {
+            header.sampleRate = drawn.sampling.rate
+            header.population = population
+            header.extra[DPMetadata.samplingKey] = drawn.key.rawValue
+        }
         let update = ModelUpdate(header: header, dense: sum)
         try update.write(to: output, kind: .update)
         return summary

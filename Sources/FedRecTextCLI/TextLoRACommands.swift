@@ -46,6 +46,9 @@ public enum TextLoRACommands {
         settings.weighting = r.options.weighting
         settings.clip = r.options.clip
         settings.seed = r.options.seed
+        settings.sampleRate = r.options.sampleRate
+        settings.sampleSeed = r.options.sampleSeed
+        settings.sampleKeySource = r.options.sampleKeySource
         guard settings.temperature > 0, settings.temperature.isFinite else { throw FedRecError(.usage, "--temperature must be positive") }
         let progress = Progress(quiet: r.quiet)
         defer { progress.finish() }

@@ -100,16 +100,9 @@ public enum ShardTrainer {
             }
         }
         let localDP = try LocalDP(options: options, config: config)
-        // Without a given key, a secret one from the system CSPRNG: the sample must be
-        // unpredictable for sampling to amplify privacy.
-        var keySource = options.sampleKeySource
-        var sampleSeed = options.sampleSeed ?? 0
-        if options.sampleRate != nil && options.sampleSeed == nil {
-            var generator = SystemRandomNumberGenerator()
-            sampleSeed = generator.next()
-            keySource = .fresh
-        }
-        let sampling = try options.sampleRate.map { try PoissonSampling(rate: $0, seed: sampleSeed) }
+        // Without a given key, a secret one from the system CSPRNG.
+        let drawn = try options.poissonSampling()
+        let sampling = drawn?.sampling, keySource = drawn?.key ?? options.sampleKeySource
         if config.objective == .wals && options.algorithm != .als {
             throw FedRecError(.usage, file: modelPath, "a wals model is trained with --algorithm als")
         }

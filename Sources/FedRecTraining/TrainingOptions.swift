@@ -1,4 +1,5 @@
 import FedRecWire
+import FedRecMechanisms
 
 /// How a client trains in one round.
 public struct TrainingOptions: Sendable, Equatable {
@@ -68,4 +69,19 @@ public struct TrainingOptions: Sendable, Equatable {
     public var compressionSeed: UInt64?
 
     public init() {}
+}
+
+extension TrainingOptions {
+    /// The round's Poisson client sampling (nil without `sampleRate`) and where its key
+    /// came from: `sampleSeed` as given, or, without one, a secret drawn from the system
+    /// CSPRNG (`.fresh`), since the sample must be unpredictable for sampling to amplify
+    /// privacy.
+    public func poissonSampling() throws -> (sampling: PoissonSampling, key: SamplingKeySource)? {
+        guard let sampleRate else { return nil }
+        guard let sampleSeed else {
+            var generator = SystemRandomNumberGenerator()
+            return (try PoissonSampling(rate: sampleRate, seed: generator.next()), .fresh)
+        }
+        return (try PoissonSampling(rate: sampleRate, seed: sampleSeed), sampleKeySource)
+    }
 }

@@ -109,6 +109,32 @@ public enum ReleaseVector {
             dense: [TensorName.globalBias: [values[n * d + n]]])
     }
 
+    // MARK: Dense-only deltas (a text-lora adapter's tensors)
+
+    /// A sum with no row tensors (every tensor dense: a text-lora adapter's B): its
+    /// tensors in name order, one vector; the sensitivity is the clip C of one client's
+    /// whole delta, as for MF's rows.
+    public static func packDense(_ sum: ModelUpdate) -> [Float] {
+        sum.dense.keys.sorted().flatMap { sum.dense[$0] ?? [] }
+    }
+
+    /// The dense sum the vector stands for, with the layout of `like` (the sum packed),
+    /// `weight` = `clients` so the server step divides by that fixed denominator.
+    public static func unpackDense(_ values: [Float], like sum: ModelUpdate, clients: Double) -> ModelUpdate {
+        var header = sum.header
+        header.clients = Int(clients.rounded())
+        header.weight = clients
+        header.clipped = 0
+        var dense: [String: [Float]] = [:]
+        var start = 0
+        for name in sum.dense.keys.sorted() {
+            let count = sum.dense[name]?.count ?? 0
+            dense[name] = Array(values[start..<(start + count)])
+            start += count
+        }
+        return ModelUpdate(header: header, dense: dense)
+    }
+
     // MARK: Private ALS statistics
 
     /// What both directions of an ALS release need to know of the model and the bounds.

@@ -49,6 +49,31 @@ struct CentralReleaseTests {
         #expect(noised.header.extra[DPMetadata.isPrivate] == "false")
     }
 
+    @Test("a sum of dense tensors only (a text-lora adapter): every value noised at z·C, the layout kept, divided by q·N")
+    func denseOnly() throws {
+        let config = ModelConfig(family: .textLoRA, objective: .bce, dim: 8, items: 30, datasetId: "test")
+        var header = UpdateHeader(config: config, baseModel: "base", round: 2, algorithm: .sgd, weighting: .uniform, clients: 7, weight: 7)
+        header.clip = 0.5
+        header.sampleRate = 1
+        header.population = 40
+        let a: [Float] = (0..<6000).map { (i: Int) -> Float in Float(i % 7) / 100 }
+        let b: [Float] = (0..<4001).map { (i: Int) -> Float in -Float(i % 5) / 100 }
+        let sum = ModelUpdate(header: header, dense: ["layer.0.query.lora_B": a, "layer.0.value.lora_B": b])
+        let z = 2.0
+        let (noised, g) = try CentralRelease.noisedSum(sum, noiseMultiplier: z, expectedClients: 40, source: SeededNoiseSource(seed: 5))
+        #expect(noised.rows.isEmpty && noised.rowTensors.isEmpty && noised.header.weight == 40)
+        let na = try #require(noised.dense["layer.0.query.lora_B"]), nb = try #require(noised.dense["layer.0.value.lora_B"])
+        #expect(na.count == a.count && nb.count == b.count)
+        let released: [Float] = na + nb, original: [Float] = a + b
+        let noise: [Double] = zip(released, original).map { (x: Float, y: Float) -> Double in Double(x) - Double(y) }
+        let d = noise.count
+        let sigma = DPNoise.sigma(clip: 0.5, noiseMultiplier: z, granularity: g, coordinates: d)
+        let mean = noise.reduce(0, +) / Double(d)
+        let variance = noise.reduce(0.0) { $0 + ($1 - mean) * ($1 - mean) } / Double(d - 1)
+        #expect(abs(mean) <= 5 * sigma / Double(d).squareRoot())
+        #expect(abs(variance.squareRoot() / sigma - 1) <= 5 * (0.5 / Double(d)).squareRoot(), "std \(variance.squareRoot()) against \(sigma)")
+    }
+
     @Test("a sum of clients sampled with a known test seed is released as not private, even with CSPRNG noise")
     func publicSample() throws {
         var s = sum()

@@ -187,4 +187,38 @@ import Testing
             #expect(worst <= bound, "\(name): \(worst)")
         }
     }
+
+    @Test("Poisson sampling of text-lora clients: the clients the key selects train, the update records q, the population and the key's source")
+    func sampling() throws {
+        let round = try Self.trainedRound()
+        let dataset = round.tmp.path + "/data"
+        let manifest = try DatasetManifest.load(dataset)
+        let shards = try manifest.shardPaths(in: dataset)
+        var decisions = Set<Bool>()
+        for (rate, seed) in [(1.0, UInt64(4)), (0.5, 9), (0.5, 10), (0.3, 11)] {
+            var settings = LoRALocalSettings()
+            settings.batchSize = 16
+            settings.negatives = 0
+            settings.learningRate = 0.01
+            settings.sampleRate = rate
+            settings.sampleSeed = seed
+            let sampler = try PoissonSampling(rate: rate, seed: seed)
+            for (s, shard) in shards.enumerated() {
+                let path = round.tmp.path + "/sampled-\(s).safetensors"
+                _ = try LoRAShardTrainer.run(
+                    modelPath: round.model0, shardPath: shard, itemsPath: dataset + "/items.tsv", modelDirectory: round.modelDir, output: path,
+                    settings: settings)
+                let header = try ModelUpdate.load(path).header
+                let plain = try ModelUpdate.load(round.updates[s]).header
+                // One client a shard, client index = the shard's user (0, 1, 2).
+                let reader = try ShardUserReader(path: shard)
+                let client = try #require(try reader.next()).client
+                let chosen = sampler.includes(round: 0, client: Int(client))
+                if s < 2 { decisions.insert(chosen) }  // shard 2's client has no training query
+                #expect(header.sampleRate == rate && header.population == 1 && header.extra[DPMetadata.samplingKey] == "test")
+                #expect(header.clients == (chosen ? plain.clients : 0) && header.weight == (chosen ? plain.weight : 0), "rate \(rate) seed \(seed) shard \(s)")
+            }
+        }
+        #expect(decisions == [true, false], "the seeds above both include and leave out a client with queries")
+    }
 }
