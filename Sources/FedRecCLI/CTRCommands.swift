@@ -51,6 +51,12 @@ func trainCTRShard(model: String, shard: String, output: String, options: Traini
 /// `fl-eval` for a CTR model: AUC, log loss and calibration on the test examples.
 func evaluateCTR(model: String, shards: [String], itemBaseline: Bool, metricsLog: String?, format: OutputFormatOptions) throws {
     let report = try CTREvaluator.run(modelPath: model, shards: shards, itemBaseline: itemBaseline)
-    if let metricsLog { try appendLine(report.json.canonicalText, to: metricsLog, durable: true) }
-    try emit(format.json ? report.json.canonicalText : report.json.table(aligned: standardOutputIsTerminal))
+    try emitEvaluation(report.json, metricsLog: metricsLog, format: format)
+}
+
+/// fl-eval's output of an evaluation: one JSON line appended to `metricsLog` (durably),
+/// then the line (`--json`) or its table on stdout.
+func emitEvaluation(_ json: JSONValue, metricsLog: String?, format: OutputFormatOptions) throws {
+    if let metricsLog { try appendLine(json.canonicalText, to: metricsLog, durable: true) }
+    try emit(format.json ? json.canonicalText : json.table(aligned: standardOutputIsTerminal))
 }

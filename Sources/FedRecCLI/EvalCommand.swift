@@ -105,8 +105,7 @@ public struct EvalCommand: ParsableCommand {
                 try graphFilter.check()
                 let report = try GraphFilterEvaluator.run(modelPath: model, shards: paths, k: k, filterWeight: graphFilter.filterWeight,
                                                           eigenvectors: graphFilter.eigenvectors, baseline: popularity ? .popularity : (random ? .random : .model))
-                if let metricsLog { try appendLine(report.json.canonicalText, to: metricsLog, durable: true) }
-                return try emit(format.json ? report.json.canonicalText : report.json.table(aligned: standardOutputIsTerminal))
+                return try emitEvaluation(report.json, metricsLog: metricsLog, format: format)
             case .mf, .ncf: break
             }
             if graphFilter.given { throw FedRecError(.usage, "--filter-weight and --eigenvectors are for gfcf models") }
@@ -119,8 +118,7 @@ public struct EvalCommand: ParsableCommand {
                 : try Evaluator.run(modelPath: model, shards: paths, users: users, k: k,
                                            ranking: ranking ? true : nil, evaluationProtocol: cold ? .cold : .standard,
                                            coldItems: coldItems, baseline: baseline)
-            if let metricsLog { try appendLine(report.json.canonicalText, to: metricsLog, durable: true) }
-            try emit(format.json ? report.json.canonicalText : report.json.table(aligned: standardOutputIsTerminal))
+            try emitEvaluation(report.json, metricsLog: metricsLog, format: format)
         }
     }
 

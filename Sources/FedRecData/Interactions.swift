@@ -13,6 +13,9 @@ public struct Interactions: Sendable, Equatable {
     }
 
     public var count: Int { items.count }
+
+    /// The distinct items, ascending (a user's row of the implicit interaction matrix).
+    public var distinctItems: [Int32] { Array(Set(items)).sorted() }
     public var isEmpty: Bool { items.isEmpty }
 
     mutating func append(item: Int32, rating: Float, time: Int64) {

@@ -42,7 +42,7 @@ public enum GraphFilterEvaluator {
         func flush() {
             guard !pending.isEmpty else { return }
             if baseline == .model {
-                scorer.score(users: pending.map { Array(Set($0.train.items)).sorted() }, into: &scores)
+                scorer.score(users: pending.map(\.train.distinctItems), into: &scores)
             } else {
                 scores = Array(repeating: popularity, count: pending.count).flatMap { $0 }
             }

@@ -101,7 +101,7 @@ public enum Recommender {
                 let scorer = GraphFilterScorer(model: model)
                 var scores: [Float] = []
                 return { record in
-                    scorer.score(users: [Array(Set(record.train.items)).sorted()], into: &scores)
+                    scorer.score(users: [record.train.distinctItems], into: &scores)
                     return scores
                 }
             }

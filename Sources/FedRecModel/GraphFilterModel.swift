@@ -104,19 +104,12 @@ public struct GraphFilterModel: Sendable {
         guard let offsets32 = tensors.indexTables[offsetName], let columns = tensors.indexTables[itemName], let entries = tensors.tensors[valueName]?.values else {
             throw FedRecError(.shape, file: path, "a gfcf model needs \(valueName), index.\(offsetName) and index.\(itemName)")
         }
-        guard offsets32.count == n + 1, offsets32.first == 0, Int(offsets32[n]) == columns.count, columns.count == entries.count,
-              zip(offsets32, offsets32.dropFirst()).allSatisfy({ $0 <= $1 })
-        else { throw FedRecError(.corrupt, file: path, "index.\(offsetName) is not \(n + 1) ascending offsets into \(columns.count) entries") }
-        let offsets = offsets32.map { Int($0) }
-        for i in 0..<n {
-            var previous: Int32 = -1
-            for e in offsets[i]..<offsets[i + 1] {
-                guard columns[e] > previous, Int(columns[e]) < n else {
-                    throw FedRecError(.corrupt, file: path, "row \(i) of index.\(itemName) is not strictly ascending item indices below \(n)")
-                }
-                previous = columns[e]
-            }
+        guard columns.count == entries.count else {
+            throw FedRecError(.corrupt, file: path, "index.\(itemName) has \(columns.count) entries, \(valueName) \(entries.count)")
         }
+        let offsets = offsets32.map { Int($0) }
+        try SparseSymmetricMatrix.checkRows(offsets: offsets, columns: columns, size: n, fromDiagonal: false, offsetTensor: "index." + offsetName,
+                                            columnTensor: "index." + itemName, file: path)
         guard degree.allSatisfy({ $0 >= 0 && $0.isFinite }), entries.allSatisfy(\.isFinite), vectors.allSatisfy(\.isFinite) else {
             throw FedRecError(.corrupt, file: path, "holds a negative degree or a value that is not finite")
         }

@@ -1,4 +1,5 @@
 import Dispatch
+import FedRecSupport
 
 /// A square sparse matrix in compressed sparse rows, both triangles stored: row i's
 /// entries are `columns[offsets[i] ..< offsets[i + 1]]` (strictly ascending) with
@@ -50,6 +51,28 @@ public struct SparseSymmetricMatrix: Sendable, Equatable {
             }
         }
         return y
+    }
+}
+
+extension SparseSymmetricMatrix {
+    /// Checks compressed sparse rows read from `file`: `offsets` (size + 1 of them)
+    /// non-decreasing from 0 to the entries, and each row's `columns` strictly ascending
+    /// below `size`, from the row's own index on with `fromDiagonal` (an upper triangle).
+    /// - Throws: `.corrupt`, naming the tensor and the row.
+    public static func checkRows(offsets: [Int], columns: [Int32], size: Int, fromDiagonal: Bool, offsetTensor: String, columnTensor: String,
+                                 file: String) throws {
+        guard offsets.count == size + 1, offsets.first == 0, offsets.last == columns.count, zip(offsets, offsets.dropFirst()).allSatisfy({ $0 <= $1 }) else {
+            throw FedRecError(.corrupt, file: file, "\(offsetTensor) is not \(size + 1) ascending offsets from 0 into \(columns.count) entries")
+        }
+        for i in 0..<size {
+            var previous: Int32 = fromDiagonal ? Int32(i) - 1 : -1
+            for e in offsets[i]..<offsets[i + 1] {
+                guard columns[e] > previous, Int(columns[e]) < size else {
+                    throw FedRecError(.corrupt, file: file, "row \(i) of \(columnTensor) is not strictly ascending item indices from \(fromDiagonal ? i : 0) to \(size - 1)")
+                }
+                previous = columns[e]
+            }
+        }
     }
 }
 

@@ -83,7 +83,7 @@ public enum CentralRelease {
         }
         // One vector of every coordinate: n·d embedding values, n biases, the global bias;
         // or, for a model of dense tensors only (text-lora), every value of each.
-        let denseOnly = sum.rowTensors.isEmpty && sum.header.config.family != .mf
+        let denseOnly = ReleaseVector.isDenseOnly(sum)
         var values = denseOnly ? ReleaseVector.packDense(sum) : try ReleaseVector.packSGD(sum)
         let g = try DPNoise.addNoise(to: &values, clip: h.clip, noiseMultiplier: z, source: source)
         var update = denseOnly
@@ -154,7 +154,7 @@ public enum CentralRelease {
         var report = DPReleaseReport(
             round: h.round, clients: h.clients, sampleRate: q, expectedClients: expected,
             coordinates: alsBounds.map { PrivateALSRelease.coordinates(h.config, sharesItemGram: $0.sharesItemGram(h.config)) }
-                ?? (sum.rowTensors.isEmpty && h.config.family != .mf ? ReleaseVector.packDense(sum).count : h.config.items * (h.config.dim + 1) + 1),
+                ?? (ReleaseVector.isDenseOnly(sum) ? ReleaseVector.denseLength(sum) : h.config.items * (h.config.dim + 1) + 1),
             granularity: 0, isPrivate: entry.isPrivate)
 
         // A release of this sum whose line is already charged, with these settings: replay it.

@@ -117,11 +117,7 @@ public enum LoRAShardTrainer {
         }
         // With Poisson sampling (DP-FedAvg), each client takes part with probability q on
         // the secret key; the population is every client of the shard.
-        var sampling = TrainingOptions()
-        sampling.sampleRate = settings.sampleRate
-        sampling.sampleSeed = settings.sampleSeed
-        sampling.sampleKeySource = settings.sampleKeySource
-        let drawn = try sampling.poissonSampling()
+        let drawn = try TrainingOptions.poissonSampling(rate: settings.sampleRate, seed: settings.sampleSeed, source: settings.sampleKeySource)
         let population = clients.count
         if let drawn { clients.removeAll { !drawn.sampling.includes(round: model.round, client: Int($0.client)) } }
         clients.removeAll { $0.queries.isEmpty }

@@ -33,7 +33,7 @@ public enum GraphFilterShardTrainer {
                 clientHasItems = false
                 progress.update("\(shardPath): \(summary.population) clients")
             }
-            let items = Array(Set(record.train.items)).sorted()
+            let items = record.train.distinctItems
             guard !items.isEmpty else { continue }
             clientHasItems = true
             summary.users += 1

@@ -77,11 +77,16 @@ extension TrainingOptions {
     /// CSPRNG (`.fresh`), since the sample must be unpredictable for sampling to amplify
     /// privacy.
     public func poissonSampling() throws -> (sampling: PoissonSampling, key: SamplingKeySource)? {
-        guard let sampleRate else { return nil }
-        guard let sampleSeed else {
+        try Self.poissonSampling(rate: sampleRate, seed: sampleSeed, source: sampleKeySource)
+    }
+
+    /// `poissonSampling()` for a trainer that keeps the three settings apart.
+    public static func poissonSampling(rate: Double?, seed: UInt64?, source: SamplingKeySource) throws -> (sampling: PoissonSampling, key: SamplingKeySource)? {
+        guard let rate else { return nil }
+        guard let seed else {
             var generator = SystemRandomNumberGenerator()
-            return (try PoissonSampling(rate: sampleRate, seed: generator.next()), .fresh)
+            return (try PoissonSampling(rate: rate, seed: generator.next()), .fresh)
         }
-        return (try PoissonSampling(rate: sampleRate, seed: sampleSeed), sampleKeySource)
+        return (try PoissonSampling(rate: rate, seed: seed), source)
     }
 }

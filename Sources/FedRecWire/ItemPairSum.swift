@@ -133,19 +133,9 @@ public struct ItemPairSum: Sendable {
         let entries = offsets[n]
         try tensors.require(itemName, .i32, [entries])
         try tensors.require(valueName, .f64, [entries])
-        guard offsets[0] == 0, zip(offsets, offsets.dropFirst()).allSatisfy({ $0 <= $1 }) else {
-            throw FedRecError(.corrupt, file: path, "\(offsetName) is not ascending from 0")
-        }
         let columns = try tensors.int32s(itemName)
-        for i in 0..<n {
-            var previous = Int32(i) - 1
-            for e in offsets[i]..<offsets[i + 1] {
-                guard columns[e] > previous, Int(columns[e]) < n else {
-                    throw FedRecError(.corrupt, file: path, "row \(i) of \(itemName) is not strictly ascending item indices from \(i) to \(n - 1)")
-                }
-                previous = columns[e]
-            }
-        }
+        try SparseSymmetricMatrix.checkRows(offsets: offsets, columns: columns, size: n, fromDiagonal: true, offsetTensor: offsetName,
+                                            columnTensor: itemName, file: path)
         let counts = try tensors.doubles(countName), values = try tensors.doubles(valueName)
         guard counts.allSatisfy({ $0 >= 0 && $0 <= Double(FedRecFile.maximumCount) }), values.allSatisfy({ $0 >= 0 && $0.isFinite }) else {
             throw FedRecError(.corrupt, file: path, "holds a negative or non-finite count or co-occurrence")

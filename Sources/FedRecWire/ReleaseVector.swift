@@ -94,10 +94,7 @@ public enum ReleaseVector {
     /// `weight` = `clients`, so the server step divides every row by that fixed denominator.
     public static func unpackSGD(_ values: [Float], header h: UpdateHeader, clients: Double) -> ModelUpdate {
         let n = h.config.items, d = h.config.dim
-        var header = h
-        header.clients = Int(clients.rounded())
-        header.weight = clients
-        header.clipped = 0
+        let header = released(h, clients: clients)
         return ModelUpdate(
             header: header, rows: (0..<Int32(n)).map { $0 },
             rowClients: [Int32](repeating: Int32(clients.rounded()), count: n),
@@ -109,7 +106,28 @@ public enum ReleaseVector {
             dense: [TensorName.globalBias: [values[n * d + n]]])
     }
 
+    /// A released sum's header: `clients` and `weight` the fixed denominator, nothing
+    /// said of the true count or of clipping (they are not noised).
+    static func released(_ h: UpdateHeader, clients: Double) -> UpdateHeader {
+        var header = h
+        header.clients = Int(clients.rounded())
+        header.weight = clients
+        header.clipped = 0
+        return header
+    }
+
     // MARK: Dense-only deltas (a text-lora adapter's tensors)
+
+    /// Whether `sum` holds dense tensors only (a tensor family with no row tensors, e.g. a
+    /// text-lora adapter's B), released by `packDense` rather than `packSGD`.
+    public static func isDenseOnly(_ sum: ModelUpdate) -> Bool {
+        sum.rowTensors.isEmpty && sum.header.config.family != .mf
+    }
+
+    /// The values a dense-only release noises.
+    public static func denseLength(_ sum: ModelUpdate) -> Int {
+        sum.dense.values.reduce(0) { $0 + $1.count }
+    }
 
     /// A sum with no row tensors (every tensor dense: a text-lora adapter's B): its
     /// tensors in name order, one vector; the sensitivity is the clip C of one client's
@@ -121,10 +139,7 @@ public enum ReleaseVector {
     /// The dense sum the vector stands for, with the layout of `like` (the sum packed),
     /// `weight` = `clients` so the server step divides by that fixed denominator.
     public static func unpackDense(_ values: [Float], like sum: ModelUpdate, clients: Double) -> ModelUpdate {
-        var header = sum.header
-        header.clients = Int(clients.rounded())
-        header.weight = clients
-        header.clipped = 0
+        let header = released(sum.header, clients: clients)
         var dense: [String: [Float]] = [:]
         var start = 0
         for name in sum.dense.keys.sorted() {
