@@ -54,6 +54,14 @@ public struct EvalCommand: ParsableCommand {
             the adapted encoder; HR@K, NDCG@K and MRR of the query's item (round 0: the \
             frozen encoder).
               fl-eval --model model-0003.safetensors --dataset mls-search --json
+
+            A next-item adapter (fl-init --task next-item) ranks, for each user, every item \
+            the user has not trained on by cosine between the titles of the user's latest \
+            training items and the item texts; --blend adds β times the standardised scores \
+            of a collaborative model (β 0: text alone), one line a β; --cold ranks the \
+            cold items from the same titles.
+              fl-eval --model text-0003.safetensors --dataset ml100k \
+                  --blend ials-0020.safetensors --beta 0,0.5,1,2 --reconstruct
             """,
         version: fedrecVersion)
 
@@ -70,6 +78,10 @@ public struct EvalCommand: ParsableCommand {
     @OptionGroup(title: "text-lora") var text: TextLoRATrainArguments
     @OptionGroup(title: "Graph filter (gfcf)") var graphFilter: GraphFilterEvalArguments
     @Flag(help: "text-lora: rank the training queries instead of the test ones (the fit).") var trainingQueries = false
+    @Option(help: "text-lora next-item: blend with this mf, ncf or gfcf model's scores (needs --dataset; its user parameters as for fl-eval of it).")
+    var blend: String?
+    @Option(help: "text-lora next-item with --blend: the weights β of the standardised model scores, comma-separated; one line each.")
+    var beta = "1"
     @OptionGroup(title: "Output") var format: OutputFormatOptions
 
     public init() {}
@@ -84,17 +96,31 @@ public struct EvalCommand: ParsableCommand {
     public func run() throws {
         try reportingErrors("fl-eval") {
             let paths = try dataset.map { try shardPaths(dataset: $0) } ?? shards
-            try FileRoles(inputs: [model, dataset, users.stateDir, text.items, text.baseModel] + paths, outputs: [metricsLog]).check()
+            try FileRoles(inputs: [model, dataset, users.stateDir, text.items, text.baseModel, blend] + paths, outputs: [metricsLog]).check()
             // A model that cannot be read goes down the MF path, which says what is wrong.
             let family = (try? ModelFamily.of(model: model)) ?? .mf
             switch family {
             case .textLoRA:
-                guard !popularity, !random, !cold else {
-                    throw FedRecError(.usage, file: model, "is a text-lora model, scored on search; --popularity, --random and --cold are for mf models")
+                guard !popularity, !random else {
+                    throw FedRecError(.usage, file: model, "is a text-lora model; --popularity and --random are for mf models")
                 }
                 let items = text.items ?? dataset.map { $0 + "/items.tsv" }
+                let betas = try beta.split(separator: ",").map { field -> Float in
+                    guard let value = Float(String(field.filter { !$0.isWhitespace })), value.isFinite, value >= 0 else {
+                        throw FedRecError(.usage, "--beta takes non-negative numbers separated by commas, not \(beta)")
+                    }
+                    return value
+                }
+                var blendUsers: UserParameterSource?
+                if let blend {
+                    guard dataset != nil else { throw FedRecError(.usage, "--blend needs --dataset DIR (the blend's users are the dataset's)") }
+                    guard !betas.isEmpty else { throw FedRecError(.usage, "--beta needs at least one weight") }
+                    blendUsers = try users.source(for: paths, settings: try users.settings(model: blend, command: "fl-eval"))
+                }
+                let coldItems = try dataset.map { try DatasetManifest.load($0).coldItems } ?? []
                 let request = TextLoRAEvalRequest(
-                    model: model, shards: paths, items: items, baseModel: text.baseModel, k: k, training: trainingQueries, threads: text.threads, metricsLog: metricsLog,
+                    model: model, shards: paths, items: items, baseModel: text.baseModel, k: k, training: trainingQueries, coldItems: coldItems, cold: cold,
+                    blend: blend, dataset: dataset, blendUsers: blendUsers, betas: betas, threads: text.threads, metricsLog: metricsLog,
                     json: format.json)
                 return try TextFamilyLink.require("fl-eval").evaluate(request)
             case .lr, .fm:

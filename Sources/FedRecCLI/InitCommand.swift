@@ -56,6 +56,9 @@ public struct InitCommand: ParsableCommand {
             (fl-train-local on the dataset's query logs). B starts at zero (the base \
             encoder); A is random from --seed. With --frozen-a (FFA-LoRA, Sun et al. 2024) A \
             stays fixed and is not in the checkpoint: clients train and send B only.
+            --task next-item trains recommendation from text instead: the titles of a \
+            user's --history latest items are the query, the item that came next the \
+            positive, from each client's own training interactions.
               fl-init --dataset mls --model text-lora \
                   --base-model models/all-MiniLM-L6-v2 --rank 8 \
                   --targets query,value --frozen-a --seed 1 -o model-0000.safetensors

@@ -1,5 +1,6 @@
 import Foundation
 import FedRecSupport
+import FedRecEvaluation
 import FedRecTraining
 import Synchronization
 
@@ -13,6 +14,9 @@ public struct TextLoRAInitRequest: Sendable {
     public var targets: String
     public var frozenA: Bool
     public var seed: UInt64
+    /// `search` or `next-item` (checked by the text family), and next-item's history.
+    public var task: String
+    public var historyLength: Int
     public var json: Bool
 }
 
@@ -32,6 +36,8 @@ public struct TextLoRATrainRequest: Sendable {
     public var learningRate: Float?
     public var weightDecay: Float?
     public var negatives: Int?
+    /// Next item: transitions a user trains on an epoch (0: all).
+    public var examplesPerUser: Int
     public var temperature: Float
     public var threads: Int?
     public var quiet: Bool
@@ -46,6 +52,15 @@ public struct TextLoRAEvalRequest: Sendable {
     public var baseModel: String?
     public var k: Int
     public var training: Bool
+    /// The dataset's cold items (next item: no candidates, or the only ones with `cold`).
+    public var coldItems: [Int32]
+    public var cold: Bool
+    /// Next item: a collaborative model to blend with (`--blend`), its dataset directory,
+    /// user parameters and the β to score.
+    public var blend: String?
+    public var dataset: String?
+    public var blendUsers: UserParameterSource?
+    public var betas: [Float]
     public var threads: Int?
     public var metricsLog: String?
     public var json: Bool

@@ -9,6 +9,8 @@ public struct TextLoRAInitArguments: ParsableArguments {
     @Option(help: "text-lora: α; the update is scaled by α/r.") var alpha: Float = 16
     @Option(help: "text-lora: adapted layers: query, key, value, attention_output, intermediate, output.") var targets = "query,value"
     @Flag(help: "text-lora: FFA-LoRA, A fixed from --seed and only B trained (the choice for private training).") var frozenA = false
+    @Option(help: "text-lora: what the adapter learns: search (query logs) or next-item (a user's recent titles → the next item).") var task = "search"
+    @Option(help: "text-lora next-item: how many of a user's latest items make a query.") var history = 5
 
     public init() {}
 
@@ -16,7 +18,7 @@ public struct TextLoRAInitArguments: ParsableArguments {
         guard let baseModel else { throw FedRecError(.usage, "--model text-lora needs --base-model DIR (make model fetches models/all-MiniLM-L6-v2)") }
         return TextLoRAInitRequest(
             dataset: dataset, output: output, baseModel: baseModel, rank: rank, alpha: alpha, targets: targets, frozenA: frozenA, seed: seed,
-            json: json)
+            task: task, historyLength: history, json: json)
     }
 }
 

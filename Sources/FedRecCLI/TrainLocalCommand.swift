@@ -45,7 +45,9 @@ public struct TrainLocalCommand: ParsableCommand {
             --epochs passes of AdamW (--lr, default 0.001; --l2 its weight decay, default \
             0.01) on batches of --batch-size queries (default 16) with --negatives items \
             drawn from the catalogue (default 16), and the update holds the weighted sum \
-            of the clients' deltas (--clip bounds each client's whole delta).
+            of the clients' deltas (--clip bounds each client's whole delta). A next-item \
+            adapter (fl-init --task next-item) trains instead on up to --examples-per-user \
+            of each user's transitions a round: the titles of the items before → the item.
               fl-train-local --model model-0000.safetensors \\
                   --shard mls-search/shards/shard-00000.tar --epochs 1 \\
                   --batch-size 16 --lr 0.001 -o update-0000.safetensors
@@ -95,6 +97,8 @@ public struct TrainLocalCommand: ParsableCommand {
     @OptionGroup(title: "Privacy") var privacy: SamplingArguments
     @OptionGroup(title: "Secure aggregation") var secure: SecureTrainingArguments
     @OptionGroup(title: "text-lora") var text: TextLoRATrainArguments
+    @Option(help: "text-lora next-item: a user's transitions (history → next item) trained on an epoch, drawn afresh each round (0: all).")
+    var examplesPerUser = 8
     @OptionGroup(title: "Output") var format: OutputFormatOptions
 
     public init() {}
@@ -108,10 +112,11 @@ public struct TrainLocalCommand: ParsableCommand {
         var options = training.options
         try privacy.apply(to: &options, quiet: format.quiet)
         guard options.localNoiseMultiplier == 0 else { throw FedRecError(.usage, "a text-lora model takes no local DP yet (--local-dp)") }
+        guard examplesPerUser >= 0 else { throw FedRecError(.usage, "--examples-per-user must be 0 (all) or more") }
         let request = TextLoRATrainRequest(
             model: model, shard: shard, output: output, items: text.items, baseModel: text.baseModel, options: options,
             batchSize: training.batchSize, learningRate: training.learningRate, weightDecay: training.l2, negatives: training.negatives,
-            temperature: text.temperature, threads: text.threads, quiet: format.quiet, json: format.json)
+            examplesPerUser: examplesPerUser, temperature: text.temperature, threads: text.threads, quiet: format.quiet, json: format.json)
         try TextFamilyLink.require("fl-train-local").train(request)
     }
 

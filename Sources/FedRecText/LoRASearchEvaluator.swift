@@ -45,10 +45,8 @@ public enum LoRASearchEvaluator {
         guard !queries.isEmpty else {
             throw FedRecError(.emptyInput, file: shards.first ?? modelPath, "holds no \(training ? "training" : "test") queries (partition with fl-partition --queries)")
         }
-        let encoder = try SentenceEncoder(directory: modelDirectory, adapter: modelPath)
-        if let threads { encoder.encoder.threads = max(threads, 1) }
-        let catalogue = try CatalogueTexts.tokenized(itemsPath: itemsPath, items: model.config.items, tokenizer: encoder.tokenizer)
-        let items = try encoder.encode(tokenized: catalogue, batchSize: batchSize)
+        let (encoder, items) = try CatalogueTexts.encoded(
+            adapter: modelPath, modelDirectory: modelDirectory, itemsPath: itemsPath, items: model.config.items, threads: threads, batchSize: batchSize)
         var textIndex: [String: Int] = [:]
         var texts: [String] = []
         for q in queries where textIndex[q.text] == nil {

@@ -26,6 +26,9 @@ public struct LoRALocalSettings: Sendable, Equatable {
     /// Each client's whole delta (all tensors) is scaled to at most this L2 norm (0: off),
     /// the sensitivity client-level DP relies on, as the MF path clips.
     public var clip: Double = 0
+    /// Next item: at most this many of a user's transitions (history → next) an epoch,
+    /// drawn afresh each epoch and round (0: all of them). Search ignores it.
+    public var examplesPerUser = 8
     /// Seed of the shuffling and the sampled negatives (with the round and the client).
     public var seed: UInt64 = 0
     /// Poisson client sampling (rate, key and the key's source, as `TrainingOptions`
@@ -35,6 +38,23 @@ public struct LoRALocalSettings: Sendable, Equatable {
     public var sampleKeySource: SamplingKeySource = .test
 
     public init() {}
+}
+
+/// One client of a shard as local training sees it.
+struct LocalClient {
+    var client: Int32
+    /// Its users' training queries (search).
+    var queries: [Query]
+    /// Each of its users' training items in time order (next item).
+    var sequences: [[Int32]]
+
+    /// The examples of one local epoch, n_k of the example weighting.
+    func examplesPerEpoch(task: TextTask, limit: Int) -> Int {
+        switch task {
+        case .search: return queries.count
+        case .nextItem: return sequences.reduce(0) { $0 + (limit > 0 ? min(max($1.count - 1, 0), limit) : max($1.count - 1, 0)) }
+        }
+    }
 }
 
 /// What one shard's local training did.
@@ -71,6 +91,17 @@ public enum CatalogueTexts {
         return rows.map { tokenizer.encode(ItemText.compose(title: $0.title, genres: $0.genres)) }
     }
 
+    /// The encoder with a checkpoint's adapter merged, and every catalogue item's vector
+    /// through it (`items` × its dimension, row-major): what the evaluators rank against.
+    static func encoded(
+        adapter modelPath: String, modelDirectory: String, itemsPath: String, items: Int, threads: Int?, batchSize: Int
+    ) throws -> (encoder: SentenceEncoder, items: [Float]) {
+        let encoder = try SentenceEncoder(directory: modelDirectory, adapter: modelPath)
+        if let threads { encoder.encoder.threads = max(threads, 1) }
+        let catalogue = try tokenized(itemsPath: itemsPath, items: items, tokenizer: encoder.tokenizer)
+        return (encoder, try encoder.encode(tokenized: catalogue, batchSize: batchSize))
+    }
+
     /// `DATASET/items.tsv` for a shard at `DATASET/shards/shard-N.tar`.
     public static func itemsPath(besideShard shard: String) -> String {
         var parts = shard.split(separator: "/", omittingEmptySubsequences: false).map(String.init)
@@ -82,9 +113,11 @@ public enum CatalogueTexts {
 
 /// Local LoRA fine-tuning of every client of a shard, and the shard's update: each client
 /// k starts from the round's adapter, runs `epochs` passes of AdamW steps on the sampled
-/// softmax of its own training queries (query → the item it led to; `LoRATrainer`), and
+/// softmax of its own training examples (`LoRATrainer`): for search its training queries
+/// (query → the item it led to), for next item up to `examplesPerUser` of each user's
+/// transitions (the titles of the items before → the item; `NextItemText`), and
 /// contributes w_k·Δ_k, Δ_k = its trained tensors − the round's (clipped to `clip`),
-/// w_k = n_k (its training queries) or 1. The update's dense tensors are Σ_k w_k Δ_k with
+/// w_k = n_k (its examples of an epoch) or 1. The update's dense tensors are Σ_k w_k Δ_k with
 /// weight Σ_k w_k, so `fl-aggregate` (FedAvg: Σ w_k Δ_k / Σ w_k, McMahan et al. 2017;
 /// or FedAdam) moves the adapter exactly as for any tensor model.
 public enum LoRAShardTrainer {
@@ -105,14 +138,21 @@ public enum LoRAShardTrainer {
         let catalogue = try CatalogueTexts.tokenized(itemsPath: itemsPath, items: model.config.items, tokenizer: encoder.tokenizer)
         let reader = try ShardUserReader(path: shardPath, datasetId: model.config.datasetId, items: model.config.items)
 
-        // Clients: adjacent users of one client index.
-        var clients: [(client: Int32, queries: [Query])] = []
+        let (task, historyLength) = try TextLoRAModel.task(of: model, file: modelPath)
+        let history = task == .nextItem
+            ? NextItemText(titles: try DatasetTables.readItems(itemsPath).map(\.title), historyLength: historyLength) : nil
+
+        // Clients: adjacent users of one client index, with their training queries (search)
+        // or each user's training items in time order (next item).
+        var clients: [LocalClient] = []
         while let record = try reader.next() {
             let mine = record.queries.filter { !$0.isTest }
+            let sequence = history == nil ? [] : NextItemText.chronological(record.train)
             if let last = clients.last, last.client == record.client {
                 clients[clients.count - 1].queries += mine
+                clients[clients.count - 1].sequences.append(sequence)
             } else {
-                clients.append((record.client, mine))
+                clients.append(LocalClient(client: record.client, queries: mine, sequences: [sequence]))
             }
         }
         // With Poisson sampling (DP-FedAvg), each client takes part with probability q on
@@ -120,7 +160,7 @@ public enum LoRAShardTrainer {
         let drawn = try TrainingOptions.poissonSampling(rate: settings.sampleRate, seed: settings.sampleSeed, source: settings.sampleKeySource)
         let population = clients.count
         if let drawn { clients.removeAll { !drawn.sampling.includes(round: model.round, client: Int($0.client)) } }
-        clients.removeAll { $0.queries.isEmpty }
+        clients.removeAll { $0.examplesPerEpoch(task: task, limit: settings.examplesPerUser) == 0 }
 
         let names = TextLoRAModel.tensors(of: global).keys.sorted()
         var sum = [String: [Float]]()
@@ -135,15 +175,30 @@ public enum LoRAShardTrainer {
                 encoder: trainable, optimizer: AdamW(learningRate: settings.learningRate, weightDecay: settings.weightDecay),
                 temperature: settings.temperature)
             var generator = SeededGenerator(seed: settings.seed, stream: (UInt64(model.round) << 32) | UInt64(UInt32(bitPattern: client.client)))
-            var order = Array(client.queries.indices)
             let queryIds = client.queries.map { encoder.tokenizer.encode($0.text) }
+            // The order is shuffled in place epoch after epoch (a search client's examples
+            // stay the same; a next-item client's are drawn afresh, so its order restarts).
+            var order: [Int] = []
             for epoch in 0..<settings.epochs {
+                // This epoch's examples: (query tokens, positive item).
+                var examples: [(query: [Int32], item: Int32)]
+                if let history {
+                    examples = []
+                    for sequence in client.sequences {
+                        for p in NextItemText.positions(count: sequence.count, limit: settings.examplesPerUser, generator: &generator) {
+                            examples.append((encoder.tokenizer.encode(history.query(sequence, before: p)), sequence[p]))
+                        }
+                    }
+                } else {
+                    examples = client.queries.indices.map { (queryIds[$0], client.queries[$0].item) }
+                }
+                if history != nil || order.count != examples.count { order = Array(examples.indices) }
                 order.shuffle(using: &generator)
                 var start = 0
                 while start < order.count {
                     let batch = order[start..<min(start + max(settings.batchSize, 1), order.count)]
                     start += batch.count
-                    let positives = Set(batch.map { client.queries[$0].item })
+                    let positives = Set(batch.map { examples[$0].item })
                     var negatives: [[Int32]] = []
                     if settings.negatives > 0 && catalogue.count > positives.count {
                         var drawn = Set<Int32>()
@@ -153,7 +208,7 @@ public enum LoRAShardTrainer {
                         }
                     }
                     let loss = try trainer.step(
-                        queries: batch.map { queryIds[$0] }, positives: batch.map { catalogue[Int(client.queries[$0].item)] },
+                        queries: batch.map { examples[$0].query }, positives: batch.map { catalogue[Int(examples[$0].item)] },
                         negatives: negatives)
                     summary.steps += 1
                     if epoch == 0 { firstLoss += Double(loss); firstSteps += 1 }
@@ -178,7 +233,8 @@ public enum LoRAShardTrainer {
                 scale = Float(settings.clip / squares.squareRoot())
                 summary.clipped += 1
             }
-            let weight = settings.weighting == .examples ? Double(client.queries.count) : 1
+            let examples = client.examplesPerEpoch(task: task, limit: settings.examplesPerUser)
+            let weight = settings.weighting == .examples ? Double(examples) : 1
             let factor = Float(weight) * scale
             for name in names {
                 guard let d = delta[name] else { continue }
@@ -188,7 +244,7 @@ public enum LoRAShardTrainer {
             }
             totalWeight += weight
             summary.clients += 1
-            summary.examples += client.queries.count
+            summary.examples += examples
             progress(done + 1, clients.count)
         }
         summary.firstLoss = firstSteps > 0 ? firstLoss / Double(firstSteps) : .nan

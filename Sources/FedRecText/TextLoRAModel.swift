@@ -23,7 +23,11 @@ public enum TextLoRAModel {
     /// - Parameters:
     ///   - baseModelDirectory: the encoder's directory, recorded as the default for the
     ///     commands that train and evaluate the adapter (`setting.base_model_dir`).
-    public static func initial(config: LoRAConfig, baseModelDirectory: String, manifest: DatasetManifest) throws -> TensorModel {
+    ///   - task: what the adapter learns (`setting.task`); for `.nextItem`, `historyLength`
+    ///     items make a query (`setting.history`).
+    public static func initial(
+        config: LoRAConfig, baseModelDirectory: String, manifest: DatasetManifest, task: TextTask = .search, historyLength: Int = 5
+    ) throws -> TensorModel {
         let directory = try ModelDirectory(path: baseModelDirectory)
         let encoder = try BertEncoder(directory: directory)
         let pooling = try Pooling(directory: directory)
@@ -38,6 +42,8 @@ public enum TextLoRAModel {
             "hidden_size": String(adapter.hiddenSize), "intermediate_size": String(adapter.intermediateSize), "loss": "sampled_softmax",
         ]
         settings["base_model_dir"] = baseModelDirectory
+        settings["task"] = task.rawValue
+        if task == .nextItem { settings["history"] = String(historyLength) }
         return TensorModel(config: modelConfig, tensors: tensors(of: adapter), rowTensorNames: [], settings: settings)
     }
 
@@ -98,6 +104,24 @@ public enum TextLoRAModel {
         }
         return adapter
     }
+
+    /// A checkpoint's task and, for next-item, its history length (a checkpoint without
+    /// `setting.task` is a search adapter).
+    /// - Throws: `.corrupt` naming `file` for an unknown task or a bad history length.
+    public static func task(of model: TensorModel, file: String) throws -> (task: TextTask, historyLength: Int) {
+        guard let raw = model.settings["task"] else { return (.search, 0) }
+        guard let task = TextTask(rawValue: raw) else {
+            throw FedRecError(.corrupt, file: file, "setting task is \(raw), neither \(TextTask.allCases.map(\.rawValue).joined(separator: " nor "))")
+        }
+        guard task == .nextItem else { return (task, 0) }
+        guard let text = model.settings["history"], let history = Int(text), (1...maximumHistory).contains(history) else {
+            throw FedRecError(.corrupt, file: file, "setting history is not an integer in 1…\(maximumHistory)")
+        }
+        return (task, history)
+    }
+
+    /// The most items a next-item query may hold.
+    public static let maximumHistory = 64
 
     /// The adapter of a text-lora checkpoint file.
     public static func adapter(path: String) throws -> LoRAAdapter {

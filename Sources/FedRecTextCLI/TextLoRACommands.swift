@@ -13,7 +13,14 @@ public enum TextLoRACommands {
     static func initialize(_ r: TextLoRAInitRequest) throws {
         let manifest = try DatasetManifest.load(r.dataset)
         let config = LoRAConfig(rank: r.rank, alpha: r.alpha, targets: try LoRATarget.parseList(r.targets), seed: r.seed, frozenA: r.frozenA)
-        let model = try TextLoRAModel.initial(config: config, baseModelDirectory: r.baseModel, manifest: manifest)
+        guard let task = TextTask(rawValue: r.task) else {
+            throw FedRecError(.usage, "--task is search or next-item, not \(r.task)")
+        }
+        guard (1...TextLoRAModel.maximumHistory).contains(r.historyLength) else {
+            throw FedRecError(.usage, "--history must be 1…\(TextLoRAModel.maximumHistory)")
+        }
+        let model = try TextLoRAModel.initial(
+            config: config, baseModelDirectory: r.baseModel, manifest: manifest, task: task, historyLength: r.historyLength)
         let identity = try model.write(to: r.output)
         if r.json && r.output != "-" {
             let values = model.tensors.values.reduce(0) { $0 + $1.values.count }
@@ -42,6 +49,7 @@ public enum TextLoRACommands {
         if let lr = r.learningRate { settings.learningRate = lr }
         if let l2 = r.weightDecay { settings.weightDecay = l2 }
         if let n = r.negatives { settings.negatives = n }
+        settings.examplesPerUser = r.examplesPerUser
         settings.temperature = r.temperature
         settings.weighting = r.options.weighting
         settings.clip = r.options.clip
@@ -63,6 +71,9 @@ public enum TextLoRACommands {
     static func evaluate(_ r: TextLoRAEvalRequest) throws {
         if let threads = r.threads { SentenceEncoder.setBLASThreads(threads) }
         guard let items = r.items else { throw FedRecError(.usage, "a text-lora model is evaluated with --dataset DIR (or --items items.tsv)") }
+        let (task, _) = try TextLoRAModel.task(of: try TensorModel.open(r.model, family: .textLoRA).model, file: r.model)
+        if task == .nextItem { return try evaluateNextItem(r, items: items) }
+        if r.blend != nil || r.cold { throw FedRecError(.usage, file: r.model, "is a search adapter; --blend and --cold are for next-item adapters") }
         let report = try LoRASearchEvaluator.run(
             modelPath: r.model, shards: r.shards, itemsPath: items, modelDirectory: try modelDirectory(r.baseModel, model: r.model), k: r.k,
             training: r.training, threads: r.threads)
@@ -73,5 +84,29 @@ public enum TextLoRACommands {
         }
         if let log = r.metricsLog { try appendLine(json.canonicalText, to: log, durable: true) }
         try emit(r.json ? json.canonicalText : json.table(aligned: standardOutputIsTerminal))
+    }
+
+    /// fl-eval of a next-item adapter: text alone, or one line a β of the blend.
+    static func evaluateNextItem(_ r: TextLoRAEvalRequest, items: String) throws {
+        guard !r.training else { throw FedRecError(.usage, "--training-queries is for search adapters") }
+        let blend = try r.blend.map { path -> LoRANextItemEvaluator.Blend in
+            guard let dataset = r.dataset, let users = r.blendUsers else { throw FedRecError(.usage, "--blend needs --dataset DIR") }
+            return LoRANextItemEvaluator.Blend(modelPath: path, dataset: try DatasetDirectory(path: dataset), source: users, betas: r.betas)
+        }
+        let reports = try LoRANextItemEvaluator.run(
+            modelPath: r.model, shards: r.shards, itemsPath: items, modelDirectory: try modelDirectory(r.baseModel, model: r.model), k: r.k,
+            coldItems: r.coldItems, cold: r.cold, blend: blend, threads: r.threads)
+        for report in reports {
+            if let log = r.metricsLog { try appendLine(report.json.canonicalText, to: log, durable: true) }
+        }
+        if r.json || reports.count > 1 {
+            // JSON lines, or one TSV header and a line a β (every report has the same keys).
+            let lines = reports.enumerated().map { n, report in
+                r.json ? report.json.canonicalText : String(report.json.tsvTable.split(separator: "\n")[n == 0 ? 0... : 1...].joined(separator: "\n"))
+            }
+            try emit(lines.joined(separator: "\n"))
+        } else if let report = reports.first {
+            try emit(report.json.table(aligned: standardOutputIsTerminal))
+        }
     }
 }

@@ -112,31 +112,42 @@ import Testing
         // Each client's delta apart: one AdamW step from the round's adapter on its
         // training queries (by the hold-out rule above) and their items' texts.
         let encoder = try SentenceEncoder(directory: modelDir)
-        let start = try TextLoRAModel.adapter(of: initial, file: model0)
         func text(_ title: String, _ genres: String) -> [Int32] { encoder.tokenizer.encode(ItemText.compose(title: title, genres: genres)) }
-        func delta(_ queries: [String], _ items: [[Int32]]) throws -> [String: [Float]] {
+        let space = text("Space War", "Drama"), love = text("Love", "Comedy"), dark = text("Dark", "Drama"), funny = text("Funny Love", "Comedy")
+        try Self.expectWeightedAverage(
+            next, from: initial, file: model0, encoder: encoder,
+            clients: [(4, ["space", "love", "dark", "funny love"], [space, love, dark, funny]), (2, ["drama", "funny"], [dark, funny])])
+    }
+
+    /// Checks that `next` is `initial` moved by the weighted average of the clients'
+    /// deltas, each computed apart as one AdamW step (lr 0.01, weight decay 0.01, τ 0.05)
+    /// from `initial`'s adapter on the client's (query, positive item tokens).
+    static func expectWeightedAverage(
+        _ next: TensorModel, from initial: TensorModel, file: String, encoder: SentenceEncoder,
+        clients: [(weight: Float, queries: [String], items: [[Int32]])], sourceLocation: SourceLocation = #_sourceLocation
+    ) throws {
+        let start = try TextLoRAModel.adapter(of: initial, file: file)
+        let deltas = try clients.map { client -> [String: [Float]] in
             let trainable = try TrainableEncoder(base: encoder.encoder, adapter: start, pooling: encoder.pooling)
             try LoRATrainer(encoder: trainable, optimizer: AdamW(learningRate: 0.01, weightDecay: 0.01), temperature: 0.05)
-                .step(queries: queries.map { encoder.tokenizer.encode($0) }, positives: items)
+                .step(queries: client.queries.map { encoder.tokenizer.encode($0) }, positives: client.items)
             var out: [String: [Float]] = [:]
             for (p, pair) in trainable.adapter.pairs.enumerated() { out[pair.tensorName("B")] = zip(pair.b, start.pairs[p].b).map { $0 - $1 } }
             return out
         }
-        let space = text("Space War", "Drama"), love = text("Love", "Comedy"), dark = text("Dark", "Drama"), funny = text("Funny Love", "Comedy")
-        let d1 = try delta(["space", "love", "dark", "funny love"], [space, love, dark, funny])
-        let d2 = try delta(["drama", "funny"], [dark, funny])
+        let total = clients.reduce(Float(0)) { $0 + $1.weight }
         var worst: Float = 0, scale: Float = 0
         for (name, tensor) in next.tensors {
             let b0 = try #require(initial.tensors[name]).values
-            let a = try #require(d1[name]), b = try #require(d2[name])
+            let each = try deltas.map { try #require($0[name]) }
             for i in tensor.values.indices {
-                let expected = b0[i] + (4 * a[i] + 2 * b[i]) / 6
+                let expected = b0[i] + zip(clients, each).reduce(Float(0)) { $0 + $1.0.weight * $1.1[i] } / total
                 worst = max(worst, abs(tensor.values[i] - expected))
                 scale = max(scale, abs(expected - b0[i]))
             }
         }
-        #expect(scale > 1e-4, "the round moved the adapter")
-        #expect(worst <= 1e-6 + 1e-4 * scale, "largest difference \(worst) (delta scale \(scale))")
+        #expect(scale > 1e-4, "the round moved the adapter", sourceLocation: sourceLocation)
+        #expect(worst <= 1e-6 + 1e-4 * scale, "largest difference \(worst) (delta scale \(scale))", sourceLocation: sourceLocation)
     }
 
     /// Cross-silo secure aggregation of the round's updates, every step a file as a
