@@ -2,6 +2,7 @@ import Foundation
 import FedRecSupport
 import FedRecEvaluation
 import FedRecTraining
+import FedRecWire
 import Synchronization
 
 /// What `fl-init --model text-lora` asks for.
@@ -40,8 +41,24 @@ public struct TextLoRATrainRequest: Sendable {
     public var examplesPerUser: Int
     public var temperature: Float
     public var threads: Int?
+    /// With --secagg-session: each client masked as its own party (cross-device).
+    public var secure: SecureClientMasking?
     public var quiet: Bool
     public var json: Bool
+}
+
+/// What masking each client's update as its own party needs (fl-train-local
+/// --secagg-session): the session, the group's state, the roster, the deliveries, the
+/// clip bounds, the randomness and any simulated dropout.
+public struct SecureClientMasking: Sendable {
+    public var session: SecAggSession
+    public var state: String
+    public var roster: String
+    public var deliveries: String
+    public var clip: Float
+    public var tensorClips: [String: Float]
+    public var randomness: SecureParty.Randomness
+    public var dropout: SecureParty.SimulatedDropout
 }
 
 /// What `fl-eval` asks of a text-lora model.

@@ -47,7 +47,8 @@ public struct TrainLocalCommand: ParsableCommand {
             drawn from the catalogue (default 16), and the update holds the weighted sum \
             of the clients' deltas (--clip bounds each client's whole delta). A next-item \
             adapter (fl-init --task next-item) trains instead on up to --examples-per-user \
-            of each user's transitions a round: the titles of the items before → the item.
+            of each user's transitions a round: the titles of the items before → the item. \
+            With --secagg-session each client's delta is masked as its own party.
               fl-train-local --model model-0000.safetensors \\
                   --shard mls-search/shards/shard-00000.tar --epochs 1 \\
                   --batch-size 16 --lr 0.001 -o update-0000.safetensors
@@ -105,18 +106,39 @@ public struct TrainLocalCommand: ParsableCommand {
 
     /// A text-lora model: the shard's clients fine-tune the adapter on their query logs.
     func trainTextLoRA() throws {
-        guard state == nil, stateOut == nil, secure.secaggSession == nil, training.compress == nil else {
-            throw FedRecError(.usage, "a text-lora model keeps no user state and takes no --secagg-session or --compress yet")
+        guard state == nil, stateOut == nil, training.compress == nil else {
+            throw FedRecError(.usage, "a text-lora model keeps no user state and takes no --compress yet")
         }
-        try FileRoles(inputs: [model, shard, text.items, text.baseModel], outputs: [output]).check()
+        guard !secure.secaggSilo, secure.ddpEpsilon == nil else {
+            throw FedRecError(.usage, "a text-lora model takes no distributed DP yet (--secagg-silo, --ddp-epsilon): mask the shard's update with fl-secagg mask --update")
+        }
         var options = training.options
-        try privacy.apply(to: &options, quiet: format.quiet)
+        try privacy.apply(to: &options, quiet: format.quiet || secure.secaggSession != nil)
         guard options.localNoiseMultiplier == 0 else { throw FedRecError(.usage, "a text-lora model takes no local DP yet (--local-dp)") }
+        var masking: SecureClientMasking?
+        if let session = secure.secaggSession {
+            let parts = try secure.required()
+            guard options.sampleRate == nil else {
+                throw FedRecError(.usage, "--secagg-session with --sample-rate is not supported yet: each client's masked update would not carry the sampling a DP release needs")
+            }
+            try FileRoles(
+                inputs: [model, shard, text.items, text.baseModel, session, parts.roster, parts.deliveries], outputs: [output],
+                updatedInPlace: [parts.state]
+            ).check()
+            secure.random.warn("fl-train-local")
+            masking = SecureClientMasking(
+                session: try SecAggSession(path: session), state: parts.state, roster: parts.roster, deliveries: parts.deliveries,
+                clip: secure.secaggClip, tensorClips: try tensorClips(secure.secaggClipTensor), randomness: secure.random.randomness,
+                dropout: try secure.dropout.simulated())
+        } else {
+            try FileRoles(inputs: [model, shard, text.items, text.baseModel], outputs: [output]).check()
+        }
         guard examplesPerUser >= 0 else { throw FedRecError(.usage, "--examples-per-user must be 0 (all) or more") }
         let request = TextLoRATrainRequest(
             model: model, shard: shard, output: output, items: text.items, baseModel: text.baseModel, options: options,
             batchSize: training.batchSize, learningRate: training.learningRate, weightDecay: training.l2, negatives: training.negatives,
-            examplesPerUser: examplesPerUser, temperature: text.temperature, threads: text.threads, quiet: format.quiet, json: format.json)
+            examplesPerUser: examplesPerUser, temperature: text.temperature, threads: text.threads, secure: masking, quiet: format.quiet,
+            json: format.json)
         try TextFamilyLink.require("fl-train-local").train(request)
     }
 
@@ -186,23 +208,7 @@ public struct TrainLocalCommand: ParsableCommand {
                     deliveries: parts.deliveries, clip: secure.secaggClip, tensorClips: try tensorClips(secure.secaggClipTensor),
                     output: output, randomness: secure.random.randomness,
                     dropout: try secure.dropout.simulated(), distributed: try secure.distributedSettings(), silo: secure.secaggSilo)
-                var stderr = StandardError()
-                if let masked {
-                    if masked.clipped > 0 && masked.layout.distributed != nil {
-                        print("fl-train-local: warning: \(masked.clipped) clients' vectors were scaled down to the distributed-DP norm bound", to: &stderr)
-                    } else if masked.clipped > 0 {
-                        print("fl-train-local: warning: \(masked.clipped) values were clipped to ±\(secure.secaggClip) before masking", to: &stderr)
-                    }
-                    if format.json && output != "-" {
-                        try emit(
-                            JSONValue.object([
-                                "masked": .string(output), "parties": .number(Double(masked.masked.parties.count)),
-                                "clipped": .number(Double(masked.clipped)),
-                            ]).canonicalText)
-                    }
-                } else if !format.quiet {
-                    print("fl-train-local: no party of \(shard) is left in the round: nothing written", to: &stderr)
-                }
+                try reportMasked(masked, output: output, shard: shard, clip: secure.secaggClip, json: format.json, quiet: format.quiet)
                 return
             }
             let summary = try ShardTrainer.run(
@@ -258,5 +264,27 @@ public struct SecureTrainingArguments: ParsableArguments {
         }
         guard secaggClip.isFinite, secaggClip > 0 else { throw FedRecError(.usage, "--secagg-clip must be positive") }
         return (secaggState, secaggRoster, secaggDeliveries)
+    }
+}
+
+/// What fl-train-local says of a masked upload: a warning when values were clipped (or
+/// clients' vectors scaled down, for distributed DP), the `--json` line, or that no party
+/// of the shard was left.
+public func reportMasked(_ masked: MaskedUpdateFile?, output: String, shard: String, clip: Float, json: Bool, quiet: Bool) throws {
+    var stderr = StandardError()
+    guard let masked else {
+        if !quiet { print("fl-train-local: no party of \(shard) is left in the round: nothing written", to: &stderr) }
+        return
+    }
+    if masked.clipped > 0 && masked.layout.distributed != nil {
+        print("fl-train-local: warning: \(masked.clipped) clients' vectors were scaled down to the distributed-DP norm bound", to: &stderr)
+    } else if masked.clipped > 0 {
+        print("fl-train-local: warning: \(masked.clipped) values were clipped to ±\(clip) before masking", to: &stderr)
+    }
+    if json && output != "-" {
+        try emit(
+            JSONValue.object([
+                "masked": .string(output), "parties": .number(Double(masked.masked.parties.count)), "clipped": .number(Double(masked.clipped)),
+            ]).canonicalText)
     }
 }

@@ -126,9 +126,12 @@ public enum LoRAShardTrainer {
     ///   - itemsPath: the dataset's `items.tsv` (the catalogue's texts).
     ///   - modelDirectory: the base encoder (its weights must be the adapter's base).
     ///   - progress: called after each client with (clients done, clients with queries).
+    ///   - clientSink: when given, receives each client's own update (dense w_k·Δ_k,
+    ///     weight w_k) instead of its being summed, and nothing is written to `output`
+    ///     (cross-device secure aggregation masks each apart).
     public static func run(
         modelPath: String, shardPath: String, itemsPath: String, modelDirectory: String, output: String, settings: LoRALocalSettings,
-        threads: Int? = nil, progress: (Int, Int) -> Void = { _, _ in }
+        threads: Int? = nil, progress: (Int, Int) -> Void = { _, _ in }, clientSink: ((Int32, ModelUpdate) throws -> Void)? = nil
     ) throws -> LoRAShardSummary {
         let (model, identity) = try TensorModel.open(modelPath, family: .textLoRA)
         let global = try TextLoRAModel.adapter(of: model, file: modelPath)
@@ -162,6 +165,21 @@ public enum LoRAShardTrainer {
         if let drawn { clients.removeAll { !drawn.sampling.includes(round: model.round, client: Int($0.client)) } }
         clients.removeAll { $0.examplesPerEpoch(task: task, limit: settings.examplesPerUser) == 0 }
 
+        // The header of the shard's update, or of one client's.
+        func header(clients: Int, weight: Double, clipped: Int) -> UpdateHeader {
+            var header = UpdateHeader(
+                config: model.config, baseModel: identity, round: model.round, algorithm: .sgd, weighting: settings.weighting,
+                clients: clients, weight: weight)
+            header.clip = settings.clip
+            header.clipped = clipped
+            header.shards = [reader.identity]
+            if let drawn {
+                header.sampleRate = drawn.sampling.rate
+                header.population = population
+                header.extra[DPMetadata.samplingKey] = drawn.key.rawValue
+            }
+            return header
+        }
         let names = TextLoRAModel.tensors(of: global).keys.sorted()
         var sum = [String: [Float]]()
         for name in names { sum[name] = [Float](repeating: 0, count: model.tensors[name]?.values.count ?? 0) }
@@ -236,10 +254,17 @@ public enum LoRAShardTrainer {
             let examples = client.examplesPerEpoch(task: task, limit: settings.examplesPerUser)
             let weight = settings.weighting == .examples ? Double(examples) : 1
             let factor = Float(weight) * scale
-            for name in names {
-                guard let d = delta[name] else { continue }
-                sum[name]?.withUnsafeMutableBufferPointer { s in
-                    for i in d.indices { s[i] += factor * d[i] }
+            if let clientSink {
+                // The client's own update (cross-device secure aggregation masks it apart).
+                var own = [String: [Float]]()
+                for name in names { own[name] = delta[name]?.map { factor * $0 } }
+                try clientSink(client.client, ModelUpdate(header: header(clients: 1, weight: weight, clipped: scale < 1 ? 1 : 0), dense: own))
+            } else {
+                for name in names {
+                    guard let d = delta[name] else { continue }
+                    sum[name]?.withUnsafeMutableBufferPointer { s in
+                        for i in d.indices { s[i] += factor * d[i] }
+                    }
                 }
             }
             totalWeight += weight
@@ -250,19 +275,10 @@ public enum LoRAShardTrainer {
         summary.firstLoss = firstSteps > 0 ? firstLoss / Double(firstSteps) : .nan
         summary.lastLoss = lastSteps > 0 ? lastLoss / Double(lastSteps) : .nan
 
-        var header = UpdateHeader(
-            config: model.config, baseModel: identity, round: model.round, algorithm: .sgd, weighting: settings.weighting,
-            clients: summary.clients, weight: totalWeight)
-        header.clip = settings.clip
-        header.clipped = summary.clipped
-        header.shards = [reader.identity]
-        if let drawn {
-            header.sampleRate = drawn.sampling.rate
-            header.population = population
-            header.extra[DPMetadata.samplingKey] = drawn.key.rawValue
+        if clientSink == nil {
+            try ModelUpdate(header: header(clients: summary.clients, weight: totalWeight, clipped: summary.clipped), dense: sum)
+                .write(to: output, kind: .update)
         }
-        let update = ModelUpdate(header: header, dense: sum)
-        try update.write(to: output, kind: .update)
         return summary
     }
 }

@@ -60,9 +60,24 @@ public enum TextLoRACommands {
         guard settings.temperature > 0, settings.temperature.isFinite else { throw FedRecError(.usage, "--temperature must be positive") }
         let progress = Progress(quiet: r.quiet)
         defer { progress.finish() }
+        let items = r.items ?? CatalogueTexts.itemsPath(besideShard: r.shard)
+        let directory = try modelDirectory(r.baseModel, model: r.model)
+        if let secure = r.secure {
+            // Cross-device: each client's own update quantised and masked as its party.
+            let masked = try SecureParty.maskClientUpdates(
+                session: secure.session, state: secure.state, roster: secure.roster, deliveries: secure.deliveries, clip: secure.clip,
+                tensorClips: secure.tensorClips, output: r.output, randomness: secure.randomness, dropout: secure.dropout, shardPath: r.shard
+            ) { sink in
+                _ = try withoutActuallyEscaping(sink) { sink in
+                    try LoRAShardTrainer.run(
+                        modelPath: r.model, shardPath: r.shard, itemsPath: items, modelDirectory: directory, output: r.output, settings: settings,
+                        threads: r.threads, progress: { done, total in progress.update("fl-train-local: \(done)/\(total) clients") }, clientSink: sink)
+                }
+            }
+            return try reportMasked(masked, output: r.output, shard: r.shard, clip: secure.clip, json: r.json, quiet: r.quiet)
+        }
         let summary = try LoRAShardTrainer.run(
-            modelPath: r.model, shardPath: r.shard, itemsPath: r.items ?? CatalogueTexts.itemsPath(besideShard: r.shard),
-            modelDirectory: try modelDirectory(r.baseModel, model: r.model), output: r.output, settings: settings,
+            modelPath: r.model, shardPath: r.shard, itemsPath: items, modelDirectory: directory, output: r.output, settings: settings,
             threads: r.threads
         ) { done, total in progress.update("fl-train-local: \(done)/\(total) clients") }
         if r.json && r.output != "-" { try emit(summary.json(update: r.output).canonicalText) }

@@ -184,8 +184,6 @@ public enum SecureParty {
         let roster = try SecAggRosterFile.read(rosterPath, session: session)
         let relay = try ShareEnvelopeFile.readDeliveries(deliveries, session: session)
         var states = try SecAggStateFile.read(state, session: session)
-        var slot = [UInt32: Int]()
-        for (k, party) in states.enumerated() { slot[party.party] = k }
         // QSGD under masks: each client's values become at most s levels a sign on the
         // shared scale c (not its own norm, which the server would need apart), so the
         // integers sum; top-k's per-client index sets do not.
@@ -214,43 +212,92 @@ public enum SecureParty {
         // One share (encoding, rotation, workspace) serves every client of the group: the
         // calibration depends on the roster and the model alone.
         var share: DistributedDPShare?
-        var total: MaskedUpdateFile?
-        _ = try ShardTrainer.run(
-            modelPath: modelPath, shardPath: shardPath, stateIn: userStateIn, stateOut: userStateOut, output: "-",
-            options: options
-        ) { client, update in
-            let party = UInt32(bitPattern: client)
-            guard let k = slot[party], let delivery = relay.deliveries[party],
-                answers(states[k].step, expected: .sharedKeys), !dropout.drops(party, step: 5)
-            else { return }
-            let file: MaskedUpdateFile
-            do {
-                if let distributed {
-                    // Taken out of `share` so that the arrays are mutated in place, not copied.
-                    var clientShare = try share.take() ?? DistributedDPShare(encoding: distributed.encoding(header: update.header, roster: roster))
-                    clientShare.reset()
-                    let source = randomness.noiseSource(party: party)
-                    try clientShare.add(update, source: source)
-                    file = try distributedMasked(
-                        clientShare, header: update.header, party: &states[k], roster: roster, delivery: delivery, deliveries: deliveries,
-                        quantizer: quantizer, source: source)
-                    share = clientShare
-                } else {
-                    var update = update
-                    if let compression = options.compression { update.header.extra[UpdateCompression.decodedKey] = compression.description }
-                    file = try maskedUpdate(
-                        update, party: &states[k], roster: roster, delivery: delivery, deliveries: deliveries,
-                        quantizer: quantizer, clip: clip, tensorClips: tensorClips, randomness: randomness)
+        let total = try maskEach(
+            states: &states, roster: roster, relay: relay, deliveries: deliveries, dropout: dropout, shardPath: shardPath,
+            train: { sink in
+                _ = try withoutActuallyEscaping(sink) { sink in
+                    try ShardTrainer.run(
+                        modelPath: modelPath, shardPath: shardPath, stateIn: userStateIn, stateOut: userStateOut, output: "-",
+                        options: options, clientSink: sink)
                 }
-            } catch let error as FedRecError where error.failure == .tooFewParties {
-                // Too few of its neighbours shared: this client cannot be unmasked, so it
-                // drops out of the round (the others go on).
-                return
             }
-            if total == nil { total = file } else { try total?.addClient(file, file: shardPath) }
+        ) { party, update, delivery, client in
+            if let distributed {
+                // Taken out of `share` so that the arrays are mutated in place, not copied.
+                var clientShare = try share.take() ?? DistributedDPShare(encoding: distributed.encoding(header: update.header, roster: roster))
+                clientShare.reset()
+                let source = randomness.noiseSource(party: party.party)
+                try clientShare.add(update, source: source)
+                let file = try distributedMasked(
+                    clientShare, header: update.header, party: &party, roster: roster, delivery: delivery, deliveries: deliveries,
+                    quantizer: quantizer, source: source)
+                share = clientShare
+                return file
+            }
+            var update = update
+            if let compression = options.compression { update.header.extra[UpdateCompression.decodedKey] = compression.description }
+            return try maskedUpdate(
+                update, party: &party, roster: roster, delivery: delivery, deliveries: deliveries,
+                quantizer: quantizer, clip: clip, tensorClips: tensorClips, randomness: randomness)
         }
         try SecAggStateFile.write(states, session: session, to: state)
         try total?.write(to: output, kind: .maskedUpdate)
+        return total
+    }
+
+    /// Step 5 across clients for updates another trainer makes (e.g. text-lora adapters'):
+    /// `train` calls its sink once per client with the client's own update (dense tensors
+    /// w_k·Δ_k, weight w_k), and each is quantised and masked as its party, as
+    /// `maskClients` does; the output is the group's masked sum.
+    public static func maskClientUpdates(
+        session: SecAggSession, state: String, roster rosterPath: String, deliveries: String, clip: Float,
+        tensorClips: [String: Float] = [:], output: String, randomness: Randomness, dropout: SimulatedDropout = .none,
+        shardPath: String, train: (_ sink: (Int32, ModelUpdate) throws -> Void) throws -> Void
+    ) throws -> MaskedUpdateFile? {
+        let roster = try SecAggRosterFile.read(rosterPath, session: session)
+        let relay = try ShareEnvelopeFile.readDeliveries(deliveries, session: session)
+        var states = try SecAggStateFile.read(state, session: session)
+        let quantizer = try Quantizer(clipBound: clip, modulusBits: roster.modulusBits, maximumParties: roster.parties.count)
+        let total = try maskEach(
+            states: &states, roster: roster, relay: relay, deliveries: deliveries, dropout: dropout, shardPath: shardPath, train: train
+        ) { party, update, delivery, _ in
+            try maskedUpdate(
+                update, party: &party, roster: roster, delivery: delivery, deliveries: deliveries,
+                quantizer: quantizer, clip: clip, tensorClips: tensorClips, randomness: randomness)
+        }
+        try SecAggStateFile.write(states, session: session, to: state)
+        try total?.write(to: output, kind: .maskedUpdate)
+        return total
+    }
+
+    /// The cross-device loop: each client `train` hands over that is a party of the group,
+    /// has its delivery and has shared keys (and is not simulated as dropping) is masked by
+    /// `encode`, and the masked files are summed. A client whose neighbours shared too
+    /// little cannot be unmasked and drops out of the round (the others go on).
+    static func maskEach(
+        states: inout [SecAggParty], roster: SecAggRoster, relay: (sharers: [UInt32], deliveries: [UInt32: ShareDelivery]),
+        deliveries: String, dropout: SimulatedDropout, shardPath: String,
+        train: (_ sink: (Int32, ModelUpdate) throws -> Void) throws -> Void,
+        encode: (_ party: inout SecAggParty, _ update: ModelUpdate, _ delivery: ShareDelivery, _ client: Int32) throws -> MaskedUpdateFile
+    ) throws -> MaskedUpdateFile? {
+        var slot = [UInt32: Int]()
+        for (k, party) in states.enumerated() { slot[party.party] = k }
+        var total: MaskedUpdateFile?
+        try withoutActuallyEscaping(encode) { encode in
+            try train { client, update in
+                let party = UInt32(bitPattern: client)
+                guard let k = slot[party], let delivery = relay.deliveries[party],
+                    answers(states[k].step, expected: .sharedKeys), !dropout.drops(party, step: 5)
+                else { return }
+                let file: MaskedUpdateFile
+                do {
+                    file = try encode(&states[k], update, delivery, client)
+                } catch let error as FedRecError where error.failure == .tooFewParties {
+                    return
+                }
+                if total == nil { total = file } else { try total?.addClient(file, file: shardPath) }
+            }
+        }
         return total
     }
 

@@ -150,6 +150,26 @@ import Testing
         #expect(worst <= 1e-6 + 1e-4 * scale, "largest difference \(worst) (delta scale \(scale))", sourceLocation: sourceLocation)
     }
 
+    /// Checks every value of the unmasked sum against the plain one: each party's rounding
+    /// moves a value by less than one step c/M, M = ⌊(2^(b-1) - 1)/n⌋, n the roster's
+    /// parties, so the sums differ by at most n·c/M; and the plain sum moved the adapter by
+    /// more than 10× that. Returns the bound.
+    @discardableResult
+    static func expectWithinRounding(
+        _ secure: ModelUpdate, _ plain: ModelUpdate, parties: Int, clip: Double, bits: Int, sourceLocation: SourceLocation = #_sourceLocation
+    ) throws -> Double {
+        let bound = Double(parties) * clip / Double(((1 << (bits - 1)) - 1) / parties) + 1e-7
+        var moved = 0.0
+        for (name, values) in plain.dense {
+            let other = try #require(secure.dense[name], sourceLocation: sourceLocation)
+            let worst = zip(other, values).map { abs(Double($0) - Double($1)) }.max() ?? .infinity
+            #expect(other.count == values.count && worst <= bound, "\(name): \(worst) > \(bound)", sourceLocation: sourceLocation)
+            moved = max(moved, values.map { abs(Double($0)) }.max() ?? 0)
+        }
+        #expect(moved > 10 * bound, "the plain sum moved the adapter by more than the rounding (\(moved))", sourceLocation: sourceLocation)
+        return bound
+    }
+
     /// Cross-silo secure aggregation of the round's updates, every step a file as a
     /// pipeline runs it: each shard is a party, the server sees only the masked sum.
     @Test("a secure round of text-lora updates: the unmasked sum is the plain sum within the quantisation bound, and so is the next adapter")
@@ -181,22 +201,60 @@ import Testing
         let secure = try ModelUpdate.load(dir + "/secure.sum")
         #expect(secure.header.weight == plain.header.weight && secure.header.clients == plain.header.clients)
         #expect(Set(secure.dense.keys) == Set(plain.dense.keys) && !plain.dense.isEmpty)
-        // Each party's rounding moves a value by less than one step c/M, M = ⌊(2^(b-1) - 1)/n⌋.
-        let bound = Double(parties) * clip / Double(((1 << (bits - 1)) - 1) / parties) + 1e-7
-        var moved = 0.0
-        for (name, values) in plain.dense {
-            let other = try #require(secure.dense[name])
-            let worst = zip(other, values).map { abs(Double($0) - Double($1)) }.max() ?? .infinity
-            #expect(other.count == values.count && worst <= bound, "\(name): \(worst) > \(bound)")
-            moved = max(moved, values.map { abs(Double($0)) }.max() ?? 0)
-        }
-        #expect(moved > 10 * bound, "the plain sum moved the adapter by more than the rounding (\(moved))")
+        let bound = try Self.expectWithinRounding(secure, plain, parties: parties, clip: clip, bits: bits)
         let next = try TensorServerStep.apply(secure, sumFile: "secure.sum", to: round.model0, options: ServerOptions())
         let expected = try TensorServerStep.apply(plain, sumFile: "plain", to: round.model0, options: ServerOptions())
         for (name, tensor) in expected.tensors {
             let worst = zip(try #require(next.tensors[name]).values, tensor.values).map { abs(Double($0) - Double($1)) }.max() ?? .infinity
             #expect(worst <= bound, "\(name): \(worst)")
         }
+    }
+
+    /// Cross-device secure aggregation: every client its own party (fl-train-local
+    /// --secagg-session on a text-lora model), each client's adapter delta quantised and
+    /// masked apart; the unmasked sum against the plain shard sums of the same training.
+    @Test("a cross-device secure round of text-lora: each client masked as its party, the unmasked sum is the plain sum within the bound")
+    func crossDeviceSecureRound() throws {
+        let round = try Self.trainedRound()
+        let dir = round.tmp.path
+        // The two shards whose users have queries (the third's user has none: a party that
+        // never sends would only count as dropped).
+        let shards = Array(try DatasetManifest.load(dir + "/data").shardPaths(in: dir + "/data").prefix(2))
+        func run(_ tool: String, _ arguments: [String]) throws {
+            let r = try CommandRunner.run(tool, arguments, in: dir)
+            guard r.status == 0 else { throw FedRecError(.io, "\(tool) \(arguments.prefix(1)) failed (\(r.status)): \(r.stderr)") }
+        }
+        let training = ["--model", round.model0, "--batch-size", "16", "--negatives", "1", "--lr", "0.01", "--quiet"]
+        for (k, shard) in shards.enumerated() { try run("fl-train-local", training + ["--shard", shard, "-o", "plain\(k).update"]) }
+        let bits = 24, clip = 1.0
+        try run("fl-secagg", ["session", "--round", "0", "-o", "session"])
+        for (k, shard) in shards.enumerated() {
+            try run("fl-secagg", ["keys", "--session", "session", "--shard", shard, "--state", "c\(k).state", "-o", "c\(k).keys"])
+        }
+        try run("fl-secagg", ["roster", "--session", "session", "--bits", String(bits), "-q", "-o", "roster"] + shards.indices.map { "c\($0).keys" })
+        for k in shards.indices { try run("fl-secagg", ["share", "--session", "session", "--state", "c\(k).state", "--roster", "roster", "-o", "c\(k).shares"]) }
+        try run("fl-secagg", ["relay", "--session", "session", "--roster", "roster", "-o", "deliveries"] + shards.indices.map { "c\($0).shares" })
+        for (k, shard) in shards.enumerated() {
+            try run("fl-train-local", training + [
+                "--shard", shard, "--secagg-session", "session", "--secagg-state", "c\(k).state", "--secagg-roster", "roster",
+                "--secagg-deliveries", "deliveries", "--secagg-clip", String(clip), "-o", "c\(k).masked",
+            ])
+        }
+        let masked = shards.indices.map { "c\($0).masked" }
+        try run("fl-aggregate", masked + ["-o", "masked-sum"])
+        try run("fl-secagg", ["request", "--session", "session", "--roster", "roster", "--deliveries", "deliveries", "--sum", "masked-sum", "-o", "request"])
+        for k in shards.indices { try run("fl-secagg", ["reveal", "--session", "session", "--state", "c\(k).state", "--roster", "roster", "--request", "request", "-o", "c\(k).reveal"]) }
+        try run("fl-secagg", ["unmask", "--session", "session", "--roster", "roster", "--request", "request", "--sum", "masked-sum", "-o", "secure.sum"]
+                + shards.indices.map { "c\($0).reveal" })
+
+        let plain = try ModelUpdate.sum(paths: shards.indices.map { dir + "/plain\($0).update" })
+        let secure = try ModelUpdate.load(dir + "/secure.sum")
+        #expect(secure.header.clients == 2 && plain.header.clients == 2)
+        #expect(secure.header.weight == plain.header.weight)
+        try Self.expectWithinRounding(secure, plain, parties: shards.count, clip: clip, bits: bits)
+        // A text-lora shard takes no distributed DP.
+        let ddp = try CommandRunner.run("fl-train-local", training + ["--shard", shards[0], "--secagg-session", "session", "--secagg-silo", "-o", "x"], in: dir)
+        #expect(ddp.status == FailureClass.usage.rawValue && ddp.stderr.contains("distributed DP"))
     }
 
     @Test("Poisson sampling of text-lora clients: the clients the key selects train, the update records q, the population and the key's source")
