@@ -98,8 +98,6 @@ public struct TrainLocalCommand: ParsableCommand {
     @OptionGroup(title: "Privacy") var privacy: SamplingArguments
     @OptionGroup(title: "Secure aggregation") var secure: SecureTrainingArguments
     @OptionGroup(title: "text-lora") var text: TextLoRATrainArguments
-    @Option(help: "text-lora next-item: a user's transitions (history → next item) trained on an epoch, drawn afresh each round (0: all).")
-    var examplesPerUser = 8
     @OptionGroup(title: "Output") var format: OutputFormatOptions
 
     public init() {}
@@ -133,11 +131,11 @@ public struct TrainLocalCommand: ParsableCommand {
         } else {
             try FileRoles(inputs: [model, shard, text.items, text.baseModel], outputs: [output]).check()
         }
-        guard examplesPerUser >= 0 else { throw FedRecError(.usage, "--examples-per-user must be 0 (all) or more") }
+        guard text.examplesPerUser >= 0 else { throw FedRecError(.usage, "--examples-per-user must be 0 (all) or more") }
         let request = TextLoRATrainRequest(
             model: model, shard: shard, output: output, items: text.items, baseModel: text.baseModel, options: options,
             batchSize: training.batchSize, learningRate: training.learningRate, weightDecay: training.l2, negatives: training.negatives,
-            examplesPerUser: examplesPerUser, temperature: text.temperature, threads: text.threads, secure: masking, quiet: format.quiet,
+            examplesPerUser: text.examplesPerUser, temperature: text.temperature, threads: text.threads, secure: masking, quiet: format.quiet,
             json: format.json)
         try TextFamilyLink.require("fl-train-local").train(request)
     }
