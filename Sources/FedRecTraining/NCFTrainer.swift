@@ -168,10 +168,8 @@ public final class NCFClientTrainer {
             // Plain buffers in the hot loop: the class's arrays are swapped out of it.
             var q: [Float] = [], gq: [Float] = [], mq: [Float] = [], vq: [Float] = [], qIn: [Bool] = []
             var theta: [Float] = [], gTheta: [Float] = [], mTheta: [Float] = [], vTheta: [Float] = []
-            var ws = NCFNetwork.Workspace(network, capacity: 0)
             swap(&q, &itemParams); swap(&gq, &itemGrad); swap(&mq, &itemM); swap(&vq, &itemV); swap(&qIn, &itemInBatch)
             swap(&theta, &denseParams); swap(&gTheta, &denseGrad); swap(&mTheta, &denseM); swap(&vTheta, &denseV)
-            swap(&ws, &workspace)
             let slotOf = self.slotOf, chunk = self.chunk
             let chunkUsers = self.chunkUsers, chunkItems = self.chunkItems, chunkDeltas = self.chunkDeltas
             q.withUnsafeMutableBufferPointer { q in
@@ -206,7 +204,7 @@ public final class NCFClientTrainer {
                             if !pIn[u] { pIn[u] = true; batchUsers.append(u) }
                         }
                         network.forward(count: count, users: p.baseAddress!, userRows: chunkUsers, items: q.baseAddress!, itemRows: chunkItems,
-                                        dense: theta.baseAddress!, z: chunkDeltas, ws: &ws)
+                                        dense: theta.baseAddress!, z: chunkDeltas, ws: &workspace)
                         for c in 0..<count {
                             let z = chunkDeltas[c], label = exLabel[order[first + c]]
                             // ∂loss/∂z: σ(z) − y for the log loss, z − r for ½(z − r)².
@@ -214,7 +212,7 @@ public final class NCFClientTrainer {
                         }
                         network.backward(count: count, deltas: chunkDeltas, users: p.baseAddress!, userRows: chunkUsers, items: q.baseAddress!,
                                          itemRows: chunkItems, dense: theta.baseAddress!, gradUsers: gp.baseAddress!, gradItems: gradItems,
-                                         gradDense: gradDense, ws: &ws)
+                                         gradDense: gradDense, ws: &workspace)
                         first += count
                     }
                     step += 1
@@ -237,7 +235,6 @@ public final class NCFClientTrainer {
             }}}}}}}}}}}}}}
             swap(&q, &itemParams); swap(&gq, &itemGrad); swap(&mq, &itemM); swap(&vq, &itemV); swap(&qIn, &itemInBatch)
             swap(&theta, &denseParams); swap(&gTheta, &denseGrad); swap(&mTheta, &denseM); swap(&vTheta, &denseV)
-            swap(&ws, &workspace)
         }
         if sharedEpochs > 0 {
             var delta = [Float](repeating: 0, count: width)
