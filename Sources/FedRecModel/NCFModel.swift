@@ -110,62 +110,57 @@ public struct NCFNetwork: Sendable, Equatable {
         }
     }
 
-    /// Scratch space of one forward and backward pass, reused for every example: the
-    /// tower's input and its error, then each layer's pre-activation, activation and error.
+    /// Scratch space of the forward and backward passes of up to `capacity` examples at a
+    /// time, reused for every batch: the tower's inputs and their errors, then each layer's
+    /// pre-activations, activations and errors (`capacity` rows of each), then the tower's
+    /// weights transposed (for the forward pass's matrix products).
     public struct Workspace: Sendable {
-        /// The values (hot loops hold them open and pass the raw pointer).
+        /// Examples one pass holds.
+        public let capacity: Int
+        /// The values.
         public var buffer: [Float]
-        public init(_ network: NCFNetwork) {
-            buffer = [Float](repeating: 0, count: 4 * network.mlpDim + 3 * network.layers.reduce(0, +))
+        /// Where layer l's pre-activations start (its activations and errors follow).
+        let layerStart: [Int]
+        /// Where layer l's weights, transposed (input width × layer width), start.
+        let transposedStart: [Int]
+
+        public init(_ network: NCFNetwork, capacity: Int = 1) {
+            let rows = max(capacity, 1)
+            var offset = 4 * network.mlpDim * rows
+            var layerStart: [Int] = [], transposedStart: [Int] = []
+            for width in network.layers {
+                layerStart.append(offset)
+                offset += 3 * width * rows
+            }
+            var input = 2 * network.mlpDim
+            for width in network.layers {
+                transposedStart.append(offset)
+                offset += width * input
+                input = width
+            }
+            self.capacity = rows
+            self.layerStart = layerStart
+            self.transposedStart = transposedStart
+            buffer = [Float](repeating: 0, count: offset)
         }
     }
 
-    /// Where layer l's pre-activation starts in the workspace (act and error follow).
-    @inline(__always)
-    func layerStart(_ l: Int) -> Int {
-        var offset = 4 * mlpDim
-        for j in 0..<l { offset += 3 * layers[j] }
-        return offset
+    /// Tower layer l's weights transposed into `out` (input width × layer width: input k's
+    /// weights to every unit are contiguous).
+    func transposeWeights(_ l: Int, dense: UnsafePointer<Float>, into out: UnsafeMutablePointer<Float>) {
+        let width = layers[l], inputWidth = l == 0 ? 2 * mlpDim : layers[l - 1]
+        let weights = dense + weightOffset[l]
+        for j in 0..<width {
+            for k in 0..<inputWidth { out[k * width + j] = weights[j * inputWidth + k] }
+        }
     }
 
     /// The model's output z for one user and one item (a logit under BCE, the rating
     /// under MSE), with the activations kept in `ws` for `backward`.
     /// - Parameters: `user`, `item`: `userWidth` values each; `dense`: `denseCount`.
     public func forward(user: UnsafePointer<Float>, item: UnsafePointer<Float>, dense: UnsafePointer<Float>, ws: inout Workspace) -> Float {
-        ws.buffer.withUnsafeMutableBufferPointer { forward(user: user, item: item, dense: dense, ws: $0.baseAddress!) }
-    }
-
-    /// `forward` on a workspace's raw buffer (hot loops hold it open).
-    @inline(__always)
-    public func forward(user: UnsafePointer<Float>, item: UnsafePointer<Float>, dense: UnsafePointer<Float>, ws: UnsafeMutablePointer<Float>) -> Float {
-        let g = gmfDim, m = mlpDim
-        var z = dense[outBiasOffset]
-        let h = dense + outOffset
-        for k in 0..<g { z += h[k] * user[k] * item[k] }
-        guard m > 0 else { return z }
-        for k in 0..<m {
-            ws[k] = user[g + k]
-            ws[m + k] = item[g + k]
-        }
-        var x = UnsafePointer(ws)
-        var inputWidth = 2 * m
-        var offset = 4 * m
-        for l in 0..<layers.count {
-            let width = layers[l]
-            let w = dense + weightOffset[l], b = dense + biasOffset[l]
-            let pre = ws + offset, act = ws + offset + width
-            for j in 0..<width {
-                var s = b[j]
-                let row = w + j * inputWidth
-                for k in 0..<inputWidth { s += row[k] * x[k] }
-                pre[j] = s
-                act[j] = max(s, 0)
-            }
-            x = UnsafePointer(act)
-            inputWidth = width
-            offset += 3 * width
-        }
-        for k in 0..<inputWidth { z += h[g + k] * x[k] }
+        var userRow = 0, itemRow = 0, z: Float = 0
+        forward(count: 1, users: user, userRows: &userRow, items: item, itemRows: &itemRow, dense: dense, z: &z, ws: &ws)
         return z
     }
 
@@ -174,70 +169,149 @@ public struct NCFNetwork: Sendable, Equatable {
     public func backward(_ delta: Float, user: UnsafePointer<Float>, item: UnsafePointer<Float>, dense: UnsafePointer<Float>,
                          gradUser: UnsafeMutablePointer<Float>, gradItem: UnsafeMutablePointer<Float>,
                          gradDense: UnsafeMutablePointer<Float>, ws: inout Workspace) {
-        ws.buffer.withUnsafeMutableBufferPointer {
-            backward(delta, user: user, item: item, dense: dense, gradUser: gradUser, gradItem: gradItem, gradDense: gradDense, ws: $0.baseAddress!)
+        var userRow = 0, itemRow = 0, delta = delta
+        backward(count: 1, deltas: &delta, users: user, userRows: &userRow, items: item, itemRows: &itemRow, dense: dense,
+                 gradUsers: gradUser, gradItems: gradItem, gradDense: gradDense, ws: &ws)
+    }
+
+    /// The outputs of `count` (≤ `ws.capacity`) examples at once, example e pairing the user
+    /// row `users + userRows[e] · userWidth` with the item row `items + itemRows[e] ·
+    /// userWidth`: `z[e]` as the one-example `forward` computes it, every sum in the same
+    /// order (each tower layer one matrix product over the examples), the activations kept
+    /// in `ws` for `backward(count:…)`.
+    public func forward(count: Int, users: UnsafePointer<Float>, userRows: UnsafePointer<Int>, items: UnsafePointer<Float>,
+                        itemRows: UnsafePointer<Int>, dense: UnsafePointer<Float>, z: UnsafeMutablePointer<Float>, ws: inout Workspace) {
+        precondition(count <= ws.capacity)
+        let g = gmfDim, m = mlpDim, w = userWidth
+        let h = dense + outOffset
+        for e in 0..<count {
+            let user = users + userRows[e] * w, item = items + itemRows[e] * w
+            var s = dense[outBiasOffset]
+            for k in 0..<g { s += h[k] * user[k] * item[k] }
+            z[e] = s
+        }
+        guard m > 0 else { return }
+        let rows = ws.capacity, layerStart = ws.layerStart, transposedStart = ws.transposedStart
+        ws.buffer.withUnsafeMutableBufferPointer { buffer in
+            let base = buffer.baseAddress!
+            for e in 0..<count {
+                let user = users + userRows[e] * w + g, item = items + itemRows[e] * w + g
+                let x = base + e * 2 * m
+                for k in 0..<m {
+                    x[k] = user[k]
+                    x[m + k] = item[k]
+                }
+            }
+            var x = UnsafePointer(base)
+            var inputWidth = 2 * m
+            for l in 0..<layers.count {
+                let width = layers[l]
+                let transposed = base + transposedStart[l]
+                transposeWeights(l, dense: dense, into: transposed)
+                let bias = dense + biasOffset[l]
+                let pre = base + layerStart[l], act = pre + rows * width
+                for e in 0..<count {
+                    let p = pre + e * width, a = act + e * width
+                    p.update(from: bias, count: width)
+                    VectorKernels.addScaledRows(p, n: width, rows: transposed, rowStride: width, scales: x + e * inputWidth, scaleStride: 1,
+                                                count: inputWidth)
+                    for j in 0..<width { a[j] = max(p[j], 0) }
+                }
+                x = UnsafePointer(act)
+                inputWidth = width
+            }
+            for e in 0..<count {
+                var s = z[e]
+                let a = x + e * inputWidth
+                for k in 0..<inputWidth { s += h[g + k] * a[k] }
+                z[e] = s
+            }
         }
     }
 
-    /// `backward` on a workspace's raw buffer.
-    @inline(__always)
-    public func backward(_ delta: Float, user: UnsafePointer<Float>, item: UnsafePointer<Float>, dense: UnsafePointer<Float>,
-                         gradUser: UnsafeMutablePointer<Float>, gradItem: UnsafeMutablePointer<Float>,
-                         gradDense: UnsafeMutablePointer<Float>, ws: UnsafeMutablePointer<Float>) {
-        let g = gmfDim, m = mlpDim
-        let h = dense + outOffset, gh = gradDense + outOffset
-        gradDense[outBiasOffset] += delta
-        for k in 0..<g {
-            gh[k] += delta * user[k] * item[k]
-            gradUser[k] += delta * h[k] * item[k]
-            gradItem[k] += delta * h[k] * user[k]
+    /// Adds Σ_e δ_e · ∂z_e/∂θ over the `count` examples of the last `forward(count:…)` (held
+    /// in `ws`, with the same rows) to the user rows of `gradUsers`, the item rows of
+    /// `gradItems` and `gradDense` (laid out as `users`, `items` and `dense`), every sum
+    /// taken example by example in order, as `count` one-example `backward`s would; nil
+    /// `gradItems` or `gradDense` skips those gradients (a frozen model).
+    public func backward(count: Int, deltas: UnsafePointer<Float>, users: UnsafePointer<Float>, userRows: UnsafePointer<Int>,
+                         items: UnsafePointer<Float>, itemRows: UnsafePointer<Int>, dense: UnsafePointer<Float>,
+                         gradUsers: UnsafeMutablePointer<Float>, gradItems: UnsafeMutablePointer<Float>?,
+                         gradDense: UnsafeMutablePointer<Float>?, ws: inout Workspace) {
+        precondition(count <= ws.capacity)
+        let g = gmfDim, m = mlpDim, w = userWidth
+        let h = dense + outOffset
+        for e in 0..<count {
+            let delta = deltas[e]
+            let user = users + userRows[e] * w, item = items + itemRows[e] * w
+            if let gradDense {
+                gradDense[outBiasOffset] += delta
+                let gh = gradDense + outOffset
+                for k in 0..<g { gh[k] += delta * user[k] * item[k] }
+            }
+            let gradUser = gradUsers + userRows[e] * w
+            for k in 0..<g { gradUser[k] += delta * h[k] * item[k] }
+            if let gradItems {
+                let gradItem = gradItems + itemRows[e] * w
+                for k in 0..<g { gradItem[k] += delta * h[k] * user[k] }
+            }
         }
         guard m > 0 else { return }
-        let top = layers.count - 1
-        do {
-            let start = layerStart(top), width = layers[top]
-            let pre = ws + start, act = pre + width, err = act + width
-            for j in 0..<width {
-                gh[g + j] += delta * act[j]
-                err[j] = pre[j] > 0 ? delta * h[g + j] : 0
-            }
-        }
-        for l in stride(from: top, through: 0, by: -1) {
-            let width = layers[l]
-            let start = layerStart(l)
-            let err = ws + start + 2 * width
-            let inputWidth = l == 0 ? 2 * m : layers[l - 1]
-            let below: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>
-            if l == 0 {
-                x = UnsafePointer(ws)
-                below = ws + 2 * m
-            } else {
-                let s = layerStart(l - 1)
-                x = UnsafePointer(ws + s + layers[l - 1])
-                below = ws + s + 2 * layers[l - 1]
-            }
-            for k in 0..<inputWidth { below[k] = 0 }
-            let w = dense + weightOffset[l]
-            let gw = gradDense + weightOffset[l], gb = gradDense + biasOffset[l]
-            for j in 0..<width where err[j] != 0 {
-                let ej = err[j]
-                gb[j] += ej
-                let row = w + j * inputWidth, grow = gw + j * inputWidth
-                for k in 0..<inputWidth {
-                    grow[k] += ej * x[k]
-                    below[k] += ej * row[k]
+        let rows = ws.capacity, layerStart = ws.layerStart
+        ws.buffer.withUnsafeMutableBufferPointer { buffer in
+            let base = buffer.baseAddress!
+            let top = layers.count - 1
+            do {
+                let width = layers[top]
+                let pre = base + layerStart[top], act = pre + rows * width, err = act + rows * width
+                for e in 0..<count {
+                    let delta = deltas[e], r = e * width
+                    if let gradDense {
+                        let gh = gradDense + outOffset + g
+                        for j in 0..<width { gh[j] += delta * act[r + j] }
+                    }
+                    for j in 0..<width { err[r + j] = pre[r + j] > 0 ? delta * h[g + j] : 0 }
                 }
             }
-            if l > 0 {
-                // Through the ReLU of the layer below.
-                let pre = ws + layerStart(l - 1)
-                for k in 0..<inputWidth where pre[k] <= 0 { below[k] = 0 }
+            for l in stride(from: top, through: 0, by: -1) {
+                let width = layers[l]
+                let err = UnsafePointer(base + layerStart[l] + 2 * rows * width)
+                let inputWidth = l == 0 ? 2 * m : layers[l - 1]
+                let x = UnsafePointer(l == 0 ? base : base + layerStart[l - 1] + rows * inputWidth)
+                let below = l == 0 ? base + rows * 2 * m : base + layerStart[l - 1] + 2 * rows * inputWidth
+                if let gradDense {
+                    let gw = gradDense + weightOffset[l]
+                    // Σ_e err[e, j] (times 1, exactly), then Σ_e err[e, j] x[e, :] row by row.
+                    var one: Float = 1
+                    VectorKernels.addScaledRows(gradDense + biasOffset[l], n: width, rows: err, rowStride: width, scales: &one, scaleStride: 0,
+                                                count: count)
+                    for j in 0..<width {
+                        VectorKernels.addScaledRows(gw + j * inputWidth, n: inputWidth, rows: x, rowStride: inputWidth, scales: err + j,
+                                                    scaleStride: width, count: count)
+                    }
+                }
+                let weights = dense + weightOffset[l]
+                for e in 0..<count {
+                    let b = below + e * inputWidth
+                    b.update(repeating: 0, count: inputWidth)
+                    VectorKernels.addScaledRows(b, n: inputWidth, rows: weights, rowStride: inputWidth, scales: err + e * width, scaleStride: 1,
+                                                count: width)
+                }
+                if l > 0 {
+                    // Through the ReLU of the layer below.
+                    VectorKernels.zeroWhereNotPositive(below, UnsafePointer(base + layerStart[l - 1]), n: count * inputWidth)
+                }
             }
-        }
-        let inputError = ws + 2 * m
-        for k in 0..<m {
-            gradUser[g + k] += inputError[k]
-            gradItem[g + k] += inputError[m + k]
+            let inputError = UnsafePointer(base + rows * 2 * m)
+            for e in 0..<count {
+                let err = inputError + e * 2 * m
+                let gradUser = gradUsers + userRows[e] * w + g
+                for k in 0..<m { gradUser[k] += err[k] }
+                if let gradItems {
+                    let gradItem = gradItems + itemRows[e] * w + g
+                    for k in 0..<m { gradItem[k] += err[m + k] }
+                }
+            }
         }
     }
 }
@@ -400,13 +474,20 @@ public struct NCFModel: Sendable {
 
 /// Scores every item for one user at a time (evaluation, recommendation): the first
 /// tower layer's item half W₀[:, m..<2m] q_i is computed once for the catalogue, so a
-/// user costs W₀'s user half once and the layers above it for each item.
+/// user costs W₀'s user half once and the layers above it for each item, each layer a
+/// product with its transposed weights (the sums in the order `NCFNetwork.forward` takes).
 public final class NCFScorer {
     let model: NCFModel
     let network: NCFNetwork
     /// items × h₀ (empty for GMF).
     private var itemFirstLayer: [Float]
+    /// The tower's weights transposed, layer after layer (input width × layer width).
+    private var transposed: [Float]
+    private var transposedStart: [Int]
+    /// h₀ values: W₀'s user half times the user, plus b₀.
     private var userFirstLayer: [Float]
+    /// gmfDim values: h_k · p_k, the GMF part's weights for the user.
+    private var userGMF: [Float]
     private var scratch: [Float]
 
     public init(model: NCFModel) {
@@ -414,19 +495,32 @@ public final class NCFScorer {
         network = model.network
         let n = model.config.items, m = network.mlpDim, g = network.gmfDim, w = network.userWidth
         let h0 = network.layers.first ?? 0
-        var table = [Float](repeating: 0, count: m > 0 ? n * h0 : 0)
-        if m > 0 {
-            let w0 = network.weightOffset[0]
-            for i in 0..<n {
-                for j in 0..<h0 {
-                    var s: Float = 0
-                    for k in 0..<m { s += model.dense[w0 + j * 2 * m + m + k] * model.itemRows[i * w + g + k] }
-                    table[i * h0 + j] = s
-                }
-            }
+        var starts: [Int] = [], offset = 0, input = 2 * m
+        for width in network.layers {
+            starts.append(offset)
+            offset += input * width
+            input = width
         }
+        var transposed = [Float](repeating: 0, count: offset)
+        var table = [Float](repeating: 0, count: m > 0 ? n * h0 : 0)
+        let network = self.network
+        model.dense.withUnsafeBufferPointer { dense in
+        model.itemRows.withUnsafeBufferPointer { rows in
+        transposed.withUnsafeMutableBufferPointer { t in
+        table.withUnsafeMutableBufferPointer { table in
+            for l in network.layers.indices { network.transposeWeights(l, dense: dense.baseAddress!, into: t.baseAddress! + starts[l]) }
+            guard m > 0 else { return }
+            // Item i's half: Σ_k W₀[j, m + k] q_i[g + k], rows m..<2m of W₀ transposed.
+            for i in 0..<n {
+                VectorKernels.addScaledRows(table.baseAddress! + i * h0, n: h0, rows: t.baseAddress! + m * h0, rowStride: h0,
+                                            scales: rows.baseAddress! + i * w + g, scaleStride: 1, count: m)
+            }
+        }}}}
         itemFirstLayer = table
+        self.transposed = transposed
+        transposedStart = starts
         userFirstLayer = [Float](repeating: 0, count: h0)
+        userGMF = [Float](repeating: 0, count: g)
         scratch = [Float](repeating: 0, count: 2 * (network.layers.max() ?? 0))
     }
 
@@ -434,43 +528,42 @@ public final class NCFScorer {
     public func score(user: [Float], into scores: inout [Float]) {
         let n = model.config.items, m = network.mlpDim, g = network.gmfDim, w = network.userWidth
         precondition(user.count == w && scores.count == n)
-        let network = self.network
-        if m > 0 {
-            let w0 = network.weightOffset[0], b0 = network.biasOffset[0]
-            for j in 0..<network.layers[0] {
-                var s = model.dense[b0 + j]
-                for k in 0..<m { s += model.dense[w0 + j * 2 * m + k] * user[g + k] }
-                userFirstLayer[j] = s
-            }
-        }
+        let network = self.network, starts = transposedStart
         let h0 = network.layers.first ?? 0
         model.dense.withUnsafeBufferPointer { dense in
         model.itemRows.withUnsafeBufferPointer { rows in
         itemFirstLayer.withUnsafeBufferPointer { table in
-        userFirstLayer.withUnsafeBufferPointer { c in
+        transposed.withUnsafeBufferPointer { t in
+        userFirstLayer.withUnsafeMutableBufferPointer { c in
+        userGMF.withUnsafeMutableBufferPointer { hu in
         scratch.withUnsafeMutableBufferPointer { buffer in
         user.withUnsafeBufferPointer { u in
         scores.withUnsafeMutableBufferPointer { out in
             let d = dense.baseAddress!
             let h = d + network.outOffset
+            // (h_k p_k) q_k, as the forward pass multiplies.
+            for k in 0..<g { hu[k] = h[k] * u[k] }
+            if m > 0 {
+                c.baseAddress!.update(from: d + network.biasOffset[0], count: h0)
+                VectorKernels.addScaledRows(c.baseAddress!, n: h0, rows: t.baseAddress!, rowStride: h0, scales: u.baseAddress! + g,
+                                            scaleStride: 1, count: m)
+            }
             let maxWidth = buffer.count / 2
             for i in 0..<n {
                 var z = d[network.outBiasOffset]
                 let row = rows.baseAddress! + i * w
-                for k in 0..<g { z += h[k] * u[k] * row[k] }
+                for k in 0..<g { z += hu[k] * row[k] }
                 if m > 0 {
                     var x = buffer.baseAddress!, y = buffer.baseAddress! + maxWidth
-                    for j in 0..<h0 { x[j] = max(c[j] + table[i * h0 + j], 0) }
+                    let item = table.baseAddress! + i * h0
+                    for j in 0..<h0 { x[j] = max(c[j] + item[j], 0) }
                     var inputWidth = h0
                     for l in 1..<max(network.layers.count, 1) {
                         let width = network.layers[l]
-                        let wl = d + network.weightOffset[l], bl = d + network.biasOffset[l]
-                        for j in 0..<width {
-                            var s = bl[j]
-                            let wr = wl + j * inputWidth
-                            for k in 0..<inputWidth { s += wr[k] * x[k] }
-                            y[j] = max(s, 0)
-                        }
+                        y.update(from: d + network.biasOffset[l], count: width)
+                        VectorKernels.addScaledRows(y, n: width, rows: t.baseAddress! + starts[l], rowStride: width, scales: x, scaleStride: 1,
+                                                    count: inputWidth)
+                        for j in 0..<width { y[j] = max(y[j], 0) }
                         swap(&x, &y)
                         inputWidth = width
                     }
@@ -478,7 +571,7 @@ public final class NCFScorer {
                 }
                 out[i] = z
             }
-        }}}}}}}
+        }}}}}}}}}
     }
 }
 

@@ -1,6 +1,9 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+#if arch(x86_64)
+import _Builtin_intrinsics.intel
+#endif
 import FedRecData
 import FedRecModel
 import FedRecSupport
@@ -14,9 +17,11 @@ import FedRecSupport
 /// draws `negatives` items the user has not interacted with per positive (the paper's
 /// pointwise log loss with sampled negatives, §3.1.1). Ratings (`mse`): squared error on
 /// the ratings. Minibatches average the examples' gradients, then add L2 (λ · θ) on the
-/// parameters the batch touched and take one step. Buffers are reused across clients;
-/// the catalogue's index uses lazily zeroed pages, so a client costs what its own data
-/// costs.
+/// parameters the batch touched and take one step. A minibatch's examples go through the
+/// network together (`NCFNetwork.forward(count:…)`: each tower layer one matrix product),
+/// summed example by example in the order one-example passes would. Buffers are reused
+/// across clients; the catalogue's index uses lazily zeroed pages, so a client costs what
+/// its own data costs.
 public final class NCFClientTrainer {
     let model: NCFModel
     let options: TrainingOptions
@@ -30,8 +35,18 @@ public final class NCFClientTrainer {
     private var itemInBatch: [Bool] = []
     private var denseParams: [Float], denseGrad: [Float], denseM: [Float], denseV: [Float]
     private var workspace: NCFNetwork.Workspace
+    /// Examples the network takes at once (a minibatch goes through in pieces this large).
+    private let chunk: Int
+    private let chunkUsers: UnsafeMutablePointer<Int>, chunkItems: UnsafeMutablePointer<Int>  // rows of a piece's examples
+    private let chunkDeltas: UnsafeMutablePointer<Float>  // their outputs, then ∂loss/∂z
 
-    public init(model: NCFModel, options: TrainingOptions) {
+    public convenience init(model: NCFModel, options: TrainingOptions) {
+        self.init(model: model, options: options, chunk: 64)
+    }
+
+    /// `chunk`: at most this many examples go through the network at once (results do not
+    /// depend on it).
+    init(model: NCFModel, options: TrainingOptions, chunk: Int) {
         self.model = model
         self.options = options
         network = model.network
@@ -42,12 +57,19 @@ public final class NCFClientTrainer {
         denseGrad = [Float](repeating: 0, count: model.dense.count)
         denseM = denseGrad
         denseV = denseGrad
-        workspace = NCFNetwork.Workspace(model.network)
+        self.chunk = min(max(options.batchSize, 1), max(chunk, 1))
+        workspace = NCFNetwork.Workspace(model.network, capacity: self.chunk)
+        chunkUsers = .allocate(capacity: self.chunk)
+        chunkItems = .allocate(capacity: self.chunk)
+        chunkDeltas = .allocate(capacity: self.chunk)
     }
 
     deinit {
         free(slotOf)
         free(mark)
+        chunkUsers.deallocate()
+        chunkItems.deallocate()
+        chunkDeltas.deallocate()
     }
 
     private func slot(_ item: Int32) -> Int {
@@ -69,12 +91,10 @@ public final class NCFClientTrainer {
         itemM.removeAll(keepingCapacity: true)
         itemV.removeAll(keepingCapacity: true)
         itemInBatch.removeAll(keepingCapacity: true)
-        for k in denseParams.indices {
-            denseParams[k] = model.dense[k]
-            denseGrad[k] = 0
-            denseM[k] = 0
-            denseV[k] = 0
-        }
+        denseParams.withUnsafeMutableBufferPointer { d in _ = d.update(fromContentsOf: model.dense) }
+        denseGrad.withUnsafeMutableBufferPointer { $0.update(repeating: 0) }
+        denseM.withUnsafeMutableBufferPointer { $0.update(repeating: 0) }
+        denseV.withUnsafeMutableBufferPointer { $0.update(repeating: 0) }
     }
 
     /// One client's result: its users' trained vectors and its dense change.
@@ -148,11 +168,10 @@ public final class NCFClientTrainer {
             // Plain buffers in the hot loop: the class's arrays are swapped out of it.
             var q: [Float] = [], gq: [Float] = [], mq: [Float] = [], vq: [Float] = [], qIn: [Bool] = []
             var theta: [Float] = [], gTheta: [Float] = [], mTheta: [Float] = [], vTheta: [Float] = []
-            var ws: [Float] = []
             swap(&q, &itemParams); swap(&gq, &itemGrad); swap(&mq, &itemM); swap(&vq, &itemV); swap(&qIn, &itemInBatch)
             swap(&theta, &denseParams); swap(&gTheta, &denseGrad); swap(&mTheta, &denseM); swap(&vTheta, &denseV)
-            swap(&ws, &workspace.buffer)
-            let slotOf = self.slotOf
+            let slotOf = self.slotOf, chunk = self.chunk
+            let chunkUsers = self.chunkUsers, chunkItems = self.chunkItems, chunkDeltas = self.chunkDeltas
             q.withUnsafeMutableBufferPointer { q in
             gq.withUnsafeMutableBufferPointer { gq in
             mq.withUnsafeMutableBufferPointer { mq in
@@ -167,73 +186,146 @@ public final class NCFClientTrainer {
             userM.withUnsafeMutableBufferPointer { mp in
             userV.withUnsafeMutableBufferPointer { vp in
             userInBatch.withUnsafeMutableBufferPointer { pIn in
-            ws.withUnsafeMutableBufferPointer { wsb in
-                let scratch = wsb.baseAddress!
-                @inline(__always) func move(_ x: inout Float, _ g: Float, _ m: inout Float, _ v: inout Float) {
-                    if adam {
-                        // Kingma & Ba 2015, with bias correction.
-                        m = 0.9 * m + 0.1 * g
-                        v = 0.999 * v + 0.001 * g * g
-                        let mHat = m / (1 - powf(0.9, Float(step)))
-                        let vHat = v / (1 - powf(0.999, Float(step)))
-                        x -= lr * mHat / (vHat.squareRoot() + 1e-8)
-                    } else {
-                        x -= lr * g
-                    }
-                }
+                var rule = NCFStepRule(learningRate: lr, l2: l2, adam: adam)
+                // With the model frozen only the users' gradients are needed.
+                let gradItems = trainShared ? gq.baseAddress : nil, gradDense = trainShared ? gTheta.baseAddress : nil
                 while cursor < total {
                     let end = min(cursor + batch, total)
-                    for position in cursor..<end {
-                        let e = order[position]
-                        let u = Int(exUser[e])
-                        let s = Int(slotOf[Int(exItem[e])]) - 1
-                        let userRow = p.baseAddress! + u * w, itemRow = q.baseAddress! + s * w
-                        let z = network.forward(user: userRow, item: itemRow, dense: theta.baseAddress!, ws: scratch)
-                        // ∂loss/∂z: σ(z) − y for the log loss, z − r for ½(z − r)².
-                        let delta = implicit ? 1 / (1 + expf(-z)) - exLabel[e] : z - exLabel[e]
-                        network.backward(delta, user: userRow, item: itemRow, dense: theta.baseAddress!, gradUser: gp.baseAddress! + u * w,
-                                         gradItem: gq.baseAddress! + s * w, gradDense: gTheta.baseAddress!, ws: scratch)
-                        if !qIn[s] { qIn[s] = true; batchSlots.append(s) }
-                        if !pIn[u] { pIn[u] = true; batchUsers.append(u) }
+                    var first = cursor
+                    while first < end {
+                        let count = min(chunk, end - first)
+                        for c in 0..<count {
+                            let e = order[first + c]
+                            let u = Int(exUser[e])
+                            let s = Int(slotOf[Int(exItem[e])]) - 1
+                            chunkUsers[c] = u
+                            chunkItems[c] = s
+                            if trainShared && !qIn[s] { qIn[s] = true; batchSlots.append(s) }
+                            if !pIn[u] { pIn[u] = true; batchUsers.append(u) }
+                        }
+                        network.forward(count: count, users: p.baseAddress!, userRows: chunkUsers, items: q.baseAddress!, itemRows: chunkItems,
+                                        dense: theta.baseAddress!, z: chunkDeltas, ws: &workspace)
+                        for c in 0..<count {
+                            let z = chunkDeltas[c], label = exLabel[order[first + c]]
+                            // ∂loss/∂z: σ(z) − y for the log loss, z − r for ½(z − r)².
+                            chunkDeltas[c] = implicit ? 1 / (1 + expf(-z)) - label : z - label
+                        }
+                        network.backward(count: count, deltas: chunkDeltas, users: p.baseAddress!, userRows: chunkUsers, items: q.baseAddress!,
+                                         itemRows: chunkItems, dense: theta.baseAddress!, gradUsers: gp.baseAddress!, gradItems: gradItems,
+                                         gradDense: gradDense, ws: &workspace)
+                        first += count
                     }
                     step += 1
-                    let scale = 1 / Float(end - cursor)
+                    rule.begin(step: step, examples: end - cursor)
                     for u in batchUsers {
-                        for k in (u * w)..<((u + 1) * w) {
-                            move(&p[k], gp[k] * scale + l2 * p[k], &mp[k], &vp[k])
-                            gp[k] = 0
-                        }
+                        rule.apply(p.baseAddress! + u * w, grad: gp.baseAddress! + u * w, m: mp.baseAddress! + u * w, v: vp.baseAddress! + u * w, count: w)
                         pIn[u] = false
                     }
                     for s in batchSlots {
-                        for k in (s * w)..<((s + 1) * w) {
-                            if trainShared { move(&q[k], gq[k] * scale + l2 * q[k], &mq[k], &vq[k]) }
-                            gq[k] = 0
-                        }
+                        rule.apply(q.baseAddress! + s * w, grad: gq.baseAddress! + s * w, m: mq.baseAddress! + s * w, v: vq.baseAddress! + s * w, count: w)
                         qIn[s] = false
                     }
-                    for k in 0..<theta.count {
-                        if trainShared { move(&theta[k], gTheta[k] * scale + l2 * theta[k], &mTheta[k], &vTheta[k]) }
-                        gTheta[k] = 0
+                    if trainShared {
+                        rule.apply(theta.baseAddress!, grad: gTheta.baseAddress!, m: mTheta.baseAddress!, v: vTheta.baseAddress!, count: theta.count)
                     }
                     batchSlots.removeAll(keepingCapacity: true)
                     batchUsers.removeAll(keepingCapacity: true)
                     cursor = end
                 }
-            }}}}}}}}}}}}}}}
+            }}}}}}}}}}}}}}
             swap(&q, &itemParams); swap(&gq, &itemGrad); swap(&mq, &itemM); swap(&vq, &itemV); swap(&qIn, &itemInBatch)
             swap(&theta, &denseParams); swap(&gTheta, &denseGrad); swap(&mTheta, &denseM); swap(&vTheta, &denseV)
-            swap(&ws, &workspace.buffer)
         }
         if sharedEpochs > 0 {
             var delta = [Float](repeating: 0, count: width)
-            for (s, item) in slotItems.enumerated() {
-                for k in 0..<width { delta[k] = itemParams[s * width + k] - itemGlobal[s * width + k] }
-                delta.withUnsafeBufferPointer { emit(item, $0) }
+            let w = width, slotItems = slotItems
+            itemParams.withUnsafeBufferPointer { trained in
+            itemGlobal.withUnsafeBufferPointer { global in
+            delta.withUnsafeMutableBufferPointer { d in
+                for (s, item) in slotItems.enumerated() {
+                    for k in 0..<w { d[k] = trained[s * w + k] - global[s * w + k] }
+                    emit(item, UnsafeBufferPointer(d))
+                }
+            }}}
+        }
+        let denseDelta = zip(denseParams, model.dense).map { $0 - $1 }
+        return Result(users: userParams, denseDelta: denseDelta)
+    }
+}
+
+/// One minibatch step of an NCF client on a run of contiguous parameters: the gradient
+/// g = (Σ over the batch) / examples + λ θ, then Adam (Kingma & Ba 2015, bias-corrected)
+/// or plain SGD, and the gradient zeroed; 8 values at a time, each as the scalar formula
+/// computes it.
+struct NCFStepRule {
+    let learningRate: Float, l2: Float, adam: Bool
+    /// 1 / examples, and Adam's bias corrections 1 − β₁^t, 1 − β₂^t of the current step.
+    private var scale: Float = 1, correction1: Float = 1, correction2: Float = 1
+
+    init(learningRate: Float, l2: Float, adam: Bool) {
+        self.learningRate = learningRate
+        self.l2 = l2
+        self.adam = adam
+    }
+
+    /// Step `step` (from 1) over a batch of `examples`.
+    mutating func begin(step: Int, examples: Int) {
+        scale = 1 / Float(examples)
+        if adam {
+            correction1 = 1 - powf(0.9, Float(step))
+            correction2 = 1 - powf(0.999, Float(step))
+        }
+    }
+
+    @inline(__always)
+    func apply(_ x: UnsafeMutablePointer<Float>, grad: UnsafeMutablePointer<Float>, m: UnsafeMutablePointer<Float>,
+               v: UnsafeMutablePointer<Float>, count: Int) {
+        let lr = learningRate, l2 = l2, scale = scale, c1 = correction1, c2 = correction2
+        @inline(__always) func load(_ p: UnsafeMutablePointer<Float>) -> SIMD8<Float> { UnsafeRawPointer(p).loadUnaligned(as: SIMD8<Float>.self) }
+        @inline(__always) func store(_ value: SIMD8<Float>, _ p: UnsafeMutablePointer<Float>) {
+            UnsafeMutableRawPointer(p).storeBytes(of: value, as: SIMD8<Float>.self)
+        }
+        var k = 0
+        if adam {
+            while k + 8 <= count {
+                let xs = load(x + k)
+                let g = load(grad + k) * scale + l2 * xs
+                let ms = 0.9 * load(m + k) + 0.1 * g
+                let vs = 0.999 * load(v + k) + 0.001 * g * g
+                store(ms, m + k)
+                store(vs, v + k)
+                store(xs - lr * (ms / c1) / (Self.squareRoot(vs / c2) + 1e-8), x + k)
+                k += 8
+            }
+            while k < count {
+                let g = grad[k] * scale + l2 * x[k]
+                m[k] = 0.9 * m[k] + 0.1 * g
+                v[k] = 0.999 * v[k] + 0.001 * g * g
+                x[k] -= lr * (m[k] / c1) / ((v[k] / c2).squareRoot() + 1e-8)
+                k += 1
+            }
+        } else {
+            while k + 8 <= count {
+                let xs = load(x + k)
+                store(xs - lr * (load(grad + k) * scale + l2 * xs), x + k)
+                k += 8
+            }
+            while k < count {
+                x[k] -= lr * (grad[k] * scale + l2 * x[k])
+                k += 1
             }
         }
-        var denseDelta = [Float](repeating: 0, count: denseParams.count)
-        for k in denseDelta.indices { denseDelta[k] = denseParams[k] - model.dense[k] }
-        return Result(users: userParams, denseDelta: denseDelta)
+        grad.update(repeating: 0, count: count)
+    }
+
+    /// √ of each value, correctly rounded as `Float.squareRoot()` (SIMD8's own calls the C
+    /// library lane by lane; SSE has the instruction).
+    @inline(__always)
+    static func squareRoot(_ v: SIMD8<Float>) -> SIMD8<Float> {
+        #if arch(x86_64)
+        SIMD8(lowHalf: _mm_sqrt_ps(v.lowHalf), highHalf: _mm_sqrt_ps(v.highHalf))
+        #else
+        v.squareRoot()
+        #endif
     }
 }

@@ -98,6 +98,50 @@ struct NCFNetworkTests {
         if variant != .gmf { #expect(gd[0..<network.outOffset].contains { $0 != 0 }) }
     }
 
+    @Test("a batch's outputs and gradients are its examples' one at a time, bit for bit", arguments: NCFVariant.allCases)
+    func batch(variant: NCFVariant) throws {
+        // Widths off the kernels' 8-wide blocks: input 10, layers 20, 12 and 9.
+        let network = try NCFNetwork(variant: variant, gmfDim: 3, mlpDim: 5, layers: [20, 12, 9])
+        var g = SeededGenerator(seed: 21)
+        let w = network.userWidth
+        let users = random(3 * w, &g), items = random(4 * w, &g), dense = random(network.denseCount, &g)
+        // Seven examples, rows repeated, in no order.
+        let userRows = [0, 2, 1, 0, 2, 2, 1], itemRows = [3, 0, 3, 1, 2, 0, 3]
+        let deltas: [Float] = [0.3, -0.7, 0.1, 0.9, -0.2, 0.5, -1.1]
+        var ws = NCFNetwork.Workspace(network, capacity: 8)
+        var z = [Float](repeating: 0, count: 7)
+        network.forward(count: 7, users: users, userRows: userRows, items: items, itemRows: itemRows, dense: dense, z: &z, ws: &ws)
+        var gu = [Float](repeating: 0, count: users.count), gi = [Float](repeating: 0, count: items.count)
+        var gd = [Float](repeating: 0, count: dense.count)
+        network.backward(count: 7, deltas: deltas, users: users, userRows: userRows, items: items, itemRows: itemRows, dense: dense,
+                         gradUsers: &gu, gradItems: &gi, gradDense: &gd, ws: &ws)
+        let reference = ReferenceNCF(network: network)
+        var one = NCFNetwork.Workspace(network)
+        var su = [Float](repeating: 0, count: users.count), si = [Float](repeating: 0, count: items.count)
+        var sd = [Float](repeating: 0, count: dense.count)
+        for e in 0..<7 {
+            let user = Array(users[(userRows[e] * w)..<((userRows[e] + 1) * w)]), item = Array(items[(itemRows[e] * w)..<((itemRows[e] + 1) * w)])
+            let single = network.forward(user: user, item: item, dense: dense, ws: &one)
+            #expect(single.bitPattern == z[e].bitPattern)
+            #expect(abs(Double(z[e]) - reference.z(user: user.map(Double.init), item: item.map(Double.init), dense: dense.map(Double.init))) < 1e-5)
+            su.withUnsafeMutableBufferPointer { su in
+            si.withUnsafeMutableBufferPointer { si in
+                network.backward(deltas[e], user: user, item: item, dense: dense, gradUser: su.baseAddress! + userRows[e] * w,
+                                 gradItem: si.baseAddress! + itemRows[e] * w, gradDense: &sd, ws: &one)
+            }}
+        }
+        #expect(gu.map(\.bitPattern) == su.map(\.bitPattern))
+        #expect(gi.map(\.bitPattern) == si.map(\.bitPattern))
+        #expect(gd.map(\.bitPattern) == sd.map(\.bitPattern))
+        #expect(gu.contains { $0 != 0 } && gd.contains { $0 != 0 })
+        // A frozen model: the users' gradients alone, the same.
+        var fu = [Float](repeating: 0, count: users.count)
+        network.forward(count: 7, users: users, userRows: userRows, items: items, itemRows: itemRows, dense: dense, z: &z, ws: &ws)
+        network.backward(count: 7, deltas: deltas, users: users, userRows: userRows, items: items, itemRows: itemRows, dense: dense,
+                         gradUsers: &fu, gradItems: nil, gradDense: nil, ws: &ws)
+        #expect(fu.map(\.bitPattern) == su.map(\.bitPattern))
+    }
+
     @Test("the scorer gives every item the forward pass's output")
     func scorer() throws {
         let network = try NCFNetwork(variant: .neumf, gmfDim: 2, mlpDim: 3, layers: [4, 2])

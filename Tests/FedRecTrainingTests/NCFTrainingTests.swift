@@ -116,6 +116,72 @@ struct NCFTrainingTests {
         #expect(a.update != c.update)
     }
 
+    @Test("a minibatch through the network in pieces of 1, 3 or 64 examples trains bit-identically", arguments: [NCFVariant.mlp, .neumf])
+    func pieces(variant: NCFVariant) throws {
+        let data = try SyntheticDataset(users: 12, items: 30, perUser: 9, split: .leaveLastOut)
+        let (model, _) = try NCFModel.open(try ncfModel(data, variant: variant))
+        var options = TrainingOptions()
+        options.optimizer = .adam
+        options.learningRate = 0.05
+        options.negatives = 3
+        options.batchSize = 10
+        let reader = try ShardUserReader(path: data.shards[0], datasetId: model.config.datasetId, items: model.config.items)
+        let record = try #require(try reader.next())
+        func train(chunk: Int, userEpochs: Int, sharedEpochs: Int) -> (users: [UInt32], dense: [UInt32], rows: [UInt32]) {
+            var generator = SeededGenerator(seed: 9)
+            var rows: [UInt32] = []
+            let result = NCFClientTrainer(model: model, options: options, chunk: chunk).train(
+                users: [record], start: options.initialEmbedding(user: record.user, dim: model.config.dim), generator: &generator,
+                userEpochs: userEpochs, sharedEpochs: sharedEpochs) { item, delta in rows += [UInt32(item)] + delta.map(\.bitPattern) }
+            return (result.users.map(\.bitPattern), result.denseDelta.map(\.bitPattern), rows)
+        }
+        for (userEpochs, sharedEpochs) in [(0, 2), (3, 0)] {
+            let whole = train(chunk: 64, userEpochs: userEpochs, sharedEpochs: sharedEpochs)
+            #expect(whole.users != options.initialEmbedding(user: record.user, dim: model.config.dim).map(\.bitPattern))
+            for chunk in [1, 3] {
+                let pieces = train(chunk: chunk, userEpochs: userEpochs, sharedEpochs: sharedEpochs)
+                #expect(pieces.users == whole.users && pieces.dense == whole.dense && pieces.rows == whole.rows)
+            }
+            #expect(whole.dense.contains { $0 != 0 } == (sharedEpochs > 0))
+        }
+    }
+
+    @Test("a step's 8-wide Adam and SGD give the scalar formulas' values; the gradient is zeroed")
+    func stepRule() {
+        var g = SeededGenerator(seed: 4)
+        let n = 19
+        let x0 = (0..<n).map { _ in Float(g.nextGaussian()) }, grad0 = (0..<n).map { _ in Float(g.nextGaussian()) }
+        let m0 = (0..<n).map { _ in Float(g.nextGaussian()) * 0.1 }, v0 = (0..<n).map { _ in Float(g.nextUnitFloat()) * 0.01 }
+        for adam in [true, false] {
+            let lr: Float = 0.01, l2: Float = 0.001, examples = 6, step = 3
+            var rule = NCFStepRule(learningRate: lr, l2: l2, adam: adam)
+            rule.begin(step: step, examples: examples)
+            var x = x0, grad = grad0, m = m0, v = v0
+            x.withUnsafeMutableBufferPointer { x in
+            grad.withUnsafeMutableBufferPointer { grad in
+            m.withUnsafeMutableBufferPointer { m in
+            v.withUnsafeMutableBufferPointer { v in
+                rule.apply(x.baseAddress!, grad: grad.baseAddress!, m: m.baseAddress!, v: v.baseAddress!, count: n)
+            }}}}
+            for k in 0..<n {
+                // Kingma & Ba 2015: m ← β₁ m + (1 − β₁) g, v ← β₂ v + (1 − β₂) g², θ ← θ − lr m̂ / (√v̂ + ε).
+                let gk = grad0[k] * (1 / Float(examples)) + l2 * x0[k]
+                var expected = x0[k]
+                if adam {
+                    let mk = 0.9 * m0[k] + 0.1 * gk, vk = 0.999 * v0[k] + 0.001 * gk * gk
+                    let mHat = mk / (1 - powf(0.9, Float(step))), vHat = vk / (1 - powf(0.999, Float(step)))
+                    expected -= lr * mHat / (vHat.squareRoot() + 1e-8)
+                    #expect(m[k] == mk && v[k] == vk)
+                } else {
+                    expected -= lr * gk
+                    #expect(m[k] == m0[k] && v[k] == v0[k])
+                }
+                #expect(x[k].bitPattern == expected.bitPattern, "adam \(adam), k \(k)")
+            }
+            #expect(grad.allSatisfy { $0 == 0 } && x != x0)
+        }
+    }
+
     @Test("training lowers the log loss on the clients' own positives and negatives")
     func learns() throws {
         let data = try SyntheticDataset(users: 30, items: 30, perUser: 10, split: .leaveLastOut)
