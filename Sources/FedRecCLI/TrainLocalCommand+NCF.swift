@@ -13,8 +13,7 @@ extension TrainLocalCommand {
         }
         var options = training.options
         try privacy.apply(to: &options, quiet: format.quiet)
-        let statePath = training.reconstruct ? nil : state
-        let stateOutPath = training.reconstruct ? nil : (stateOut ?? state)
+        let (statePath, stateOutPath) = stateFiles
         if let statePath, let stateOutPath, statePath != stateOutPath {
             try FileRoles(inputs: [model, shard, statePath], outputs: [output, stateOutPath]).check()
         } else {

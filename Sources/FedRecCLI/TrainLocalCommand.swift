@@ -53,10 +53,11 @@ public struct TrainLocalCommand: ParsableCommand {
                   --shard mls-search/shards/shard-00000.tar --epochs 1 \\
                   --batch-size 16 --lr 0.001 -o update-0000.safetensors
 
-            With --compress (SGD), each client's update is compressed apart and the output \
-            holds every client's segment, marked compression=SCHEME; fl-aggregate decodes it. \
-            q8, q4: QSGD (Alistarh et al. 2017), 8 or 4 bits a value, unbiased stochastic \
-            levels on each row's L2 norm. topk:RATIO: the largest RATIO of each client's \
+            With --compress (SGD; mf and ncf models), each client's update is compressed apart \
+            and the output holds every client's segment, marked compression=SCHEME; \
+            fl-aggregate decodes it. q8, q4: QSGD (Alistarh et al. 2017), 8 or 4 bits a value, \
+            unbiased stochastic levels on each item row's L2 norm (an ncf tower: each weight \
+            matrix's rows, each other tensor whole). topk:RATIO: the largest RATIO of each client's \
             values, with error feedback (Stich et al. 2018): what is not sent is added to the \
             next round's update, kept in --state (needed, even with --reconstruct). f32: the \
             values as they are (the baseline). With --secagg-session, q8 and q4 quantise to at \
@@ -101,6 +102,14 @@ public struct TrainLocalCommand: ParsableCommand {
     @OptionGroup(title: "Output") var format: OutputFormatOptions
 
     public init() {}
+
+    /// The state file read and the one written: users kept between rounds (no
+    /// `--reconstruct`) or top-k's error-feedback residuals, which are kept even when users
+    /// are rebuilt; nil when nothing is kept.
+    var stateFiles: (read: String?, write: String?) {
+        let keepsState = !training.reconstruct || training.compress?.keepsResidual == true
+        return keepsState ? (state, stateOut ?? state) : (nil, nil)
+    }
 
     /// A text-lora model: the shard's clients fine-tune the adapter on their query logs.
     func trainTextLoRA() throws {
@@ -168,9 +177,7 @@ public struct TrainLocalCommand: ParsableCommand {
                 throw FedRecError(.usage, "--compress \(training.compress.map(\.description) ?? "topk") keeps each client's error-feedback residual in the state file: give --state FILE")
             }
             if family == .ncf { return try trainNCF() }
-            let keepsState = !training.reconstruct || training.compress?.keepsResidual == true
-            let statePath = keepsState ? state : nil
-            let stateOutPath = keepsState ? (stateOut ?? state) : nil
+            let (statePath, stateOutPath) = stateFiles
             let base = try ModelView.basePath(of: model)
             // A state file rewritten over itself is the point of --state; anything else that
             // names one file twice would destroy an input.

@@ -57,7 +57,7 @@ public struct TrainingArguments: ParsableArguments {
     var seed: UInt64?
 
     @Option(help: ArgumentHelp(
-        "Compress each client's SGD update on the wire: f32 (none: each client's rows and float32 values apart, the baseline), q8 or q4 (QSGD, unbiased stochastic levels, a float32 L2-norm scale a row; with --secagg-session: s levels on the shared scale --secagg-clip, masked at the roster's bits), or topk:RATIO (the ⌈RATIO·n⌉ largest of n values, with error feedback kept in --state; not with secure aggregation). Not with --clip. fl-eval ignores it.",
+        "Compress each client's SGD update (mf, ncf) on the wire: f32 (none: each client's rows and float32 values apart, the baseline), q8 or q4 (QSGD, unbiased stochastic levels, a float32 L2-norm scale a row; with --secagg-session: s levels on the shared scale --secagg-clip, masked at the roster's bits), or topk:RATIO (the ⌈RATIO·n⌉ largest of n values, with error feedback kept in --state; not with secure aggregation). Not with --clip. fl-eval ignores it.",
         valueName: "f32|q8|q4|topk:RATIO"))
     var compress: UpdateCompression?
 

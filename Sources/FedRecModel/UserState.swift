@@ -14,7 +14,8 @@ public struct UserState: Sendable {
     /// `SparseVector` of length `residualLength`. Client-side state like the user
     /// parameters: it never appears in an update.
     public var residuals: [Int32: SparseVector] = [:]
-    /// The flat length the residuals index (items · (d + 1) + 1 for an SGD update).
+    /// The flat length the residuals index (`ClientVectorLayout.length`: items · (d + 1) + 1
+    /// for an MF SGD update, items · d + the tower's values for NCF).
     public var residualLength = 0
     private var slot: [Int32: Int]
 

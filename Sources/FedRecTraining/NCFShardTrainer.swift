@@ -8,7 +8,9 @@ import FedRecWire
 /// and the shard's update is written as an ordinary `ModelUpdate`: `rows.gmf_item` and
 /// `rows.mlp_item` for the item rows the clients touched, `dense.NAME` for the tower and
 /// the prediction layer, each Σ_k w_k Δ_k. User vectors stay in the shard's state file
-/// (or are rebuilt each round with `--reconstruct`), as MF's do.
+/// (or are rebuilt each round with `--reconstruct`), as MF's do. With `--compress` each
+/// client's update (its item rows and its dense deltas) is compressed apart instead
+/// (`ClientVectorLayout(items:network:)`), top-k's residuals kept in the state file.
 public enum NCFShardTrainer {
     /// What an ncf client cannot do yet, refused before anything is read.
     /// - Throws: `.usage` naming the option.
@@ -16,7 +18,6 @@ public enum NCFShardTrainer {
         var refused: [String] = []
         if options.algorithm != .sgd { refused.append("--algorithm \(options.algorithm.rawValue) (ncf trains by sgd)") }
         if options.clip > 0 { refused.append("--clip") }
-        if options.compression != nil { refused.append("--compress") }
         if options.localNoiseMultiplier > 0 { refused.append("--local-dp") }
         if options.sampleRate != nil { refused.append("--sample-rate") }
         if options.alsBounds != nil { refused.append("ALS contribution bounds") }
@@ -34,10 +35,14 @@ public enum NCFShardTrainer {
         let config = model.config
         let width = model.network.userWidth
         let reader = try ShardUserReader(path: shardPath, datasetId: config.datasetId, items: config.items)
-        var state = UserState(dim: width)
-        if options.userParameters == .state, let stateIn, fileExists(stateIn) {
-            state = try UserState.load(stateIn, config: config, shard: reader.origin, shardPath: shardPath).state
+        let keepsResidual = options.compression?.keepsResidual == true
+        var state = try UserState.starting(stateIn, dim: width, config: config, users: options.userParameters == .state, residuals: keepsResidual,
+                                           shard: reader.origin, shardPath: shardPath)
+        // Each client compressed apart: `rows` and `dense` then hold one client at a time.
+        let compressor = try options.compression.map {
+            try ClientCompressor(compression: $0, seed: options.compressionSeed, file: modelPath) { try ClientVectorLayout(items: config.items, network: model.network) }
         }
+        if keepsResidual { try compressor?.checkResiduals(of: state, file: stateIn) }
         let trainer = NCFClientTrainer(model: model, options: options)
         let layout = model.network.rowLayout
         let rows = RowAccumulator(items: config.items, width: width)
@@ -47,7 +52,27 @@ public enum NCFShardTrainer {
         let roundSeed = options.seed &+ UInt64(model.round) &* 0x9E37_79B9_7F4A_7C15
         let userEpochs = options.userParameters == .reconstruct ? options.reconstructionEpochs : 0
 
-        func trainClient(_ users: [UserRecord]) {
+        /// The header every update of this shard carries (`clients` and `weight` its own).
+        func header(clients: Int, weight: Double) -> UpdateHeader {
+            var header = UpdateHeader(config: config, baseModel: identity, round: model.round, algorithm: .sgd,
+                                      weighting: options.weighting, clients: clients, weight: weight)
+            header.shards = [reader.identity]
+            header.extra[UserSettingsMetadata.key] = UserSideSettings(options).metadataValue
+            return header
+        }
+
+        /// The summed rows and `dense` as an update (the dense vector split into its tensors).
+        func update(_ header: UpdateHeader) -> ModelUpdate {
+            let sorted = rows.sortedTensors(split: layout)
+            var denseTensors: [String: [Float]] = [:]
+            for entry in model.network.denseLayout {
+                denseTensors[entry.name] = Array(dense[entry.offset..<(entry.offset + entry.shape.reduce(1, *))])
+            }
+            return ModelUpdate(header: header, rows: sorted.rows, rowClients: sorted.clients, rowWeight: sorted.weights,
+                               rowTensors: sorted.tensors, dense: denseTensors)
+        }
+
+        func trainClient(_ users: [UserRecord]) throws {
             summary.population += 1
             let examples = users.reduce(0) { $0 + $1.train.count }
             guard examples > 0 else { return }
@@ -73,6 +98,11 @@ public enum NCFShardTrainer {
                 rows.add(slot: slot, delta, scale: weight)
             }
             for k in dense.indices { dense[k] += weight * result.denseDelta[k] }
+            if let compressor {
+                try compressor.add(client: users[0].client, update: update(header(clients: 1, weight: Double(weight))), residuals: &state.residuals)
+                rows.reset()
+                for k in dense.indices { dense[k] = 0 }
+            }
             for (u, record) in users.enumerated() {
                 result.users.withUnsafeBufferPointer { all in
                     state.set(user: record.user, embedding: UnsafeBufferPointer(rebasing: all[(u * width)..<((u + 1) * width)]), bias: 0)
@@ -81,28 +111,27 @@ public enum NCFShardTrainer {
         }
 
         try reader.forEachClient { users, usersRead in
-            trainClient(users)
+            try trainClient(users)
             progress.update("\(shardPath): \(usersRead) users")
         }
         progress.finish()
         guard summary.clients > 0 else { throw FedRecError(.emptyInput, file: shardPath, "no client in the shard has training data") }
 
-        var header = UpdateHeader(config: config, baseModel: identity, round: model.round, algorithm: .sgd,
-                                  weighting: options.weighting, clients: summary.clients, weight: totalWeight)
-        header.shards = [reader.identity]
-        header.extra[UserSettingsMetadata.key] = UserSideSettings(options).metadataValue
-        let sorted = rows.sortedTensors(split: layout)
-        summary.rows = sorted.rows.count
-        var denseTensors: [String: [Float]] = [:]
-        for entry in model.network.denseLayout {
-            denseTensors[entry.name] = Array(dense[entry.offset..<(entry.offset + entry.shape.reduce(1, *))])
+        let shardHeader = header(clients: summary.clients, weight: totalWeight)
+        if let compressor {
+            state.residualLength = compressor.builder.layout.length
+            summary.rows = compressor.builder.entries
         }
-        let update = ModelUpdate(header: header, rows: sorted.rows, rowClients: sorted.clients, rowWeight: sorted.weights,
-                                 rowTensors: sorted.tensors, dense: denseTensors)
-        if let stateOut, options.userParameters == .state {
+        if let stateOut, options.userParameters == .state || keepsResidual {
             try state.write(to: stateOut, config: config, round: model.round + 1, shard: reader.origin)
         }
-        try update.write(to: output, kind: .update)
+        if let compressor {
+            try compressor.builder.write(header: shardHeader, to: output)
+        } else {
+            let sum = update(shardHeader)
+            summary.rows = sum.rows.count
+            try sum.write(to: output, kind: .update)
+        }
         return summary
     }
 

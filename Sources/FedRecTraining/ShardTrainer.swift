@@ -31,21 +31,29 @@ public struct ShardTrainingSummary: Sendable {
     }
 }
 
-/// Compresses each client's update as it is computed (`fl-train-local --compress`).
+/// Compresses each client's update as it is computed (`fl-train-local --compress`), for
+/// matrix factorisation and NCF alike (the model's `ClientVectorLayout`).
 final class ClientCompressor {
     var builder: CompressedUpdateBuilder
     var generator: ChaCha20Generator
     let seed: UInt64?
 
-    init(compression: UpdateCompression, config: ModelConfig, seed: UInt64?, file: String) throws {
+    /// - Parameter layout: the model's, made by `makeLayout` (its errors name `file`).
+    init(compression: UpdateCompression, seed: UInt64?, file: String, layout makeLayout: () throws -> ClientVectorLayout) throws {
         do {
-            builder = CompressedUpdateBuilder(compression: compression, layout: try ClientVectorLayout(config: config))
+            builder = CompressedUpdateBuilder(compression: compression, layout: try makeLayout())
         } catch let error as FedRecError {
             throw error.inFile(file)
         }
         self.seed = seed
         var system = SystemRandomNumberGenerator()
         generator = ChaCha20Generator(seed: randomBytes(ChaCha20Generator.seedByteCount, using: &system), label: "compress")
+    }
+
+    /// Refuses a state whose error-feedback residuals index another layout (`.mismatch`).
+    func checkResiduals(of state: UserState, file: String?) throws {
+        guard !state.residuals.isEmpty, state.residualLength != builder.layout.length else { return }
+        throw FedRecError(.mismatch, file: file ?? "the state", "holds error-feedback residuals of length \(state.residualLength), the model's updates have \(builder.layout.length)")
     }
 
     /// Adds one client's update; top-k takes its residual from `residuals` and puts the new one back.
@@ -107,18 +115,13 @@ public enum ShardTrainer {
             throw FedRecError(.usage, file: modelPath, "a wals model is trained with --algorithm als")
         }
         let reader = try ShardUserReader(path: shardPath, datasetId: config.datasetId, items: config.items)
-        var state = UserState(dim: d)
         // Error feedback keeps its residuals in the state file even when users are rebuilt.
         let keepsResidual = clientSink == nil && options.compression?.keepsResidual == true
-        if let stateIn, options.userParameters == .state || keepsResidual, fileExists(stateIn) {
-            let loaded = try UserState.load(stateIn, config: config, shard: reader.origin, shardPath: shardPath).state
-            if options.userParameters == .state { state = loaded }
-            state.residuals = loaded.residuals
-            state.residualLength = loaded.residualLength
-        }
+        var state = try UserState.starting(stateIn, dim: d, config: config, users: options.userParameters == .state, residuals: keepsResidual,
+                                           shard: reader.origin, shardPath: shardPath)
         // Each client compressed apart (not under secure aggregation: its sink takes the clients).
         let compressor = try clientSink == nil ? options.compression.map {
-            try ClientCompressor(compression: $0, config: config, seed: options.compressionSeed, file: modelPath)
+            try ClientCompressor(compression: $0, seed: options.compressionSeed, file: modelPath) { try ClientVectorLayout(config: config) }
         } : nil
         if let compressor, options.algorithm != .sgd {
             throw FedRecError(.usage, "--compress \(compressor.builder.compression) applies to SGD updates, not to \(options.algorithm) statistics")
@@ -128,9 +131,7 @@ public enum ShardTrainer {
         if let compressor, options.clip > 0 {
             throw FedRecError(.usage, "--compress \(compressor.builder.compression) changes the clipped delta's norm, which --clip bounds for DP: not both")
         }
-        if keepsResidual, !state.residuals.isEmpty, state.residualLength != compressor?.builder.layout.length {
-            throw FedRecError(.mismatch, file: stateIn ?? "the state", "holds error-feedback residuals of length \(state.residualLength), the model's updates have \(compressor?.builder.layout.length ?? 0)")
-        }
+        if keepsResidual { try compressor?.checkResiduals(of: state, file: stateIn) }
         let sink: ((_ client: Int32, _ update: ModelUpdate) throws -> Void)? = clientSink ?? (compressor == nil ? nil : { client, update in
             try compressor?.add(client: client, update: update, residuals: &state.residuals)
         })
@@ -295,5 +296,22 @@ public enum ShardTrainer {
             try update.write(to: output, kind: .update, spilled: spilled)
         }
         return summary
+    }
+}
+
+extension UserState {
+    /// The state a shard's training starts from: the users of `path` when `users` (their
+    /// parameters kept between rounds), its error-feedback residuals when `residuals`
+    /// (`--compress topk:…`, kept even when users are rebuilt), an empty state otherwise or
+    /// when the file does not exist yet.
+    static func starting(_ path: String?, dim: Int, config: ModelConfig, users: Bool, residuals: Bool, shard: ShardOrigin,
+                         shardPath: String) throws -> UserState {
+        var state = UserState(dim: dim)
+        guard let path, users || residuals, fileExists(path) else { return state }
+        let loaded = try UserState.load(path, config: config, shard: shard, shardPath: shardPath).state
+        if users { state = loaded }
+        state.residuals = loaded.residuals
+        state.residualLength = loaded.residualLength
+        return state
     }
 }

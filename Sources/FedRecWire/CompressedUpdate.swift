@@ -12,13 +12,17 @@ import FedRecSupport
 /// - `client_weight` F32 [clients]: each client's weight (its contribution to
 ///   `row_weight` for every row it sends);
 /// - `f32` (the uncompressed baseline): `rows` I32 [R] (each client's rows strictly
-///   ascending), `row_values` F32 [R, W], `dense_values` F32 [clients];
+///   ascending), `row_values` F32 [R, W], `dense_values` F32 [clients · D];
 /// - QSGD (`q8`, `q4`): `rows` I32 [R] (each client's rows strictly ascending),
 ///   `row_scale` F32 [R], `row_levels` U8 [⌈R · W · b / 8⌉] (R · W signed b-bit levels,
-///   packed as `BitPacking` does), `dense_scale` F32 [clients], `dense_levels` U8
-///   [⌈clients · b / 8⌉];
+///   packed as `BitPacking` does), `dense_scale` F32 [clients · B] (B dense buckets),
+///   `dense_levels` U8 [⌈clients · D · b / 8⌉];
 /// - top-k (`topk:RATIO`): `index` I32 [N] (flat `ClientVectorLayout` indices, each
 ///   client's strictly ascending), `value` F32 [N].
+///
+/// W, D and the dense buckets are the `ClientVectorLayout`'s: matrix factorisation's
+/// (W = d + 1, D = B = 1) is implied; any other model's is recorded in the metadata
+/// (`compression_rows`, `compression_dense`).
 ///
 /// Decoding sums the clients into an ordinary update: a client counts for a row (its
 /// `row_clients` and `row_weight`) when it sends any value of that row.
@@ -50,45 +54,41 @@ public struct CompressedUpdateBuilder: Sendable {
     /// Adds one client's update (values already scaled by `weight`) as it is (`f32`).
     public mutating func addPlain(_ update: ModelUpdate, weight: Float) throws {
         guard case .float32 = compression else { preconditionFailure("addPlain on a \(compression) builder") }
-        let (embedding, bias, global) = try layout.parts(of: update)
-        let d = layout.dim
-        for k in update.rows.indices {
-            rowValues.append(contentsOf: embedding[(k * d)..<((k + 1) * d)])
-            rowValues.append(bias[k])
-        }
+        var values: [Float] = []
+        let dense = try layout.gather(update) { _, row in values.append(contentsOf: row) }
+        rowValues.append(contentsOf: values)
         rows.append(contentsOf: update.rows)
-        denseValues.append(global)
+        denseValues.append(contentsOf: dense)
         try finishClient(weight: weight, entries: rows.count)
     }
 
     /// Adds one client's update (values already scaled by `weight`) QSGD-quantised, one
-    /// bucket a row and one for the global bias, with rounding drawn from `generator`.
+    /// bucket a row and the layout's dense buckets, with rounding drawn from `generator`.
     public mutating func addQuantized<G: RandomNumberGenerator>(_ update: ModelUpdate, weight: Float, using generator: inout G) throws {
         guard case .qsgd(let bits) = compression else { preconditionFailure("addQuantized on a \(compression) builder") }
-        let (embedding, bias, global) = try layout.parts(of: update)
-        let w = layout.width, d = layout.dim
-        var bucket = [Float](repeating: 0, count: w)
-        var words = [UInt32](repeating: 0, count: w)
-        try bucket.withUnsafeMutableBufferPointer { b in
-            try words.withUnsafeMutableBufferPointer { out in
-                for k in update.rows.indices {
-                    for j in 0..<d { b[j] = embedding[k * d + j] }
-                    b[d] = bias[k]
-                    let scale = QSGD.scale(of: UnsafeBufferPointer(b))
-                    try QSGD.quantize(UnsafeBufferPointer(b), scale: scale, bits: bits, into: out, using: &generator)
-                    rowScale.append(scale)
-                    rowWords.append(contentsOf: out)
-                }
+        let layout = self.layout
+        var words = [UInt32](repeating: 0, count: max(layout.width, layout.denseBuckets.map(\.count).max() ?? 0))
+        var scales: [Float] = [], levels: [UInt32] = []
+        func quantize(_ bucket: UnsafeBufferPointer<Float>) throws {
+            let scale = QSGD.scale(of: bucket)
+            try words.withUnsafeMutableBufferPointer { all in
+                let out = UnsafeMutableBufferPointer(rebasing: all[0..<bucket.count])
+                try QSGD.quantize(bucket, scale: scale, bits: bits, into: out, using: &generator)
+                levels.append(contentsOf: out)
             }
+            scales.append(scale)
         }
+        let dense = try layout.gather(update) { _, row in try quantize(row) }
         rows.append(contentsOf: update.rows)
-        var one = [global], level: [UInt32] = [0]
-        let scale = one.withUnsafeBufferPointer { QSGD.scale(of: $0) }
-        try one.withUnsafeMutableBufferPointer { g in
-            try level.withUnsafeMutableBufferPointer { try QSGD.quantize(UnsafeBufferPointer(g), scale: scale, bits: bits, into: $0, using: &generator) }
+        rowScale.append(contentsOf: scales)
+        rowWords.append(contentsOf: levels)
+        scales.removeAll()
+        levels.removeAll()
+        try dense.withUnsafeBufferPointer { values in
+            for bucket in layout.denseBuckets { try quantize(UnsafeBufferPointer(rebasing: values[bucket])) }
         }
-        denseScale.append(scale)
-        denseWords.append(level[0])
+        denseScale.append(contentsOf: scales)
+        denseWords.append(contentsOf: levels)
         try finishClient(weight: weight, entries: rows.count)
     }
 
@@ -126,6 +126,7 @@ public struct CompressedUpdateBuilder: Sendable {
         header.extra[UpdateCompression.decodedKey] = nil
         var writer = SafeTensorsWriter(metadata: ModelUpdate(header: header).writer(kind: .update).metadata)
         writer.metadata[UpdateCompression.key] = compression.description
+        writer.metadata.merge(layout.metadata(config: header.config)) { _, new in new }
         writer.add(Self.offsetName, shape: [clientOffset.count], int32s: clientOffset)
         writer.add(Self.weightName, shape: [clientWeight.count], floats: clientWeight)
         switch compression {
@@ -167,8 +168,7 @@ public enum CompressedUpdate {
             throw FedRecError(.corrupt, file: path, error.message)
         }
         guard header.algorithm == .sgd else { throw FedRecError(.corrupt, file: path, "a compressed update of \(header.algorithm) statistics: only SGD updates are compressed") }
-        let layout: ClientVectorLayout
-        do { layout = try ClientVectorLayout(config: header.config) } catch let error as FedRecError { throw error.inFile(path) }
+        let layout = try ClientVectorLayout.recorded(in: file, config: header.config)
         let tensors = file.tensors
         let c = header.clients
         try tensors.require(CompressedUpdateBuilder.offsetName, .i32, [c + 1])
@@ -183,12 +183,12 @@ public enum CompressedUpdate {
         }
         let entries = Int(offsets[c])
         var sum = RowSum(layout: layout)
-        let w = layout.width
+        let w = layout.width, denseCount = layout.denseCount, buckets = layout.denseBuckets
         switch compression {
         case .float32:
             try tensors.require(CompressedUpdateBuilder.rowsName, .i32, [entries])
             try tensors.require(CompressedUpdateBuilder.rowValuesName, .f32, [entries, w])
-            try tensors.require(CompressedUpdateBuilder.denseValuesName, .f32, [c])
+            try tensors.require(CompressedUpdateBuilder.denseValuesName, .f32, [c * denseCount])
             let rows = try tensors.int32s(CompressedUpdateBuilder.rowsName)
             let rowValues = try tensors.floats(CompressedUpdateBuilder.rowValuesName)
             let denseValues = try tensors.floats(CompressedUpdateBuilder.denseValuesName)
@@ -201,12 +201,12 @@ public enum CompressedUpdate {
                     for j in 0..<w { values[j] = rowValues[e * w + j] }
                     sum.addRow(row, values, weight: weights[client])
                 }
-                sum.dense[0] += denseValues[client]
+                for k in 0..<denseCount { sum.dense[k] += denseValues[client * denseCount + k] }
             }
         case .qsgd(let bits):
             try tensors.require(CompressedUpdateBuilder.rowsName, .i32, [entries])
             try tensors.require(CompressedUpdateBuilder.rowScaleName, .f32, [entries])
-            try tensors.require(CompressedUpdateBuilder.denseScaleName, .f32, [c])
+            try tensors.require(CompressedUpdateBuilder.denseScaleName, .f32, [c * buckets.count])
             let rows = try tensors.int32s(CompressedUpdateBuilder.rowsName)
             let rowScale = try tensors.floats(CompressedUpdateBuilder.rowScaleName)
             let denseScale = try tensors.floats(CompressedUpdateBuilder.denseScaleName)
@@ -214,7 +214,7 @@ public enum CompressedUpdate {
                 throw FedRecError(.corrupt, file: path, "a QSGD scale is \(bad)")
             }
             let rowWords = try levels(file, CompressedUpdateBuilder.rowLevelsName, bits: bits, count: entries * w)
-            let denseWords = try levels(file, CompressedUpdateBuilder.denseLevelsName, bits: bits, count: c)
+            let denseWords = try levels(file, CompressedUpdateBuilder.denseLevelsName, bits: bits, count: c * denseCount)
             let s = Float(QSGD.levels(bits: bits))
             var values = [Float](repeating: 0, count: w)
             for client in 0..<c {
@@ -225,7 +225,10 @@ public enum CompressedUpdate {
                     for j in 0..<w { values[j] = Float(rowWords[e * w + j]) * step }
                     sum.addRow(row, values, weight: weights[client])
                 }
-                sum.dense[0] += Float(denseWords[client]) * (denseScale[client] / s)
+                for (b, bucket) in buckets.enumerated() {
+                    let step = denseScale[client * buckets.count + b] / s
+                    for k in bucket { sum.dense[k] += Float(denseWords[client * denseCount + k]) * step }
+                }
             }
         case .topK:
             try tensors.require(CompressedUpdateBuilder.indexName, .i32, [entries])
@@ -233,7 +236,7 @@ public enum CompressedUpdate {
             let index = try tensors.int32s(CompressedUpdateBuilder.indexName)
             let value = try tensors.floats(CompressedUpdateBuilder.valueName)
             if let bad = value.first(where: { !$0.isFinite }) { throw FedRecError(.corrupt, file: path, "a top-k value is \(bad)") }
-            let length = layout.length
+            let length = layout.length, denseStart = layout.items * w
             for client in 0..<c {
                 let start = Int(offsets[client]), end = Int(offsets[client + 1])
                 var lastRow = -1
@@ -242,11 +245,11 @@ public enum CompressedUpdate {
                     guard i >= 0, Int(i) < length, e == start || index[e - 1] < i else {
                         throw FedRecError(.corrupt, file: path, "client \(client)'s indices are not strictly ascending within 0..<\(length) (index \(i))")
                     }
-                    let row = Int(i) / w
-                    if row == layout.items {
-                        sum.dense[Int(i) - row * w] += value[e]
+                    if Int(i) >= denseStart {
+                        sum.dense[Int(i) - denseStart] += value[e]
                         continue
                     }
+                    let row = Int(i) / w
                     if row != lastRow {
                         sum.touch(row, weight: weights[client])
                         lastRow = row
@@ -332,20 +335,27 @@ struct RowSum {
         for j in 0..<layout.width { values[base + j] += add[j] }
     }
 
-    /// The ordinary update: rows ascending, `item_embedding` and `item_bias` split apart.
+    /// The ordinary update: rows ascending, the layout's row and dense tensors split apart.
     func update(header: UpdateHeader) -> ModelUpdate {
         let order = rows.indices.sorted { rows[$0] < rows[$1] }
-        let w = layout.width, d = layout.dim
-        var embedding = [Float](), bias = [Float]()
-        embedding.reserveCapacity(order.count * d)
-        bias.reserveCapacity(order.count)
-        for s in order {
-            embedding.append(contentsOf: values[(s * w)..<(s * w + d)])
-            bias.append(values[s * w + d])
+        let w = layout.width
+        var rowTensors: [String: RowTensor] = [:]
+        var offset = 0
+        for part in layout.rowParts {
+            var out = [Float]()
+            out.reserveCapacity(order.count * part.width)
+            for s in order { out.append(contentsOf: values[(s * w + offset)..<(s * w + offset + part.width)]) }
+            rowTensors[part.name] = RowTensor(width: part.width, values: out)
+            offset += part.width
+        }
+        var denseTensors: [String: [Float]] = [:]
+        offset = 0
+        for part in layout.denseParts {
+            denseTensors[part.name] = Array(dense[offset..<(offset + part.count)])
+            offset += part.count
         }
         return ModelUpdate(
             header: header, rows: order.map { rows[$0] }, rowClients: order.map { clients[$0] }, rowWeight: order.map { weights[$0] },
-            rowTensors: [TensorName.itemEmbedding: RowTensor(width: d, values: embedding), TensorName.itemBias: RowTensor(width: 1, values: bias)],
-            dense: [TensorName.globalBias: dense])
+            rowTensors: rowTensors, dense: denseTensors)
     }
 }

@@ -197,7 +197,7 @@ public struct ModelUpdate: Sendable {
         let reserved: Set<String> = [
             "format", "format_version", "kind", "checksum", "header_checksum", "model_type", "objective", "dim", "items", "dataset_id",
             "base_model", "round", "algorithm", "weighting", "clients", "weight", "clip", "clipped", "sample_rate", "population",
-            UpdateHeader.shardsKey, UpdateCompression.key,
+            UpdateHeader.shardsKey, UpdateCompression.key, ClientVectorLayout.rowsKey, ClientVectorLayout.denseKey,
         ]
         header.extra = file.metadata.filter { !reserved.contains($0.key) }
         return header

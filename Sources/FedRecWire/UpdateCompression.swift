@@ -7,16 +7,18 @@ import FedRecSupport
 /// recorded in the update's `compression` metadata and decoded by every reader of updates
 /// (`ModelUpdate.read`, so `fl-aggregate` sums compressed and plain updates alike).
 ///
-/// A client's update is one vector over W = d + 1 values per item row (the row's
-/// `item_embedding` delta, then its `item_bias` delta) and the `global_bias` delta
-/// (`ClientVectorLayout`), already multiplied by the client's weight.
+/// A client's update is one vector over W values per item row and the dense tensors
+/// (`ClientVectorLayout`: for matrix factorisation the row's `item_embedding` and
+/// `item_bias` deltas and the `global_bias` delta; for NCF the row's `gmf_item` and
+/// `mlp_item` deltas and the tower's), already multiplied by the client's weight.
 public enum UpdateCompression: Sendable, Equatable, CustomStringConvertible {
     /// No compression, but each client's rows and float32 values apart, as each would send
     /// them on its own: the baseline the others are measured against (bytes per client).
     case float32
     /// QSGD (Alistarh, Grubic, Li, Tomioka & Vojnovic, NeurIPS 2017) with b = 8 or 4 bits a
     /// value: s = 2^(b−1) − 1 levels a sign, one bucket per touched item row (its W values)
-    /// and one for the dense part, each bucket's L2 norm sent as a float32 scale.
+    /// and per dense bucket (`ClientVectorLayout.denseBuckets`), each bucket's L2 norm sent
+    /// as a float32 scale.
     case qsgd(bits: Int)
     /// Top-k sparsification with error feedback (Stich, Cordonnier & Jaggi, NeurIPS 2018):
     /// of u = e + Δ (the residual e the client kept plus this round's update Δ), the
@@ -70,60 +72,218 @@ public enum UpdateCompression: Sendable, Equatable, CustomStringConvertible {
     public static let decodedKey = "compressed"
 }
 
-/// One client's SGD update seen as a flat vector: item row r, column j at r · W + j with
-/// W = d + 1 (columns 0..<d the `item_embedding` delta, column d the `item_bias` delta), and
-/// the `global_bias` delta at items · W. Length items · W + 1.
+/// One client's SGD update seen as a flat vector: item row r, column j at r · W + j, the
+/// row tensors side by side in a row's W values, then the dense tensors, one after the
+/// other, at items · W + k. Length items · W + D (D the dense tensors' values).
+///
+/// Matrix factorisation: W = d + 1 (columns 0..<d the `item_embedding` delta, column d the
+/// `item_bias` delta) and D = 1 (`global_bias`). NCF: W = the model's `dim` (`gmf_item`
+/// then `mlp_item`) and the tower and prediction layer in `NCFNetwork.denseLayout` order.
+///
+/// QSGD's buckets (`denseBuckets`): one a touched item row (its W values); a dense
+/// matrix [h, n] one a row (a unit's n incoming weights), any other dense tensor one.
 public struct ClientVectorLayout: Sendable, Equatable {
+    /// A row tensor: its columns in a row's W values.
+    public struct RowPart: Sendable, Equatable {
+        public let name: String
+        public let width: Int
+        public init(_ name: String, width: Int) {
+            self.name = name
+            self.width = width
+        }
+    }
+
+    /// A dense tensor and its shape (values row-major).
+    public struct DensePart: Sendable, Equatable {
+        public let name: String
+        public let shape: [Int]
+        public var count: Int { shape.reduce(1, *) }
+        public init(_ name: String, shape: [Int]) {
+            self.name = name
+            self.shape = shape
+        }
+    }
+
     public let items: Int
-    public let dim: Int
-    public var width: Int { dim + 1 }
-    public var denseCount: Int { 1 }
+    public let rowParts: [RowPart]
+    public let denseParts: [DensePart]
+    /// W: values of a row.
+    public let width: Int
+    /// D: values of the dense part.
+    public let denseCount: Int
+    /// QSGD's buckets of the dense part, ascending and covering 0..<D.
+    public let denseBuckets: [Range<Int>]
     public var length: Int { items * width + denseCount }
 
-    /// Throws `.usage` when the flat index would not fit an Int32.
-    public init(items: Int, dim: Int) throws {
-        self.items = items
-        self.dim = dim
-        guard items.multipliedReportingOverflow(by: dim + 1).partialValue < Int(Int32.max) - 1, items >= 0, dim >= 1 else {
-            throw FedRecError(.usage, "a model of \(items) items × \(dim + 1) values is too large to compress (flat indices are 32-bit)")
+    /// Throws `.usage` when a name repeats or is empty, a width or dimension is below 1, a
+    /// dense tensor has more than two dimensions, or a flat index would not fit an Int32.
+    public init(items: Int, rows: [RowPart], dense: [DensePart]) throws {
+        let names = rows.map(\.name) + dense.map(\.name)
+        guard items >= 0, !rows.isEmpty, Set(names).count == names.count, names.allSatisfy({ !$0.isEmpty && !$0.contains(",") && !$0.contains(":") }),
+            rows.allSatisfy({ (1...FedRecFile.maximumDim).contains($0.width) }),
+            dense.allSatisfy({ (1...2).contains($0.shape.count) && $0.shape.allSatisfy { (1...Int(Int32.max)).contains($0) } })
+        else {
+            throw FedRecError(.usage, "not a layout of named row tensors and dense tensors of one or two dimensions: rows \(rows.map { "\($0.name):\($0.width)" }), dense \(dense.map { "\($0.name):\($0.shape)" })")
         }
+        let width = rows.reduce(0) { $0 + $1.width }
+        var denseCount = 0
+        var buckets: [Range<Int>] = []
+        for part in dense {
+            let (count, overflow) = part.shape.count == 2 ? part.shape[0].multipliedReportingOverflow(by: part.shape[1]) : (part.shape[0], false)
+            guard !overflow, count < Int(Int32.max) - denseCount else {
+                throw FedRecError(.usage, "a model of \(denseCount)+ dense values is too large to compress (flat indices are 32-bit)")
+            }
+            if part.shape.count == 2 {
+                for r in 0..<part.shape[0] { buckets.append((denseCount + r * part.shape[1])..<(denseCount + (r + 1) * part.shape[1])) }
+            } else {
+                buckets.append(denseCount..<(denseCount + count))
+            }
+            denseCount += count
+        }
+        let (rowValues, overflow) = items.multipliedReportingOverflow(by: width)
+        guard !overflow, rowValues < Int(Int32.max) - denseCount else {
+            throw FedRecError(.usage, "a model of \(items) items × \(width) values is too large to compress (flat indices are 32-bit)")
+        }
+        self.items = items
+        rowParts = rows
+        denseParts = dense
+        self.width = width
+        self.denseCount = denseCount
+        denseBuckets = buckets
     }
 
+    /// Matrix factorisation's: `item_embedding` [n, d] and `item_bias` [n, 1] a row, `global_bias` [1].
+    public init(items: Int, dim: Int) throws {
+        guard dim >= 1 else { throw FedRecError(.usage, "a model of dimension \(dim) is not compressed") }
+        try self.init(items: items, rows: [RowPart(TensorName.itemEmbedding, width: dim), RowPart(TensorName.itemBias, width: 1)],
+                      dense: [DensePart(TensorName.globalBias, shape: [1])])
+    }
+
+    /// Matrix factorisation's layout for `config`'s model.
     public init(config: ModelConfig) throws { try self.init(items: config.items, dim: config.dim) }
 
-    /// The update's values as a sparse flat vector (rows ascending, so indices ascending).
-    /// The update must hold SGD deltas: `rows.item_embedding` [n, d], `rows.item_bias`
-    /// [n, 1], `dense.global_bias` [1] (`.shape` otherwise).
-    public func flatten(_ update: ModelUpdate) throws -> SparseVector {
-        let (embedding, bias, global) = try parts(of: update)
-        let w = width, d = dim
-        var index = [Int32](), value = [Float]()
-        index.reserveCapacity(update.rows.count * w + 1)
-        value.reserveCapacity(update.rows.count * w + 1)
-        for (k, row) in update.rows.enumerated() {
-            let base = Int(row) * w
-            for j in 0..<d {
-                index.append(Int32(base + j))
-                value.append(embedding[k * d + j])
-            }
-            index.append(Int32(base + d))
-            value.append(bias[k])
-        }
-        index.append(Int32(items * w))
-        value.append(global)
-        return SparseVector(index: index, value: value)
+    /// An NCF model's: `gmf_item` and `mlp_item` a row, the tower and prediction layer dense.
+    public init(items: Int, network: NCFNetwork) throws {
+        try self.init(items: items, rows: network.rowLayout.map { RowPart($0.name, width: $0.width) },
+                      dense: network.denseLayout.map { DensePart($0.name, shape: $0.shape) })
     }
 
-    /// The update's embedding and bias rows and its global bias delta.
-    func parts(of update: ModelUpdate) throws -> (embedding: [Float], bias: [Float], global: Float) {
-        let n = update.rows.count
-        guard let embedding = update.rowTensors[TensorName.itemEmbedding], embedding.width == dim, embedding.values.count == n * dim,
-            let bias = update.rowTensors[TensorName.itemBias], bias.width == 1, bias.values.count == n,
-            update.rowTensors.count == 2, update.dense.count == 1, let global = update.dense[TensorName.globalBias], global.count == 1
-        else {
-            throw FedRecError(.shape, "only SGD updates (rows.item_embedding [n, \(dim)], rows.item_bias [n, 1], dense.global_bias [1]) are compressed")
+    /// Metadata keys of a layout other than matrix factorisation's (which files leave
+    /// implicit): the row tensors `NAME:WIDTH,…` and the dense ones `NAME:H[xN],…`.
+    public static let rowsKey = "compression_rows"
+    public static let denseKey = "compression_dense"
+
+    /// The metadata a compressed update of this layout carries (none for matrix factorisation's).
+    func metadata(config: ModelConfig) -> [String: String] {
+        if config.family == .mf, let mf = try? ClientVectorLayout(config: config), mf == self { return [:] }
+        return [Self.rowsKey: rowParts.map { "\($0.name):\($0.width)" }.joined(separator: ","),
+                Self.denseKey: denseParts.map { "\($0.name):" + $0.shape.map(String.init).joined(separator: "x") }.joined(separator: ",")]
+    }
+
+    /// The layout a compressed update's metadata records, or matrix factorisation's when it
+    /// records none. Refused naming the file: a malformed record (`.corrupt`), none for a
+    /// model that is not matrix factorisation (`.corrupt`), rows that are not the model's
+    /// `dim` values (or, for matrix factorisation, not its layout) (`.shape`).
+    static func recorded(in file: FedRecFile, config: ModelConfig) throws -> ClientVectorLayout {
+        let path = file.path
+        guard let rowsText = file.metadata[rowsKey], let denseText = file.metadata[denseKey] else {
+            guard file.metadata[rowsKey] == nil, file.metadata[denseKey] == nil, config.family == .mf else {
+                throw FedRecError(.corrupt, file: path, "a compressed \(config.modelType) update needs metadata \(rowsKey) and \(denseKey) (its layout)")
+            }
+            do { return try ClientVectorLayout(config: config) } catch let error as FedRecError { throw error.inFile(path) }
         }
-        return (embedding.values, bias.values, global[0])
+        func entries(_ text: String) -> [(name: String, sizes: [Int])]? {
+            var out: [(String, [Int])] = []
+            for entry in text.split(separator: ",", omittingEmptySubsequences: false) {
+                let pair = entry.split(separator: ":", omittingEmptySubsequences: false)
+                guard pair.count == 2 else { return nil }
+                let sizes = pair[1].split(separator: "x", omittingEmptySubsequences: false).map { Int($0) }
+                guard sizes.allSatisfy({ $0 != nil }) else { return nil }
+                out.append((String(pair[0]), sizes.compactMap { $0 }))
+            }
+            return out
+        }
+        guard let rows = entries(rowsText), rows.allSatisfy({ $0.sizes.count == 1 }), let dense = entries(denseText) else {
+            throw FedRecError(.corrupt, file: path, "metadata \(rowsKey) '\(rowsText)' or \(denseKey) '\(denseText)' is not a list of NAME:SIZE")
+        }
+        let layout: ClientVectorLayout
+        do {
+            layout = try ClientVectorLayout(items: config.items, rows: rows.map { RowPart($0.name, width: $0.sizes[0]) },
+                                            dense: dense.map { DensePart($0.name, shape: $0.sizes) })
+        } catch let error as FedRecError {
+            throw FedRecError(.corrupt, file: path, error.message)
+        }
+        if config.family == .mf {
+            guard let mf = try? ClientVectorLayout(config: config), mf == layout else {
+                throw FedRecError(.shape, file: path, "records a layout (\(rowsText); \(denseText)) that is not the mf model's of dimension \(config.dim)")
+            }
+        } else if layout.width != config.dim {
+            throw FedRecError(.shape, file: path, "records item rows of \(layout.width) values (\(rowsText)), the \(config.modelType) model's have \(config.dim)")
+        }
+        return layout
+    }
+
+    /// Calls `body` with each row of `update` (its position and its W values, the row
+    /// tensors side by side) and returns the dense values (D, in layout order). The update
+    /// must hold exactly this layout's tensors (`.shape` otherwise).
+    func gather(_ update: ModelUpdate, _ body: (_ k: Int, _ row: UnsafeBufferPointer<Float>) throws -> Void) throws -> [Float] {
+        let n = update.rows.count
+        var parts: [[Float]] = []
+        for part in rowParts {
+            guard let tensor = update.rowTensors[part.name], tensor.width == part.width, tensor.values.count == n * part.width else {
+                throw layoutError
+            }
+            parts.append(tensor.values)
+        }
+        guard update.rowTensors.count == rowParts.count, update.dense.count == denseParts.count else { throw layoutError }
+        var dense = [Float]()
+        dense.reserveCapacity(denseCount)
+        for part in denseParts {
+            guard let values = update.dense[part.name], values.count == part.count else { throw layoutError }
+            dense.append(contentsOf: values)
+        }
+        var row = [Float](repeating: 0, count: width)
+        try row.withUnsafeMutableBufferPointer { buffer in
+            for k in 0..<n {
+                var offset = 0
+                for (p, part) in rowParts.enumerated() {
+                    let w = part.width
+                    parts[p].withUnsafeBufferPointer { values in
+                        for j in 0..<w { buffer[offset + j] = values[k * w + j] }
+                    }
+                    offset += w
+                }
+                try body(k, UnsafeBufferPointer(buffer))
+            }
+        }
+        return dense
+    }
+
+    var layoutError: FedRecError {
+        let rows = rowParts.map { "rows.\($0.name) [n, \($0.width)]" }, dense = denseParts.map { "dense.\($0.name) [\($0.count)]" }
+        return FedRecError(.shape, "only SGD updates of the model's layout (\((rows + dense).joined(separator: ", "))) are compressed")
+    }
+
+    /// The update's values as a sparse flat vector (rows ascending, so indices ascending).
+    /// The update must hold SGD deltas of this layout (`.shape` otherwise).
+    public func flatten(_ update: ModelUpdate) throws -> SparseVector {
+        let w = width
+        var index = [Int32](), value = [Float]()
+        index.reserveCapacity(update.rows.count * w + denseCount)
+        value.reserveCapacity(update.rows.count * w + denseCount)
+        let dense = try gather(update) { k, row in
+            let base = Int(update.rows[k]) * w
+            for j in 0..<w {
+                index.append(Int32(base + j))
+                value.append(row[j])
+            }
+        }
+        let base = items * w
+        for (k, x) in dense.enumerated() {
+            index.append(Int32(base + k))
+            value.append(x)
+        }
+        return SparseVector(index: index, value: value)
     }
 }
 

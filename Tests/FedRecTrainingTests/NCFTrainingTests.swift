@@ -217,7 +217,7 @@ struct NCFTrainingTests {
         #expect(after.positive - after.other > before.positive - before.other + 1)
     }
 
-    @Test("clipping, compression, ALS and sampling are refused for ncf; an MF state file is refused")
+    @Test("clipping, ALS and sampling are refused for ncf; an MF state file is refused")
     func refusals() throws {
         let data = try SyntheticDataset(users: 10, items: 10, perUser: 5, split: .leaveLastOut)
         let path = try ncfModel(data)
@@ -232,7 +232,6 @@ struct NCFTrainingTests {
         #expect(refused { $0.clip = 1 } == .usage)
         #expect(refused { $0.algorithm = .als } == .usage)
         #expect(refused { $0.sampleRate = 0.5 } == .usage)
-        #expect(refused { $0.compression = .float32 } == .usage)
         #expect(!fileExists(data.directory.path + "/x"))
         // An MF model's state (another model type and width) is not an ncf client's.
         let mf = try data.initialModel(.bce, dim: 4)

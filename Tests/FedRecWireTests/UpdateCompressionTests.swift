@@ -185,28 +185,13 @@ struct UpdateCompressionTests {
         return header
     }
 
+    var clients: [ModelUpdate] { clientRows.indices.map { clientUpdate(rows: clientRows[$0], seed: UInt64($0)) } }
+
     func builder(_ compression: UpdateCompression, seed: UInt64 = 5) throws -> CompressedUpdateBuilder {
-        var builder = CompressedUpdateBuilder(compression: compression, layout: try ClientVectorLayout(config: config))
-        var generator = SeededGenerator(seed: seed)
-        for (k, rows) in clientRows.enumerated() {
-            let update = clientUpdate(rows: rows, seed: UInt64(k))
-            switch compression {
-            case .float32: try builder.addPlain(update, weight: 1)
-            case .qsgd: try builder.addQuantized(update, weight: 1, using: &generator)
-            case .topK(let ratio):
-                let step = TopK.errorFeedback(update: try builder.layout.flatten(update), residual: SparseVector(), ratio: ratio)
-                try builder.addSparse(step.sent, weight: 1)
-            }
-        }
-        return builder
+        try CompressionFixture.builder(compression, layout: try ClientVectorLayout(config: config), clients: clients, seed: seed)
     }
 
-    /// The plain sum of `clientRows`' clients.
-    func plainSum() throws -> ModelUpdate {
-        var total = clientUpdate(rows: clientRows[0], seed: 0)
-        for k in 1..<clientRows.count { try total.add(clientUpdate(rows: clientRows[k], seed: UInt64(k)), file: "client \(k)") }
-        return total
-    }
+    func plainSum() throws -> ModelUpdate { try CompressionFixture.plainSum(clients) }
 
     @Test("f32 segments decode to the plain sum exactly; q8/q4 to the same rows and counts, values within one level a client; the decoded sum says what it was")
     func fileRoundTrip() throws {
@@ -273,18 +258,7 @@ struct UpdateCompressionTests {
 
     /// The builder's file with tensor `name` replaced by `payload` (checksums recomputed).
     func tampered(_ compression: UpdateCompression, _ name: String, shape: [Int], _ payload: SafeTensorsWriter.Payload, in dir: String) throws -> String {
-        var writer = try builder(compression).writer(header: shardHeader)
-        writer.add(name, shape: shape, payload)
-        let path = dir + "/bad-\(name).safetensors"
-        _ = try writer.write(to: path)
-        return path
-    }
-
-    func expectRefused(_ path: String, _ failure: FailureClass, says: String, sourceLocation: SourceLocation = #_sourceLocation) {
-        #expect(sourceLocation: sourceLocation) { try ModelUpdate.load(path) } throws: { error in
-            guard let error = error as? FedRecError else { return false }
-            return error.failure == failure && error.file == path && error.description.contains(says)
-        }
+        try CompressionFixture.written(try builder(compression), header: shardHeader, to: dir + "/bad-\(name).safetensors") { $0.add(name, shape: shape, payload) }
     }
 
     @Test("malformed compressed tensors are refused naming the file: wrong lengths (83), levels out of range, rows or indices out of range, unsorted or repeated (84)")
