@@ -328,6 +328,8 @@ public enum QSGD {
         precondition(bucket.count == output.count && (bits == 4 || bits == 8))
         let s = levels(bits: bits)
         let mask: UInt32 = (1 << UInt32(bits)) - 1
+        // A NaN anywhere in the bucket makes its norm NaN: refused here, not sent as zeros.
+        guard scale.isFinite else { throw FedRecError(.badData, "an update value to compress is not finite (the bucket's scale is \(scale))") }
         guard scale > 0 else {
             for i in 0..<output.count { output[i] = 0 }
             return

@@ -26,6 +26,14 @@ struct UpdateCompressionTests {
         }
     }
 
+    @Test("a NaN in a bucket is refused, not sent as zeros (its norm is NaN)")
+    func nanRefused() throws {
+        for bits in [4, 8] {
+            let error = try #require(throws: FedRecError.self) { _ = try decoded([0.5, .nan, -0.25], bits: bits, seed: 1) }
+            #expect(error.failure == .badData)
+        }
+    }
+
     @Test("s = 127 at 8 bits, 7 at 4; a level's word reads back, −2^(b−1) is out of range")
     func levels() {
         #expect(QSGD.levels(bits: 8) == 127 && QSGD.levels(bits: 4) == 7)
