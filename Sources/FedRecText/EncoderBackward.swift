@@ -143,7 +143,7 @@ extension TrainableEncoder {
         for i in 0..<count {
             let v = u[i]
             let cdf = 0.5 * (1 + fastErf(v * inverseRoot2))
-            let pdf = inverseRoot2Pi * expf(-0.5 * v * v)
+            let pdf = inverseRoot2Pi * fastExpNonPositive(-0.5 * v * v)
             d[i] *= cdf + v * pdf
         }
     }

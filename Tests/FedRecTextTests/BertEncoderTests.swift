@@ -7,6 +7,19 @@ import FedRecFormats
 @testable import FedRecText
 
 @Suite struct BertEncoderTests {
+    @Test("fastExpNonPositive agrees with libm's exp to 3 float ulps over [-87, 0], and flushes below")
+    func fastExp() {
+        var worst = 0.0
+        var x: Float = -87
+        while x <= 0 {
+            let exact = exp(Double(x))
+            worst = max(worst, abs(Double(fastExpNonPositive(x)) - exact) / exact)
+            x += 0.001
+        }
+        #expect(worst <= 3 * Double(Float.ulpOfOne), "largest relative error \(worst)")
+        #expect(fastExpNonPositive(0) == 1 && fastExpNonPositive(-200) < 1e-37 && fastExpNonPositive(-200) >= 0)
+    }
+
     @Test("fastErf agrees with libm's erf to 5e-7 over [-6, 6]")
     func erfAccuracy() {
         var worst: Double = 0
