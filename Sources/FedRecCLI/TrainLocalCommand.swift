@@ -124,19 +124,8 @@ public struct TrainLocalCommand: ParsableCommand {
         guard options.localNoiseMultiplier == 0 else { throw FedRecError(.usage, "a text-lora model takes no local DP yet (--local-dp)") }
         var masking: SecureClientMasking?
         if let session = secure.secaggSession {
-            let parts = try secure.required()
-            guard options.sampleRate == nil else {
-                throw FedRecError(.usage, "--secagg-session with --sample-rate is not supported yet: each client's masked update would not carry the sampling a DP release needs")
-            }
-            try FileRoles(
-                inputs: [model, shard, text.items, text.baseModel, session, parts.roster, parts.deliveries], outputs: [output],
-                updatedInPlace: [parts.state]
-            ).check()
-            secure.random.warn("fl-train-local")
-            masking = SecureClientMasking(
-                session: try SecAggSession(path: session), state: parts.state, roster: parts.roster, deliveries: parts.deliveries,
-                clip: secure.secaggClip, tensorClips: try tensorClips(secure.secaggClipTensor), randomness: secure.random.randomness,
-                dropout: try secure.dropout.simulated())
+            masking = try secure.clientMasking(
+                session: session, options: options, inputs: [model, shard, text.items, text.baseModel], output: output, updatedInPlace: [])
         } else {
             try FileRoles(inputs: [model, shard, text.items, text.baseModel], outputs: [output]).check()
         }
@@ -198,22 +187,13 @@ public struct TrainLocalCommand: ParsableCommand {
                         .usage,
                         "--compress \(compression) does not compose with \(secure.ddpEpsilon == nil ? "secure aggregation: masked sums need every client's values on one support and one scale (q8 and q4 do)" : "distributed DP, whose rounding is its own")")
                 }
-                let parts = try secure.required()
-                guard options.sampleRate == nil else {
-                    throw FedRecError(.usage, "--secagg-session with --sample-rate is not supported yet: each client's masked update would not carry the sampling a DP release needs")
-                }
-                try FileRoles(
-                    inputs: [model, base, shard, statePath, session, parts.roster, parts.deliveries], outputs: [output],
-                    updatedInPlace: [stateOutPath, parts.state]
-                ).check()
-                secure.random.warn("fl-train-local")
+                let m = try secure.clientMasking(
+                    session: session, options: options, inputs: [model, base, shard, statePath], output: output, updatedInPlace: [stateOutPath])
                 let masked = try SecureParty.maskClients(
                     modelPath: model, shardPath: shard, userStateIn: statePath, userStateOut: stateOutPath, options: options,
-                    session: try SecAggSession(path: session), state: parts.state, roster: parts.roster,
-                    deliveries: parts.deliveries, clip: secure.secaggClip, tensorClips: try tensorClips(secure.secaggClipTensor),
-                    output: output, randomness: secure.random.randomness,
-                    dropout: try secure.dropout.simulated(), distributed: try secure.distributedSettings(), silo: secure.secaggSilo)
-                try reportMasked(masked, output: output, shard: shard, clip: secure.secaggClip, json: format.json, quiet: format.quiet)
+                    session: m.session, state: m.state, roster: m.roster, deliveries: m.deliveries, clip: m.clip, tensorClips: m.tensorClips,
+                    output: output, randomness: m.randomness, dropout: m.dropout, distributed: try secure.distributedSettings(), silo: secure.secaggSilo)
+                try reportMasked(masked, output: output, shard: shard, clip: m.clip, json: format.json, quiet: format.quiet)
                 return
             }
             let summary = try ShardTrainer.run(
@@ -261,6 +241,26 @@ public struct SecureTrainingArguments: ParsableArguments {
             throw FedRecError(.usage, "distributed DP needs --ddp-epsilon > 0, --ddp-delta in (0, 1) and --ddp-rounds >= 1")
         }
         return DistributedDPSettings(epsilon: ddpEpsilon, delta: ddpDelta, rounds: ddpRounds, minimumParties: ddpMinParties, clients: ddpClients)
+    }
+
+    /// What masking each client as its party needs, after the checks every model family
+    /// shares: the state, roster and deliveries given, no client sampling, no output naming
+    /// an input (`inputs` and the session's files; the state updated in place besides
+    /// `updatedInPlace`), and the warning of a test seed.
+    func clientMasking(
+        session: String, options: TrainingOptions, inputs: [String?], output: String, updatedInPlace: [String?]
+    ) throws -> SecureClientMasking {
+        let parts = try required()
+        guard options.sampleRate == nil else {
+            throw FedRecError(.usage, "--secagg-session with --sample-rate is not supported yet: each client's masked update would not carry the sampling a DP release needs")
+        }
+        try FileRoles(
+            inputs: inputs + [session, parts.roster, parts.deliveries], outputs: [output], updatedInPlace: updatedInPlace + [parts.state]
+        ).check()
+        random.warn("fl-train-local")
+        return SecureClientMasking(
+            session: try SecAggSession(path: session), state: parts.state, roster: parts.roster, deliveries: parts.deliveries,
+            clip: secaggClip, tensorClips: try tensorClips(secaggClipTensor), randomness: random.randomness, dropout: try dropout.simulated())
     }
 
     func required() throws -> (state: String, roster: String, deliveries: String) {

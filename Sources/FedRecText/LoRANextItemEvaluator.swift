@@ -75,10 +75,8 @@ public enum LoRANextItemEvaluator {
         guard task == .nextItem else {
             throw FedRecError(.usage, file: modelPath, "is a \(task.rawValue) adapter; next-item ranking needs one made with fl-init --task next-item")
         }
-        let history = NextItemText(titles: try DatasetTables.readItems(itemsPath).map(\.title), historyLength: historyLength)
-        guard history.titles.count == model.config.items else {
-            throw FedRecError(.mismatch, file: itemsPath, "holds \(history.titles.count) items, the model's dataset has \(model.config.items)")
-        }
+        let rows = try CatalogueTexts.rows(itemsPath: itemsPath, items: model.config.items)
+        let history = NextItemText(titles: rows.map(\.title), historyLength: historyLength)
         // Each evaluated user's query, by user index.
         var queryOf: [Int32: Int] = [:]
         var queries: [String] = []
@@ -95,7 +93,7 @@ public enum LoRANextItemEvaluator {
             throw FedRecError(.emptyInput, file: shards.first ?? modelPath, "holds no user with both training and \(cold ? "cold" : "test") items")
         }
         let (encoder, items) = try CatalogueTexts.encoded(
-            adapter: modelPath, modelDirectory: modelDirectory, itemsPath: itemsPath, items: model.config.items, threads: threads, batchSize: batchSize)
+            adapter: modelPath, modelDirectory: modelDirectory, rows: rows, threads: threads, batchSize: batchSize)
         let vectors = try encoder.encode(queries, batchSize: batchSize)
 
         let d = encoder.dimension, n = model.config.items

@@ -46,7 +46,8 @@ public enum LoRASearchEvaluator {
             throw FedRecError(.emptyInput, file: shards.first ?? modelPath, "holds no \(training ? "training" : "test") queries (partition with fl-partition --queries)")
         }
         let (encoder, items) = try CatalogueTexts.encoded(
-            adapter: modelPath, modelDirectory: modelDirectory, itemsPath: itemsPath, items: model.config.items, threads: threads, batchSize: batchSize)
+            adapter: modelPath, modelDirectory: modelDirectory, rows: try CatalogueTexts.rows(itemsPath: itemsPath, items: model.config.items),
+            threads: threads, batchSize: batchSize)
         var textIndex: [String: Int] = [:]
         var texts: [String] = []
         for q in queries where textIndex[q.text] == nil {

@@ -82,24 +82,29 @@ public struct LoRAShardSummary: Sendable {
 /// The item texts a dataset's catalogue is embedded from (`ItemText.compose` over
 /// `items.tsv`: "Title — Genre, Genre"), tokenized.
 public enum CatalogueTexts {
+    /// The catalogue's rows (title, genres), read once for both its texts and its titles.
     /// - Throws: `.mismatch` naming `itemsPath` when it does not hold `items` items.
-    public static func tokenized(itemsPath: String, items: Int, tokenizer: WordPieceTokenizer) throws -> [[Int32]] {
+    public static func rows(itemsPath: String, items: Int) throws -> [DatasetTables.Item] {
         let rows = try DatasetTables.readItems(itemsPath)
         guard rows.count == items else {
             throw FedRecError(.mismatch, file: itemsPath, "holds \(rows.count) items, the model's dataset has \(items)")
         }
-        return rows.map { tokenizer.encode(ItemText.compose(title: $0.title, genres: $0.genres)) }
+        return rows
+    }
+
+    /// Each row's text "Title — Genre, Genre", tokenized.
+    public static func tokenized(_ rows: [DatasetTables.Item], tokenizer: WordPieceTokenizer) -> [[Int32]] {
+        rows.map { tokenizer.encode(ItemText.compose(title: $0.title, genres: $0.genres)) }
     }
 
     /// The encoder with a checkpoint's adapter merged, and every catalogue item's vector
-    /// through it (`items` × its dimension, row-major): what the evaluators rank against.
+    /// through it (rows × its dimension, row-major): what the evaluators rank against.
     static func encoded(
-        adapter modelPath: String, modelDirectory: String, itemsPath: String, items: Int, threads: Int?, batchSize: Int
+        adapter modelPath: String, modelDirectory: String, rows: [DatasetTables.Item], threads: Int?, batchSize: Int
     ) throws -> (encoder: SentenceEncoder, items: [Float]) {
         let encoder = try SentenceEncoder(directory: modelDirectory, adapter: modelPath)
         if let threads { encoder.encoder.threads = max(threads, 1) }
-        let catalogue = try tokenized(itemsPath: itemsPath, items: items, tokenizer: encoder.tokenizer)
-        return (encoder, try encoder.encode(tokenized: catalogue, batchSize: batchSize))
+        return (encoder, try encoder.encode(tokenized: tokenized(rows, tokenizer: encoder.tokenizer), batchSize: batchSize))
     }
 
     /// `DATASET/items.tsv` for a shard at `DATASET/shards/shard-N.tar`.
@@ -138,12 +143,13 @@ public enum LoRAShardTrainer {
         let encoder = try SentenceEncoder(directory: modelDirectory)
         if let threads { encoder.encoder.threads = max(threads, 1) }
         let trainable = try TrainableEncoder(base: encoder.encoder, adapter: global, pooling: encoder.pooling, adapterFile: modelPath)
-        let catalogue = try CatalogueTexts.tokenized(itemsPath: itemsPath, items: model.config.items, tokenizer: encoder.tokenizer)
+        let rows = try CatalogueTexts.rows(itemsPath: itemsPath, items: model.config.items)
+        let catalogue = CatalogueTexts.tokenized(rows, tokenizer: encoder.tokenizer)
         let reader = try ShardUserReader(path: shardPath, datasetId: model.config.datasetId, items: model.config.items)
 
         let (task, historyLength) = try TextLoRAModel.task(of: model, file: modelPath)
         let history = task == .nextItem
-            ? NextItemText(titles: try DatasetTables.readItems(itemsPath).map(\.title), historyLength: historyLength) : nil
+            ? NextItemText(titles: rows.map(\.title), historyLength: historyLength) : nil
 
         // Clients: adjacent users of one client index, with their training queries (search)
         // or each user's training items in time order (next item).
