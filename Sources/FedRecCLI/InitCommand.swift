@@ -59,6 +59,7 @@ public struct InitCommand: ParsableCommand {
             --task next-item trains recommendation from text instead: the titles of a \
             user's --history latest items are the query, the item that came next the \
             positive, from each client's own training interactions.
+
               fl-init --dataset mls --model text-lora \
                   --base-model models/all-MiniLM-L6-v2 --rank 8 \
                   --targets query,value --frozen-a --seed 1 -o model-0000.safetensors
