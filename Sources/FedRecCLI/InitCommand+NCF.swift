@@ -64,7 +64,7 @@ public struct NCFInitArguments: ParsableArguments {
                     throw FedRecError(.usage, "merging user states needs --pretrain-gmf-states, --pretrain-mlp-states and --pretrain-state-out")
                 }
                 try makeDirectories(out)
-                for shard in try manifest.shardPaths(in: dataset) {
+                for shard in manifest.shardPaths(in: dataset) {
                     let target = UserState.conventionalPath(directory: out, shard: shard)
                     try FileRoles(inputs: [UserState.conventionalPath(directory: g, shard: shard), UserState.conventionalPath(directory: m, shard: shard)],
                                   outputs: [target]).check()

@@ -9,6 +9,13 @@ public struct Recommendation: Sendable, Equatable {
     public var rank: Int
     public var item: Int32
     public var score: Float
+
+    public init(user: String, rank: Int, item: Int32, score: Float) {
+        self.user = user
+        self.rank = rank
+        self.item = item
+        self.score = score
+    }
 }
 
 extension Recommendation {
@@ -89,7 +96,7 @@ public enum Recommender {
     public static func forEachUser(modelPath: String, dataset: DatasetDirectory, users wanted: [String]?, source: UserParameterSource,
                                    _ body: (String, UserRecord, [Float]) throws -> Void,
                                    order: ([Int32]) -> Void = { _ in }) throws {
-        let manifest = dataset.manifest, tables = dataset.tables, datasetDirectory = dataset.path
+        let manifest = dataset.manifest
         // The scores of every item for one record of a shard, by the model's family.
         let config: ModelConfig
         let scorerFor: (_ path: String, _ reader: ShardUserReader, _ statePath: String?) throws -> (UserRecord) throws -> [Float]?
@@ -135,6 +142,35 @@ public enum Recommender {
         }
         try ModelConfig(family: config.family, objective: config.objective, dim: config.dim, items: manifest.items, datasetId: manifest.datasetId)
             .requireSame(config, file: modelPath)
+        // The shard being read: its scorer and where its user parameters come from.
+        var scores: (UserRecord) throws -> [Float]? = { _ in nil }
+        var parametersFile = ""
+        try forEachRecord(dataset: dataset, users: wanted, shard: { shard, path, reader in
+            let statePath = shard < source.states.count ? source.states[shard] : nil
+            parametersFile = statePath ?? path
+            scores = try scorerFor(path, reader, statePath)
+        }, record: { id, record in
+            guard let values = try scores(record) else { throw FedRecError(.badData, file: parametersFile, "has no parameters for user \(id)") }
+            try body(id, record, values)
+        }, order: order)
+    }
+
+    /// Calls `record` once per wanted user with the user's raw id and shard record, shard
+    /// by shard; `shard` is called before each shard holding a wanted user (its index in
+    /// the dataset, its path, its reader), so that per-shard work (a state file, a scorer)
+    /// is set up once. What `forEachUser` and the text models' recommenders share.
+    /// - Parameters:
+    ///   - users: raw user ids (or pseudonyms); nil for every user.
+    ///   - order: receives the dense indices of the users in the order asked (sorted for
+    ///     every user), after the last record.
+    /// - Throws: `.badData` for a user the dataset does not have or a shard it lacks; the
+    ///   shards' load errors and the body's.
+    public static func forEachRecord(
+        dataset: DatasetDirectory, users wanted: [String]?,
+        shard start: (_ shard: Int, _ path: String, _ reader: ShardUserReader) throws -> Void = { _, _, _ in },
+        record body: (_ user: String, _ record: UserRecord) throws -> Void, order: ([Int32]) -> Void = { _ in }
+    ) throws {
+        let manifest = dataset.manifest, tables = dataset.tables, datasetDirectory = dataset.path
         // Which users to find in which shard.
         var byShard: [Int: Set<Int32>] = [:]
         var indexOf: [Int32: String] = [:]
@@ -155,15 +191,11 @@ public enum Recommender {
                 throw FedRecError(.badData, file: datasetDirectory + "/users.tsv", "refers to shard \(shard), dataset has \(manifest.shards.count)")
             }
             let path = datasetDirectory + "/" + manifest.shards[shard].file
-            let statePath = shard < source.states.count ? source.states[shard] : nil
             let reader = try ShardUserReader(path: path, datasetId: manifest.datasetId, items: manifest.items)
-            let scores = try scorerFor(path, reader, statePath)
+            try start(shard, path, reader)
             while let record = try reader.next() {
                 guard members.contains(record.user) else { continue }
-                guard let values = try scores(record) else {
-                    throw FedRecError(.badData, file: statePath ?? path, "has no parameters for user \(indexOf[record.user] ?? "?")")
-                }
-                try body(indexOf[record.user] ?? "", record, values)
+                try body(indexOf[record.user] ?? "", record)
             }
         }
         order(wanted.map { $0.compactMap { tables.users[$0]?.index } } ?? indexOf.keys.sorted())

@@ -129,7 +129,7 @@ public struct TensorModel: Sendable {
                 throw FedRecError(.shape, file: path, "row tensor \(name) has shape \(tensor.shape), expected \(config.items) rows")
             }
         }
-        for (name, info) in file.tensors.tensors where name.hasPrefix(serverPrefix) {
+        for name in file.tensors.tensors.keys where name.hasPrefix(serverPrefix) {
             let key = String(name.dropFirst(serverPrefix.count))
             let target = String(key.dropFirst(2))
             guard key.hasPrefix("m.") || key.hasPrefix("v."), let tensor = tensors[target] else {

@@ -113,6 +113,7 @@ public enum CentralRelease {
     /// - Parameters:
     ///   - output: a file path (not stdout: nothing may be seen before the ledger line).
     ///   - beforeRelease: called after the ledger append, before the rename (tests).
+    @discardableResult
     public static func release(
         sumPath: String, output: String, options: DPReleaseOptions, source: any NoiseSource,
         beforeRelease: () throws -> Void = {}

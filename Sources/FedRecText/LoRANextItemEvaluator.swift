@@ -6,10 +6,10 @@ import FedRecModel
 import FedRecSupport
 
 /// Next-item quality of a text-lora checkpoint of task `next-item`: each user with test
-/// items embeds the titles of its latest training items (`NextItemText`, the checkpoint's
-/// history length) with the adapted encoder, and ranks every item it has not trained on
-/// (cold items are no candidates) by cosine to the items' texts ("Title — Genre, Genre"),
-/// full ranking, its test items relevant: HR@K, NDCG@K, Recall@K and MRR, means over users.
+/// items ranks every item it has not trained on (cold items are no candidates) by the
+/// scores of `NextItemTextScorer` (the cosine of its latest training titles to each item's
+/// text), full ranking, its test items relevant: HR@K, NDCG@K, Recall@K and MRR, means
+/// over users.
 ///
 /// Blended with a collaborative model (an mf, ncf or gfcf checkpoint's scores s_u of the
 /// same users), item i scores cos(q_u, t_i) + β·z_i, z = s_u standardised over the
@@ -70,33 +70,25 @@ public enum LoRANextItemEvaluator {
         modelPath: String, shards: [String], itemsPath: String, modelDirectory: String, k: Int, coldItems: [Int32] = [], cold: Bool = false, blend: Blend? = nil,
         threads: Int? = nil, batchSize: Int = 64
     ) throws -> [Report] {
-        let (model, _) = try TensorModel.open(modelPath, family: .textLoRA)
-        let (task, historyLength) = try TextLoRAModel.task(of: model, file: modelPath)
-        guard task == .nextItem else {
-            throw FedRecError(.usage, file: modelPath, "is a \(task.rawValue) adapter; next-item ranking needs one made with fl-init --task next-item")
-        }
-        let rows = try CatalogueTexts.rows(itemsPath: itemsPath, items: model.config.items)
-        let history = NextItemText(titles: rows.map(\.title), historyLength: historyLength)
+        let scorer = try NextItemTextScorer(modelPath: modelPath, itemsPath: itemsPath, modelDirectory: modelDirectory, threads: threads, batchSize: batchSize)
+        let config = scorer.config
         // Each evaluated user's query, by user index.
         var queryOf: [Int32: Int] = [:]
         var queries: [String] = []
         for shard in shards {
-            let reader = try ShardUserReader(path: shard, datasetId: model.config.datasetId, items: model.config.items)
+            let reader = try ShardUserReader(path: shard, datasetId: config.datasetId, items: config.items)
             while let record = try reader.next() {
                 guard !(cold ? record.cold : record.test).isEmpty && !record.train.isEmpty else { continue }
-                let sequence = NextItemText.chronological(record.train)
                 queryOf[record.user] = queries.count
-                queries.append(history.query(sequence, before: sequence.count))
+                queries.append(scorer.query(record))
             }
         }
         guard !queries.isEmpty else {
             throw FedRecError(.emptyInput, file: shards.first ?? modelPath, "holds no user with both training and \(cold ? "cold" : "test") items")
         }
-        let (encoder, items) = try CatalogueTexts.encoded(
-            adapter: modelPath, modelDirectory: modelDirectory, rows: rows, threads: threads, batchSize: batchSize)
-        let vectors = try encoder.encode(queries, batchSize: batchSize)
+        let vectors = try scorer.encode(queries)
 
-        let d = encoder.dimension, n = model.config.items
+        let n = config.items
         let betas = blend?.betas ?? [0]
         var metrics = [RankingMetrics](repeating: RankingMetrics(k: k), count: betas.count)
         var similarity = [Float](repeating: 0, count: n)
@@ -107,13 +99,7 @@ public enum LoRANextItemEvaluator {
         // Ranks one user's test items for every β.
         func rank(_ record: UserRecord, preference: [Float]?) {
             guard let row = queryOf[record.user] else { return }
-            items.withUnsafeBufferPointer { t in
-                vectors.withUnsafeBufferPointer { q in
-                    similarity.withUnsafeMutableBufferPointer { s in
-                        for i in 0..<n { s[i] = VectorKernels.dot(q.baseAddress! + row * d, t.baseAddress! + i * d, n: d) }
-                    }
-                }
-            }
+            scorer.similarities(queries: vectors, row: row, into: &similarity)
             for item in record.train.items { mask[Int(item)] = true }
             let relevant = cold ? record.cold.distinctItems : record.test.items
             let z = preference.map(PersonalizedSearch.standardised)
@@ -134,7 +120,7 @@ public enum LoRANextItemEvaluator {
             for item in record.train.items { mask[Int(item)] = base[Int(item)] }
         }
         if let blend {
-            guard blend.dataset.manifest.datasetId == model.config.datasetId else {
+            guard blend.dataset.manifest.datasetId == config.datasetId else {
                 throw FedRecError(.mismatch, file: blend.dataset.path, "is not the dataset the text-lora model was made for")
             }
             try Recommender.forEachUser(modelPath: blend.modelPath, dataset: blend.dataset, users: nil, source: blend.source) { _, record, preference in
@@ -142,12 +128,12 @@ public enum LoRANextItemEvaluator {
             }
         } else {
             for shard in shards {
-                let reader = try ShardUserReader(path: shard, datasetId: model.config.datasetId, items: model.config.items)
+                let reader = try ShardUserReader(path: shard, datasetId: config.datasetId, items: config.items)
                 while let record = try reader.next() { rank(record, preference: nil) }
             }
         }
         return betas.indices.map { b in
-            Report(round: model.round, metrics: metrics[b], cold: cold, blend: blend?.modelPath, beta: blend == nil ? nil : betas[b])
+            Report(round: scorer.round, metrics: metrics[b], cold: cold, blend: blend?.modelPath, beta: blend == nil ? nil : betas[b])
         }
     }
 }

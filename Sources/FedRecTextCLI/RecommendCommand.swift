@@ -39,6 +39,14 @@ public struct RecommendCommand: ParsableCommand {
             ml-latest-small: bench/RESULTS.md, "Personalized search"). Without users the ranking is by text \
             alone and excludes nothing.
 
+            A text-lora model of task next-item (fl-init --model text-lora --task \
+            next-item) ranks by the cosine of the user's latest training titles to each \
+            item's text, cold items included; --blend MODEL adds β (--blend-weight) times \
+            that mf, ncf or gfcf model's standardised scores, as fl-eval --blend measures \
+            it (default β 0.1: ML-100K's validation choice for iALS, bench/RESULTS.md, \
+            "Recommendation from text"). The encoder is the one the checkpoint records \
+            (or --model-dir).
+
             Examples:
               fl-recommend --model model-0020.safetensors --dataset ml100k \\
                   --state-dir state --user 196
@@ -54,6 +62,9 @@ public struct RecommendCommand: ParsableCommand {
                   --query "space adventure" --query-weight 0.1
               fl-encode --text "space adventure" --json | fl-recommend --query-vector - \\
                   --dataset ml100k --item-text ml100k-text.safetensors
+              fl-recommend --model next-item-0003.safetensors --dataset ml100k \\
+                  --user 196 --blend ials-0010.safetensors --blend-weight 0.1 \\
+                  --reconstruct
             """,
         version: fedrecVersion)
 
@@ -67,6 +78,12 @@ public struct RecommendCommand: ParsableCommand {
         "Explicit-rating (mse) models: rank by b_i·n_i/(n_i + K) + p_u·q_i, n_i the item's training ratings (0: by b_i + p_u·q_i).",
         valueName: "K"))
     var biasShrinkage: Float = 25
+    @Option(help: "text-lora next-item: blend with this mf, ncf or gfcf model's scores (its user parameters as for recommending from it).")
+    var blend: String?
+    @Option(help: ArgumentHelp(
+        "text-lora next-item with --blend: β, the weight of the model's standardised scores (default chosen on validation for iALS on ML-100K).",
+        valueName: "β"))
+    var blendWeight: Float = 0.1
     @OptionGroup(title: "Search") var search: SearchArguments
     @OptionGroup(title: "User parameters") var parameters: UserParameterArguments
     @OptionGroup(title: "Output") var format: OutputFormatOptions
@@ -77,6 +94,8 @@ public struct RecommendCommand: ParsableCommand {
         guard k >= 1 else { throw ValidationError("-k must be at least 1") }
         guard biasShrinkage.isFinite, biasShrinkage >= 0 else { throw ValidationError("--bias-shrinkage must be a non-negative number") }
         try search.validate()
+        guard blendWeight.isFinite, blendWeight >= 0 else { throw ValidationError("--blend-weight must be a non-negative number") }
+        if blend != nil && search.isSearch { throw ValidationError("--blend is for a next-item model; a search is personalized by --model and --query-weight") }
         let forUsers = all || !user.isEmpty || users != nil
         if search.isSearch {
             if forUsers && model == nil { throw ValidationError("personalized search needs --model (or leave out the users for text-only search)") }
@@ -90,7 +109,8 @@ public struct RecommendCommand: ParsableCommand {
     public func run() throws {
         try reportingErrors("fl-recommend") {
             // Reads only; writes nothing but stdout.
-            try FileRoles(inputs: [model, dataset, users, parameters.stateDir, search.itemText, search.queryVector, search.adapter], outputs: []).check()
+            try FileRoles(inputs: [model, dataset, users, parameters.stateDir, search.itemText, search.queryVector, search.adapter, blend, search.modelDir],
+                          outputs: []).check()
             var wanted: [String]? = all ? nil : user
             if let users {
                 let file = try MappedFile(path: users)
@@ -99,35 +119,45 @@ public struct RecommendCommand: ParsableCommand {
             }
             let directory = try DatasetDirectory(path: dataset)
             let manifest = directory.manifest, tables = directory.tables
-            if let model, !search.isSearch, [.lr, .fm].contains(try ModelFamily.of(model: model)) {
+            let family = try model.map { try ModelFamily.of(model: $0) }
+            if let model, !search.isSearch, family == .lr || family == .fm {
                 let recommendations = try CTRRecommender.run(modelPath: model, dataset: directory, users: wanted, k: k)
-                return try emit(format.json ? Recommendation.jsonLines(recommendations, items: tables.items)
-                    : Recommendation.table(recommendations, items: tables.items))
+                return try write(recommendations, items: tables.items)
             }
-            let settings = try model.map { try parameters.settings(model: $0, command: "fl-recommend") } ?? parameters.training.options
-            // A graph filter scores the user's own items: there are no user parameters to find.
-            let filter = try model.map { try ModelFamily.of(model: $0) == .gfcf } ?? false
-            func source() throws -> UserParameterSource {
-                filter ? UserParameterSource(mode: .reconstruct, states: [], training: settings) : try parameters.source(for: directory.shardPaths, settings: settings)
-            }
-            let recommendations: [Recommendation]
-            if search.isSearch {
-                let similarity = try search.similarities(dataset: dataset, manifest: manifest)
-                if wanted?.isEmpty ?? false {
-                    recommendations = Recommender.search(similarity: similarity, k: k)
-                } else {
-                    recommendations = try Recommender.run(
-                        modelPath: model!, dataset: directory, users: wanted, k: k, source: try source(),
-                        query: SearchQuery(similarity: similarity, beta: search.queryWeight), biasShrinkage: biasShrinkage)
+            if let model, family == .textLoRA {
+                guard !search.isSearch else {
+                    throw FedRecError(.usage, file: model, "is a text-lora checkpoint: search with it as --adapter (and the item texts encoded with it), not as --model")
                 }
-            } else {
-                recommendations = try Recommender.run(modelPath: model!, dataset: directory, users: wanted, k: k,
-                                                      source: try source(), biasShrinkage: biasShrinkage)
+                let scorer = try NextItemTextScorer(
+                    modelPath: model, itemsPath: directory.path + "/items.tsv", modelDirectory: try TextLoRACommands.modelDirectory(search.modelDir, model: model))
+                let blended = try blend.map { NextItemRecommender.Blend(modelPath: $0, source: try userSource(model: $0, directory: directory), beta: blendWeight) }
+                let recommendations = try NextItemRecommender.run(scorer: scorer, dataset: directory, users: wanted, k: k, blend: blended)
+                return try write(recommendations, items: tables.items)
             }
-            let out = format.json ? Recommendation.jsonLines(recommendations, items: tables.items)
-                : Recommendation.table(recommendations, items: tables.items)
-            try emit(out)
+            if let blend { throw FedRecError(.usage, file: blend, "--blend goes with a text-lora next-item --model") }
+            let query = try search.isSearch ? search.similarities(dataset: dataset, manifest: manifest) : nil
+            // validate() lets only a text-only search go without a model.
+            guard let model, !(wanted?.isEmpty ?? false) || query == nil else {
+                return try write(Recommender.search(similarity: query ?? [], k: k), items: tables.items)
+            }
+            let recommendations = try Recommender.run(
+                modelPath: model, dataset: directory, users: wanted, k: k, source: try userSource(model: model, directory: directory),
+                query: query.map { SearchQuery(similarity: $0, beta: search.queryWeight) }, biasShrinkage: biasShrinkage)
+            try write(recommendations, items: tables.items)
         }
+    }
+
+    /// The recommendations on stdout: TSV, or JSON lines with --json.
+    func write(_ recommendations: [Recommendation], items: [DatasetTables.Item]) throws {
+        try emit(format.json ? Recommendation.jsonLines(recommendations, items: items) : Recommendation.table(recommendations, items: items))
+    }
+
+    /// Where `model`'s user parameters come from: --state-dir or --reconstruct with its
+    /// recorded settings; none for a graph filter, which scores the user's own items.
+    func userSource(model: String, directory: DatasetDirectory) throws -> UserParameterSource {
+        let settings = try parameters.settings(model: model, command: "fl-recommend")
+        if try ModelFamily.of(model: model) == .gfcf { return UserParameterSource(mode: .reconstruct, states: [], training: settings) }
+        return try parameters.source(for: directory.shardPaths, settings: settings)
     }
 }
 
@@ -145,8 +175,11 @@ struct SearchArguments: ParsableArguments {
     @Option(help: "β: weight of the user's standardised preference against the query's cosine similarity (0: text only).")
     var queryWeight: Float = 0.1
 
-    @Option(help: "Encoder model directory for --query; must be the one that encoded --item-text.")
-    var modelDir = "models/all-MiniLM-L6-v2"
+    @Option(help: "Encoder model directory for --query (default models/all-MiniLM-L6-v2); must be the one that encoded --item-text. For a text-lora next-item model: default the one it records.")
+    var modelDir: String?
+
+    /// The encoder of a search.
+    var searchModelDirectory: String { modelDir ?? "models/all-MiniLM-L6-v2" }
 
     @Option(help: "A LoRA adapter of the model (a text_adapter file) to apply to --query; the item texts should be encoded with it too.")
     var adapter: String?
@@ -177,6 +210,7 @@ struct SearchArguments: ParsableArguments {
             return try search.similarities(to: try QueryVector.parse(text, file: queryVector), file: queryVector)
         }
         // The model directory's last component, as fl-encode records it.
+        let modelDir = searchModelDirectory
         let name = baseName(modelDir)
         guard name == table.encoder else {
             throw FedRecError(.mismatch, file: tablePath, "was encoded with \(table.encoder), the query encoder is \(name) (--model-dir)")

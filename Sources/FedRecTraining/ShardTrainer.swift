@@ -92,6 +92,7 @@ public enum ShardTrainer {
     ///   - clientSink: with secure aggregation across clients (each client a party), each
     ///     client's own update, as it is computed; the shard's update is then not written
     ///     (`output` is ignored) and the client's update never leaves the sink.
+    @discardableResult
     public static func run(modelPath: String, shardPath: String, stateIn: String?, stateOut: String?, output: String,
                            options: TrainingOptions, progress: Progress = Progress(quiet: true),
                            clientSink: ((_ client: Int32, _ update: ModelUpdate) throws -> Void)? = nil) throws -> ShardTrainingSummary {

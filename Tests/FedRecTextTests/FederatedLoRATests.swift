@@ -74,7 +74,7 @@ import Testing
         #expect(manifest.details["queries"]?["test"]?.intValue == 2)
         #expect(manifest.details["queries"]?["dropped_unknown_users"]?.intValue == 1)
         #expect(manifest.details["queries"]?["dropped_unknown_items"]?.intValue == 1)
-        let shards = try manifest.shardPaths(in: dataset)
+        let shards = manifest.shardPaths(in: dataset)
         try #require(shards.count == 3 && manifest.shards.allSatisfy { $0.clients == 1 })
 
         let initial = try TextLoRAModel.initial(
@@ -262,7 +262,7 @@ import Testing
         let round = try Self.trainedRound()
         let dataset = round.tmp.path + "/data"
         let manifest = try DatasetManifest.load(dataset)
-        let shards = try manifest.shardPaths(in: dataset)
+        let shards = manifest.shardPaths(in: dataset)
         var decisions = Set<Bool>()
         for (rate, seed) in [(1.0, UInt64(4)), (0.5, 9), (0.5, 10), (0.3, 11)] {
             var settings = LoRALocalSettings()

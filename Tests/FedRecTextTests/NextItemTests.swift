@@ -73,7 +73,7 @@ import Testing
         options.negatives = 0
         let dataset = tmp.path + "/data"
         let manifest = try Partitioner.run(options, output: dataset)
-        let shards = try manifest.shardPaths(in: dataset)
+        let shards = manifest.shardPaths(in: dataset)
         let initial = try TextLoRAModel.initial(
             config: LoRAConfig(rank: 2, alpha: 4, targets: [.query, .value], seed: 3, frozenA: true), baseModelDirectory: modelDir,
             manifest: manifest, task: .nextItem, historyLength: 2)
@@ -168,7 +168,7 @@ import Testing
             task: .nextItem, historyLength: 3)
         let path = tmp.path + "/model.safetensors"
         try model.write(to: path)
-        let shards = try manifest.shardPaths(in: dataset)
+        let shards = manifest.shardPaths(in: dataset)
         let report = try #require(try LoRANextItemEvaluator.run(
             modelPath: path, shards: shards, itemsPath: dataset + "/items.tsv", modelDirectory: modelDir, k: 1,
             coldItems: manifest.coldItems, cold: true).first)
@@ -257,5 +257,80 @@ import Testing
         #expect(bad.status != 0 && bad.stderr.contains("--beta"))
         let noDataset = try CommandRunner.run("fl-eval", ["--model", "t1.safetensors", "--blend", "mf.safetensors"] + s.shards, in: dir)
         #expect(noDataset.status != 0 && noDataset.stderr.contains("--dataset"))
+    }
+
+    @Test("fl-recommend with a next-item model: the items the user has not had, by the cosine of its latest titles; blended, a large β lists as the mf model")
+    func recommend() throws {
+        let tmp = try TemporaryDirectory()
+        let dir = tmp.path
+        let modelDir = try FederatedLoRATests.tinyModel(in: dir)
+        // User 1 has had five films (the last its test), user 2 two: Love, then Night.
+        try "userId,movieId,rating,timestamp\n1,10,4,1\n1,20,4,2\n1,30,5,3\n1,40,3,4\n1,50,4,5\n2,20,3,1\n2,60,4,2\n"
+            .write(toFile: dir + "/ratings.csv", atomically: true, encoding: .utf8)
+        try (Self.catalogue + "50,Star Dust,Sci-Fi\n60,Night,Drama\n").write(toFile: dir + "/movies.csv", atomically: true, encoding: .utf8)
+        var options = PartitionOptions(ratings: dir + "/ratings.csv")
+        options.itemsFile = dir + "/movies.csv"
+        options.shards = 1
+        options.negatives = 0
+        _ = try Partitioner.run(options, output: dir + "/data")
+        func run(_ tool: String, _ arguments: [String]) throws -> String {
+            let r = try CommandRunner.run(tool, arguments, in: dir)
+            guard r.status == 0 else { throw FedRecError(.io, "\(tool) \(arguments.prefix(2)) failed (\(r.status)): \(r.stderr)") }
+            return r.stdout
+        }
+        _ = try run("fl-init", ["--dataset", "data", "--model", "text-lora", "--base-model", modelDir, "--rank", "2", "--frozen-a",
+                                "--task", "next-item", "--history", "2", "--seed", "3", "-o", "t0.safetensors"])
+        func lists(_ text: String) throws -> [(user: String, item: String, score: Double)] {
+            try text.split(separator: "\n").map { line in
+                guard case .object(let o) = try JSONValue.parse(String(line)), case .string(let user) = o["user"], case .string(let item) = o["item"],
+                      case .number(let score) = o["score"] else { throw FedRecError(.badData, "not a recommendation: \(line)") }
+                return (user, item, score)
+            }
+        }
+        let got = try lists(try run("fl-recommend", ["--model", "t0.safetensors", "--dataset", "data", "--all", "-k", "3", "--json"]))
+
+        // Apart: round 0's adapter is B = 0, the base encoder; the items' texts and the
+        // queries typed out (user 1's two latest titles, the latest first; user 2's one).
+        let encoder = try SentenceEncoder(directory: modelDir)
+        let ids = ["10", "20", "30", "40", "50", "60"]
+        let texts = ["Space War — Drama", "Love — Comedy", "Dark — Drama", "Funny Love — Comedy", "Star Dust — Sci-Fi", "Night — Drama"]
+        let items = try encoder.encode(texts)
+        let d = encoder.dimension
+        func expected(user: String, query: String, had: Set<String>) throws -> [(user: String, item: String, score: Double)] {
+            let q = try encoder.encode([query])
+            let scored = ids.indices.filter { !had.contains(ids[$0]) }.map { i in
+                (i, Double((0..<d).reduce(Float(0)) { $0 + q[$1] * items[i * d + $1] }))
+            }
+            return scored.sorted { $0.1 != $1.1 ? $0.1 > $1.1 : $0.0 < $1.0 }.prefix(3).map { (user, ids[$0.0], $0.1) }
+        }
+        let want = try expected(user: "1", query: "Funny Love; Dark", had: ["10", "20", "30", "40", "50"])
+            + (try expected(user: "2", query: "Love", had: ["20", "60"]))
+        #expect(got.map(\.user) == want.map(\.user) && got.map(\.item) == want.map(\.item), "\(got) against \(want)")
+        for (g, w) in zip(got, want) { #expect(abs(g.score - w.score) < 1e-5) }
+        #expect(got.filter { $0.user == "1" }.count == 1, "user 1 has had every film but one")
+
+        // Blended with a random mf model at a large β: the mf model's own list.
+        _ = try run("fl-init", ["--dataset", "data", "--dim", "4", "--seed", "5", "-o", "mf.safetensors"])
+        let blended = try lists(try run("fl-recommend", ["--model", "t0.safetensors", "--dataset", "data", "--user", "2", "-k", "3", "--json",
+                                                         "--blend", "mf.safetensors", "--blend-weight", "1000", "--reconstruct"]))
+        let mf = try lists(try run("fl-recommend", ["--model", "mf.safetensors", "--dataset", "data", "--user", "2", "-k", "3", "--json", "--reconstruct"]))
+        #expect(blended.map(\.item) == mf.map(\.item), "\(blended) against \(mf)")
+        #expect(Set(blended.map(\.item)).isDisjoint(with: ["20", "60"]))
+
+        // Refused, one line naming the problem: a blend for a model that is not next-item
+        // text, and the text-lora checkpoint as a search's --model.
+        let notText = try CommandRunner.run("fl-recommend", ["--model", "mf.safetensors", "--dataset", "data", "--user", "2", "--blend", "mf.safetensors",
+                                                             "--reconstruct"], in: dir)
+        #expect(notText.status != 0 && notText.stderr.contains("--blend") && notText.stdout.isEmpty)
+        try encodeTable(in: dir, modelDir: modelDir)
+        let asSearch = try CommandRunner.run("fl-recommend", ["--model", "t0.safetensors", "--dataset", "data", "--user", "2", "--query", "love",
+                                                              "--item-text", "text.safetensors", "--model-dir", modelDir], in: dir)
+        #expect(asSearch.status != 0 && asSearch.stderr.contains("t0.safetensors") && asSearch.stderr.contains("--adapter"), "\(asSearch.stderr)")
+    }
+
+    /// `fl-encode` of the dataset's items into `text.safetensors`.
+    func encodeTable(in dir: String, modelDir: String) throws {
+        let r = try CommandRunner.run("fl-encode", ["data/items.tsv", "--model-dir", modelDir, "-o", "text.safetensors", "--quiet"], in: dir)
+        guard r.status == 0 else { throw FedRecError(.io, "fl-encode failed (\(r.status)): \(r.stderr)") }
     }
 }

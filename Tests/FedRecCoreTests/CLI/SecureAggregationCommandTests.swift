@@ -261,7 +261,8 @@ struct SecureAggregationCommandTests {
         }
         var generator = SeededGenerator(seed: 17)
         let expected = SecAggSession(round: 4, using: &generator)
-        let a = try session("a", ["--test-seed", "17"]), b = try session("b", ["--test-seed", "17"])
+        let a = try session("a", ["--test-seed", "17"])
+        _ = try session("b", ["--test-seed", "17"])
         #expect(a.sessionID == expected.sessionID && a.round == 4)
         #expect(try readBytes(dir.path + "/a") == readBytes(dir.path + "/b"))
         #expect(try session("c", ["--test-seed", "18"]).sessionID != a.sessionID)
