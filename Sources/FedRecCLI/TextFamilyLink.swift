@@ -40,6 +40,8 @@ public struct TextLoRATrainRequest: Sendable {
     /// Next item: transitions a user trains on an epoch (0: all).
     public var examplesPerUser: Int
     public var temperature: Float
+    /// --loss as given: softmax or bce.
+    public var loss: String
     public var threads: Int?
     /// With --secagg-session: each client masked as its own party (cross-device).
     public var secure: SecureClientMasking?

@@ -26,7 +26,9 @@ public struct TextLoRAInitArguments: ParsableArguments {
 public struct TextLoRATrainArguments: ParsableArguments {
     @Option(help: "text-lora: the dataset's items.tsv, the catalogue's texts (default: beside the shard's dataset).") var items: String?
     @Option(help: "text-lora: the base encoder's directory (default: the one fl-init recorded).") var baseModel: String?
-    @Option(help: "text-lora: temperature τ of the sampled softmax.") var temperature: Float = 0.05
+    @Option(help: "text-lora: temperature τ of the sampled softmax (and of the BCE's logits).") var temperature: Float = 0.05
+    @Option(help: "text-lora: the local loss, softmax (sampled softmax over the batch and the negatives) or bce (labelled pairs: each query's item 1, the sampled negatives 0).")
+    var loss = "softmax"
     @Option(help: "text-lora next-item: a user's transitions (history → next item) trained on an epoch, drawn afresh each round (0: all).")
     var examplesPerUser = 8
     @Option(help: "text-lora: threads for the encoder's matrix products (default: all cores).") var threads: Int?

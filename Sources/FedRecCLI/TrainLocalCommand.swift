@@ -133,7 +133,7 @@ public struct TrainLocalCommand: ParsableCommand {
         let request = TextLoRATrainRequest(
             model: model, shard: shard, output: output, items: text.items, baseModel: text.baseModel, options: options,
             batchSize: training.batchSize, learningRate: training.learningRate, weightDecay: training.l2, negatives: training.negatives,
-            examplesPerUser: text.examplesPerUser, temperature: text.temperature, threads: text.threads, secure: masking, quiet: format.quiet,
+            examplesPerUser: text.examplesPerUser, temperature: text.temperature, loss: text.loss, threads: text.threads, secure: masking, quiet: format.quiet,
             json: format.json)
         try TextFamilyLink.require("fl-train-local").train(request)
     }

@@ -19,8 +19,10 @@ public struct LoRALocalSettings: Sendable, Equatable {
     /// AdamW's η and λ.
     public var learningRate: Float = 1e-3
     public var weightDecay: Float = 0.01
-    /// τ of the sampled softmax.
+    /// τ of the sampled softmax (and of the BCE's logits).
     public var temperature: Float = 0.05
+    /// The local loss.
+    public var loss: TextLoss = .softmax
     /// Client weight in the sum: its training queries (n_k) or 1.
     public var weighting: ContributionWeighting = .examples
     /// Each client's whole delta (all tensors) is scaled to at most this L2 norm (0: off),
@@ -197,7 +199,7 @@ public enum LoRAShardTrainer {
             trainable.adapter = global
             let trainer = LoRATrainer(
                 encoder: trainable, optimizer: AdamW(learningRate: settings.learningRate, weightDecay: settings.weightDecay),
-                temperature: settings.temperature)
+                temperature: settings.temperature, loss: settings.loss)
             var generator = SeededGenerator(seed: settings.seed, stream: (UInt64(model.round) << 32) | UInt64(UInt32(bitPattern: client.client)))
             let queryIds = client.queries.map { encoder.tokenizer.encode($0.text) }
             // The order is shuffled in place epoch after epoch (a search client's examples

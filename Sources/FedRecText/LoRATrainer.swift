@@ -54,8 +54,64 @@ public enum SampledSoftmaxLoss {
     }
 }
 
+/// Binary cross-entropy on labelled (query, item) pairs, the case study's objective (a
+/// click or a match is label 1): each query's own item is a positive, each of the m
+/// extra negatives (items drawn from the catalogue, shared by the batch) a negative, and
+///
+///     L = 1/(n(1+m)) Σᵢ [ softplus(−sᵢᵢ) + Σₖ softplus(sᵢₖ) ],   sᵢⱼ = qᵢ·pⱼ / τ,
+///
+/// the mean log loss of σ(s) over the n(1+m) labelled pairs. The other queries' positives
+/// are not used as negatives, so a query's loss does not depend on what else is in its
+/// client's batch (the concern of Ning et al. 2021 for federated retrieval).
+public enum PairwiseBCELoss {
+    /// The loss and its gradient with respect to `embeddings` (the layout of
+    /// `SampledSoftmaxLoss.evaluate`: n queries, n positives, then m ≥ 1 negatives):
+    /// ∂L/∂sᵢᵢ = −σ(−sᵢᵢ)/N, ∂L/∂sᵢₖ = σ(sᵢₖ)/N, N = n(1+m), each times 1/τ onto the vectors.
+    public static func evaluate(embeddings: [Float], queries n: Int, dimension d: Int, temperature: Float) -> (loss: Float, gradient: [Float]) {
+        let m = embeddings.count / d - 2 * n
+        precondition(n > 0 && m >= 1 && embeddings.count % d == 0, "PairwiseBCELoss: need n queries, n positives and at least one negative")
+        let tau = Double(temperature), pairs = Double(n * (1 + m))
+        var gradient = [Float](repeating: 0, count: embeddings.count)
+        var loss = 0.0
+        // softplus(x) = log(1 + eˣ), computed without overflow.
+        func softplus(_ x: Double) -> Double { x > 0 ? x + log1p(exp(-x)) : log1p(exp(x)) }
+        func sigmoid(_ x: Double) -> Double { x >= 0 ? 1 / (1 + exp(-x)) : exp(x) / (1 + exp(x)) }
+        func pair(_ i: Int, _ j: Int, label: Bool) {
+            var dot = 0.0
+            for k in 0..<d { dot += Double(embeddings[i * d + k]) * Double(embeddings[j * d + k]) }
+            let s = dot / tau
+            loss += label ? softplus(-s) : softplus(s)
+            let ds = (label ? -sigmoid(-s) : sigmoid(s)) / pairs / tau
+            for k in 0..<d {
+                gradient[i * d + k] += Float(ds * Double(embeddings[j * d + k]))
+                gradient[j * d + k] += Float(ds * Double(embeddings[i * d + k]))
+            }
+        }
+        for i in 0..<n {
+            pair(i, n + i, label: true)
+            for k in 0..<m { pair(i, 2 * n + k, label: false) }
+        }
+        return (Float(loss / pairs), gradient)
+    }
+}
+
+/// The loss a text-lora client trains with (`fl-train-local --loss`).
+public enum TextLoss: String, Sendable, CaseIterable {
+    /// `SampledSoftmaxLoss`: each query against every candidate of its batch.
+    case softmax
+    /// `PairwiseBCELoss`: labelled pairs, needs sampled negatives.
+    case bce
+
+    func evaluate(embeddings: [Float], queries n: Int, dimension d: Int, temperature: Float) -> (loss: Float, gradient: [Float]) {
+        switch self {
+        case .softmax: SampledSoftmaxLoss.evaluate(embeddings: embeddings, queries: n, dimension: d, temperature: temperature)
+        case .bce: PairwiseBCELoss.evaluate(embeddings: embeddings, queries: n, dimension: d, temperature: temperature)
+        }
+    }
+}
+
 /// One client's LoRA training loop on (query, positive item text) pairs: the sampled
-/// softmax loss over the shared, adapted encoder, back-propagated to the adapter, and an
+/// softmax loss (or `PairwiseBCELoss`) over the shared, adapted encoder, back-propagated to the adapter, and an
 /// AdamW step on B (and A unless frozen, FFA-LoRA). `LoRAShardTrainer` drives one per
 /// client (`fl-train-local` on a text-lora model).
 public final class LoRATrainer {
@@ -63,12 +119,14 @@ public final class LoRATrainer {
     public var optimizer: AdamW
     /// τ of the softmax.
     public var temperature: Float
+    public var loss: TextLoss
     public private(set) var gradients: LoRAGradients
 
-    public init(encoder: TrainableEncoder, optimizer: AdamW = AdamW(), temperature: Float = 0.05) {
+    public init(encoder: TrainableEncoder, optimizer: AdamW = AdamW(), temperature: Float = 0.05, loss: TextLoss = .softmax) {
         self.encoder = encoder
         self.optimizer = optimizer
         self.temperature = temperature
+        self.loss = loss
         gradients = LoRAGradients(for: encoder.adapter)
     }
 
@@ -80,8 +138,9 @@ public final class LoRATrainer {
         guard !queries.isEmpty, queries.count == positives.count else {
             throw FedRecError(.usage, "a training batch needs one positive per query (\(queries.count) queries, \(positives.count) positives)")
         }
+        guard loss != .bce || !negatives.isEmpty else { throw FedRecError(.usage, "--loss bce needs sampled negatives (--negatives 1 or more)") }
         let embeddings = try encoder.forward(queries + positives + negatives)
-        let (loss, gradient) = SampledSoftmaxLoss.evaluate(
+        let (loss, gradient) = self.loss.evaluate(
             embeddings: embeddings, queries: queries.count, dimension: encoder.dimension, temperature: temperature)
         gradients.zero()
         encoder.backward(gradient, into: &gradients)

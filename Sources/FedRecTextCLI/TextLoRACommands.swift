@@ -51,6 +51,9 @@ public enum TextLoRACommands {
         if let n = r.negatives { settings.negatives = n }
         settings.examplesPerUser = r.examplesPerUser
         settings.temperature = r.temperature
+        guard let loss = TextLoss(rawValue: r.loss) else { throw FedRecError(.usage, "--loss is softmax or bce, not \(r.loss)") }
+        settings.loss = loss
+        guard loss != .bce || settings.negatives > 0 else { throw FedRecError(.usage, "--loss bce needs sampled negatives (--negatives 1 or more)") }
         settings.weighting = r.options.weighting
         settings.clip = r.options.clip
         settings.seed = r.options.seed

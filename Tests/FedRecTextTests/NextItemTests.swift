@@ -252,6 +252,14 @@ import Testing
         let mfRanking = try #require(mf.first { $0["hr@1"] != nil })
         #expect(blended[1]["hr@1"] == mfRanking["hr@1"] && blended[1]["mrr"] == mfRanking["mrr"], "\(blended[1]) against \(mfRanking)")
 
+        // The BCE loss trains through the commands too; an unknown loss is refused.
+        let shardFile = s.shards[0]
+        _ = try run("fl-train-local", ["--model", "t0.safetensors", "--shard", shardFile, "--negatives", "2", "--loss", "bce", "--quiet", "-o", "bce.update"])
+        let bce = try ModelUpdate.load(dir + "/bce.update")
+        #expect(bce.dense.values.contains { $0.contains { $0 != 0 } }, "the BCE step moved B")
+        let unknown = try CommandRunner.run("fl-train-local", ["--model", "t0.safetensors", "--shard", shardFile, "--loss", "hinge", "-o", "x.update"], in: dir)
+        #expect(unknown.status == 64 && unknown.stderr.contains("--loss") && !FileManager.default.fileExists(atPath: dir + "/x.update"))
+
         // Bad input: a β that is not a number, a blend without a dataset; nothing written.
         let bad = try CommandRunner.run("fl-eval", ["--model", "t1.safetensors", "--dataset", "data", "--blend", "mf.safetensors", "--beta", "x"], in: dir)
         #expect(bad.status != 0 && bad.stderr.contains("--beta"))
