@@ -111,6 +111,25 @@ public struct TrainLocalCommand: ParsableCommand {
         return keepsState ? (state, stateOut ?? state) : (nil, nil)
     }
 
+    /// Secure aggregation across clients for an mf or ncf model (`SecureParty.maskClients`):
+    /// each client's update quantised (q8 and q4: to their levels) and masked as its own
+    /// party, with distributed DP when asked; top-k is refused. `inputs`: the files
+    /// read, besides the session's.
+    func maskEachClient(session: String, options: TrainingOptions, inputs: [String?]) throws {
+        if let compression = options.compression, compression.secureLevels == nil || secure.ddpEpsilon != nil {
+            throw FedRecError(
+                .usage,
+                "--compress \(compression) does not compose with \(secure.ddpEpsilon == nil ? "secure aggregation: masked sums need every client's values on one support and one scale (q8 and q4 do)" : "distributed DP, whose rounding is its own")")
+        }
+        let (statePath, stateOutPath) = stateFiles
+        let m = try secure.clientMasking(session: session, options: options, inputs: inputs, output: output, updatedInPlace: [stateOutPath])
+        let masked = try SecureParty.maskClients(
+            modelPath: model, shardPath: shard, userStateIn: statePath, userStateOut: stateOutPath, options: options,
+            session: m.session, state: m.state, roster: m.roster, deliveries: m.deliveries, clip: m.clip, tensorClips: m.tensorClips,
+            output: output, randomness: m.randomness, dropout: m.dropout, distributed: try secure.distributedSettings(), silo: secure.secaggSilo)
+        try reportMasked(masked, output: output, shard: shard, clip: m.clip, json: format.json, quiet: format.quiet)
+    }
+
     /// A text-lora model: the shard's clients fine-tune the adapter on their query logs.
     func trainTextLoRA() throws {
         guard state == nil, stateOut == nil, training.compress == nil else {
@@ -182,19 +201,7 @@ public struct TrainLocalCommand: ParsableCommand {
                 throw FedRecError(.usage, "--secagg-silo and --ddp-epsilon (distributed DP) need --secagg-session: the noise share is added before masking")
             }
             if let session = secure.secaggSession {
-                if let compression = options.compression, compression.secureLevels == nil || secure.ddpEpsilon != nil {
-                    throw FedRecError(
-                        .usage,
-                        "--compress \(compression) does not compose with \(secure.ddpEpsilon == nil ? "secure aggregation: masked sums need every client's values on one support and one scale (q8 and q4 do)" : "distributed DP, whose rounding is its own")")
-                }
-                let m = try secure.clientMasking(
-                    session: session, options: options, inputs: [model, base, shard, statePath], output: output, updatedInPlace: [stateOutPath])
-                let masked = try SecureParty.maskClients(
-                    modelPath: model, shardPath: shard, userStateIn: statePath, userStateOut: stateOutPath, options: options,
-                    session: m.session, state: m.state, roster: m.roster, deliveries: m.deliveries, clip: m.clip, tensorClips: m.tensorClips,
-                    output: output, randomness: m.randomness, dropout: m.dropout, distributed: try secure.distributedSettings(), silo: secure.secaggSilo)
-                try reportMasked(masked, output: output, shard: shard, clip: m.clip, json: format.json, quiet: format.quiet)
-                return
+                return try maskEachClient(session: session, options: options, inputs: [model, base, shard, statePath])
             }
             let summary = try ShardTrainer.run(
                 modelPath: model, shardPath: shard, stateIn: statePath,

@@ -82,12 +82,13 @@ public enum CentralRelease {
             throw FedRecError(.usage, "need a positive noise multiplier and expected client count, got \(z) and \(expectedClients)")
         }
         // One vector of every coordinate: n·d embedding values, n biases, the global bias;
-        // or, for a model of dense tensors only (text-lora), every value of each.
-        let denseOnly = ReleaseVector.isDenseOnly(sum)
-        var values = denseOnly ? ReleaseVector.packDense(sum) : try ReleaseVector.packSGD(sum)
+        // or, for a tensor family (ncf, text-lora), every item's row of each row tensor
+        // and every value of each dense tensor.
+        let tensors = ReleaseVector.isTensorRelease(sum)
+        var values = tensors ? try ReleaseVector.packTensors(sum) : try ReleaseVector.packSGD(sum)
         let g = try DPNoise.addNoise(to: &values, clip: h.clip, noiseMultiplier: z, source: source)
-        var update = denseOnly
-            ? ReleaseVector.unpackDense(values, like: sum, clients: expectedClients)
+        var update = tensors
+            ? ReleaseVector.unpackTensors(values, like: sum, clients: expectedClients)
             : ReleaseVector.unpackSGD(values, header: h, clients: expectedClients)
         update.header.extra.merge(DPMetadata.release(
             mechanism: LedgerEntry.subsampledGaussian, noiseMultiplier: z, sampleRate: h.sampleRate ?? 1, granularity: g,
@@ -155,7 +156,7 @@ public enum CentralRelease {
         var report = DPReleaseReport(
             round: h.round, clients: h.clients, sampleRate: q, expectedClients: expected,
             coordinates: alsBounds.map { PrivateALSRelease.coordinates(h.config, sharesItemGram: $0.sharesItemGram(h.config)) }
-                ?? (ReleaseVector.isDenseOnly(sum) ? ReleaseVector.denseLength(sum) : h.config.items * (h.config.dim + 1) + 1),
+                ?? (ReleaseVector.isTensorRelease(sum) ? ReleaseVector.tensorLength(sum) : h.config.items * (h.config.dim + 1) + 1),
             granularity: 0, isPrivate: entry.isPrivate)
 
         // A release of this sum whose line is already charged, with these settings: replay it.

@@ -1,4 +1,5 @@
 import Foundation
+import FedRecSupport
 
 /// What a command printed and how it exited.
 public struct CommandResult: Sendable {
@@ -34,6 +35,15 @@ public enum CommandRunner {
     public static func run(_ tool: String, _ arguments: [String], stdin: String? = nil, in directory: String? = nil,
                            environment extra: [String: String] = [:]) throws -> CommandResult {
         try run(tool, arguments, stdinBytes: stdin.map { Array($0.utf8) }, in: directory, environment: extra)
+    }
+
+    /// As `run(_:_:stdin:in:environment:)` for a step a test builds on: the result when
+    /// the command exits 0, else an error naming the command, its status and its stderr.
+    @discardableResult
+    public static func succeeding(_ tool: String, _ arguments: [String], in directory: String? = nil) throws -> CommandResult {
+        let r = try run(tool, arguments, in: directory)
+        guard r.status == 0 else { throw FedRecError(.io, "\(tool) \(arguments.prefix(2)) failed (\(r.status)): \(r.stderr)") }
+        return r
     }
 
     /// As `run(_:_:stdin:in:environment:)`, with binary stdin (a shard, a checkpoint) piped in.

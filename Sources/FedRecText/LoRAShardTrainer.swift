@@ -181,11 +181,7 @@ public enum LoRAShardTrainer {
             header.clip = settings.clip
             header.clipped = clipped
             header.shards = [reader.identity]
-            if let drawn {
-                header.sampleRate = drawn.sampling.rate
-                header.population = population
-                header.extra[DPMetadata.samplingKey] = drawn.key.rawValue
-            }
+            header.recordSampling(drawn, population: population)
             return header
         }
         let names = TextLoRAModel.tensors(of: global).keys.sorted()
@@ -255,8 +251,8 @@ public enum LoRAShardTrainer {
                 delta[name] = d
             }
             var scale: Float = 1
-            if settings.clip > 0, squares.squareRoot() > settings.clip {
-                scale = Float(settings.clip / squares.squareRoot())
+            if let factor = ClientClipping.factor(squaredNorm: squares, clip: settings.clip) {
+                scale = factor
                 summary.clipped += 1
             }
             let examples = client.examplesPerEpoch(task: task, limit: settings.examplesPerUser)

@@ -11,15 +11,25 @@ import FedRecWire
 /// (or are rebuilt each round with `--reconstruct`), as MF's do. With `--compress` each
 /// client's update (its item rows and its dense deltas) is compressed apart instead
 /// (`ClientVectorLayout(items:network:)`), top-k's residuals kept in the state file.
+///
+/// Client-level DP as for MF (DP-FedAvg): with `--clip` C each client's whole update (its
+/// item rows and dense deltas, one vector) is clipped to L2 norm C before it is weighted,
+/// and the header records C and the clipped count; with `--sample-rate` q each client
+/// takes part with probability q (`PoissonSampling`) and the header records q, the
+/// population and the key's source, so `fl-dp-noise` releases the sum unchanged. With a
+/// `clientSink` (cross-device secure aggregation, `SecureParty.maskClients`) each client's
+/// own update goes to the sink instead. Distributed DP (`--ddp-epsilon`, `--secagg-silo`)
+/// is refused for ncf: its release vector (`ReleaseVector`, `DistributedDPEncoding`) is
+/// laid out for MF's tensors.
 public enum NCFShardTrainer {
-    /// What an ncf client cannot do yet, refused before anything is read.
+    /// What an ncf client cannot do, refused before anything is read: ALS (ncf trains by
+    /// SGD), local DP (its noise is calibrated on MF's dense vector) and the FedProx term
+    /// (not in the ncf client's step).
     /// - Throws: `.usage` naming the option.
     public static func checkSupported(_ options: TrainingOptions) throws {
         var refused: [String] = []
         if options.algorithm != .sgd { refused.append("--algorithm \(options.algorithm.rawValue) (ncf trains by sgd)") }
-        if options.clip > 0 { refused.append("--clip") }
         if options.localNoiseMultiplier > 0 { refused.append("--local-dp") }
-        if options.sampleRate != nil { refused.append("--sample-rate") }
         if options.alsBounds != nil { refused.append("ALS contribution bounds") }
         if options.proxMu > 0 { refused.append("--prox-mu") }
         guard refused.isEmpty else {
@@ -27,22 +37,43 @@ public enum NCFShardTrainer {
         }
     }
 
+    /// Refuses distributed DP for an ncf model (`requested`: `--ddp-epsilon` or
+    /// `--secagg-silo` given): its release vector is MF's (`ReleaseVector.length` from the
+    /// header alone), which holds no tower. Secure aggregation without it composes.
+    /// - Throws: `.usage` naming the options.
+    public static func refuseDistributedDP(_ requested: Bool) throws {
+        guard requested else { return }
+        throw FedRecError(
+            .usage,
+            "an ncf model takes no distributed DP yet (--ddp-epsilon, --secagg-silo): its release vector is laid out for mf; use --secagg-session alone, or fl-secagg mask --update, with fl-dp-noise at the server")
+    }
+
     /// Trains the shard at `shardPath` against the ncf model at `modelPath`.
+    /// - Parameter clientSink: with secure aggregation across clients (each client a
+    ///   party), each client's own update, as it is computed; the shard's update is then
+    ///   not written (`output` is ignored) and no client compressor is made.
     public static func run(modelPath: String, shardPath: String, stateIn: String?, stateOut: String?, output: String,
-                           options: TrainingOptions, progress: Progress = Progress(quiet: true)) throws -> ShardTrainingSummary {
+                           options: TrainingOptions, progress: Progress = Progress(quiet: true),
+                           clientSink: ((_ client: Int32, _ update: ModelUpdate) throws -> Void)? = nil) throws -> ShardTrainingSummary {
         try checkSupported(options)
         let (model, identity) = try NCFModel.open(modelPath)
         let config = model.config
         let width = model.network.userWidth
+        // Without a given key, a secret one from the system CSPRNG.
+        let drawn = try options.poissonSampling()
         let reader = try ShardUserReader(path: shardPath, datasetId: config.datasetId, items: config.items)
-        let keepsResidual = options.compression?.keepsResidual == true
+        let keepsResidual = clientSink == nil && options.compression?.keepsResidual == true
         var state = try UserState.starting(stateIn, dim: width, config: config, users: options.userParameters == .state, residuals: keepsResidual,
                                            shard: reader.origin, shardPath: shardPath)
-        // Each client compressed apart: `rows` and `dense` then hold one client at a time.
-        let compressor = try options.compression.map {
+        // Each client compressed apart (not under secure aggregation: its sink takes the clients).
+        let compressor = try clientSink == nil ? options.compression.map {
             try ClientCompressor(compression: $0, seed: options.compressionSeed, file: modelPath) { try ClientVectorLayout(items: config.items, network: model.network) }
-        }
+        } : nil
+        try compressor?.refuseClip(options.clip)
         if keepsResidual { try compressor?.checkResiduals(of: state, file: stateIn) }
+        let sink: ((_ client: Int32, _ update: ModelUpdate) throws -> Void)? = clientSink ?? (compressor == nil ? nil : { client, update in
+            try compressor?.add(client: client, update: update, residuals: &state.residuals)
+        })
         let trainer = NCFClientTrainer(model: model, options: options)
         let layout = model.network.rowLayout
         let rows = RowAccumulator(items: config.items, width: width)
@@ -52,10 +83,12 @@ public enum NCFShardTrainer {
         let roundSeed = options.seed &+ UInt64(model.round) &* 0x9E37_79B9_7F4A_7C15
         let userEpochs = options.userParameters == .reconstruct ? options.reconstructionEpochs : 0
 
-        /// The header every update of this shard carries (`clients` and `weight` its own).
-        func header(clients: Int, weight: Double) -> UpdateHeader {
+        /// The header every update of this shard carries (`clients`, `weight` and `clipped` its own).
+        func header(clients: Int, weight: Double, clipped: Int) -> UpdateHeader {
             var header = UpdateHeader(config: config, baseModel: identity, round: model.round, algorithm: .sgd,
                                       weighting: options.weighting, clients: clients, weight: weight)
+            header.clip = options.clip
+            header.clipped = clipped
             header.shards = [reader.identity]
             header.extra[UserSettingsMetadata.key] = UserSideSettings(options).metadataValue
             return header
@@ -74,6 +107,7 @@ public enum NCFShardTrainer {
 
         func trainClient(_ users: [UserRecord]) throws {
             summary.population += 1
+            if let drawn, !drawn.sampling.includes(round: model.round, client: Int(users[0].client)) { return }
             let examples = users.reduce(0) { $0 + $1.train.count }
             guard examples > 0 else { return }
             let weight: Float = options.weighting == .examples ? Float(examples) : 1
@@ -98,8 +132,10 @@ public enum NCFShardTrainer {
                 rows.add(slot: slot, delta, scale: weight)
             }
             for k in dense.indices { dense[k] += weight * result.denseDelta[k] }
-            if let compressor {
-                try compressor.add(client: users[0].client, update: update(header(clients: 1, weight: Double(weight))), residuals: &state.residuals)
+            if result.clipped { summary.clipped += 1 }
+            if let sink {
+                // This client's update alone (to be compressed or masked), then a fresh start.
+                try sink(users[0].client, update(header(clients: 1, weight: Double(weight), clipped: result.clipped ? 1 : 0)))
                 rows.reset()
                 for k in dense.indices { dense[k] = 0 }
             }
@@ -115,9 +151,13 @@ public enum NCFShardTrainer {
             progress.update("\(shardPath): \(usersRead) users")
         }
         progress.finish()
-        guard summary.clients > 0 else { throw FedRecError(.emptyInput, file: shardPath, "no client in the shard has training data") }
+        // With sampling, a shard none of whose clients was drawn still reports its population.
+        guard summary.clients > 0 || (drawn != nil && summary.population > 0) else {
+            throw FedRecError(.emptyInput, file: shardPath, "no client in the shard has training data")
+        }
 
-        let shardHeader = header(clients: summary.clients, weight: totalWeight)
+        var shardHeader = header(clients: summary.clients, weight: totalWeight, clipped: summary.clipped)
+        shardHeader.recordSampling(drawn, population: summary.population)
         if let compressor {
             state.residualLength = compressor.builder.layout.length
             summary.rows = compressor.builder.entries
@@ -127,7 +167,7 @@ public enum NCFShardTrainer {
         }
         if let compressor {
             try compressor.builder.write(header: shardHeader, to: output)
-        } else {
+        } else if clientSink == nil {
             let sum = update(shardHeader)
             summary.rows = sum.rows.count
             try sum.write(to: output, kind: .update)

@@ -101,14 +101,20 @@ public final class NCFClientTrainer {
     public struct Result {
         /// users × userWidth.
         public var users: [Float]
-        /// `network.denseCount` values: trained minus global.
+        /// `network.denseCount` values: trained minus global (clipped with the rows).
         public var denseDelta: [Float]
+        /// Whether the client's update was scaled down to `options.clip`.
+        public var clipped = false
     }
 
     /// Trains the client whose users are `users`, starting from `start` (users ×
     /// userWidth), and calls `emit(item, delta)` for every item row it touched (userWidth
     /// values), in the order the rows were first touched. With `sharedEpochs` 0 only the
     /// users are trained (reconstruction: `userEpochs` passes with the model frozen).
+    ///
+    /// With `options.clip` C > 0 the client's whole update, every touched item row's
+    /// change and the dense change flattened into one vector, is scaled to L2 norm C when
+    /// it is longer (`ClientClipping`, as MF's clients do), before `emit` sees a row.
     public func train(users: [UserRecord], start: [Float], generator: inout SeededGenerator, userEpochs: Int, sharedEpochs: Int,
                       emit: (Int32, UnsafeBufferPointer<Float>) -> Void) -> Result {
         precondition(start.count == users.count * width)
@@ -236,20 +242,34 @@ public final class NCFClientTrainer {
             swap(&q, &itemParams); swap(&gq, &itemGrad); swap(&mq, &itemM); swap(&vq, &itemV); swap(&qIn, &itemInBatch)
             swap(&theta, &denseParams); swap(&gTheta, &denseGrad); swap(&mTheta, &denseM); swap(&vTheta, &denseV)
         }
+        var denseDelta = zip(denseParams, model.dense).map { $0 - $1 }
+        var factor: Float?
         if sharedEpochs > 0 {
+            // The client's whole update clipped as one vector: its rows' changes and the dense one.
+            if options.clip > 0 {
+                var squared = 0.0
+                let trained = itemParams, global = itemGlobal  // local copies: no exclusivity checks
+                for i in 0..<(slotItems.count * width) {
+                    let change = Double(trained[i] - global[i])
+                    squared += change * change
+                }
+                for change in denseDelta { squared += Double(change) * Double(change) }
+                factor = ClientClipping.factor(squaredNorm: squared, clip: options.clip)
+                if let factor { for k in denseDelta.indices { denseDelta[k] *= factor } }
+            }
             var delta = [Float](repeating: 0, count: width)
-            let w = width, slotItems = slotItems
+            let w = width, slotItems = slotItems, scale = factor
             itemParams.withUnsafeBufferPointer { trained in
             itemGlobal.withUnsafeBufferPointer { global in
             delta.withUnsafeMutableBufferPointer { d in
                 for (s, item) in slotItems.enumerated() {
                     for k in 0..<w { d[k] = trained[s * w + k] - global[s * w + k] }
+                    if let scale { for k in 0..<w { d[k] *= scale } }
                     emit(item, UnsafeBufferPointer(d))
                 }
             }}}
         }
-        let denseDelta = zip(denseParams, model.dense).map { $0 - $1 }
-        return Result(users: userParams, denseDelta: denseDelta)
+        return Result(users: userParams, denseDelta: denseDelta, clipped: factor != nil)
     }
 }
 

@@ -185,8 +185,7 @@ public final class SGDClientTrainer {
         var muDelta = mu - model.globalBias
         squared += Double(muDelta) * Double(muDelta)
         var clipped = false
-        if options.clip > 0, squared.squareRoot() > options.clip {
-            let factor = Float(options.clip / squared.squareRoot())
+        if let factor = ClientClipping.factor(squaredNorm: squared, clip: options.clip) {
             for i in delta.indices { delta[i] *= factor }
             muDelta *= factor
             clipped = true

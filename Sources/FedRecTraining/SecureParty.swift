@@ -1,5 +1,6 @@
 import FedRecFormats
 import FedRecMechanisms
+import FedRecModel
 import FedRecSecureAggregation
 import FedRecSupport
 import FedRecWire
@@ -166,7 +167,8 @@ public enum SecureParty {
     }
 
     /// Step 5 across clients (cross-device): trains every client of `shardPath` apart (as
-    /// fl-train-local does, `options`), and masks each client's own update as its party
+    /// fl-train-local does, `options`; an mf model by `ShardTrainer`, an ncf model by
+    /// `NCFShardTrainer`, which refuses `distributed` and `silo`), and masks each client's own update as its party
     /// (party id = the client's index); the output is the sum of the group's masked updates,
     /// still masked. Clients without a delivery (dropped before) or simulated as dropping
     /// send nothing. Returns nil, writing nothing, when no client of the group is left.
@@ -181,6 +183,8 @@ public enum SecureParty {
         tensorClips: [String: Float] = [:], output: String, randomness: Randomness, dropout: SimulatedDropout = .none,
         distributed: DistributedDPSettings? = nil, silo: Bool = false
     ) throws -> MaskedUpdateFile? {
+        let family = try ModelFamily.of(model: modelPath)
+        if family == .ncf { try NCFShardTrainer.refuseDistributedDP(distributed != nil || silo) }
         let roster = try SecAggRosterFile.read(rosterPath, session: session)
         let relay = try ShareEnvelopeFile.readDeliveries(deliveries, session: session)
         var states = try SecAggStateFile.read(state, session: session)
@@ -216,9 +220,13 @@ public enum SecureParty {
             states: &states, roster: roster, relay: relay, deliveries: deliveries, dropout: dropout, shardPath: shardPath,
             train: { sink in
                 _ = try withoutActuallyEscaping(sink) { sink in
-                    try ShardTrainer.run(
-                        modelPath: modelPath, shardPath: shardPath, stateIn: userStateIn, stateOut: userStateOut, output: "-",
-                        options: options, clientSink: sink)
+                    family == .ncf
+                        ? try NCFShardTrainer.run(
+                            modelPath: modelPath, shardPath: shardPath, stateIn: userStateIn, stateOut: userStateOut, output: "-",
+                            options: options, clientSink: sink)
+                        : try ShardTrainer.run(
+                            modelPath: modelPath, shardPath: shardPath, stateIn: userStateIn, stateOut: userStateOut, output: "-",
+                            options: options, clientSink: sink)
                 }
             }
         ) { party, update, delivery, client in

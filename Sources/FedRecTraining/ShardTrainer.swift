@@ -50,6 +50,14 @@ final class ClientCompressor {
         generator = ChaCha20Generator(seed: randomBytes(ChaCha20Generator.seedByteCount, using: &system), label: "compress")
     }
 
+    /// Refuses `--clip` (`.usage`): the clip is the sensitivity DP relies on; a decoded
+    /// QSGD level may exceed it (up to the row's norm a value) and top-k sends past rounds'
+    /// residuals with this one's. (Under secure aggregation no client compressor is made.)
+    func refuseClip(_ clip: Double) throws {
+        guard clip > 0 else { return }
+        throw FedRecError(.usage, "--compress \(builder.compression) changes the clipped delta's norm, which --clip bounds for DP: not both")
+    }
+
     /// Refuses a state whose error-feedback residuals index another layout (`.mismatch`).
     func checkResiduals(of state: UserState, file: String?) throws {
         guard !state.residuals.isEmpty, state.residualLength != builder.layout.length else { return }
@@ -111,7 +119,7 @@ public enum ShardTrainer {
         let localDP = try LocalDP(options: options, config: config)
         // Without a given key, a secret one from the system CSPRNG.
         let drawn = try options.poissonSampling()
-        let sampling = drawn?.sampling, keySource = drawn?.key ?? options.sampleKeySource
+        let sampling = drawn?.sampling
         if config.objective == .wals && options.algorithm != .als {
             throw FedRecError(.usage, file: modelPath, "a wals model is trained with --algorithm als")
         }
@@ -127,11 +135,7 @@ public enum ShardTrainer {
         if let compressor, options.algorithm != .sgd {
             throw FedRecError(.usage, "--compress \(compressor.builder.compression) applies to SGD updates, not to \(options.algorithm) statistics")
         }
-        // The clip is the sensitivity DP relies on; a decoded QSGD level may exceed it (up to
-        // the row's norm a value) and top-k sends past rounds' residuals with this one's.
-        if let compressor, options.clip > 0 {
-            throw FedRecError(.usage, "--compress \(compressor.builder.compression) changes the clipped delta's norm, which --clip bounds for DP: not both")
-        }
+        try compressor?.refuseClip(options.clip)
         if keepsResidual { try compressor?.checkResiduals(of: state, file: stateIn) }
         let sink: ((_ client: Int32, _ update: ModelUpdate) throws -> Void)? = clientSink ?? (compressor == nil ? nil : { client, update in
             try compressor?.add(client: client, update: update, residuals: &state.residuals)
@@ -261,14 +265,11 @@ public enum ShardTrainer {
 
         var header = header(clients: summary.clients, weight: totalWeight)
         header.clipped = summary.clipped
-        if let sampling {
-            header.sampleRate = sampling.rate
-            header.population = summary.population
-        } else if options.alsBounds != nil {
+        header.recordSampling(drawn, population: summary.population)
+        if drawn == nil && options.alsBounds != nil {
             // Private ALS without sampling: the clients the shard holds (a public count).
             header.population = summary.population
         }
-        if sampling != nil { header.extra[DPMetadata.samplingKey] = keySource.rawValue }
         if let localDP { summary.localEpsilon = localDP.epsilon }
         let update: ModelUpdate
         var spilled: [String: (width: Int, tensor: SpilledTensor)] = [:]

@@ -116,38 +116,71 @@ public enum ReleaseVector {
         return header
     }
 
-    // MARK: Dense-only deltas (a text-lora adapter's tensors)
+    // MARK: A tensor family's deltas (an ncf model's item rows and tower, a text-lora adapter's tensors)
 
-    /// Whether `sum` holds dense tensors only (a tensor family with no row tensors, e.g. a
-    /// text-lora adapter's B), released by `packDense` rather than `packSGD`.
-    public static func isDenseOnly(_ sum: ModelUpdate) -> Bool {
-        sum.rowTensors.isEmpty && sum.header.config.family != .mf
+    /// Whether `sum` is released tensor by tensor (`packTensors`) rather than as MF's
+    /// deltas (`packSGD`): an ncf model's sum (rows `gmf_item`/`mlp_item`, the tower's and
+    /// prediction layer's dense tensors), or a tensor family's with dense tensors only (a
+    /// text-lora adapter's B). CTR models' rows are hashed features, not items: neither.
+    public static func isTensorRelease(_ sum: ModelUpdate) -> Bool {
+        let family = sum.header.config.family
+        return family == .ncf || (family != .mf && sum.rowTensors.isEmpty)
     }
 
-    /// The values a dense-only release noises.
-    public static func denseLength(_ sum: ModelUpdate) -> Int {
-        sum.dense.values.reduce(0) { $0 + $1.count }
+    /// The values a tensor release noises: every item's row of each row tensor, and every
+    /// value of each dense tensor.
+    public static func tensorLength(_ sum: ModelUpdate) -> Int {
+        sum.rowTensors.values.reduce(0) { $0 + sum.header.config.items * $1.width } + sum.dense.values.reduce(0) { $0 + $1.count }
     }
 
-    /// A sum with no row tensors (every tensor dense: a text-lora adapter's B): its
-    /// tensors in name order, one vector; the sensitivity is the clip C of one client's
-    /// whole delta, as for MF's rows.
-    public static func packDense(_ sum: ModelUpdate) -> [Float] {
-        sum.dense.keys.sorted().flatMap { sum.dense[$0] ?? [] }
+    /// A tensor family's sum as one vector: each row tensor (name order) as items × width
+    /// values, untouched items' rows zero (a row left out would tell nobody touched it),
+    /// then each dense tensor (name order). The sensitivity is the clip C of one client's
+    /// whole delta, as for MF's rows. With dense tensors only, the tensors in name order.
+    /// - Throws: `.shape` for rows outside the catalogue or a tensor of the wrong size.
+    public static func packTensors(_ sum: ModelUpdate) throws -> [Float] {
+        let n = sum.header.config.items
+        var values: [Float] = []
+        values.reserveCapacity(tensorLength(sum))
+        for name in sum.rowTensors.keys.sorted() {
+            guard let tensor = sum.rowTensors[name], tensor.values.count == sum.rows.count * tensor.width else {
+                throw FedRecError(.shape, "tensor rows.\(name) does not hold \(sum.rows.count) rows")
+            }
+            let w = tensor.width, at = values.count
+            values += repeatElement(0, count: n * w)
+            for (r, row) in sum.rows.enumerated() {
+                let item = Int(row)
+                guard item >= 0, item < n else { throw FedRecError(.shape, "row \(item) is outside the catalogue of \(n) items") }
+                for k in 0..<w { values[at + item * w + k] = tensor.values[r * w + k] }
+            }
+        }
+        for name in sum.dense.keys.sorted() { values += sum.dense[name] ?? [] }
+        return values
     }
 
-    /// The dense sum the vector stands for, with the layout of `like` (the sum packed),
-    /// `weight` = `clients` so the server step divides by that fixed denominator.
-    public static func unpackDense(_ values: [Float], like sum: ModelUpdate, clients: Double) -> ModelUpdate {
+    /// The sum the vector stands for, with the tensors of `like` (the sum packed): every
+    /// item a row, `row_weight` = `clients` on every row and `weight` = `clients`, so the
+    /// server step divides every tensor by that fixed denominator.
+    public static func unpackTensors(_ values: [Float], like sum: ModelUpdate, clients: Double) -> ModelUpdate {
+        let n = sum.header.config.items
         let header = released(sum.header, clients: clients)
+        var rowTensors: [String: RowTensor] = [:]
         var dense: [String: [Float]] = [:]
         var start = 0
+        for name in sum.rowTensors.keys.sorted() {
+            let count = n * (sum.rowTensors[name]?.width ?? 0)
+            rowTensors[name] = RowTensor(width: sum.rowTensors[name]?.width ?? 0, values: Array(values[start..<(start + count)]))
+            start += count
+        }
         for name in sum.dense.keys.sorted() {
             let count = sum.dense[name]?.count ?? 0
             dense[name] = Array(values[start..<(start + count)])
             start += count
         }
-        return ModelUpdate(header: header, dense: dense)
+        guard !rowTensors.isEmpty else { return ModelUpdate(header: header, dense: dense) }
+        return ModelUpdate(
+            header: header, rows: (0..<Int32(n)).map { $0 }, rowClients: [Int32](repeating: Int32(clients.rounded()), count: n),
+            rowWeight: [Float](repeating: Float(clients), count: n), rowTensors: rowTensors, dense: dense)
     }
 
     // MARK: Private ALS statistics

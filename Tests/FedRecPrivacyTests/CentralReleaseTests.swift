@@ -74,6 +74,71 @@ struct CentralReleaseTests {
         #expect(abs(variance.squareRoot() / sigma - 1) <= 5 * (0.5 / Double(d)).squareRoot(), "std \(variance.squareRoot()) against \(sigma)")
     }
 
+    /// An ncf sum (NeuMF: rows gmf_item [n, 3], mlp_item [n, 2] for two touched items, and
+    /// the tower's dense tensors) over 2,000 items: 10,000 row values and the tower's.
+    @Test("an ncf sum (two row tensors and the tower): every item's rows and every dense value noised at z·C, divided by q·N in the server step")
+    func ncfSum() throws {
+        let dir = try TemporaryDirectory()
+        let network = try NCFNetwork(variant: .neumf, gmfDim: 3, mlpDim: 2, layers: [4, 2])
+        let config = ModelConfig(family: .ncf, objective: .bce, dim: network.userWidth, items: 2000, datasetId: "test")
+        let model = NCFModel.initial(config: config, network: network, scale: 0.1, seed: 3, outputBias: 0)
+        let identity = try model.write(to: dir.path + "/m")
+        var header = UpdateHeader(config: config, baseModel: identity, round: 0, algorithm: .sgd, weighting: .uniform, clients: 6, weight: 6)
+        header.clip = 0.5
+        header.sampleRate = 0.2
+        header.population = 30
+        var dense: [String: [Float]] = [:]
+        for entry in network.denseLayout { dense[entry.name] = (0..<entry.shape.reduce(1, *)).map { Float($0 % 3) / 10 } }
+        let sum = ModelUpdate(
+            header: header, rows: [4, 1500], rowClients: [2, 1], rowWeight: [2, 1],
+            rowTensors: ["gmf_item": RowTensor(width: 3, values: [0.1, 0.2, 0.3, -0.1, -0.2, -0.3]),
+                         "mlp_item": RowTensor(width: 2, values: [1, 2, -1, -2])],
+            dense: dense)
+        let z = 2.0, expected = 6.0
+        let (noised, g) = try CentralRelease.noisedSum(sum, noiseMultiplier: z, expectedClients: expected, source: SeededNoiseSource(seed: 9))
+        #expect(noised.rows == (0..<2000).map { Int32($0) })
+        #expect(noised.rowWeight.allSatisfy { $0 == 6 } && noised.rowClients.allSatisfy { $0 == 6 } && noised.header.weight == 6)
+        #expect(Set(noised.dense.keys) == Set(dense.keys) && noised.rowTensors["gmf_item"]?.width == 3 && noised.rowTensors["mlp_item"]?.width == 2)
+        // The noise: released minus the sum, untouched rows' zeros included (built here from the rows).
+        var noise: [Double] = []
+        for (name, w) in [("gmf_item", 3), ("mlp_item", 2)] {
+            let released = try #require(noised.rowTensors[name]?.values)
+            #expect(released.count == 2000 * w)
+            var original = [Float](repeating: 0, count: 2000 * w)
+            for (r, row) in sum.rows.enumerated() { for k in 0..<w { original[Int(row) * w + k] = sum.rowTensors[name]!.values[r * w + k] } }
+            noise += zip(released, original).map { Double($0) - Double($1) }
+        }
+        for (name, values) in dense.sorted(by: { $0.key < $1.key }) {
+            let released = try #require(noised.dense[name])
+            #expect(released.count == values.count)
+            noise += zip(released, values).map { Double($0) - Double($1) }
+        }
+        let d = noise.count
+        #expect(d == 2000 * 5 + network.denseCount)
+        let sigma = DPNoise.sigma(clip: 0.5, noiseMultiplier: z, granularity: g, coordinates: d)
+        let mean = noise.reduce(0, +) / Double(d)
+        let variance = noise.reduce(0.0) { $0 + ($1 - mean) * ($1 - mean) } / Double(d - 1)
+        #expect(abs(mean) <= 5 * sigma / Double(d).squareRoot())
+        #expect(abs(variance.squareRoot() / sigma - 1) <= 5 * (0.5 / Double(d)).squareRoot(), "std \(variance.squareRoot()) against \(sigma)")
+        // fl-aggregate --fixed-denominator: every parameter moves by its noised sum over q·N.
+        var options = ServerOptions()
+        options.fixedDenominator = expected
+        let next = try NCFModel(TensorServerStep.apply(noised, sumFile: "noised", to: dir.path + "/m", options: options), file: "next")
+        let gmf = try #require(noised.rowTensors["gmf_item"]?.values), mlp = try #require(noised.rowTensors["mlp_item"]?.values)
+        for item in 0..<2000 {
+            let moved = (0..<3).map { gmf[item * 3 + $0] } + (0..<2).map { mlp[item * 2 + $0] }
+            for k in 0..<5 {
+                #expect(abs(Double(next.itemRows[item * 5 + k]) - (Double(model.itemRows[item * 5 + k]) + Double(moved[k]) / expected)) <= 1e-5)
+            }
+        }
+        for entry in network.denseLayout {
+            let released = try #require(noised.dense[entry.name])
+            for k in released.indices {
+                #expect(abs(Double(next.dense[entry.offset + k]) - (Double(model.dense[entry.offset + k]) + Double(released[k]) / expected)) <= 1e-5)
+            }
+        }
+    }
+
     @Test("a sum of clients sampled with a known test seed is released as not private, even with CSPRNG noise")
     func publicSample() throws {
         var s = sum()

@@ -217,7 +217,7 @@ struct NCFTrainingTests {
         #expect(after.positive - after.other > before.positive - before.other + 1)
     }
 
-    @Test("clipping, ALS and sampling are refused for ncf; an MF state file is refused")
+    @Test("ALS, local DP and the FedProx term are refused for ncf; an MF state file is refused")
     func refusals() throws {
         let data = try SyntheticDataset(users: 10, items: 10, perUser: 5, split: .leaveLastOut)
         let path = try ncfModel(data)
@@ -229,9 +229,10 @@ struct NCFTrainingTests {
                 return nil
             } catch let error as FedRecError { return error.failure } catch { return nil }
         }
-        #expect(refused { $0.clip = 1 } == .usage)
         #expect(refused { $0.algorithm = .als } == .usage)
-        #expect(refused { $0.sampleRate = 0.5 } == .usage)
+        #expect(refused { $0.clip = 1; $0.weighting = .uniform; $0.localNoiseMultiplier = 1 } == .usage)
+        #expect(refused { $0.proxMu = 0.1 } == .usage)
+        #expect(throws: FedRecError.self) { try NCFShardTrainer.refuseDistributedDP(true) }
         #expect(!fileExists(data.directory.path + "/x"))
         // An MF model's state (another model type and width) is not an ncf client's.
         let mf = try data.initialModel(.bce, dim: 4)

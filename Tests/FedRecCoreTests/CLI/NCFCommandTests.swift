@@ -77,8 +77,8 @@ struct NCFCommandTests {
         let half = try s.run("fl-init", ["--dataset", "ds", "--model", "ncf", "--pretrain-gmf", "g.safetensors", "-o", "x.safetensors"])
         #expect(half.status == 64)
         #expect(try s.run("fl-init", ["--dataset", "ds", "--model", "ncf", "--objective", "bce", "--dim", "4", "-o", "m.safetensors"]).status == 0)
-        let clip = try s.run("fl-train-local", ["--model", "m.safetensors", "--shard", "ds/shards/shard-00000.tar", "--reconstruct", "--clip", "1", "-o", "u.safetensors"])
-        #expect(clip.status == 64 && clip.stderrLines.count == 1 && !fileExists(s.path + "/u.safetensors"), "\(clip.stderr)")
+        let prox = try s.run("fl-train-local", ["--model", "m.safetensors", "--shard", "ds/shards/shard-00000.tar", "--reconstruct", "--prox-mu", "0.1", "-o", "u.safetensors"])
+        #expect(prox.status == 64 && prox.stderrLines.count == 1 && prox.stderr.contains("--prox-mu") && !fileExists(s.path + "/u.safetensors"), "\(prox.stderr)")
         // A GMF model is not an MLP one for pretraining.
         let wrong = try s.run("fl-init", ["--dataset", "ds", "--model", "ncf", "--objective", "bce", "--pretrain-gmf", "m.safetensors",
                                           "--pretrain-mlp", "m.safetensors", "-o", "x.safetensors"])

@@ -77,7 +77,7 @@ struct NCFCompressionCommandTests {
         _ = try writer.write(to: path + "/" + output)
     }
 
-    @Test("refused with one line and its exit code, nothing overwritten: a compressed update against a model of another shape (86; relabelled, 83), a layout of the wrong width (83), top-k without --state, secure aggregation (64)")
+    @Test("refused with one line and its exit code, nothing overwritten: a compressed update against a model of another shape (86; relabelled, 83), a layout of the wrong width (83), top-k without --state, top-k under secure aggregation (64)")
     func refusals() throws {
         try train("q.safetensors", ["--compress", "q8", "--compress-seed", "1"])
         try "keep".write(toFile: path + "/next.safetensors", atomically: true, encoding: .utf8)
@@ -99,7 +99,7 @@ struct NCFCompressionCommandTests {
         #expect(wide.status == 83 && wide.stderrLines.count == 1 && wide.stderr.hasPrefix("fl-aggregate: wide.safetensors: "), "\(wide.status) \(wide.stderr)")
         let topk = try train("x.safetensors", ["--compress", "topk:0.1"], expect: 64)
         #expect(topk.stderrLines.count == 1 && topk.stderr.contains("--state"))
-        let secure = try train("x.safetensors", ["--compress", "q8", "--secagg-session", "session"], expect: 64)
+        let secure = try train("x.safetensors", ["--compress", "topk:0.1", "--state", "st-x", "--secagg-session", "session"], expect: 64)
         #expect(secure.stderrLines.count == 1 && secure.stderr.contains("secure aggregation"), "\(secure.stderr)")
         #expect(!fileExists(path + "/x.safetensors"))
     }
