@@ -39,6 +39,14 @@ public struct ServerOptions: Sendable, Equatable {
     public var beta2: Float = 0.99
     public var tau: Float = 1e-3
     public var rowAverage: RowAverage = .touched
+    /// A calibration round of a CTR model: the intercept alone moves, by one Newton–Raphson
+    /// step on the log loss of every training example at the round's model (the intercept
+    /// step of IRLS, McCullagh & Nelder 1989, §4.4): b ← b − Σ (p − y) / Σ p (1 − p), the
+    /// sums the clients sent (`CTRModel.biasResidualName`; they train no epochs,
+    /// `fl-train-local --epochs 0`). Every other parameter and the optimiser's state stay.
+    /// It puts the model's mean prediction on the training click rate, which FedAvg of
+    /// sparse rows pulls off (bench/RESULTS.md, CTR).
+    public var calibrateBias = false
     /// With client-level DP: divide every row by this fixed expected weight (q·N) instead,
     /// so one client's influence is bounded whatever the others do.
     public var fixedDenominator: Double?

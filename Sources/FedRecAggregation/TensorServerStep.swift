@@ -25,7 +25,12 @@ public enum TensorServerStep {
             throw FedRecError(.shape, file: sumFile, "holds \(sum.header.algorithm.rawValue) statistics; a \(start.config.modelType) model takes parameter deltas (sgd)")
         }
         var model = start
-        try step(sum, model: &model, options: options, file: sumFile)
+        if options.calibrateBias {
+            let bias = try newtonIntercept(sum, model: model, file: sumFile)
+            model.tensors[CTRModel.biasName]?.values = [bias]
+        } else {
+            try step(sum, model: &model, options: options, file: sumFile)
+        }
         model.notes[UserSettingsMetadata.key] = sum.header.extra[UserSettingsMetadata.key]
         model.round += 1
         return model
@@ -34,7 +39,9 @@ public enum TensorServerStep {
     static func step(_ sum: ModelUpdate, model: inout TensorModel, options: ServerOptions, file: String) throws {
         let rowNames = model.rowTensorNames
         let denseNames = Set(model.tensors.keys).subtracting(rowNames)
-        guard Set(sum.rowTensors.keys) == rowNames, Set(sum.dense.keys) == denseNames else {
+        // Statistics the clients sent beside their deltas (`stat.` names) are not parameters.
+        let parameterNames = Set(sum.dense.keys.filter { !$0.hasPrefix(ModelUpdate.statisticsPrefix) })
+        guard Set(sum.rowTensors.keys) == rowNames, parameterNames == denseNames else {
             let held = (sum.rowTensors.keys.map { "rows." + $0 } + sum.dense.keys.map { "dense." + $0 }).sorted()
             let expected = (rowNames.map { "rows." + $0 } + denseNames.map { "dense." + $0 }).sorted()
             throw FedRecError(.shape, file: file, "holds tensors \(held), the model takes \(expected)")
@@ -93,5 +100,29 @@ public enum TensorServerStep {
                 for i in delta.indices { move(i, delta[i] * denseScale) }
             }
         }
+    }
+
+    /// The intercept after one Newton step from the sum's statistics (`calibrateBias`).
+    /// - Throws: `.usage` for a model other than lr or fm, or a sum whose clients trained
+    ///   (a calibration round's clients send statistics only, `--epochs 0`); `.shape` when
+    ///   the sum holds no statistics of the intercept (updates of an earlier
+    ///   fl-train-local) or a curvature that is not positive.
+    static func newtonIntercept(_ sum: ModelUpdate, model: TensorModel, file: String) throws -> Float {
+        guard ["lr", "fm"].contains(model.config.modelType), let bias = model.tensors[CTRModel.biasName]?.values, bias.count == 1 else {
+            throw FedRecError(.usage, "--calibrate-bias is for CTR models (lr, fm), not \(model.config.modelType)")
+        }
+        guard let statistics = sum.dense[CTRModel.biasResidualName], statistics.count == 2 else {
+            throw FedRecError(.shape, file: file, "holds no dense.\(CTRModel.biasResidualName): --calibrate-bias needs updates that carry the intercept's statistics (fl-train-local of this version)")
+        }
+        let trained = sum.rowTensors.values.contains { $0.values.contains { $0 != 0 } }
+            || sum.dense.contains { !$0.key.hasPrefix(ModelUpdate.statisticsPrefix) && $0.value.contains { $0 != 0 } }
+        guard !trained else {
+            throw FedRecError(.usage, file: file, "holds parameter changes: a calibration round's clients train no epochs (fl-train-local --epochs 0), and --calibrate-bias would discard them")
+        }
+        let (gradient, curvature) = (Double(statistics[0]), Double(statistics[1]))
+        guard curvature > 0, gradient.isFinite, curvature.isFinite else {
+            throw FedRecError(.shape, file: file, "dense.\(CTRModel.biasResidualName) has curvature \(curvature): no Newton step")
+        }
+        return Float(Double(bias[0]) - gradient / curvature)
     }
 }

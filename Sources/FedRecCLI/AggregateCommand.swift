@@ -56,6 +56,8 @@ public struct AggregateCommand: ParsableCommand {
     @Option(help: "Adaptivity τ of FedAdam / FedYogi.") var tau: Float = 1e-3
     @Option(help: "Divide each row's sum by the weight of the clients that touched it (touched), by the round's total weight (all), or not at all (sum).")
     var rowAverage: ServerOptions.RowAverage = .touched
+    @Flag(help: "A calibration round of a CTR model (lr, fm): only the intercept moves, by one Newton step on the training examples' log loss from the clients' statistics (they ran fl-train-local --epochs 0).")
+    var calibrateBias = false
     @Option(help: "Divide by this fixed expected weight (q·N) instead (client-level DP).") var fixedDenominator: Double?
     @Option(help: "λ of the ALS item step.") var l2: Float = 0.05
     @Option(help: "λ of item biases in the explicit ALS item step (default: --l2).") var l2Bias: Float?
@@ -97,6 +99,9 @@ public struct AggregateCommand: ParsableCommand {
                 let masked = try MaskedUpdateFile.sum(paths: paths)
                 try masked.write(to: output, kind: .maskedSum)
                 return
+            }
+            if calibrateBias, let model, try ![.lr, .fm].contains(ModelFamily.of(model: model)) {
+                throw FedRecError(.usage, file: model, "--calibrate-bias is for CTR models (lr, fm)")
             }
             if try ItemPairSum.isPairSum(paths[0]) { return try aggregateGraphFilter(paths) }
             // ALS into the next model: merged as the updates stream, each item solved as it comes.
@@ -170,6 +175,7 @@ public struct AggregateCommand: ParsableCommand {
         options.beta2 = beta2
         options.tau = tau
         options.rowAverage = rowAverage
+        options.calibrateBias = calibrateBias
         options.fixedDenominator = fixedDenominator
         options.l2 = l2
         options.l2Bias = l2Bias

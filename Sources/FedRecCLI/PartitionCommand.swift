@@ -51,7 +51,7 @@ public struct PartitionCommand: ParsableCommand {
     @Argument(help: "Ratings files (read as one training set), or - for stdin.")
     var ratings: [String] = []
 
-    @Option(help: "Carve a validation dataset from this dataset directory's training events instead (--split leave-last-out or ratio); its test events are never read.")
+    @Option(help: "Carve a validation dataset from this dataset directory's training events instead (--split leave-last-out, ratio or time; a CTR dataset's user features and impressions are carried); its test events are never read.")
     var validationFrom: String?
 
     @Option(help: "With --validation-from and leave-last-out: hold out each user's last N training events.")

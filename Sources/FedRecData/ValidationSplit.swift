@@ -12,6 +12,8 @@ import FedRecSupport
 /// train and test parts. The source's test events are never read into the new dataset,
 /// nor its cold interactions; item and user indices, clients and shard boundaries stay
 /// the same, so settings chosen on the validation dataset apply to the source as they are.
+/// A CTR dataset's users keep their features, their training impressions are divided in
+/// proportion to the events (`carveImpressions`), and `item_features.tsv` is copied.
 public enum ValidationSplit {
     /// One user's training events divided into what the validation dataset trains on and
     /// what it holds out. Leave-last-out holds out the last `last` events by (time, item),
@@ -71,6 +73,8 @@ public enum ValidationSplit {
         try FileRoles(inputs: sourceFiles, outputs: [], directoryOutputs: [output]).check()
         let negativesPerUser = manifest.details["negatives"]?.intValue ?? 0
         let cold = Set(manifest.coldItems)
+        let impressionRate = manifest.details["impressions"]?.doubleValue ?? 0
+        let itemFeatures = manifest.details["files"]?["item_features"]?.stringValue
 
         var idSource: [String: JSONValue] = ["validation_of": .string(manifest.datasetId), "split": split.json,
                                              "seed": .number(Double(seed))]
@@ -81,6 +85,7 @@ public enum ValidationSplit {
         return try Partitioner.stageDirectory(output) { temporary in
             var shards: [DatasetManifest.Shard] = []
             var trainTotal = 0, heldTotal = 0
+            var impressionsTrain = 0, impressionsHeld = 0, usersWithFeatures = 0
             for (index, entry) in manifest.shards.enumerated() {
                 let reader = try ShardUserReader(path: source + "/" + entry.file, datasetId: manifest.datasetId, items: manifest.items)
                 var records: [UserRecord] = []
@@ -98,6 +103,11 @@ public enum ValidationSplit {
                         count: negativesPerUser, items: manifest.items, excluding: Set(train.items).union(held.items).union(cold),
                         user: user, seed: seed)
                     if !negatives.isEmpty { files.append(("neg.npy", Npy.encode(int32s: negatives))) }
+                    let shown = carveImpressions(record.impressions, rate: impressionRate, held: held.count)
+                    files += ctrMembers(features: record.features, impressions: shown)
+                    impressionsTrain += shown.train.count
+                    impressionsHeld += shown.held.count
+                    if !record.features.isEmpty { usersWithFeatures += 1 }
                     let meta = ShardLayout.userMeta(user: user, id: record.id, client: Int(record.client), files: files)
                     let key = ShardLayout.key(user: user)
                     try writer.add(name: key + ".json", bytes: Array(meta.canonicalText.utf8))
@@ -111,7 +121,7 @@ public enum ValidationSplit {
                 heldTotal += shardHeld
             }
             guard trainTotal > 0 else { throw FedRecError(.emptyInput, file: source, "no training interactions") }
-            for name in ["items.tsv", "users.tsv"] {
+            for name in ["items.tsv", "users.tsv"] + (itemFeatures.map { [$0] } ?? []) {
                 let bytes = try MappedFile(path: source + "/" + name).withBytes { Array($0) }
                 try writeAtomically(bytes, to: temporary + "/" + name, durable: false)
             }
@@ -120,6 +130,10 @@ public enum ValidationSplit {
             details["seed"] = .number(Double(seed))
             details["validation_of"] = ["dataset_id": .string(manifest.datasetId), "split": manifest.details["split"] ?? .null]
             if split == .leaveLastOut { details["held_per_user"] = .number(Double(last)) }
+            if impressionRate > 0 {
+                details["impressions_stored"] = ["train": .number(Double(impressionsTrain)), "test": .number(Double(impressionsHeld))]
+            }
+            if details["users_with_features"] != nil { details["users_with_features"] = .number(Double(usersWithFeatures)) }
             if !cold.isEmpty {
                 details["cold_interactions"] = .number(0)
                 details["cold_users"] = .number(0)
@@ -131,6 +145,26 @@ public enum ValidationSplit {
             try writeAtomically(result.json.prettyText, to: temporary + "/dataset.json", durable: false)
             return result
         }
+    }
+
+    /// A CTR user's training impressions divided as its events were: round(rate × held)
+    /// of them (at most all) become the validation period's impressions, the rest stay in
+    /// training, so both parts keep the source's impressions per event. The source drew
+    /// them in a seeded random order, so its first ones are as random a choice as any; the
+    /// source's test-period impressions are never read.
+    static func carveImpressions(_ impressions: [Int32], rate: Double, held: Int) -> (train: [Int32], held: [Int32]) {
+        guard rate > 0, !impressions.isEmpty else { return (impressions, []) }
+        let count = min(impressions.count, Int((rate * Double(held)).rounded()))
+        return (Array(impressions.dropFirst(count)), Array(impressions.prefix(count)))
+    }
+
+    /// The user's feature and impression members, as `fl-partition` names them.
+    static func ctrMembers(features: [String], impressions: (train: [Int32], held: [Int32])) -> [(String, [UInt8])] {
+        var files: [(String, [UInt8])] = []
+        if !features.isEmpty { files.append((ShardLayout.featuresMember, Array(features.joined(separator: "\n").utf8))) }
+        if !impressions.train.isEmpty { files.append((ShardLayout.impressionsMember, Npy.encode(int32s: impressions.train))) }
+        if !impressions.held.isEmpty { files.append((ShardLayout.testImpressionsMember, Npy.encode(int32s: impressions.held))) }
+        return files
     }
 
     /// `count` distinct items below `items` outside `excluding`, seeded by the user.

@@ -79,6 +79,11 @@ public struct CTRModel: Sendable {
     public static let biasName = "bias"
     public static let weightName = "weight"
     public static let factorName = "factor"
+    /// A CTR update's statistics of the intercept at the round's model (not a parameter
+    /// delta): [Σ (p − y), Σ p (1 − p)] over every training example of its clients,
+    /// unweighted, the gradient and the curvature of the log loss in the bias, for the
+    /// server's Newton step (`fl-aggregate --bias-step newton`).
+    public static let biasResidualName = "stat.bias_residual"
     static let offsetTable = "item_feature_offset"
     static let bucketTable = "item_feature_bucket"
 

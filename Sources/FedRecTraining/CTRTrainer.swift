@@ -109,6 +109,10 @@ public final class CTRClientTrainer {
         /// [buckets.count · rank]
         public var factor: [Float] = []
         public var bias: Float = 0
+        /// Σ (p − y) and Σ p (1 − p) over the examples at the round's model, before any
+        /// local step: the client's share of the intercept's gradient and curvature.
+        public var residual: Double = 0
+        public var curvature: Double = 0
 
         /// The L2 norm of every value.
         public var norm: Double {
@@ -154,6 +158,24 @@ public final class CTRClientTrainer {
         var bias = model.bias
         order = (0..<Int32(examples.count)).map { $0 }
         let lr = learningRate, lambda = l2, eps = Self.epsilon
+
+        // The intercept's statistics at the round's model (every example once, in order).
+        var residual = 0.0, curvature = 0.0
+        for e in 0..<examples.count {
+            let from = Int(examples.offset[e]), to = Int(examples.offset[e + 1])
+            let z = local.withUnsafeBufferPointer { all in
+                weight.withUnsafeBufferPointer { w in
+                    factor.withUnsafeBufferPointer { v in
+                        sums.withUnsafeMutableBufferPointer { s in
+                            CTRKernels.logit(bias: bias, active: UnsafeBufferPointer(rebasing: all[from..<to]), weight: w, factor: v, rank: k, sums: s)
+                        }
+                    }
+                }
+            }
+            let p = Double(CTRKernels.sigmoid(z))
+            residual += p - Double(examples.labels[e])
+            curvature += p * (1 - p)
+        }
 
         for _ in 0..<epochs {
             order.shuffle(using: &generator)
@@ -208,7 +230,7 @@ public final class CTRClientTrainer {
                 }
             }
         }
-        var delta = Delta(buckets: slotBucket, bias: bias - model.bias)
+        var delta = Delta(buckets: slotBucket, bias: bias - model.bias, residual: residual, curvature: curvature)
         delta.weight = zip(weight, start.weight).map { $0 - $1 }
         delta.factor = zip(factor, start.factor).map { $0 - $1 }
         return delta
@@ -217,7 +239,8 @@ public final class CTRClientTrainer {
 
 /// Trains every client of one shard against a CTR model (`lr` or `fm`) and writes the
 /// shard's update: each client's delta, weighted (n_k examples, or 1), summed over the
-/// shard's clients. The user's features are read from the shard and hashed here; only the
+/// shard's clients, and the intercept's statistics at the round's model
+/// (`CTRModel.biasResidualName`, unweighted sums over the examples). The user's features are read from the shard and hashed here; only the
 /// deltas of the buckets the client's examples touched leave it. Nothing is private
 /// between rounds (the model holds every weight), so no state file is read or written.
 public enum CTRShardTrainer {
@@ -236,6 +259,7 @@ public enum CTRShardTrainer {
         let layout: [(name: String, width: Int)] = k > 0 ? [(CTRModel.factorName, k), (CTRModel.weightName, 1)] : [(CTRModel.weightName, 1)]
         let rows = RowAccumulator(items: model.buckets, width: k + 1)
         var bias: Float = 0
+        var residual = 0.0, curvature = 0.0
         var summary = ShardTrainingSummary()
         var totalWeight = 0.0
         let roundSeed = options.seed &+ UInt64(model.model.round) &* 0x9E37_79B9_7F4A_7C15
@@ -262,6 +286,8 @@ public enum CTRShardTrainer {
                 }
             }
             bias += w * delta.bias
+            residual += delta.residual
+            curvature += delta.curvature
             for (s, bucket) in delta.buckets.enumerated() {
                 for f in 0..<k { row[f] = delta.factor[s * k + f] }
                 row[k] = delta.weight[s]
@@ -293,7 +319,8 @@ public enum CTRShardTrainer {
         let sorted = rows.sortedTensors(split: layout)
         summary.rows = sorted.rows.count
         let update = ModelUpdate(header: header, rows: sorted.rows, rowClients: sorted.clients, rowWeight: sorted.weights,
-                                 rowTensors: sorted.tensors, dense: [CTRModel.biasName: [bias]])
+                                 rowTensors: sorted.tensors,
+                                 dense: [CTRModel.biasName: [bias], CTRModel.biasResidualName: [Float(residual), Float(curvature)]])
         try update.write(to: output, kind: .update)
         return summary
     }

@@ -107,6 +107,9 @@ public struct ModelUpdate: Sendable {
     static let rowWeightName = "row_weight"
     static let rowPrefix = "rows."
     static let densePrefix = "dense."
+    /// Dense tensors whose name starts with this are statistics the clients sent beside
+    /// their deltas (summed as the deltas are), not changes of a parameter.
+    public static let statisticsPrefix = "stat."
 
     /// Writes the update (`kind` update for one shard, sum for a combination).
     /// - Parameter spilled: row tensors too large to hold, computed aside in ascending row

@@ -102,6 +102,9 @@ struct TensorServerStepTests {
         var missing = sum
         missing.dense = [:]
         #expect { try TensorServerStep.apply(missing, sumFile: "s", to: path, options: ServerOptions()) } throws: { ($0 as? FedRecError)?.failure == .shape }
+        var calibrate = ServerOptions()
+        calibrate.calibrateBias = true
+        #expect { try TensorServerStep.apply(sum, sumFile: "s", to: path, options: calibrate) } throws: { ($0 as? FedRecError)?.failure == .usage }
         var als = sum
         als.header.algorithm = .als
         #expect { try TensorServerStep.apply(als, sumFile: "s", to: path, options: ServerOptions()) } throws: { ($0 as? FedRecError)?.failure == .shape }

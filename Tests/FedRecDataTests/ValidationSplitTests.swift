@@ -121,6 +121,52 @@ struct ValidationSplitTests {
         }
     }
 
+    @Test("a CTR dataset by time: each user's latest training events held out, features kept, impressions divided as the events")
+    func ctrByTime() throws {
+        let dir = try TemporaryDirectory()
+        // Users with 8, 5, 4 and 6 events at distinct times over 19 items, so every user
+        // has impressions to draw; three users' features by hand.
+        var rows = ["user,item,rating,time"]
+        for (user, count) in [("a", 8), ("b", 5), ("c", 4)] {
+            for e in 0..<count { rows.append("\(user),i\(10 + e * 2 + (user == "b" ? 1 : 0)),\(e % 2 == 0 ? 5 : 2),\(100 + e)") }
+        }
+        for e in 34..<40 { rows.append("x,i\(e),3,\(e)") }
+        try writeAtomically(rows.joined(separator: "\n") + "\n", to: dir.path + "/r.csv")
+        try writeAtomically("id,age,gender\na,25,F\nb,40,M\nc,18,F\n", to: dir.path + "/users.csv")
+        try writeAtomically("id,kind\n" + (10..<40).map { "i\($0),k\($0 % 3)" }.joined(separator: "\n") + "\n", to: dir.path + "/items.csv")
+        var options = PartitionOptions(ratings: dir.path + "/r.csv")
+        options.split = .time(0.25)
+        options.impressions = 1
+        options.userFeatures = dir.path + "/users.csv"
+        options.itemFeatures = dir.path + "/items.csv"
+        options.shards = 2
+        _ = try Partitioner.run(options, output: dir.path + "/ds")
+        let valid = try ValidationSplit.run(source: dir.path + "/ds", output: dir.path + "/valid", split: .time(0.5), seed: 0)
+        let before = Dictionary(uniqueKeysWithValues: try readUsers(dir.path + "/ds").map { ($0.id, $0) })
+        var trainImpressions = 0, heldImpressions = 0
+        for user in try readUsers(dir.path + "/valid") {
+            let old = try #require(before[user.id])
+            // The latest half of the training events by time (round(0.5 n), one at least kept).
+            let order = old.train.times.indices.sorted { old.train.times[$0] < old.train.times[$1] }
+            let n = old.train.count, held = min(Int((0.5 * Double(n)).rounded()), n - 1)
+            #expect(user.test.items == order.suffix(held).map { old.train.items[$0] }, "\(user.id)")
+            #expect(user.train.items == order.prefix(n - held).map { old.train.items[$0] }, "\(user.id)")
+            // One impression an event in both parts, all of them the source's training ones.
+            #expect(user.testImpressions.count == user.test.count && user.impressions.count == user.train.count, "\(user.id)")
+            #expect(user.testImpressions + user.impressions == old.impressions, "\(user.id)")
+            #expect(Set(user.testImpressions + user.impressions).isDisjoint(with: old.testImpressions))
+            #expect(user.features == old.features)
+            trainImpressions += user.impressions.count
+            heldImpressions += user.testImpressions.count
+        }
+        #expect(try #require(before["a"]).features.sorted() == ["age=25", "gender=F"])
+        #expect(valid.details["impressions_stored"]?["train"]?.intValue == trainImpressions)
+        #expect(valid.details["impressions_stored"]?["test"]?.intValue == heldImpressions && heldImpressions > 0)
+        #expect(try readBytes(dir.path + "/valid/item_features.tsv") == readBytes(dir.path + "/ds/item_features.tsv"))
+        let table = try ItemFeatureTable.read(directory: dir.path + "/valid", manifest: DatasetManifest.load(dir.path + "/valid"))
+        #expect(table.count == valid.items && table.contains { $0.contains("kind=k1") })
+    }
+
     @Test("an existing output is refused, the source is not an output")
     func refusals() throws {
         let dir = try TemporaryDirectory()

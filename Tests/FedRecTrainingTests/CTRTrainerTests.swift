@@ -59,6 +59,34 @@ struct CTRTrainerTests {
         #expect(abs(Double(trained.weights[Int(b)]) - step) < 1e-6)
         #expect(abs(Double(trained.bias) - biasStep / 3) < 1e-6)
         #expect(trained.itemFeatureBucket == model.indexTables["item_feature_bucket"])
+
+        // The intercept's statistics at the round's model (p = ½ for all three examples):
+        // Σ (p − y) = 3·½ − 2 = −½, Σ p (1 − p) = 3·¼.
+        let statistics = try #require(update.dense[CTRModel.biasResidualName])
+        #expect(statistics.count == 2 && abs(statistics[0] + 0.5) < 1e-6 && abs(statistics[1] - 0.75) < 1e-6, "\(statistics)")
+        // A calibration round: the clients train no epochs and send the same statistics;
+        // one Newton step from b = 0 gives b = ½ / ¾ = ⅔ (towards logit(⅔) = ln 2) and
+        // nothing else moves.
+        var calibrate = ServerOptions()
+        calibrate.calibrateBias = true
+        options.epochs = 0
+        _ = try CTRShardTrainer.run(modelPath: dir.path + "/m0", shardPath: dir.path + "/ds/" + manifest.shards[0].file,
+                                    output: dir.path + "/c", options: options)
+        let statisticsOnly = try ModelUpdate.open(dir.path + "/c").update
+        #expect(statisticsOnly.dense[CTRModel.biasResidualName] == statistics)
+        let calibrated = try TensorServerStep.apply(statisticsOnly, sumFile: dir.path + "/c", to: dir.path + "/m0", options: calibrate)
+        let refitted = try CTRModel(calibrated, file: "next")
+        #expect(abs(Double(refitted.bias) - 2.0 / 3) < 1e-6 && calibrated.round == 1)
+        #expect(refitted.weights == (try CTRModel(model, file: "m0")).weights)
+        // A sum whose clients trained is refused (its changes would be lost); so is one
+        // without the statistics, or with no curvature.
+        #expect { try TensorServerStep.apply(update, sumFile: "u", to: dir.path + "/m0", options: calibrate) } throws: { ($0 as? FedRecError)?.failure == .usage }
+        var without = statisticsOnly
+        without.dense[CTRModel.biasResidualName] = nil
+        #expect { try TensorServerStep.apply(without, sumFile: "c", to: dir.path + "/m0", options: calibrate) } throws: { ($0 as? FedRecError)?.failure == .shape }
+        var flat = statisticsOnly
+        flat.dense[CTRModel.biasResidualName] = [-0.5, 0]
+        #expect { try TensorServerStep.apply(flat, sumFile: "c", to: dir.path + "/m0", options: calibrate) } throws: { ($0 as? FedRecError)?.failure == .shape }
     }
 
     @Test("training is deterministic for the seed, and the seed changes the order")

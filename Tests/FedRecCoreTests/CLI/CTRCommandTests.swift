@@ -50,6 +50,51 @@ struct CTRCommandTests {
         #expect(try JSONValue.parse(baseline.stdout.trimmingCharacters(in: .whitespacesAndNewlines))["baseline"]?.stringValue == "item-ctr")
     }
 
+    @Test("a calibration round (fl-train-local --epochs 0, fl-aggregate --calibrate-bias) puts the training predictions on the click rate and keeps the ranking; refused for mf")
+    func calibrationRound() throws {
+        let dir = try TemporaryDirectory()
+        #expect(try partition(dir).status == 0)
+        #expect(try CommandRunner.run("fl-init", ["--model", "fm", "--dataset", "ads", "--click-threshold", "1", "--dim", "4",
+                                                  "--hash-bits", "12", "-o", "fm-0"], in: dir.path).status == 0)
+        func round(_ r: Int, _ train: [String], _ server: [String]) throws {
+            for s in 0..<2 {
+                let trained = try CommandRunner.run("fl-train-local", ["--model", "fm-\(r)", "--shard", "ads/shards/shard-0000\(s).tar",
+                                                                      "-o", "u\(s)"] + train, in: dir.path)
+                #expect(trained.status == 0, "\(trained.stderr)")
+            }
+            let next = try CommandRunner.run("fl-aggregate", ["u0", "u1", "--model", "fm-\(r)", "-o", "fm-\(r + 1)"] + server, in: dir.path)
+            #expect(next.status == 0, "\(next.stderr)")
+        }
+        func metrics(_ model: String) throws -> JSONValue {
+            let eval = try CommandRunner.run("fl-eval", ["--model", model, "--dataset", "ads", "--json"], in: dir.path)
+            return try JSONValue.parse(eval.stdout.trimmingCharacters(in: .whitespacesAndNewlines))
+        }
+        // Long local runs, which pull the averaged model's predictions off the click rate.
+        for r in 0..<4 { try round(r, ["--lr", "0.2", "--epochs", "5", "--l2", "0.001"], []) }
+        let before = try metrics("fm-4")
+        let off = try #require(before["train_calibration"]?.doubleValue)
+        #expect(abs(off - 1) > 0.02, "training calibration before \(off)")
+        // A client that trains cannot go into a calibration round.
+        let mixed = try CommandRunner.run("fl-aggregate", ["u0", "u1", "--model", "fm-3", "--calibrate-bias", "-o", "bad"], in: dir.path)
+        #expect(mixed.status == 64 && mixed.stderrLines.count == 1 && mixed.stderr.contains("--epochs 0"), "\(mixed.stderr)")
+        // One Newton step a round: from this far off (about 0.3) it overshoots, then
+        // converges, quadratically once close; four rounds reach 1 within 1 %.
+        for r in 4..<8 { try round(r, ["--epochs", "0"], ["--calibrate-bias"]) }
+        let after = try metrics("fm-8")
+        let calibration = try #require(after["train_calibration"]?.doubleValue)
+        #expect(abs(calibration - 1) < 0.01, "training calibration \(calibration) (before: \(off))")
+        // An intercept shift does not change the order of the scores: the same AUC.
+        #expect(after["auc"] == before["auc"] && after["train_auc"] == before["train_auc"])
+        #expect(try #require(after["train_log_loss"]?.doubleValue) < #require(before["train_log_loss"]?.doubleValue))
+        // An mf model has no intercept to calibrate.
+        #expect(try CommandRunner.run("fl-partition", [sampleRatings, "--shards", "1", "-o", "mf"], in: dir.path).status == 0)
+        #expect(try CommandRunner.run("fl-init", ["--dataset", "mf", "--dim", "4", "-o", "mf-0"], in: dir.path).status == 0)
+        #expect(try CommandRunner.run("fl-train-local", ["--model", "mf-0", "--shard", "mf/shards/shard-00000.tar", "--algorithm", "sgd", "--reconstruct", "-o", "mu"], in: dir.path).status == 0)
+        let refused = try CommandRunner.run("fl-aggregate", ["mu", "--model", "mf-0", "--calibrate-bias", "-o", "mf-1"], in: dir.path)
+        #expect(refused.status == 64 && refused.stderrLines.count == 1 && refused.stderr.contains("--calibrate-bias"), "\(refused.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: dir.path + "/mf-1"))
+    }
+
     @Test("bad inputs are refused with one line and their exit code")
     func refusals() throws {
         let dir = try TemporaryDirectory()

@@ -144,6 +144,53 @@ struct RoundsScriptTests {
         #expect(bad.status == 64 && bad.stderr.contains("--sample-rate takes a rate in (0, 1]"))
     }
 
+    /// The synthetic ad log partitioned into DIR/ds (2 shards, a time split).
+    func partitionAds(in directory: String) throws {
+        let ads = repositoryRoot + "/sample-data/ads"
+        let p = try Tool.run("fl-partition", [ads + "/impressions.csv", "--rating-col", "clicked", "--item-col", "adId", "--no-items",
+                                              "--item-features", ads + "/ads.csv", "--user-features", ads + "/users.csv",
+                                              "--split", "time", "--test-ratio", "0.2", "--shards", "2", "-o", "ds"], in: directory)
+        #expect(p.status == 0, "\(p.stderr)")
+    }
+
+    @Test("--seed seeds the clients' training: without a --seed in --train the run trains as with fl-train-local --seed S, and not as with seed 0")
+    func seedReachesTraining() throws {
+        let dir = try TemporaryDirectory()
+        try partitionAds(in: dir.path)
+        func run(_ name: String, train: String) throws -> [UInt8] {
+            let r = try Tool.run(roundsScript, ["--bin", CommandRunner.directory.path, "--data", dir.path + "/ds", "--run", dir.path + "/" + name, "--rounds", "1", "--seed", "1",
+                                                "--objective", "bce", "--dim", "1", "--init", "--model lr --hash-bits 12 --click-threshold 1",
+                                                "--train", train])
+            #expect(r.status == 0, "\(r.stderr)")
+            return try readBytes(dir.path + "/" + name + "/model-0001.safetensors")
+        }
+        let implied = try run("implied", train: "--lr 0.1")
+        #expect(try run("given", train: "--lr 0.1 --seed 1") == implied)
+        #expect(try run("zero", train: "--lr 0.1 --seed 0") != implied)
+    }
+
+    @Test("--calibration-rounds: rounds after the training ones move the CTR model's intercept alone (the ranking stays) and bring the training calibration to 1; refused for other models")
+    func calibrationRounds() throws {
+        let dir = try TemporaryDirectory()
+        try partitionAds(in: dir.path)
+        let common = ["--bin", CommandRunner.directory.path, "--data", dir.path + "/ds", "--run", dir.path + "/run", "--objective", "bce", "--dim", "4",
+                      "--init", "--model fm --hash-bits 12 --click-threshold 1", "--train", "--lr 0.2 --epochs 5 --l2 0.001",
+                      "--server", "--server-optimizer fedadam --server-lr 0.05", "--calibration-rounds", "4"]
+        let r = try Tool.run(roundsScript, common + ["--rounds", "3"])
+        #expect(r.status == 0, "\(r.stderr)")
+        let lines = try String(contentsOfFile: dir.path + "/run/metrics.jsonl", encoding: .utf8).split(separator: "\n").map { try JSONValue.parse(String($0)) }
+        #expect(lines.count == 7)
+        // Rounds 4 to 7 calibrate: the AUC of round 3's model stays, the calibration meets 1.
+        let aucs = Set(lines.dropFirst(2).compactMap { $0["auc"]?.doubleValue })
+        #expect(aucs.count == 1, "\(aucs)")
+        let calibration = try #require(lines.last?["train_calibration"]?.doubleValue)
+        #expect(abs(calibration - 1) < 0.01, "\(lines.map { $0["train_calibration"]?.doubleValue ?? -1 })")
+        #expect(try String(contentsOfFile: dir.path + "/run/config", encoding: .utf8).contains("--calibration-rounds=4"))
+        let mf = try Tool.run(roundsScript, ["--bin", CommandRunner.directory.path, "--data", dir.path + "/ds", "--run", dir.path + "/mf",
+                                             "--rounds", "2", "--calibration-rounds", "1"])
+        #expect(mf.status == 64 && mf.stderr.contains("CTR models"), "\(mf.stderr)")
+    }
+
     @Test("make -C pipelines rounds does not build when the commands exist, quotes DATA and RUN, and with BUILD=0 never builds",
           .enabled(if: onPath("make"), "needs make"))
     func makefile() throws {

@@ -89,4 +89,61 @@ struct TuneScriptTests {
         let other = try Tool.run(tuneScript, arguments.map { $0 == "l2=1,20 alpha=2,8" ? "l2=1,3 alpha=2,8" : $0 } + ["--run", run])
         #expect(other.status == 64 && other.stderr.contains("search"), "\(other.stderr)")
     }
+
+    @Test("a CTR search on the synthetic ad log: validation by time with the users' features and impressions, argmin of log loss")
+    func ctr() throws {
+        let dir = try TemporaryDirectory()
+        let ads = repositoryRoot + "/sample-data/ads"
+        let run = dir.path + "/tune"
+        let r = try Tool.run(tuneScript, [
+            "--bin", CommandRunner.directory.path, "--data", ads + "/impressions.csv", "--run", run,
+            "--partition", "--rating-col clicked --item-col adId --no-items --item-features \(ads)/ads.csv --user-features \(ads)/users.csv --split time --test-ratio 0.2 --impressions 0.5 --shards 2",
+            "--validation", "--split time --test-ratio 0.2", "--space", "lr=0.02,0.2", "--trials", "0", "--metric", "log_loss",
+            "--rounds", "2", "--objective", "bce", "--dim", "1", "--init", "--model lr --hash-bits 12 --click-threshold 1",
+            "--train", "--lr {lr} --l2 0.001", "--server", "",
+        ])
+        #expect(r.status == 0, "\(r.stderr)")
+        // The validation split keeps each user's features and divides its training
+        // impressions; nothing of the test period is in it.
+        let dataset = try readUsers(run + "/dataset"), valid = try readUsers(run + "/valid")
+        #expect(valid.contains { !$0.testImpressions.isEmpty } && valid.contains { !$0.features.isEmpty })
+        for (old, new) in zip(dataset, valid) {
+            #expect(old.user == new.user && old.features == new.features)
+            #expect((new.testImpressions + new.impressions).sorted() == old.impressions.sorted())
+            #expect(Set(new.test.items + new.testImpressions).isDisjoint(with: old.testImpressions))
+        }
+        // Both trials ran (the whole grid); the choice is the lower log loss.
+        let rows = try String(contentsOfFile: run + "/trials.tsv", encoding: .utf8).split(separator: "\n")
+            .dropFirst().map { $0.split(separator: "\t", omittingEmptySubsequences: false).map(String.init) }
+        #expect(rows.map { $0[3] } == ["0.02", "0.2"], "\(rows)")
+        let losses = rows.compactMap { Double($0[2]) }
+        #expect(losses.count == 2 && losses[0] != losses[1])
+        let best = losses[0] < losses[1] ? rows[0][0] : rows[1][0]
+        #expect(try String(contentsOfFile: run + "/choice.tsv", encoding: .utf8).hasPrefix("trial\t\(best)\n"))
+        let final = try String(contentsOfFile: run + "/final.tsv", encoding: .utf8)
+        #expect(final.hasPrefix("seed\tround\t") && final.contains("auc"), "\(final)")
+    }
+
+    @Test("make -C pipelines accepts every model it documents, and the CTR search's space",
+          .enabled(if: onPath("make"), "needs make"))
+    func makeModels() throws {
+        func dryRun(_ target: String, _ settings: [String]) throws -> CommandResult {
+            try Tool.run("/usr/bin/env", ["make", "-n", "-s", "-C", repositoryRoot + "/pipelines", target,
+                                          "BIN=\(CommandRunner.directory.path)", "DATA=/data/u.data"] + settings)
+        }
+        for (settings, model) in [([], "--init-scale 0.1"), (["MODE=implicit", "MODEL=ncf"], "--model ncf"), (["MODE=implicit", "MODEL=gfcf"], "--model gfcf"),
+                                  (["MODEL=lr"], "--model lr"), (["MODEL=fm"], "--model fm")] {
+            let r = try dryRun("rounds", settings)
+            #expect(r.status == 0 && r.stdout.contains(model), "\(settings): \(r.stderr)")
+        }
+        let fm = try dryRun("tune", ["MODEL=fm"])
+        #expect(fm.status == 0, "\(fm.stderr)")
+        #expect(fm.stdout.contains("--space \"lr=0.02,0.05,0.1 l2=0.0001,0.0005,0.002 slr=0.02,0.05,0.1 epochs=1,2 rounds=20,30,40 dim=4,8,16 b1=0,0.9\""), "\(fm.stdout)")
+        #expect(fm.stdout.contains("--metric log_loss") && fm.stdout.contains("--validation \"--split time --test-ratio 0.2\""))
+        let lr = try dryRun("rounds", ["MODEL=lr"]), implicit = try dryRun("rounds", ["MODE=implicit"])
+        #expect(fm.stdout.contains("--calibration-rounds 2") && lr.stdout.contains("--calibration-rounds 2"))
+        #expect(!implicit.stdout.contains("--calibration-rounds"))
+        let mismatch = try dryRun("tune", ["TUNE_MODEL=fm"])
+        #expect(mismatch.status != 0 && mismatch.stderr.contains("give MODEL=fm"), "\(mismatch.stderr)")
+    }
 }
