@@ -70,6 +70,10 @@ public struct SecAggRoster: SecAggMessage, Equatable {
     public let modulusBits: Int
     public let parties: [KeyAdvertisement]
     public let graph: NeighbourGraph
+    /// The key of the graph's permutation (`graphSeed(sessionID:round:parties:)`), kept
+    /// because it covers session, round and every key: a party's roster digest hashes it
+    /// instead of the whole roster again at each step.
+    let permutationKey: [UInt8]
     private let indexByParty: [UInt32: Int]
 
     /// A roster of `parties`, which must be sorted by party id without duplicates, with keys
@@ -105,9 +109,9 @@ public struct SecAggRoster: SecAggMessage, Equatable {
         self.modulusBits = modulusBits
         self.parties = parties
         self.indexByParty = indexByParty
-        self.graph = try NeighbourGraph(
-            partyCount: parties.count, degree: parameters.degree,
-            seed: Self.graphSeed(sessionID: sessionID, round: round, parties: parties))
+        let permutationKey = Self.graphSeed(sessionID: sessionID, round: round, parties: parties)
+        self.permutationKey = permutationKey
+        self.graph = try NeighbourGraph(partyCount: parties.count, degree: parameters.degree, seed: permutationKey)
     }
 
     /// The key of the graph's permutation (see the type's documentation).

@@ -158,7 +158,8 @@ public struct SecAggParty: Sendable, Equatable {
         guard step == .advertised else {
             throw FedRecError(.refused, "party \(party) has already shared its keys in round \(round): a second roster is refused")
         }
-        let index = try ownIndex(in: roster)
+        let keys = try keyPairs()
+        let index = try ownIndex(in: roster, keys: keys)
         let expected = try SecAggParameters.choose(
             partyCount: roster.parties.count, dropoutRate: roster.parameters.dropoutRate,
             corruptFraction: roster.parameters.corruptFraction)
@@ -174,7 +175,7 @@ public struct SecAggParty: Sendable, Equatable {
         let seedShares = try ShamirSharing.split(secret: seed, threshold: threshold, shareholders: holders, using: &generator)
         let keyShares = try ShamirSharing.split(
             secret: maskPrivateKey, threshold: threshold, shareholders: holders, using: &generator)
-        let encryption = try PartyKeyPair(rawPrivateKey: encryptionPrivateKey)
+        let encryption = keys.encryption
         var envelopes = [ShareEnvelope]()
         envelopes.reserveCapacity(neighbours.count)
         var agreed = [UInt32: [UInt8]](minimumCapacity: neighbours.count)
@@ -218,10 +219,10 @@ public struct SecAggParty: Sendable, Equatable {
         guard !input.isEmpty, input.count <= MaskExpansion.maximumCount else {
             throw FedRecError(.shape, "an input of \(input.count) values (1...\(MaskExpansion.maximumCount) allowed)")
         }
-        let index = try ownIndex(in: roster)
+        let keys = try keyPairs()
+        let index = try ownIndex(in: roster, keys: keys)
         let neighbours = Set(roster.graph.neighbours(of: index))
-        let encryption = try PartyKeyPair(rawPrivateKey: encryptionPrivateKey)
-        let maskKeys = try PartyKeyPair(rawPrivateKey: maskPrivateKey)
+        let (encryption, maskKeys) = keys
         let ownX = SecAggRoster.shamirX(ofIndex: index)
         var held = [HeldShares]()
         var senders = Set<Int>()
@@ -325,14 +326,20 @@ public struct SecAggParty: Sendable, Equatable {
             sessionID: sessionID, round: round, sender: party, selfMaskShares: selfMaskShares, maskKeyShares: maskKeyShares)
     }
 
-    private func ownIndex(in roster: SecAggRoster) throws -> Int {
+    /// The party's two key pairs from its private keys (each derives its public key: made
+    /// once a step and handed to `ownIndex` and the agreements).
+    private func keyPairs() throws -> (encryption: PartyKeyPair, mask: PartyKeyPair) {
+        (try PartyKeyPair(rawPrivateKey: encryptionPrivateKey), try PartyKeyPair(rawPrivateKey: maskPrivateKey))
+    }
+
+    /// The party's index in `roster`, after checking the roster lists the public keys of
+    /// `keys` (the party's own, `keyPairs()`) for it.
+    private func ownIndex(in roster: SecAggRoster, keys: (encryption: PartyKeyPair, mask: PartyKeyPair)) throws -> Int {
         guard let index = roster.index(of: party) else {
             throw FedRecError(.mismatch, "party \(party) is not in the round's roster")
         }
         let entry = roster.parties[index]
-        let encryption = try PartyKeyPair(rawPrivateKey: encryptionPrivateKey)
-        let mask = try PartyKeyPair(rawPrivateKey: maskPrivateKey)
-        guard entry.encryptionKey == encryption.publicKeyBytes, entry.maskKey == mask.publicKeyBytes else {
+        guard entry.encryptionKey == keys.encryption.publicKeyBytes, entry.maskKey == keys.mask.publicKeyBytes else {
             throw FedRecError(.mismatch, "the roster lists other keys for party \(party) than it advertised")
         }
         return index
@@ -345,9 +352,10 @@ public struct SecAggParty: Sendable, Equatable {
     }
 
     /// SHA-256 over the roster's graph seed (which covers session, round and every key) and
-    /// its parameters, modulus and length.
+    /// its parameters, modulus and length. The seed is the one the roster computed when it
+    /// was built (`SecAggRoster.permutationKey`), so a digest costs two hash blocks.
     static func digest(of roster: SecAggRoster) -> [UInt8] {
-        var bytes = SecAggRoster.graphSeed(sessionID: roster.sessionID, round: roster.round, parties: roster.parties)
+        var bytes = roster.permutationKey
         for value in [
             roster.parameters.partyCount, roster.parameters.degree, roster.parameters.threshold, roster.modulusBits,
         ] {
