@@ -87,6 +87,9 @@ public struct Quantizer: Sendable, Equatable, Codable {
     /// Non-finite values are refused (`.badData`): an update holding NaN is a bug upstream,
     /// and clipping would hide it. The rounding draws one 64-bit word per coordinate from
     /// `generator` (a `ChaCha20Generator` keyed from the system CSPRNG, or a named test seed).
+    /// Specialised for `ChaCha20Generator`, the parties' generator, so that other modules'
+    /// calls draw a word inline instead of through the protocol's witness table.
+    @_specialize(exported: true, where G == ChaCha20Generator)
     public func quantize<G: RandomNumberGenerator>(
         _ values: UnsafeBufferPointer<Float>, into output: UnsafeMutableBufferPointer<UInt32>,
         using generator: inout G

@@ -142,7 +142,9 @@ public struct SecureUpdateLayout: Sendable, Equatable {
     /// The update as integers mod 2^b: values quantised by `quantizer`, counts exact.
     /// Returns the words and how many values were clipped. Throws `.usage` when a count or
     /// weight exceeds M (more modulus bits are needed) and `.badData` for a weight that is not
-    /// an integer.
+    /// an integer. Specialised for `ChaCha20Generator`, the parties' generator (as
+    /// `Quantizer.quantize` is).
+    @_specialize(exported: true, where G == ChaCha20Generator)
     public func encode<G: RandomNumberGenerator>(
         _ update: ModelUpdate, quantizer: Quantizer, using generator: inout G
     ) throws -> (words: [UInt32], clipped: Int) {
