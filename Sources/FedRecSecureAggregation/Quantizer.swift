@@ -86,11 +86,13 @@ public struct Quantizer: Sendable, Equatable, Codable {
     /// Clips, scales and rounds `values` into `output` (same count) as integers mod 2^b.
     /// Non-finite values are refused (`.badData`): an update holding NaN is a bug upstream,
     /// and clipping would hide it. The rounding draws one 64-bit word per coordinate from
-    /// `generator` (a `ChaCha20Generator` keyed from the system CSPRNG, or a named test seed).
+    /// `generator` (a `ChaCha20Generator` keyed from the system CSPRNG, or a named test seed);
+    /// a run of zeros (±0), which rounds to 0 whatever is drawn, has its words skipped
+    /// (`SkippingRandomNumberGenerator`) rather than drawn, with the same result.
     /// Specialised for `ChaCha20Generator`, the parties' generator, so that other modules'
     /// calls draw a word inline instead of through the protocol's witness table.
     @_specialize(exported: true, where G == ChaCha20Generator)
-    public func quantize<G: RandomNumberGenerator>(
+    public func quantize<G: SkippingRandomNumberGenerator>(
         _ values: UnsafeBufferPointer<Float>, into output: UnsafeMutableBufferPointer<UInt32>,
         using generator: inout G
     ) throws {
@@ -98,7 +100,15 @@ public struct Quantizer: Sendable, Equatable, Codable {
         let c = Double(clipBound)
         let scale = Double(levels) / c
         let mask = modulusMask
-        for i in 0..<values.count {
+        var i = 0
+        while i < values.count {
+            let zeros = Self.zeroRun(values, from: i)
+            if zeros > 0 {
+                for k in i..<(i + zeros) { output[k] = 0 }
+                generator.skip(words: zeros)
+                i += zeros
+                continue
+            }
             let x = values[i]
             guard x.isFinite else {
                 throw FedRecError(.badData, "an update value to quantize is \(x) (coordinate \(i))")
@@ -111,11 +121,20 @@ public struct Quantizer: Sendable, Equatable, Codable {
             var integer = Int64(floor) + (draw < fraction ? 1 : 0)
             integer = min(max(integer, -levels), levels)
             output[i] = UInt32(truncatingIfNeeded: integer) & mask
+            i += 1
         }
     }
 
+    /// How many of `values` from `start` on are zero (±0) before the first that is not.
+    @inline(__always)
+    static func zeroRun(_ values: UnsafeBufferPointer<Float>, from start: Int) -> Int {
+        var end = start
+        while end < values.count, values[end] == 0 { end += 1 }
+        return end - start
+    }
+
     /// `quantize` into a new array.
-    public func quantize<G: RandomNumberGenerator>(_ values: [Float], using generator: inout G) throws -> [UInt32] {
+    public func quantize<G: SkippingRandomNumberGenerator>(_ values: [Float], using generator: inout G) throws -> [UInt32] {
         var output = [UInt32](repeating: 0, count: values.count)
         try values.withUnsafeBufferPointer { input in
             try output.withUnsafeMutableBufferPointer { try quantize(input, into: $0, using: &generator) }

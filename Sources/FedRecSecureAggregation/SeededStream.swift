@@ -1,4 +1,5 @@
 import Crypto
+import FedRecSupport
 import Foundation
 import _CryptoExtras
 
@@ -49,6 +50,28 @@ public struct ChaCha20Generator: RandomNumberGenerator, Sendable {
         return word
     }
 
+    /// Passes over the next `count` words (count ≥ 0): the words `next()` draws afterwards
+    /// are those it would draw after `count` calls, but the keystream of whole 4 KiB
+    /// buffers in between is never made (ChaCha20 is seekable by its block counter).
+    public mutating func skip(words count: Int) {
+        precondition(count >= 0, "skip(words:) needs a count of at least 0, not \(count)")
+        let ahead = position + 8 * count
+        guard ahead > buffer.count else {
+            position = ahead
+            return
+        }
+        // Bytes past the end of the buffer, which ends where block `nextBlock` starts.
+        let beyond = ahead - buffer.count
+        nextBlock += UInt64(beyond / Self.bufferByteCount) * UInt64(Self.bufferByteCount / 64)
+        let offset = beyond % Self.bufferByteCount
+        guard offset > 0 else {
+            position = buffer.count  // the next `next()` refills from `nextBlock`
+            return
+        }
+        refill()
+        position = offset
+    }
+
     /// A uniform integer in 0..<bound (bound > 0), without modulo bias: Lemire's multiply-shift
     /// with rejection ("Fast Random Integer Generation in an Interval", ACM TOMACS 29(1), 2019).
     /// The 128-bit product of a word x and the bound is m; m's high word is the result unless
@@ -91,3 +114,24 @@ public struct ChaCha20Generator: RandomNumberGenerator, Sendable {
         }
     }
 }
+
+/// A generator whose next words can be passed over without being used (`skip(words:)`): the
+/// words drawn after skipping n are those drawn after n calls of `next()`. The quantizer
+/// skips the rounding draws of zero coordinates (most of a sparse update's), which round to
+/// zero whatever is drawn, so its output is the same as drawing them.
+public protocol SkippingRandomNumberGenerator: RandomNumberGenerator {
+    mutating func skip(words count: Int)
+}
+
+extension SkippingRandomNumberGenerator {
+    /// `count` calls of `next()`, their words dropped.
+    public mutating func skip(words count: Int) {
+        for _ in 0..<count { _ = next() }
+    }
+}
+
+/// Seeks its ChaCha20 block counter (`ChaCha20Generator.skip(words:)`).
+extension ChaCha20Generator: SkippingRandomNumberGenerator {}
+
+/// Draws and drops (tests' generator).
+extension SeededGenerator: SkippingRandomNumberGenerator {}

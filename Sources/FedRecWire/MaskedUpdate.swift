@@ -145,7 +145,7 @@ public struct SecureUpdateLayout: Sendable, Equatable {
     /// an integer. Specialised for `ChaCha20Generator`, the parties' generator (as
     /// `Quantizer.quantize` is).
     @_specialize(exported: true, where G == ChaCha20Generator)
-    public func encode<G: RandomNumberGenerator>(
+    public func encode<G: SkippingRandomNumberGenerator>(
         _ update: ModelUpdate, quantizer: Quantizer, using generator: inout G
     ) throws -> (words: [UInt32], clipped: Int) {
         guard distributed == nil, SecureUpdateLayout(sameTensorsAs: update, clips: self) == self else {
@@ -245,7 +245,7 @@ public struct SecureUpdateLayout: Sendable, Equatable {
         return update
     }
 
-    private func quantize<G: RandomNumberGenerator>(
+    private func quantize<G: SkippingRandomNumberGenerator>(
         _ values: [Float], _ quantizer: Quantizer, into words: inout [UInt32], at offset: Int, using generator: inout G
     ) throws {
         try values.withUnsafeBufferPointer { input in

@@ -55,6 +55,32 @@ import Testing
         #expect(abs(mean - exact) < 5 * 0.5 / Double(count).squareRoot())
     }
 
+    /// A generator that draws the words it skips (the default `skip`): quantising with it is
+    /// quantising with one draw per coordinate, zeros included.
+    struct DrawingGenerator: SkippingRandomNumberGenerator {
+        var stream: ChaCha20Generator
+        mutating func next() -> UInt64 { stream.next() }
+    }
+
+    /// Zeros' rounding draws are skipped by seeking the ChaCha20 stream: a sparse vector
+    /// (runs of ±0 within and across 4 KiB of keystream, at the ends too) quantises to the
+    /// same words as when every coordinate draws, and the stream ends in the same place.
+    @Test func zeroRunsQuantiseAsIfDrawn() throws {
+        let q = try Quantizer(clipBound: 4, modulusBits: 22, maximumParties: 943)
+        var values = [Float](repeating: 0, count: 20_000)
+        var picker = SeededGenerator(seed: 6)
+        for run in stride(from: 3, to: values.count - 40, by: 1_337) {
+            for i in run..<(run + Int(picker.next() % 40)) { values[i] = Float(picker.nextUnitDouble() * 8 - 4) }
+        }
+        values[7] = -0.0
+        values[values.count - 1] = 1.25
+        var seeking = ChaCha20Generator(seed: [UInt8](repeating: 9, count: 32), label: "quantise")
+        var drawing = DrawingGenerator(stream: seeking)
+        #expect(try q.quantize(values, using: &seeking) == q.quantize(values, using: &drawing))
+        #expect(try q.quantize([0, -0.0, 0], using: &seeking) == q.quantize([0, -0.0, 0], using: &drawing))
+        #expect(seeking.next() == drawing.next())
+    }
+
     /// Negative values round between the two nearest integers too, in two's complement.
     @Test func negativeValuesInTwosComplement() throws {
         let q = try Quantizer(clipBound: 2, modulusBits: 8, maximumParties: 1)  // M = 127

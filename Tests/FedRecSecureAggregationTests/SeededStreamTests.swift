@@ -32,6 +32,26 @@ import Testing
         #expect(zip(indices, Vectors.indexBounds).allSatisfy { (0..<$1).contains($0) })
     }
 
+    /// Skipping n words leaves the stream where n draws leave it: from the start and from
+    /// inside a buffer, within the 4 KiB buffer (512 words), up to its end, and across one
+    /// or more refills.
+    @Test func skipLandsWhereDrawingDoes() {
+        for start in [0, 1, 300, 511, 512] {
+            for count in [0, 1, 211, 511, 512, 513, 1024, 1536, 5000] {
+                var drawn = ChaCha20Generator(seed: Self.seed, label: "skip")
+                var skipped = drawn
+                for _ in 0..<start {
+                    _ = drawn.next()
+                    _ = skipped.next()
+                }
+                for _ in 0..<count { _ = drawn.next() }
+                skipped.skip(words: count)
+                let after = (0..<600).map { _ in drawn.next() }
+                #expect((0..<600).map { _ in skipped.next() } == after, "start \(start), skip \(count)")
+            }
+        }
+    }
+
     /// The same seed and label replay the stream; another label or seed gives another one.
     @Test func streamsAreKeyedBySeedAndLabel() {
         func words(_ seed: [UInt8], _ label: String) -> [UInt64] {
