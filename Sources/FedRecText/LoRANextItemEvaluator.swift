@@ -70,8 +70,12 @@ public enum LoRANextItemEvaluator {
         modelPath: String, shards: [String], itemsPath: String, modelDirectory: String, k: Int, coldItems: [Int32] = [], cold: Bool = false, blend: Blend? = nil,
         threads: Int? = nil, batchSize: Int = 64
     ) throws -> [Report] {
-        let scorer = try NextItemTextScorer(modelPath: modelPath, itemsPath: itemsPath, modelDirectory: modelDirectory, threads: threads, batchSize: batchSize)
-        let config = scorer.config
+        // The shards are read before the catalogue is encoded, so a bad one is reported at once.
+        let checkpoint = try NextItemCheckpoint(modelPath: modelPath, itemsPath: itemsPath)
+        let config = checkpoint.config
+        if let blend, blend.dataset.manifest.datasetId != config.datasetId {
+            throw FedRecError(.mismatch, file: blend.dataset.path, "is not the dataset the text-lora model was made for")
+        }
         // Each evaluated user's query, by user index.
         var queryOf: [Int32: Int] = [:]
         var queries: [String] = []
@@ -80,12 +84,13 @@ public enum LoRANextItemEvaluator {
             while let record = try reader.next() {
                 guard !(cold ? record.cold : record.test).isEmpty && !record.train.isEmpty else { continue }
                 queryOf[record.user] = queries.count
-                queries.append(scorer.query(record))
+                queries.append(checkpoint.query(record))
             }
         }
         guard !queries.isEmpty else {
             throw FedRecError(.emptyInput, file: shards.first ?? modelPath, "holds no user with both training and \(cold ? "cold" : "test") items")
         }
+        let scorer = try NextItemTextScorer(checkpoint: checkpoint, modelDirectory: modelDirectory, threads: threads, batchSize: batchSize)
         let vectors = try scorer.encode(queries)
 
         let n = config.items
@@ -120,9 +125,6 @@ public enum LoRANextItemEvaluator {
             for item in record.train.items { mask[Int(item)] = base[Int(item)] }
         }
         if let blend {
-            guard blend.dataset.manifest.datasetId == config.datasetId else {
-                throw FedRecError(.mismatch, file: blend.dataset.path, "is not the dataset the text-lora model was made for")
-            }
             try Recommender.forEachUser(modelPath: blend.modelPath, dataset: blend.dataset, users: nil, source: blend.source) { _, record, preference in
                 rank(record, preference: preference)
             }

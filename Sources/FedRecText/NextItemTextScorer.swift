@@ -13,10 +13,11 @@ import FedRecSupport
 /// one measured.
 public struct NextItemTextScorer {
     /// The checkpoint: its config names the dataset and the catalogue.
-    public let config: ModelConfig
-    public let round: Int
+    public var config: ModelConfig { checkpoint.config }
+    public var round: Int { checkpoint.round }
     /// The query text of a user's history.
-    public let history: NextItemText
+    public var history: NextItemText { checkpoint.history }
+    let checkpoint: NextItemCheckpoint
     let encoder: SentenceEncoder
     /// Every item's text vector, items × `dimension`, row-major.
     let items: [Float]
@@ -27,16 +28,18 @@ public struct NextItemTextScorer {
     /// - Throws: `.usage` naming the model when it is a search adapter; `.mismatch` when
     ///   `itemsPath` does not hold the model's items; the model's and encoder's load errors.
     public init(modelPath: String, itemsPath: String, modelDirectory: String, threads: Int? = nil, batchSize: Int = 64) throws {
-        let (model, _) = try TensorModel.open(modelPath, family: .textLoRA)
-        let (task, historyLength) = try TextLoRAModel.task(of: model, file: modelPath)
-        guard task == .nextItem else {
-            throw FedRecError(.usage, file: modelPath, "is a \(task.rawValue) adapter; next-item ranking needs one made with fl-init --task next-item")
-        }
-        config = model.config
-        round = model.round
-        let rows = try CatalogueTexts.rows(itemsPath: itemsPath, items: model.config.items)
-        history = NextItemText(titles: rows.map(\.title), historyLength: historyLength)
-        (encoder, items) = try CatalogueTexts.encoded(adapter: modelPath, modelDirectory: modelDirectory, rows: rows, threads: threads, batchSize: batchSize)
+        try self.init(
+            checkpoint: try NextItemCheckpoint(modelPath: modelPath, itemsPath: itemsPath), modelDirectory: modelDirectory, threads: threads,
+            batchSize: batchSize)
+    }
+
+    /// Loads the encoder with the checkpoint's adapter merged and encodes every item: the
+    /// expensive step, taken once the cheap inputs (checkpoint, catalogue, shards) are read.
+    /// - Throws: the encoder's load errors.
+    public init(checkpoint: NextItemCheckpoint, modelDirectory: String, threads: Int? = nil, batchSize: Int = 64) throws {
+        self.checkpoint = checkpoint
+        (encoder, items) = try CatalogueTexts.encoded(
+            adapter: checkpoint.path, modelDirectory: modelDirectory, rows: checkpoint.rows, threads: threads, batchSize: batchSize)
         self.batchSize = batchSize
     }
 
@@ -44,10 +47,7 @@ public struct NextItemTextScorer {
     public var dimension: Int { encoder.dimension }
 
     /// The query text of a user's training history (empty without training items).
-    public func query(_ record: UserRecord) -> String {
-        let sequence = NextItemText.chronological(record.train)
-        return history.query(sequence, before: sequence.count)
-    }
+    public func query(_ record: UserRecord) -> String { checkpoint.query(record) }
 
     /// The query vectors of `texts`, `dimension` a text, row-major.
     public func encode(_ texts: [String]) throws -> [Float] {
@@ -67,5 +67,42 @@ public struct NextItemTextScorer {
                 }
             }
         }
+    }
+}
+
+/// A next-item checkpoint opened without its encoder: its config (dataset and catalogue),
+/// round, the query text of a user's history and the catalogue's texts. Cheap to make,
+/// so a command checks its inputs with it before `NextItemTextScorer` encodes the
+/// catalogue (tens of seconds for a real one).
+public struct NextItemCheckpoint {
+    /// The checkpoint's file.
+    public let path: String
+    public let config: ModelConfig
+    public let round: Int
+    /// The query text of a user's history.
+    public let history: NextItemText
+    /// The catalogue's texts, by item index.
+    let rows: [DatasetTables.Item]
+
+    /// Opens the checkpoint and reads the catalogue's texts.
+    /// - Throws: `.usage` naming the model when it is a search adapter; `.mismatch` when
+    ///   `itemsPath` does not hold the model's items; the model's load errors.
+    public init(modelPath: String, itemsPath: String) throws {
+        let (model, _) = try TensorModel.open(modelPath, family: .textLoRA)
+        let (task, historyLength) = try TextLoRAModel.task(of: model, file: modelPath)
+        guard task == .nextItem else {
+            throw FedRecError(.usage, file: modelPath, "is a \(task.rawValue) adapter; next-item ranking needs one made with fl-init --task next-item")
+        }
+        path = modelPath
+        config = model.config
+        round = model.round
+        rows = try CatalogueTexts.rows(itemsPath: itemsPath, items: model.config.items)
+        history = NextItemText(titles: rows.map(\.title), historyLength: historyLength)
+    }
+
+    /// The query text of a user's training history (empty without training items).
+    public func query(_ record: UserRecord) -> String {
+        let sequence = NextItemText.chronological(record.train)
+        return history.query(sequence, before: sequence.count)
     }
 }

@@ -47,6 +47,26 @@ import Testing
         #expect(NextItemText.positions(count: 50, limit: 8, generator: &a) == NextItemText.positions(count: 50, limit: 8, generator: &b))
     }
 
+    @Test("a bad shard is reported, naming it, before the encoder is loaded and the catalogue encoded")
+    func badShardBeforeEncoding() throws {
+        let s = try Self.setup()
+        let broken = s.tmp.path + "/broken.tar"
+        try Data("not a tar archive at all, and long enough to be read as a header block".utf8).write(to: URL(fileURLWithPath: broken))
+        // No encoder here: were the catalogue encoded first, the error would name this directory.
+        let missingEncoder = s.tmp.path + "/no-encoder"
+        let error = try #require(throws: FedRecError.self) {
+            _ = try LoRANextItemEvaluator.run(
+                modelPath: s.model0, shards: [s.shards[0], broken], itemsPath: s.dataset + "/items.tsv", modelDirectory: missingEncoder, k: 1)
+        }
+        #expect(error.file == broken)
+        // With the shards sound, the same call fails on the encoder: the order is what is tested.
+        let encoderError = try #require(throws: FedRecError.self) {
+            _ = try LoRANextItemEvaluator.run(
+                modelPath: s.model0, shards: s.shards, itemsPath: s.dataset + "/items.tsv", modelDirectory: missingEncoder, k: 1)
+        }
+        #expect(encoderError.file != broken && encoderError.file != nil)
+    }
+
     /// The four films of the tests (ids 10…40, indices 0…3).
     static let catalogue = "movieId,title,genres\n10,Space War,Drama\n20,Love,Comedy\n30,Dark,Drama\n40,Funny Love,Comedy\n"
 
