@@ -10,7 +10,7 @@ import PackageDescription
 ///
 /// Each harness is an executable with no top-level code (`-parse-as-library`) that exports
 /// `LLVMFuzzerTestOneInput`; the seed corpora are in `Fuzz/corpus/<harness>/`.
-let harnesses = ["fuzz-safetensors", "fuzz-shard", "fuzz-ratings", "fuzz-npy", "fuzz-json"]
+let harnesses = ["fuzz-safetensors", "fuzz-shard", "fuzz-ratings", "fuzz-npy", "fuzz-json", "fuzz-fedrec-files", "fuzz-tables"]
 
 let package = Package(
     name: "fedrec-fuzz",

@@ -163,3 +163,17 @@ put("shard", "synthetic-shard.tar", tar(shard, tarfile.USTAR_FORMAT))
 put("shard", "synthetic-shard.tar.gz", gzip.compress(tar(shard), mtime=0))
 put("shard", "dir-and-pax.tar", tar([("d/", None), ("d/\u00e9t\u00e9.json", b"{}")]))
 put("shard", "gnu.tar", tar([("a" * 120 + ".json", b"[]")], tarfile.GNU_FORMAT))
+
+# Tables besides the ratings (fuzz-tables): feature tables, catalogues, item texts, query
+# logs, items.tsv and a shard's query member; all made up here.
+put("tables", "user-features.csv", "id,age,device,region\n1,55+,tablet,west\n2,18-24,mobile,\n3,25-34,desktop,east\n")
+put("tables", "item-features.tsv", "id\tcategory\tgenres\nad1\tfood\tA|B\nad2\ttravel\t\n")
+put("tables", "u.user", "1|24|M|technician|85711\n2|53|F|other|94043\n")
+put("tables", "u.item", "1|Some Film (1995)|01-Jan-1995||http://x|0|0|0|1|1|1|0|0|0|0|0|0|0|0|0|0|0|0|0\n"
+                        "2|Other Film (1996)|01-Jan-1996||http://y|0|1|1|0|0|0|0|0|0|0|0|0|0|0|0|0|0|1|0\n")
+put("tables", "movies.csv", 'movieId,title,genres\n10,"Space War, The (1999)",Drama|Sci-Fi\n20,Love (2001),(no genres listed)\n')
+put("tables", "tags.csv", "userId,movieId,tag,timestamp\n1,10,space,1500000000\n2,10,Space,1500000001\n2,20,\"love, loss\",1500000002\n")
+put("tables", "id-text.tsv", "10\ta film about space\n20\tlove\n")
+put("tables", "items.tsv", "index\tid\ttitle\tgenres\n0\t10\tSpace War\tDrama\n1\t20\tLove\tComedy|Drama\n")
+put("tables", "queries.jsonl", '{"item":1,"test":false,"text":"space","time":5}\n{"item":0,"test":true,"text":"love","time":9}\n')
+put("tables", "tags.csv.gz", gzip.compress(b"userId,movieId,tag,timestamp\n1,10,space,1500000000\n", mtime=0))

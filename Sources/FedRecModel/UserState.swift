@@ -19,6 +19,8 @@ public struct UserState: Sendable {
     public var residualLength = 0
     private var slot: [Int32: Int]
 
+    /// A state of `users` (distinct; a repeated one is a programming error: `load` checks a
+    /// file's), every parameter 0.
     public init(dim: Int, users: [Int32] = []) {
         self.dim = dim
         self.users = users.sorted()
@@ -150,8 +152,11 @@ public struct UserState: Sendable {
         let users = try file.tensors.int32s(TensorName.users)
         try file.tensors.require(TensorName.userEmbedding, .f32, [users.count, config.dim])
         try file.tensors.require(TensorName.userBias, .f32, [users.count])
+        // Checked before the state is built: its index of users takes each once.
+        guard zip(users, users.dropFirst()).allSatisfy({ $0 < $1 }) else {
+            throw FedRecError(.corrupt, file: path, "users are not sorted and unique")
+        }
         var state = UserState(dim: config.dim, users: users)
-        guard state.users == users else { throw FedRecError(.corrupt, file: path, "users are not sorted and unique") }
         state.embedding = try file.tensors.floats(TensorName.userEmbedding)
         state.bias = try file.tensors.floats(TensorName.userBias)
         (state.residuals, state.residualLength) = try readResiduals(file)
