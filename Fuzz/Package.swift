@@ -10,15 +10,19 @@ import PackageDescription
 ///
 /// Each harness is an executable with no top-level code (`-parse-as-library`) that exports
 /// `LLVMFuzzerTestOneInput`; the seed corpora are in `Fuzz/corpus/<harness>/`.
-let harnesses = ["fuzz-safetensors", "fuzz-shard", "fuzz-ratings", "fuzz-npy", "fuzz-json", "fuzz-fedrec-files", "fuzz-tables"]
+let harnesses = ["fuzz-safetensors", "fuzz-shard", "fuzz-ratings", "fuzz-npy", "fuzz-json", "fuzz-fedrec-files", "fuzz-tables", "fuzz-secagg-server"]
+/// The harnesses past the container share `FuzzSupport` (resealing an input, scratch files).
+let supported: Set = ["fuzz-fedrec-files", "fuzz-tables", "fuzz-secagg-server"]
 
 let package = Package(
     name: "fedrec-fuzz",
     dependencies: [.package(name: "fedrec", path: "..")],
-    targets: harnesses.map {
+    targets: [
+        .target(name: "FuzzSupport", dependencies: [.product(name: "FedRecCore", package: "fedrec")])
+    ] + harnesses.map {
         .executableTarget(
             name: $0,
-            dependencies: [.product(name: "FedRecCore", package: "fedrec")],
+            dependencies: [.product(name: "FedRecCore", package: "fedrec")] + (supported.contains($0) ? ["FuzzSupport"] : []),
             swiftSettings: [.unsafeFlags(["-parse-as-library"])])
     }
 )

@@ -1,4 +1,5 @@
 import FedRecCore
+import FuzzSupport
 
 #if canImport(Glibc)
 import Glibc
@@ -20,52 +21,14 @@ import Darwin
 /// an input becomes are deleted before the next input.
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzFedRecFiles(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
-    let input = MappedFile(path: "fuzz.safetensors", contents: UnsafeBufferPointer(start: data, count: size))
-    guard let tensors = try? SafeTensorsFile(file: input), let resealed = resealed(tensors) else { return 0 }
     let path = scratch + ".safetensors", sessionPath = scratch + "-session.safetensors"
     defer {
         unlink(path)
         unlink(sessionPath)
     }
-    guard (try? resealed.write(to: path, durable: false)) != nil else { return 0 }
+    guard let tensors = writeResealed(data, size, to: path) else { return 0 }
     readEverything(path, session: session(of: tensors, at: sessionPath))
     return 0
-}
-
-/// The harness's files: one pair per process, in TMPDIR.
-let scratch = (getenv("TMPDIR").map { String(cString: $0) } ?? "/tmp") + "/fedrec-fuzz-files-\(getpid())"
-
-/// The input's metadata and tensors as `SafeTensorsWriter` writes them, with fresh
-/// checksums; nil when a tensor has a dtype the writer has no payload for.
-func resealed(_ tensors: SafeTensorsFile) -> SafeTensorsWriter? {
-    var metadata = tensors.metadata
-    let chunked = metadata["checksum_chunk"] != nil
-    for key in ["checksum", "checksum_chunk", "header_checksum"] { metadata[key] = nil }
-    var writer = SafeTensorsWriter(metadata: metadata, checksummed: true)
-    writer.chunkedChecksum = chunked
-    for name in tensors.names where name != ChunkedChecksum.tensorName {
-        guard let info = try? tensors.info(name) else { return nil }
-        let raw = tensors.bytes(of: info)
-        switch info.dtype {
-        case .f64: writer.add(name, shape: info.shape, .f64(elements(raw)))
-        case .f32: writer.add(name, shape: info.shape, .f32(elements(raw)))
-        case .i64: writer.add(name, shape: info.shape, .i64(elements(raw)))
-        case .u64: writer.add(name, shape: info.shape, .u64(elements(raw)))
-        case .i32: writer.add(name, shape: info.shape, .i32(elements(raw)))
-        case .u8: writer.add(name, shape: info.shape, .u8(elements(raw)))
-        default: return nil
-        }
-    }
-    return writer
-}
-
-/// The elements of `raw`, copied (the input's bytes need not be aligned).
-func elements<T: BitwiseCopyable>(_ raw: UnsafeRawBufferPointer) -> [T] {
-    let count = raw.count / MemoryLayout<T>.stride
-    return [T](unsafeUninitializedCapacity: count) { buffer, initialized in
-        UnsafeMutableRawBufferPointer(buffer).copyMemory(from: UnsafeRawBufferPointer(rebasing: raw[0..<(count * MemoryLayout<T>.stride)]))
-        initialized = count
-    }
 }
 
 /// The session the input names (its metadata written as a session file and read back), so
@@ -110,7 +73,5 @@ func readEverything(_ path: String, session: SecAggSession) {
     attempt { _ = try SecAggStateFile.read(path, session: session) }
 }
 
-/// Runs `body`; a `FedRecError` is the expected refusal of bad input, anything else a bug.
-func attempt(_ body: () throws -> Void) {
-    do { try body() } catch is FedRecError {} catch { fatalError("not a FedRecError: \(error)") }
-}
+/// The harness's files: one pair per process.
+let scratch = scratchPath("files")

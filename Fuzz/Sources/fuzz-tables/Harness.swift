@@ -1,4 +1,5 @@
 import FedRecCore
+import FuzzSupport
 
 #if canImport(Glibc)
 import Glibc
@@ -42,8 +43,8 @@ public func fuzzTables(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
     return 0
 }
 
-/// The harness's file: one per process, in TMPDIR.
-let scratch = (getenv("TMPDIR").map { String(cString: $0) } ?? "/tmp") + "/fedrec-fuzz-tables-\(getpid()).csv"
+/// The harness's file: one per process.
+let scratch = scratchPath("tables") + ".csv"
 
 /// Writes `bytes` to `path` (created or truncated); false when it cannot.
 func writeFile(_ bytes: UnsafeBufferPointer<UInt8>, to path: String) -> Bool {
@@ -57,9 +58,4 @@ func writeFile(_ bytes: UnsafeBufferPointer<UInt8>, to path: String) -> Bool {
         offset += n
     }
     return true
-}
-
-/// Runs `body`; a `FedRecError` is the expected refusal of bad input, anything else a bug.
-func attempt(_ body: () throws -> Void) {
-    do { try body() } catch is FedRecError {} catch { fatalError("not a FedRecError: \(error)") }
 }
