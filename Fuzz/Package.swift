@@ -10,9 +10,9 @@ import PackageDescription
 ///
 /// Each harness is an executable with no top-level code (`-parse-as-library`) that exports
 /// `LLVMFuzzerTestOneInput`; the seed corpora are in `Fuzz/corpus/<harness>/`.
-let harnesses = ["fuzz-safetensors", "fuzz-shard", "fuzz-ratings", "fuzz-npy", "fuzz-json", "fuzz-fedrec-files", "fuzz-tables", "fuzz-secagg-server", "fuzz-secagg-party"]
+let harnesses = ["fuzz-safetensors", "fuzz-shard", "fuzz-ratings", "fuzz-npy", "fuzz-json", "fuzz-fedrec-files", "fuzz-tables", "fuzz-secagg-server", "fuzz-secagg-party", "fuzz-report"]
 /// The harnesses past the container share `FuzzSupport` (resealing an input, scratch files).
-let supported: Set = ["fuzz-fedrec-files", "fuzz-tables", "fuzz-secagg-server", "fuzz-secagg-party"]
+let supported: Set = ["fuzz-fedrec-files", "fuzz-tables", "fuzz-secagg-server", "fuzz-secagg-party", "fuzz-report"]
 
 let package = Package(
     name: "fedrec-fuzz",

@@ -13,7 +13,7 @@
 # written); a crash stops the run and is written to .build-fuzz/artifacts/TARGET-crash-*,
 # which `.build-fuzz/release/fuzz-TARGET FILE` replays.
 
-FUZZ_TARGETS    ?= safetensors shard ratings npy json fedrec-files tables secagg-server secagg-party
+FUZZ_TARGETS    ?= safetensors shard ratings npy json fedrec-files tables secagg-server secagg-party report
 FUZZ_TIME       ?= 300
 FUZZ_SMOKE_TIME ?= 7
 FUZZ_ARGS       ?=

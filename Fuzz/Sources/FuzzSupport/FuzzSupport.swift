@@ -50,6 +50,20 @@ public func writeResealed(_ data: UnsafePointer<UInt8>?, _ size: Int, to path: S
     return tensors
 }
 
+/// Writes `bytes` to `path` (created or truncated, mode 600); false when it cannot.
+public func writeFile(_ bytes: UnsafeRawBufferPointer, to path: String) -> Bool {
+    let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+    guard fd >= 0 else { return false }
+    defer { close(fd) }
+    var offset = 0
+    while offset < bytes.count, let base = bytes.baseAddress {
+        let n = write(fd, base + offset, bytes.count - offset)
+        guard n > 0 else { return false }
+        offset += n
+    }
+    return true
+}
+
 /// The elements of `raw`, copied (the input's bytes need not be aligned).
 func elements<T: BitwiseCopyable>(_ raw: UnsafeRawBufferPointer) -> [T] {
     let count = raw.count / MemoryLayout<T>.stride

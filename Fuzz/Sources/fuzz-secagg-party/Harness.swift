@@ -56,16 +56,6 @@ let scratch = scratchPath("party")
 
 /// Copies `source` to `destination` (mode 600, as a state is); false when it cannot.
 func copy(_ source: String, to destination: String) -> Bool {
-    guard let bytes = try? MappedFile(path: source) else { return false }
-    let fd = open(destination, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
-    guard fd >= 0 else { return false }
-    defer { close(fd) }
-    var offset = 0
-    let raw = bytes.bytes
-    while offset < raw.count {
-        let n = write(fd, raw.baseAddress! + offset, raw.count - offset)
-        guard n > 0 else { return false }
-        offset += n
-    }
-    return true
+    guard let file = try? MappedFile(path: source) else { return false }
+    return withExtendedLifetime(file) { writeFile(file.bytes, to: destination) }
 }

@@ -34,7 +34,7 @@ public func fuzzTables(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
     // The path readers, on the input as a file (compressed inputs are detected by magic).
     let path = scratch
     defer { unlink(path) }
-    guard writeFile(input, to: path) else { return 0 }
+    guard writeFile(UnsafeRawBufferPointer(input), to: path) else { return 0 }
     attempt { _ = try ItemTextReader.read(path: path) }
     attempt { _ = try QueryLogReader.read(path: path) }
     attempt { _ = try DatasetTables.readItems(path) }
@@ -45,17 +45,3 @@ public func fuzzTables(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
 
 /// The harness's file: one per process.
 let scratch = scratchPath("tables") + ".csv"
-
-/// Writes `bytes` to `path` (created or truncated); false when it cannot.
-func writeFile(_ bytes: UnsafeBufferPointer<UInt8>, to path: String) -> Bool {
-    let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
-    guard fd >= 0 else { return false }
-    defer { close(fd) }
-    var offset = 0
-    while offset < bytes.count {
-        let n = write(fd, bytes.baseAddress! + offset, bytes.count - offset)
-        guard n > 0 else { return false }
-        offset += n
-    }
-    return true
-}
