@@ -5,7 +5,7 @@
 #   make fuzz                     each harness for FUZZ_TIME seconds (default 300), in turn
 #   make fuzz FUZZ_TARGETS=json   one harness
 #   make fuzz FUZZ_ARGS=-runs=10000000   a number of executions instead of a time
-#   make fuzz-smoke               each harness for a few seconds (about 50 s in all)
+#   make fuzz-smoke               each harness for a few seconds (about 90 s in all)
 #   make fuzz-run                 as make fuzz, without building first
 #
 # One process at a time (no -jobs/-workers): the project's machines have two cores. New
