@@ -9,7 +9,8 @@ import Darwin
 
 /// libFuzzer harness for fl-report: a run directory whose files are the input, cut at each
 /// line `%%` into `metrics.jsonl`, `rounds.jsonl`, `config`, `popularity.jsonl` and
-/// `ledger.jsonl` (as many as there are parts), read by `RunRecord` and rendered as the
+/// `ledger.jsonl` (as many as there are parts; the ledger's hash chain made good, so its
+/// values reach the accountant), read by `RunRecord` and rendered as the
 /// text and the HTML report (its charts scale whatever numbers the lines hold), the run
 /// beside itself as fl-report compares runs. A run a crash cut short, or edited by hand, may
 /// be refused, never trap. The directory is removed before the next input. Any error must
@@ -26,7 +27,8 @@ public func fuzzReport(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
     }
     for (part, name) in zip(parts, names) {
         let path = directory + "/" + name
-        guard part.withUnsafeBytes({ writeFile($0, to: path) }) else { return 0 }
+        let bytes = name == "ledger.jsonl" ? rechained(part) : Array(part)
+        guard bytes.withUnsafeBytes({ writeFile($0, to: path) }) else { return 0 }
         written.append(path)
     }
     attempt {
@@ -36,6 +38,25 @@ public func fuzzReport(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
         _ = HTMLReport(runs: [run], generator: "fuzz").render()
     }
     return 0
+}
+
+/// A ledger's lines with their hash chain made good, as whoever edits a ledger can: each
+/// line that is a JSON object gets `prev` = the SHA-256 of the line before (in canonical
+/// form, as the ledger writes it), so the accountant's checks of the values are reached.
+/// Other lines are kept as they are.
+func rechained(_ part: ArraySlice<UInt8>) -> [UInt8] {
+    var out = [UInt8]()
+    var prev = sha256Hex([UInt8]())
+    for line in part.split(separator: 0x0A, omittingEmptySubsequences: false).dropLast(part.last == 0x0A ? 1 : 0) {
+        var bytes = Array(line)
+        if case .object(var object)? = try? bytes.withUnsafeBytes({ try JSONValue.parse($0) }) {
+            object["prev"] = .string(prev)
+            bytes = Array(JSONValue.object(object).canonicalText.utf8)
+        }
+        prev = sha256Hex(bytes)
+        out += bytes + [0x0A]
+    }
+    return out
 }
 
 /// The input's parts between lines `%%`.
